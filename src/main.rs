@@ -1,1 +1,115 @@
-fn main() {}
+//! The `ssehub` binary: load and validate config, start logging, bind,
+//! serve until a signal, drain, exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use ssehub::app::App;
+use ssehub::config::{Config, EXIT_BAD_CONFIG};
+use ssehub::shutdown::Signals;
+use ssehub::{listener, telemetry};
+
+/// Server-Sent Events fan-out hub.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file; `SSEHUB_*` environment variables override it.
+    #[arg(long, env = "SSEHUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the merged configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Print the OpenAPI spec and exit.
+    #[arg(long)]
+    print_openapi: bool,
+}
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ssehub: configuration error: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    if cli.print_config {
+        print!("{}", config.to_masked_toml());
+        return ExitCode::SUCCESS;
+    }
+    if cli.print_openapi {
+        println!("{}", ssehub::http::api_service().spec());
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ssehub: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config, started))
+}
+
+async fn run(config: Config, started: Instant) -> ExitCode {
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match listener::bind(config.listen) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, listen = %config.listen, "cannot listen; check `listen`");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match App::build(config, listener) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("ssehub: configuration error: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    tracing::info!(
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "listening on {}",
+        app.local_addr()
+    );
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let first = signals.next().await;
+        tracing::info!(
+            signal = first,
+            "shutdown signal: draining (send it again to exit at once)"
+        );
+        let _ = first_tx.send(());
+        let second = signals.next().await;
+        tracing::warn!(
+            signal = second,
+            "second signal: exiting now without finishing the drain"
+        );
+        std::process::exit(130);
+    });
+    match app
+        .serve(async {
+            let _ = first_rx.await;
+        })
+        .await
+    {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

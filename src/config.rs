@@ -1,0 +1,493 @@
+//! The one typed configuration of ssehub, layered by figment:
+//! built-in defaults < TOML file (`--config` / `SSEHUB_CONFIG`) < `SSEHUB_*`
+//! environment variables (nested keys joined with `__`).
+//!
+//! Everything is validated here, before any port is bound, so a bad value
+//! stops the process with a message that names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Heartbeat default: well below nginx's 60 s `proxy_read_timeout` and the
+/// 30–60 s idle timeouts of common cloud load balancers.
+pub const HEARTBEAT_DEFAULT: Duration = Duration::from_secs(15);
+/// Events kept per topic for `Last-Event-ID` resume (Mercure and Centrifugo
+/// default to a few hundred to a few thousand).
+pub const HISTORY_SIZE_DEFAULT: usize = 1_000;
+/// How long an event stays resumable: long enough for a laptop lid close.
+pub const HISTORY_TTL_DEFAULT: Duration = Duration::from_secs(3_600);
+/// `retry:` hint on connect; browsers default to about 3 s as well.
+pub const STREAM_RETRY_DEFAULT: Duration = Duration::from_secs(3);
+/// Events a subscriber may fall behind the live feed of a topic before it
+/// must catch up from history. Only bursts need to fit: history is the real
+/// bound, so this stays small to keep per-topic memory low (64 slots ≈ 3 KiB).
+pub const STREAM_QUEUE_DEFAULT: usize = 64;
+/// Open streams per process; each costs a few KiB and one file descriptor.
+pub const MAX_SUBSCRIBERS_DEFAULT: usize = 10_000;
+/// Topics one connection may follow; browsers allow ~6 connections per
+/// origin, so multiplexing topics is the norm, but unbounded lists are abuse.
+pub const MAX_TOPICS_PER_SUBSCRIPTION_DEFAULT: usize = 16;
+/// Largest `data` of one event, in bytes (as sent on the wire).
+pub const MAX_EVENT_BYTES_DEFAULT: usize = 64 * 1024;
+/// Largest publish request body in bytes (a batch holds many events).
+pub const MAX_BODY_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Readiness turns 503 and the hub keeps serving this long, so load
+/// balancers stop routing new clients here before anything closes.
+pub const DRAIN_DELAY_DEFAULT: Duration = Duration::from_secs(5);
+/// Stream closes are spread over this window so that clients reconnect to
+/// the other replicas gradually instead of in one storm.
+pub const DRAIN_SPREAD_DEFAULT: Duration = Duration::from_secs(10);
+/// Hard deadline from the signal to exit; Kubernetes' grace period must be
+/// longer than this plus the preStop delay.
+pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Exit code for a configuration error (`EX_CONFIG`-like; sysexits' EX_USAGE).
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    pub heartbeat: HeartbeatConfig,
+    pub history: HistoryConfig,
+    pub stream: StreamConfig,
+    pub limits: LimitsConfig,
+    pub cors: CorsConfig,
+    pub drain: DrainConfig,
+    pub log: LogConfig,
+    pub backplane: BackplaneConfig,
+    pub auth: AuthConfig,
+    pub event_stream: EventStreamConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// A comment line is sent after this much silence on a stream; 0 disables.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Events kept per topic.
+    pub size: usize,
+    /// Age after which an event is no longer resumable.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Reconnection delay suggested to clients (`retry:` field).
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+    /// Per-topic live queue length (events), see [`STREAM_QUEUE_DEFAULT`].
+    pub queue: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_subscribers: usize,
+    pub max_topics_per_subscription: usize,
+    pub max_event_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to subscribe/publish from a browser; `["*"]` allows any.
+    /// Empty: no CORS headers (same-origin only).
+    pub allowed_origins: Vec<String>,
+    /// Whether cookies/credentials may be sent cross-origin (not with `*`).
+    pub allow_credentials: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainConfig {
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub spread: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `ssehub=debug,poem=info`); `RUST_LOG` wins.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackplaneKind {
+    /// One process; ids and history in memory.
+    #[default]
+    Memory,
+    /// Several replicas sharing events through Redis (not built yet).
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackplaneConfig {
+    pub kind: BackplaneKind,
+    pub redis: RedisConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; may carry a password, so it is masked in output.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer keys accepted on publish routes. Empty (with no file): open.
+    pub publish_keys: Vec<String>,
+    /// A file with one publish key per line (a mounted Kubernetes Secret).
+    pub publish_keys_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventStreamConfig {
+    /// Topic behind the seeds' `POST/GET /event-stream` routes.
+    pub topic: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            heartbeat: HeartbeatConfig::default(),
+            history: HistoryConfig::default(),
+            stream: StreamConfig::default(),
+            limits: LimitsConfig::default(),
+            cors: CorsConfig::default(),
+            drain: DrainConfig::default(),
+            log: LogConfig::default(),
+            backplane: BackplaneConfig::default(),
+            auth: AuthConfig::default(),
+            event_stream: EventStreamConfig::default(),
+        }
+    }
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            interval: HEARTBEAT_DEFAULT,
+        }
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            size: HISTORY_SIZE_DEFAULT,
+            ttl: HISTORY_TTL_DEFAULT,
+        }
+    }
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            retry: STREAM_RETRY_DEFAULT,
+            queue: STREAM_QUEUE_DEFAULT,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_subscribers: MAX_SUBSCRIBERS_DEFAULT,
+            max_topics_per_subscription: MAX_TOPICS_PER_SUBSCRIPTION_DEFAULT,
+            max_event_bytes: MAX_EVENT_BYTES_DEFAULT,
+            max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        Self {
+            delay: DRAIN_DELAY_DEFAULT,
+            spread: DRAIN_SPREAD_DEFAULT,
+            timeout: DRAIN_TIMEOUT_DEFAULT,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for EventStreamConfig {
+    fn default() -> Self {
+        Self {
+            topic: "event-stream".to_owned(),
+        }
+    }
+}
+
+/// Why the configuration could not be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Parse(Box<figment::Error>),
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("cannot read `auth.publish_keys_file` {path}: {source}")]
+    KeysFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Loads defaults < `file` (when given) < `SSEHUB_*` environment, then
+    /// validates. An explicitly named file that does not exist is an error
+    /// (figment's `Toml::file` would silently skip it).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("SSEHUB_").split("__"))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // `SSEHUB_CONFIG` names the file; it is not a key of the config.
+        let env = env.ignore(&["config"]);
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|error| ConfigError::Parse(Box::new(error)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the relations serde can't express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            }
+        }
+        if self.history.size == 0 {
+            return Err(invalid(
+                "history.size",
+                "must be at least 1 (resume needs history)",
+            ));
+        }
+        if self.history.ttl.is_zero() {
+            return Err(invalid("history.ttl", "must be longer than 0s"));
+        }
+        if self.stream.queue == 0 {
+            return Err(invalid("stream.queue", "must be at least 1"));
+        }
+        if self.stream.retry.is_zero() {
+            return Err(invalid(
+                "stream.retry",
+                "must be longer than 0s (clients would reconnect in a tight loop)",
+            ));
+        }
+        if self.limits.max_subscribers == 0 {
+            return Err(invalid("limits.max_subscribers", "must be at least 1"));
+        }
+        if self.limits.max_topics_per_subscription == 0 {
+            return Err(invalid(
+                "limits.max_topics_per_subscription",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_event_bytes == 0 {
+            return Err(invalid("limits.max_event_bytes", "must be at least 1"));
+        }
+        if self.limits.max_body_bytes < self.limits.max_event_bytes {
+            return Err(invalid(
+                "limits.max_body_bytes",
+                format!(
+                    "must be at least limits.max_event_bytes ({})",
+                    self.limits.max_event_bytes
+                ),
+            ));
+        }
+        if self.drain.timeout < self.drain.delay {
+            return Err(invalid(
+                "drain.timeout",
+                format!(
+                    "must be at least drain.delay ({})",
+                    humantime::format_duration(self.drain.delay)
+                ),
+            ));
+        }
+        if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
+            return Err(invalid(
+                "cors.allow_credentials",
+                "cannot be true with allowed_origins [\"*\"]; list the origins",
+            ));
+        }
+        if crate::hub::TopicName::parse(&self.event_stream.topic).is_err() {
+            return Err(invalid(
+                "event_stream.topic",
+                crate::hub::TOPIC_RULE.to_owned(),
+            ));
+        }
+        if self.backplane.kind == BackplaneKind::Redis {
+            return Err(invalid(
+                "backplane.kind",
+                "the redis backplane is not available in this build; use \"memory\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Publish keys from `auth.publish_keys` and `auth.publish_keys_file`.
+    pub fn publish_keys(&self) -> Result<Vec<String>, ConfigError> {
+        let mut keys: Vec<String> = self.auth.publish_keys.clone();
+        if let Some(path) = &self.auth.publish_keys_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeysFile {
+                path: path.clone(),
+                source,
+            })?;
+            keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(keys)
+    }
+
+    /// The merged configuration as TOML with secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        for key in &mut shown.auth.publish_keys {
+            *key = "***".to_owned();
+        }
+        if let Some(at) = shown.backplane.redis.url.find('@') {
+            let scheme_end = shown.backplane.redis.url.find("://").map_or(0, |i| i + 3);
+            shown
+                .backplane
+                .redis
+                .url
+                .replace_range(scheme_end..at, "***");
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_from(pairs: &[(&str, &str)]) -> Env {
+        // figment's Env reads the process environment; tests give it a
+        // private prefix so they don't race with each other.
+        let prefix = format!("SSEHUB_TEST_{}_", fastrand::u64(..));
+        for (key, value) in pairs {
+            // SAFETY: each test uses a unique variable prefix, so no other
+            // thread reads these variables concurrently.
+            unsafe { std::env::set_var(format!("{prefix}{key}"), value) };
+        }
+        Env::prefixed(&prefix).split("__")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let config = Config::load_from(None, env_from(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.heartbeat.interval, HEARTBEAT_DEFAULT);
+    }
+
+    #[test]
+    fn file_then_env_layering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssehub.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\n[heartbeat]\ninterval = \"5s\"\n[history]\nsize = 10\n",
+        )
+        .unwrap();
+        let config = Config::load_from(
+            Some(&path),
+            env_from(&[("HISTORY__SIZE", "20"), ("STREAM__RETRY", "500ms")]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.heartbeat.interval, Duration::from_secs(5));
+        assert_eq!(config.history.size, 20, "env wins over file");
+        assert_eq!(config.stream.retry, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let error =
+            Config::load_from(Some(Path::new("no/such/file.toml")), env_from(&[])).unwrap_err();
+        assert!(matches!(error, ConfigError::MissingFile(_)), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let error = Config::load_from(None, env_from(&[("HISTORY__SIZE", "many")])).unwrap_err();
+        assert!(error.to_string().contains("history.size"), "{error}");
+        let error = Config::load_from(None, env_from(&[("HISTORY__SIZE", "0")])).unwrap_err();
+        assert!(error.to_string().contains("history.size"), "{error}");
+        let error =
+            Config::load_from(None, env_from(&[("HEARTBEAT__INTERVAL", "soon")])).unwrap_err();
+        assert!(error.to_string().contains("heartbeat.interval"), "{error}");
+    }
+
+    #[test]
+    fn masked_output_hides_secrets() {
+        let mut config = Config::default();
+        config.auth.publish_keys = vec!["s3cret".into()];
+        config.backplane.redis.url = "redis://user:pw@localhost:6379".into();
+        let shown = config.to_masked_toml();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://***@localhost:6379"), "{shown}");
+    }
+}

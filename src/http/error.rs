@@ -1,0 +1,251 @@
+//! Every error the HTTP API answers is built here, as
+//! `application/problem+json` (RFC 9457) with a message a person can act on.
+//! Domain errors map to statuses in one place ([`ApiError`]'s `From` impls);
+//! errors raised by poem or poem-openapi before a handler runs (bad JSON,
+//! wrong content type, unknown route) are rewritten by [`problem_for_poem_error`].
+
+use std::time::Duration;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{IntoResponse, Response};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::hub::{InvalidEventType, InvalidTopicName, PublishError, SubscribeError};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem, stable for programs to match on.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request and how to fix it.
+    pub detail: String,
+}
+
+/// An error answer: status, problem document and any headers it needs.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub slug: &'static str,
+    pub detail: String,
+    /// Sent as `Retry-After` (whole seconds) on 429 and 503.
+    pub retry_after: Option<Duration>,
+}
+
+/// Seconds a client should wait before publishing again to a hub that is
+/// draining or whose backplane is down: long enough for a load balancer to
+/// route elsewhere or Redis to come back.
+const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
+
+impl ApiError {
+    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            slug,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, slug, detail)
+    }
+
+    pub fn unavailable(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER_UNAVAILABLE),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, slug, detail)
+        }
+    }
+
+    /// Prefixes the detail with the place in the request it is about
+    /// (e.g. `events[3]`), so a rejected batch names the bad item.
+    pub fn at(mut self, place: &str) -> Self {
+        self.detail = format!("{place}: {}", self.detail);
+        self
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: format!("urn:ssehub:problem:{}", self.slug),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.problem().to_json_string();
+        let mut response = Response::builder()
+            .status(self.status)
+            .header(header::CONTENT_TYPE, PROBLEM_JSON)
+            .body(body);
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<ApiError> for poem::Error {
+    fn from(error: ApiError) -> Self {
+        poem::Error::from_response(error.into_response())
+    }
+}
+
+/// The statuses any API operation may answer with a problem document.
+const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
+    (
+        400,
+        "Malformed request: bad JSON, unknown field, bad topic name",
+    ),
+    (401, "Missing or wrong bearer key"),
+    (413, "Event or body larger than the configured limit"),
+    (415, "Content-Type is not application/json"),
+    (422, "A field has a value the hub can't accept"),
+    (
+        503,
+        "Draining or backplane down; retry after `Retry-After` seconds",
+    ),
+];
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: DOCUMENTED_STATUSES
+                .iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(*status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: PROBLEM_JSON,
+                        schema: <Problem as poem_openapi::types::Type>::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <Problem as poem_openapi::types::Type>::register(registry);
+    }
+}
+
+impl From<InvalidTopicName> for ApiError {
+    fn from(error: InvalidTopicName) -> Self {
+        Self::bad_request("invalid-topic", error.to_string())
+    }
+}
+
+impl From<InvalidEventType> for ApiError {
+    fn from(error: InvalidEventType) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-event-type",
+            error.to_string(),
+        )
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        match error {
+            PublishError::Closing => Self::unavailable("draining", error.to_string()),
+            PublishError::TooLarge { index, .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "event-too-large",
+                error.to_string(),
+            )
+            .at(&format!("events[{index}]")),
+            PublishError::Empty => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty-batch",
+                "`events` must hold at least one event",
+            ),
+            PublishError::Backplane(_) => {
+                Self::unavailable("backplane-unavailable", error.to_string())
+            }
+        }
+    }
+}
+
+impl From<SubscribeError> for ApiError {
+    fn from(error: SubscribeError) -> Self {
+        match error {
+            SubscribeError::NoTopics => Self::bad_request("no-topic", error.to_string()),
+            SubscribeError::TooManyTopics { .. } => {
+                Self::bad_request("too-many-topics", error.to_string())
+            }
+            // The SSE route sheds these with `200` + `retry:` instead (see
+            // `http::subscribe`): EventSource never retries after a 503.
+            SubscribeError::Closing | SubscribeError::AtCapacity { .. } => {
+                Self::unavailable("unavailable", error.to_string())
+            }
+        }
+    }
+}
+
+/// Turns an error raised outside our handlers into a problem document.
+pub fn problem_for_poem_error(error: poem::Error) -> Response {
+    if error.is_from_response() {
+        // Already an answer we built (an `ApiError`).
+        return error.into_response();
+    }
+    let status = error.status();
+    let message = error.to_string();
+    let api_error = if error.is::<poem_openapi::error::ContentTypeError>() {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("{message}; send `Content-Type: application/json`"),
+        )
+    } else if error.is::<poem_openapi::error::ParseRequestPayloadError>() {
+        ApiError::bad_request("malformed-body", payload_message(&message))
+    } else if error.is::<poem_openapi::error::ParseParamError>() {
+        ApiError::bad_request("malformed-parameter", message)
+    } else if error.is::<poem::error::NotFoundError>() {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no such route; the API is described at /openapi.json and /docs",
+        )
+    } else if error.is::<poem::error::MethodNotAllowedError>() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "this route does not take that method; see /openapi.json",
+        )
+    } else {
+        ApiError::new(status, "http-error", message)
+    };
+    api_error.into_response()
+}
+
+/// poem-openapi's payload messages start with its own prefix; keep the part
+/// that says what is wrong.
+fn payload_message(message: &str) -> String {
+    let reason = message
+        .strip_prefix("parse request payload error: ")
+        .unwrap_or(message);
+    format!("the request body is not a valid request: {reason}")
+}

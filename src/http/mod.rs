@@ -1,0 +1,105 @@
+//! The HTTP surface: thin handlers that turn requests into hub calls and
+//! domain results into responses. Routes, the OpenAPI spec and middleware
+//! are assembled in [`routes`].
+
+mod auth;
+mod body_limit;
+mod error;
+mod health;
+mod publish;
+mod seed;
+mod sse;
+
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+pub use auth::PublishKeys;
+pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use seed::SeedTopic;
+
+use crate::config::CorsConfig;
+use crate::hub::Hub;
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Send events to topics.
+    Publish,
+    /// Receive events over Server-Sent Events.
+    Subscribe,
+    /// The tutorial-compatible `/event-stream` routes.
+    Seed,
+    /// Probes for load balancers and orchestrators.
+    Operations,
+}
+
+/// What the routes need besides the hub.
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+    pub cors: CorsConfig,
+    pub publish_keys: PublishKeys,
+    pub seed_topic: SeedTopic,
+}
+
+/// The OpenAPI service, also used to print the spec.
+pub fn api_service() -> OpenApiService<
+    (
+        publish::PublishApi,
+        sse::SubscribeApi,
+        seed::SeedApi,
+        health::HealthApi,
+    ),
+    (),
+> {
+    OpenApiService::new(
+        (
+            publish::PublishApi,
+            sse::SubscribeApi,
+            seed::SeedApi,
+            health::HealthApi,
+        ),
+        "ssehub",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Server-Sent Events fan-out hub: publish events over HTTP, subscribe over SSE, \
+         resume after a reconnect with Last-Event-ID, with nothing lost silently.",
+    )
+}
+
+/// Every route, the spec, Swagger UI, and the middleware around them.
+pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
+    let api = api_service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let route = Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs);
+    let endpoint = route
+        .with(body_limit::BodyLimit {
+            max_bytes: settings.max_body_bytes,
+        })
+        .data(hub)
+        .data(settings.publish_keys)
+        .data(settings.seed_topic)
+        .catch_all_error(|error| async move { error::problem_for_poem_error(error) });
+    endpoint
+        .with_if(
+            !settings.cors.allowed_origins.is_empty(),
+            cors(&settings.cors),
+        )
+        .into_endpoint()
+}
+
+fn cors(config: &CorsConfig) -> Cors {
+    let cors = Cors::new()
+        .allow_credentials(config.allow_credentials)
+        .allow_headers(["authorization", "content-type", "last-event-id"])
+        .expose_headers(["retry-after"]);
+    if config.allowed_origins.iter().any(|origin| origin == "*") {
+        cors
+    } else {
+        cors.allow_origins(config.allowed_origins.iter().map(String::as_str))
+    }
+}

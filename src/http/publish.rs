@@ -1,0 +1,225 @@
+//! Publish routes: one event to a topic, or a batch across topics.
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use std::borrow::Cow;
+
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::Value;
+
+use super::ApiTags;
+use super::auth::PublishKeys;
+use super::error::ApiError;
+use crate::hub::{EventDraft, EventType, Hub, TopicName};
+
+/// Longest `retry` an event may set on clients: a day. Longer values are
+/// almost certainly unit mistakes (seconds vs milliseconds... of a year).
+const MAX_EVENT_RETRY_MS: u64 = 24 * 3600 * 1000;
+
+/// An event's `data`: any JSON value, but present. (poem-openapi reads a
+/// missing `serde_json::Value` as `null`; a publisher that forgot the field
+/// should hear about it instead.)
+#[derive(Debug, Clone)]
+pub struct EventData(pub Value);
+
+impl Type for EventData {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Value;
+    type RawElementValueType = Value;
+
+    fn name() -> Cow<'static, str> {
+        "any".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::ANY))
+    }
+
+    fn as_raw_value(&self) -> Option<&Value> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl ParseFromJSON for EventData {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        value
+            .map(Self)
+            .ok_or_else(|| ParseError::custom("`data` is required (use null for no payload)"))
+    }
+}
+
+impl ToJSON for EventData {
+    fn to_json(&self) -> Option<Value> {
+        Some(self.0.clone())
+    }
+}
+
+/// One event to publish to the topic named in the path.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// The payload. A JSON string is sent as its text; any other JSON value
+    /// is sent as compact JSON. Line breaks become several `data:` lines.
+    pub data: EventData,
+    /// SSE event type (`event:` field); subscribers listen for it with
+    /// `addEventListener(type)`. Default: `message`.
+    pub event: Option<String>,
+    /// Reconnection delay, in milliseconds, to set on receiving clients.
+    pub retry: Option<u64>,
+}
+
+/// One event of a batch.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BatchItem {
+    /// Topic to publish to.
+    pub topic: String,
+    /// See `PublishRequest.data`.
+    pub data: EventData,
+    /// See `PublishRequest.event`.
+    pub event: Option<String>,
+    /// See `PublishRequest.retry`.
+    pub retry: Option<u64>,
+}
+
+/// Several events, possibly to several topics, accepted all or none.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub events: Vec<BatchItem>,
+}
+
+/// Where an accepted event went.
+#[derive(Debug, Object)]
+pub struct Accepted {
+    /// The event's id: subscribers see it as `id:` and resume after it.
+    pub id: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Object)]
+pub struct BatchAccepted {
+    /// In the order of the request.
+    pub events: Vec<Accepted>,
+}
+
+#[derive(ApiResponse)]
+pub enum PublishResponse {
+    /// Accepted: the event has its id and is on its way to subscribers.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+}
+
+#[derive(ApiResponse)]
+pub enum BatchResponse {
+    /// Every event accepted, in order.
+    #[oai(status = 202)]
+    Accepted(Json<BatchAccepted>),
+}
+
+pub struct PublishApi;
+
+#[OpenApi(tag = "ApiTags::Publish")]
+impl PublishApi {
+    /// Publish one event
+    ///
+    /// Answers 202 once the event has an id and is in the topic's history;
+    /// an event answered 2xx is never lost while history holds it.
+    #[oai(path = "/v1/topics/:topic/events", method = "post")]
+    async fn publish(
+        &self,
+        request: &Request,
+        hub: Data<&Hub>,
+        keys: Data<&PublishKeys>,
+        /// Topic name: 1-128 of `A-Z a-z 0-9 . _ - : ~`.
+        topic: Path<String>,
+        body: Json<PublishRequest>,
+    ) -> Result<PublishResponse, ApiError> {
+        keys.authorize(request)?;
+        let Json(body) = body;
+        let draft = draft(&topic, body.data, body.event, body.retry)?;
+        let accepted = hub.publish(vec![draft]).await?;
+        let event = &accepted[0];
+        Ok(PublishResponse::Accepted(Json(Accepted {
+            id: event.id.to_string(),
+            topic: event.topic.to_string(),
+        })))
+    }
+
+    /// Publish a batch of events
+    ///
+    /// All events are accepted or none is; a bad item rejects the batch and
+    /// the error names its index (`events[3]`).
+    #[oai(path = "/v1/events", method = "post")]
+    async fn publish_batch(
+        &self,
+        request: &Request,
+        hub: Data<&Hub>,
+        keys: Data<&PublishKeys>,
+        body: Json<BatchRequest>,
+    ) -> Result<BatchResponse, ApiError> {
+        keys.authorize(request)?;
+        let Json(BatchRequest { events }) = body;
+        let drafts = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                draft(&item.topic, item.data, item.event, item.retry)
+                    .map_err(|error| error.at(&format!("events[{index}]")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let accepted = hub.publish(drafts).await?;
+        Ok(BatchResponse::Accepted(Json(BatchAccepted {
+            events: accepted
+                .iter()
+                .map(|event| Accepted {
+                    id: event.id.to_string(),
+                    topic: event.topic.to_string(),
+                })
+                .collect(),
+        })))
+    }
+}
+
+/// Turns request fields into a validated draft.
+pub fn draft(
+    topic: &str,
+    data: EventData,
+    event: Option<String>,
+    retry: Option<u64>,
+) -> Result<EventDraft, ApiError> {
+    let topic = TopicName::parse(topic)?;
+    let event_type = event.as_deref().map(EventType::parse).transpose()?;
+    let retry = match retry {
+        Some(ms) if ms > MAX_EVENT_RETRY_MS => {
+            return Err(ApiError::new(
+                poem::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-retry",
+                format!("`retry` is in milliseconds and at most {MAX_EVENT_RETRY_MS} (a day)"),
+            ));
+        }
+        other => other.map(std::time::Duration::from_millis),
+    };
+    Ok(EventDraft {
+        topic,
+        event_type,
+        retry,
+        data: data_text(data.0),
+    })
+}
+
+/// A JSON string goes on the wire as its text; anything else as compact JSON.
+fn data_text(data: Value) -> String {
+    match data {
+        Value::String(text) => text,
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,215 @@
+//! The SSE wire format. This is the one place that knows it: every frame the
+//! hub sends is built here, once per event, and then shared by reference.
+//!
+//! Rules upheld (WHATWG HTML, "Server-sent events", "Interpreting an event
+//! stream"):
+//! - data is split on LF, CR and CRLF into one `data:` line per line, so a
+//!   lone CR can't end a line early on the client and become a field;
+//! - empty data is still sent as one `data: ` line, which dispatches an event
+//!   with empty data (a frame without any data line would not be dispatched);
+//! - `id` and `event` values never contain CR, LF or NUL: ids are made by the
+//!   hub and event types are refused at publish ([`EventType::parse`]).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::event_id::EventId;
+
+/// The longest event type, in bytes. Browsers only match it to listeners.
+pub const EVENT_TYPE_MAX_BYTES: usize = 64;
+
+/// An `event:` value that can't inject a field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventType(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEventType {
+    #[error("`event` must not be empty (leave it out for the default `message`)")]
+    Empty,
+    #[error("`event` must not contain CR, LF or NUL (they would start a new SSE field)")]
+    LineBreak,
+    #[error("`event` must be at most {EVENT_TYPE_MAX_BYTES} bytes")]
+    TooLong,
+}
+
+impl EventType {
+    pub fn parse(value: &str) -> Result<Self, InvalidEventType> {
+        if value.is_empty() {
+            Err(InvalidEventType::Empty)
+        } else if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            Err(InvalidEventType::LineBreak)
+        } else if value.len() > EVENT_TYPE_MAX_BYTES {
+            Err(InvalidEventType::TooLong)
+        } else {
+            Ok(Self(value.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Splits on CRLF, LF and CR, the three line endings of the SSE grammar.
+pub fn data_lines(data: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\r', '\n']) {
+            None => {
+                rest = None;
+                Some(text)
+            }
+            Some(at) => {
+                let skip = if text[at..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&text[at + skip..]);
+                Some(&text[..at])
+            }
+        }
+    })
+}
+
+/// One complete event frame: `id`, optional `event` and `retry`, `data`
+/// lines, blank line. Sized exactly so it is one allocation.
+pub fn event_frame(
+    id: EventId,
+    event_type: Option<&EventType>,
+    retry: Option<Duration>,
+    data: &str,
+) -> Bytes {
+    let lines = data_lines(data).count();
+    let capacity = "id: ffffffffffffffff-ffffffffffffffff\n".len()
+        + event_type.map_or(0, |t| "event: \n".len() + t.as_str().len())
+        + retry.map_or(0, |_| "retry: 18446744073709551615\n".len())
+        + data.len()
+        + lines * "data: \n".len()
+        + 1;
+    let mut frame = String::with_capacity(capacity);
+    // Writing into a String can't fail.
+    let _ = writeln!(frame, "id: {id}");
+    if let Some(event_type) = event_type {
+        frame.push_str("event: ");
+        frame.push_str(event_type.as_str());
+        frame.push('\n');
+    }
+    if let Some(retry) = retry {
+        let _ = writeln!(frame, "retry: {}", retry.as_millis());
+    }
+    for line in data_lines(data) {
+        frame.push_str("data: ");
+        frame.push_str(line);
+        frame.push('\n');
+    }
+    frame.push('\n');
+    Bytes::from(frame)
+}
+
+/// First bytes of every stream: the reconnection delay, and a comment so that
+/// proxies and clients see the response open at once.
+pub fn stream_prelude(retry: Duration) -> Bytes {
+    Bytes::from(format!(
+        "retry: {}\n: ssehub stream open\n\n",
+        retry.as_millis()
+    ))
+}
+
+/// A reconnection hint sent right before the hub ends a stream on purpose
+/// (drain, capacity), so clients come back after `retry`.
+pub fn retry_hint(retry: Duration) -> Bytes {
+    Bytes::from(format!("retry: {}\n\n", retry.as_millis()))
+}
+
+/// Comment line that keeps idle connections alive through proxies.
+pub const HEARTBEAT: Bytes = Bytes::from_static(b": heartbeat\n\n");
+
+/// The `gap` frame: events were lost to this subscriber. `data` is JSON
+/// saying why and where delivery resumes. It carries no `id`, so the client's
+/// `Last-Event-ID` still names the last event it really received.
+pub fn gap_frame(
+    reason: &str,
+    last_event_id: Option<EventId>,
+    resumes_at: Option<EventId>,
+) -> Bytes {
+    let json = serde_json::json!({
+        "reason": reason,
+        "last_event_id": last_event_id.map(|id| id.to_string()),
+        "resumes_at": resumes_at.map(|id| id.to_string()),
+    });
+    let mut frame = BytesMut::with_capacity(128);
+    frame.put_slice(b"event: gap\ndata: ");
+    frame.put_slice(json.to_string().as_bytes());
+    frame.put_slice(b"\n\n");
+    frame.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_text(data: &str) -> String {
+        let bytes = event_frame(EventId::new(1, 2), None, None, data);
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn splits_every_kind_of_line_break() {
+        assert_eq!(
+            frame_text("a\nb\r\nc\rd"),
+            "id: 1-2\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
+    }
+
+    #[test]
+    fn empty_and_trailing_lines_are_kept() {
+        assert_eq!(frame_text(""), "id: 1-2\ndata: \n\n");
+        assert_eq!(frame_text("a\n"), "id: 1-2\ndata: a\ndata: \n\n");
+        assert_eq!(frame_text("\r\n"), "id: 1-2\ndata: \ndata: \n\n");
+    }
+
+    #[test]
+    fn event_and_retry_fields() {
+        let event_type = EventType::parse("price").unwrap();
+        let bytes = event_frame(
+            EventId::new(0xab, 0x10),
+            Some(&event_type),
+            Some(Duration::from_millis(1500)),
+            "{\"p\":1}",
+        );
+        assert_eq!(
+            &bytes[..],
+            b"id: ab-10\nevent: price\nretry: 1500\ndata: {\"p\":1}\n\n"
+        );
+    }
+
+    #[test]
+    fn capacity_estimate_is_never_short() {
+        let event_type = EventType::parse(&"e".repeat(EVENT_TYPE_MAX_BYTES)).unwrap();
+        let data = "x\r\n\r\ny\rz\n".repeat(50);
+        let bytes = event_frame(
+            EventId::new(u64::MAX, u64::MAX),
+            Some(&event_type),
+            Some(Duration::from_millis(u64::MAX)),
+            &data,
+        );
+        assert!(bytes.ends_with(b"\n\n"));
+    }
+
+    #[test]
+    fn event_type_injection_is_refused() {
+        for bad in ["a\nid: 9", "a\rb", "a\0", ""] {
+            assert!(EventType::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(EventType::parse(&"e".repeat(EVENT_TYPE_MAX_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn gap_frame_has_no_id() {
+        let frame = gap_frame("history_exceeded", Some(EventId::new(1, 1)), None);
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(text.starts_with("event: gap\ndata: {"), "{text}");
+        assert!(!text.contains("\nid:"), "{text}");
+        assert!(text.contains("\"last_event_id\":\"1-1\""), "{text}");
+    }
+}

@@ -1,0 +1,47 @@
+//! Events as the hub sees them: a draft to publish, and an accepted event
+//! with its id and its SSE frame, encoded once and shared by every subscriber.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::encoder::{self, EventType};
+use super::event_id::EventId;
+use super::topic::TopicName;
+
+/// An event that has passed validation and waits for its id.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub topic: TopicName,
+    pub event_type: Option<EventType>,
+    /// Reconnection delay to set on the client with this event.
+    pub retry: Option<Duration>,
+    /// The `data` text exactly as subscribers will receive it.
+    pub data: String,
+}
+
+/// An accepted event. Shared as `Arc<Event>`: history and every live queue
+/// point at the same allocation.
+#[derive(Debug)]
+pub struct Event {
+    pub topic: TopicName,
+    pub id: EventId,
+    /// The complete SSE frame; cloning `Bytes` is a reference count bump.
+    pub frame: Bytes,
+    /// When the hub accepted it: for history expiry and latency figures.
+    pub accepted_at: Instant,
+}
+
+impl Event {
+    /// Gives the draft its id and encodes its frame, the one time it is encoded.
+    pub fn accept(draft: EventDraft, id: EventId, accepted_at: Instant) -> Arc<Self> {
+        let frame = encoder::event_frame(id, draft.event_type.as_ref(), draft.retry, &draft.data);
+        Arc::new(Self {
+            topic: draft.topic,
+            id,
+            frame,
+            accepted_at,
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! The hub: accepts events, fans them out, resumes subscribers. It knows
+//! nothing of HTTP or Redis: it takes and returns domain types, and reaches
+//! ids and history through the [`Backplane`] trait.
+//!
+//! Invariants, stated once and tagged where they are upheld:
+//! - **No silent loss**: a subscriber receives every event of its topics
+//!   after its resume point, in id order, or a `gap` frame saying what it
+//!   missed. ("invariant: no silent loss")
+//! - **A slow subscriber never slows publish or anyone else**: publish only
+//!   writes to bounded rings and never waits for a reader; a reader that
+//!   falls behind catches up from history on its own time.
+//!   ("invariant: slow subscriber")
+//! - **Encode once**: an event's frame is built when it is accepted and then
+//!   shared as `Bytes` by history and every subscriber. ("invariant: encode once")
+
+mod encoder;
+mod event;
+mod event_id;
+mod lifecycle;
+mod registry;
+mod subscription;
+mod topic;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub use encoder::{EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, retry_hint};
+pub use event::{Event, EventDraft};
+pub use event_id::{EventId, MalformedEventId, ResumePoint};
+pub use lifecycle::{Lifecycle, Phase};
+pub use registry::Registry;
+pub use subscription::Subscription;
+pub use topic::{InvalidTopicName, TOPIC_MAX_CHARS, TOPIC_RULE, TopicName};
+
+use crate::backplane::{Backplane, BackplaneError, FanOut};
+
+/// The hub's share of the configuration.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// Silence after which a stream gets a heartbeat comment; `None`: never.
+    pub heartbeat: Option<Duration>,
+    /// `retry:` hint sent on connect, and base of the jittered hint on close.
+    pub retry: Duration,
+    pub max_subscribers: usize,
+    pub max_topics_per_subscription: usize,
+    pub max_event_bytes: usize,
+}
+
+/// Cheap to clone: every request handler holds one.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    settings: HubSettings,
+    registry: Arc<Registry>,
+    backplane: Arc<dyn Backplane>,
+    lifecycle: Lifecycle,
+    /// Open subscriptions, for the `max_subscribers` limit.
+    subscribers: AtomicUsize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the hub is shutting down and accepts no new events; publish to another replica")]
+    Closing,
+    #[error(
+        "event {index} is {size} bytes of data, over the limit of {limit} bytes (limits.max_event_bytes)"
+    )]
+    TooLarge {
+        index: usize,
+        size: usize,
+        limit: usize,
+    },
+    #[error("no events to publish")]
+    Empty,
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("the hub is shutting down; reconnect to another replica")]
+    Closing,
+    #[error("the hub is at its subscriber limit ({limit}, limits.max_subscribers)")]
+    AtCapacity { limit: usize },
+    #[error("name at least one topic, e.g. ?topic=orders.42")]
+    NoTopics,
+    #[error(
+        "{count} topics requested, over the limit of {limit} per subscription (limits.max_topics_per_subscription)"
+    )]
+    TooManyTopics { count: usize, limit: usize },
+}
+
+/// What a subscriber asks for.
+#[derive(Debug, Clone)]
+pub struct SubscribeRequest {
+    pub topics: Vec<TopicName>,
+    pub resume: ResumePoint,
+}
+
+impl Hub {
+    /// Builds a hub around the backplane that `make_backplane` returns; it
+    /// receives the hub's fan-out to deliver accepted events into.
+    pub fn new(
+        settings: HubSettings,
+        queue: usize,
+        make_backplane: impl FnOnce(Arc<dyn FanOut>) -> Arc<dyn Backplane>,
+    ) -> Self {
+        let registry = Arc::new(Registry::new(queue));
+        let backplane = make_backplane(registry.clone());
+        Self {
+            inner: Arc::new(HubInner {
+                settings,
+                registry,
+                backplane,
+                lifecycle: Lifecycle::default(),
+                subscribers: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
+    pub fn backplane(&self) -> &Arc<dyn Backplane> {
+        &self.inner.backplane
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Ready to take traffic: not draining, backplane reachable.
+    pub fn is_ready(&self) -> bool {
+        self.inner.lifecycle.phase() == Phase::Serving && self.inner.backplane.is_available()
+    }
+
+    /// Accepts `drafts` as one unit: all get ids and reach subscribers, or
+    /// none does. Returns them in id order.
+    pub async fn publish(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
+        if drafts.is_empty() {
+            return Err(PublishError::Empty);
+        }
+        let limit = self.inner.settings.max_event_bytes;
+        if let Some((index, draft)) = drafts
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.data.len() > limit)
+        {
+            return Err(PublishError::TooLarge {
+                index,
+                size: draft.data.len(),
+                limit,
+            });
+        }
+        let Some(_in_flight) = self.inner.lifecycle.publish_token() else {
+            return Err(PublishError::Closing);
+        };
+        Ok(self.inner.backplane.publish(drafts).await?)
+    }
+
+    /// Opens a subscription. Its receivers are attached before any history
+    /// is read, so an event published while a resume is being set up is
+    /// either in the history read or in the live queue (invariant: no
+    /// silent loss); overlaps are removed by id.
+    pub fn subscribe(&self, request: SubscribeRequest) -> Result<Subscription, SubscribeError> {
+        let settings = &self.inner.settings;
+        let mut topics = request.topics;
+        topics.sort();
+        topics.dedup();
+        if topics.is_empty() {
+            return Err(SubscribeError::NoTopics);
+        }
+        if topics.len() > settings.max_topics_per_subscription {
+            return Err(SubscribeError::TooManyTopics {
+                count: topics.len(),
+                limit: settings.max_topics_per_subscription,
+            });
+        }
+        if self.inner.lifecycle.phase() == Phase::Closing {
+            return Err(SubscribeError::Closing);
+        }
+        let limit = settings.max_subscribers;
+        let count = self.inner.subscribers.fetch_add(1, Ordering::AcqRel);
+        let seat = SubscriberSeat { hub: self.clone() };
+        if count >= limit {
+            return Err(SubscribeError::AtCapacity { limit });
+        }
+        Ok(Subscription::open(seat, topics, request.resume))
+    }
+
+    /// A reconnection delay with jitter, for streams the hub ends on purpose,
+    /// so their clients don't all come back in the same instant.
+    pub fn jittered_retry(&self) -> Duration {
+        self.inner.settings.retry.mul_f64(1.0 + fastrand::f64())
+    }
+}
+
+/// One taken subscriber slot; gives it back when dropped.
+pub(crate) struct SubscriberSeat {
+    hub: Hub,
+}
+
+impl Drop for SubscriberSeat {
+    fn drop(&mut self) {
+        self.hub.inner.subscribers.fetch_sub(1, Ordering::AcqRel);
+    }
+}

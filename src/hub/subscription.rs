@@ -1,0 +1,453 @@
+//! One subscriber's stream of SSE bytes: resume from history, then live
+//! events, heartbeats in silence, lag recovery, and a clean end on drain.
+//!
+//! The stream is polled by the connection's own task; there is no extra task
+//! per subscriber, and an idle one costs a parked future and a queue cursor.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::stream::{SelectAll, Stream, StreamExt};
+use tokio::time::Instant;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::encoder::{self, HEARTBEAT};
+use super::event::Event;
+use super::event_id::{EventId, ResumePoint};
+use super::topic::TopicName;
+use super::{Hub, SubscriberSeat};
+
+/// Most bytes gathered into one write. Large enough to carry a burst in one
+/// syscall, small enough that one subscriber can't hold much memory.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// Share of the heartbeat interval by which a stream's heartbeat comes early,
+/// picked at random per stream so that streams that went quiet together
+/// don't all wake in the same tick.
+const HEARTBEAT_JITTER: f64 = 0.2;
+/// Deadline for timers that are disabled; far enough to never fire, near
+/// enough not to overflow `Instant` arithmetic.
+const FAR_FUTURE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// An open subscription; turn it into bytes with [`Subscription::into_frames`].
+pub struct Subscription {
+    seat: SubscriberSeat,
+    topics: Vec<TopicName>,
+    feeds: LiveFeeds,
+    resume: ResumePoint,
+    /// Keeps the drain waiting until this stream has ended.
+    stream_token: TaskTrackerToken,
+}
+
+/// Why the hub announced lost events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GapReason {
+    /// The resume id is older than the history still held.
+    HistoryExceeded,
+    /// The resume id comes from another epoch (e.g. before a restart).
+    UnknownEpoch,
+    /// The subscriber fell behind its live queue and history.
+    Lagged,
+    /// History could not be read (backplane down).
+    HistoryUnavailable,
+}
+
+impl GapReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::HistoryExceeded => "history_exceeded",
+            Self::UnknownEpoch => "unknown_epoch",
+            Self::Lagged => "lagged",
+            Self::HistoryUnavailable => "history_unavailable",
+        }
+    }
+}
+
+impl Subscription {
+    pub(super) fn open(seat: SubscriberSeat, topics: Vec<TopicName>, resume: ResumePoint) -> Self {
+        let hub = &seat.hub;
+        let registry = hub.inner.registry.clone();
+        let streams: Vec<_> = topics
+            .iter()
+            .map(|topic| BroadcastStream::new(registry.attach(topic)))
+            .collect();
+        let feeds = if streams.len() == 1 {
+            Feeds::One(streams.into_iter().next().expect("one topic"))
+        } else {
+            Feeds::Many(futures_util::stream::select_all(streams))
+        };
+        let stream_token = hub.inner.lifecycle.stream_token();
+        Self {
+            feeds: LiveFeeds {
+                feeds: Some(feeds),
+                topics: topics.clone(),
+                hub: hub.clone(),
+            },
+            seat,
+            topics,
+            resume,
+            stream_token,
+        }
+    }
+
+    /// The SSE bytes for this subscriber, ending on drain or when the hub
+    /// goes away. Dropping the stream (client gone) releases everything.
+    pub fn into_frames(self) -> impl Stream<Item = Bytes> + Send + 'static {
+        let Subscription {
+            seat,
+            topics,
+            feeds,
+            resume,
+            stream_token,
+        } = self;
+        let hub = seat.hub.clone();
+        let mut delivery = Delivery {
+            multi_topic: topics.len() > 1,
+            topics,
+            hub: hub.clone(),
+            feeds,
+            cursor: 0,
+            held: Vec::new(),
+            batch: BatchWriter::default(),
+        };
+        async_stream::stream! {
+            let _seat = seat;
+            let _stream_token = stream_token;
+            let settings = hub.settings();
+            let lifecycle = hub.lifecycle();
+            yield encoder::stream_prelude(settings.retry);
+
+            for chunk in delivery.start(resume).await {
+                yield chunk;
+            }
+
+            let heartbeat = settings.heartbeat.map(|every| {
+                every.saturating_sub(every.mul_f64(HEARTBEAT_JITTER * fastrand::f64()))
+            });
+            let mut last_write = Instant::now();
+            let heartbeat_timer = tokio::time::sleep_until(last_write + heartbeat.unwrap_or(FAR_FUTURE));
+            tokio::pin!(heartbeat_timer);
+            let close_timer = tokio::time::sleep_until(last_write);
+            tokio::pin!(close_timer);
+            let mut closing = false;
+
+            loop {
+                let step = tokio::select! {
+                    biased;
+                    _ = lifecycle.cut().cancelled() => Step::End,
+                    _ = lifecycle.closing().cancelled(), if !closing => Step::CloseAt(lifecycle.close_slot()),
+                    _ = &mut close_timer, if closing => Step::End,
+                    item = delivery.feeds.next() => Step::Live(item),
+                    _ = &mut heartbeat_timer, if heartbeat.is_some() => Step::Heartbeat,
+                };
+                match step {
+                    Step::End => break,
+                    Step::CloseAt(at) => {
+                        closing = true;
+                        close_timer.as_mut().reset(at);
+                    }
+                    Step::Live(None) => break,
+                    Step::Live(Some(item)) => {
+                        for chunk in delivery.on_live(item).await {
+                            yield chunk;
+                        }
+                        last_write = Instant::now();
+                    }
+                    Step::Heartbeat => {
+                        // Re-armed lazily here rather than on every write,
+                        // so busy streams never touch the timer.
+                        let every = heartbeat.unwrap_or(FAR_FUTURE);
+                        let now = Instant::now();
+                        if now >= last_write + every {
+                            yield HEARTBEAT;
+                            last_write = now;
+                        }
+                        heartbeat_timer.as_mut().reset(last_write + every);
+                    }
+                }
+            }
+
+            // Everything accepted before closing began is already in the
+            // queues (closing waits for publishes under way): send it, then
+            // tell the client when to come back.
+            for chunk in delivery.flush().await {
+                yield chunk;
+            }
+            yield encoder::retry_hint(hub.jittered_retry());
+        }
+    }
+}
+
+enum Step {
+    Live(Option<Result<Arc<Event>, BroadcastStreamRecvError>>),
+    Heartbeat,
+    CloseAt(Instant),
+    End,
+}
+
+/// The part of a subscriber that moves events from history and live queues
+/// into frames, in id order, without duplicates.
+struct Delivery {
+    hub: Hub,
+    topics: Vec<TopicName>,
+    multi_topic: bool,
+    feeds: LiveFeeds,
+    /// Highest sequence number accounted for: delivered, or announced lost
+    /// in a gap frame. Anything at or below it is skipped, which removes the
+    /// overlap between history reads and live queues.
+    cursor: u64,
+    /// Several topics only: events that arrived ahead of the registry's
+    /// watermark, held back until everything before them is visible so that
+    /// delivery stays in id order across topics (one `Last-Event-ID` must
+    /// describe the whole connection).
+    held: Vec<Arc<Event>>,
+    batch: BatchWriter,
+}
+
+impl Delivery {
+    /// Replays history after the client's resume point.
+    async fn start(&mut self, resume: ResumePoint) -> Vec<Bytes> {
+        let id = match resume {
+            // Live only: the queues hold nothing from before we attached.
+            ResumePoint::Live => return Vec::new(),
+            ResumePoint::Foreign => {
+                self.cursor = 0;
+                return self.replay(None, GapReason::UnknownEpoch).await;
+            }
+            ResumePoint::After(id) => id,
+        };
+        // An id of this epoch beyond anything accepted can't be a real
+        // position: trusting it would skip events silently.
+        let ours = id.epoch == self.hub.backplane().epoch()
+            && id.seq <= self.hub.inner.registry.watermark();
+        if ours {
+            self.cursor = id.seq;
+            self.replay(Some(id), GapReason::HistoryExceeded).await
+        } else {
+            // Not our history: everything we hold is new to this client.
+            self.cursor = 0;
+            self.replay(Some(id), GapReason::UnknownEpoch).await
+        }
+    }
+
+    /// Sends every event of the topics after `cursor` that history holds,
+    /// preceded by a gap frame when history can't cover it all. Afterwards
+    /// everything up to the registry's watermark is accounted for.
+    async fn replay(&mut self, last_seen: Option<EventId>, reason: GapReason) -> Vec<Bytes> {
+        // Read before history: every event at or below it is in history or
+        // was evicted (then reported); later ones arrive on the live queues.
+        let watermark = self.hub.inner.registry.watermark();
+        let backplane = self.hub.backplane().clone();
+        let mut events = Vec::new();
+        let mut gap = (reason == GapReason::UnknownEpoch).then_some(reason);
+        for topic in &self.topics {
+            match backplane.history(topic, self.cursor).await {
+                Ok(history) => {
+                    if !history.complete {
+                        gap.get_or_insert(reason);
+                    }
+                    events.extend(history.events.into_iter().filter(|e| e.id.seq <= watermark));
+                }
+                Err(_) => {
+                    gap.get_or_insert(GapReason::HistoryUnavailable);
+                }
+            }
+        }
+        if self.multi_topic {
+            events.sort_unstable_by_key(|e| e.id.seq);
+        }
+        let mut chunks = Vec::new();
+        if let Some(reason) = gap {
+            // invariant: no silent loss — the gap is announced before any
+            // event that follows it.
+            let resumes_at = events.first().map(|e| e.id);
+            self.batch
+                .push(&encoder::gap_frame(reason.as_str(), last_seen, resumes_at));
+        }
+        for event in &events {
+            if event.id.seq > self.cursor {
+                self.cursor = event.id.seq;
+                self.batch.push(&event.frame);
+                if self.batch.is_full() {
+                    chunks.extend(self.batch.finish());
+                }
+            }
+        }
+        self.cursor = self.cursor.max(watermark);
+        self.held.retain(|e| e.id.seq > watermark);
+        chunks.extend(self.batch.finish());
+        chunks
+    }
+
+    /// Handles one item from the live queues plus whatever else is already
+    /// waiting, so a burst goes out as one write.
+    async fn on_live(&mut self, first: Result<Arc<Event>, BroadcastStreamRecvError>) -> Vec<Bytes> {
+        let mut chunks = Vec::new();
+        let mut item = Some(first);
+        loop {
+            let watermark = if self.multi_topic {
+                self.hub.inner.registry.watermark()
+            } else {
+                u64::MAX
+            };
+            let mut lagged = false;
+            let mut ready = Vec::new();
+            while let Some(next) = item
+                .take()
+                .or_else(|| self.feeds.next().now_or_never().flatten())
+            {
+                match next {
+                    Ok(event) => {
+                        if event.id.seq <= self.cursor {
+                            continue;
+                        }
+                        if event.id.seq > watermark {
+                            self.held.push(event);
+                        } else {
+                            ready.push(event);
+                        }
+                    }
+                    Err(BroadcastStreamRecvError::Lagged(_)) => {
+                        lagged = true;
+                        break;
+                    }
+                }
+            }
+            if lagged {
+                // invariant: slow subscriber — it lost its place in the live
+                // queue, not its events: catch up from history.
+                let last_seen = (self.cursor > 0)
+                    .then(|| EventId::new(self.hub.backplane().epoch(), self.cursor));
+                for event in ready.drain(..) {
+                    self.deliver(&event, &mut chunks);
+                }
+                chunks.extend(self.batch.finish());
+                chunks.extend(self.replay(last_seen, GapReason::Lagged).await);
+                return chunks;
+            }
+            if self.multi_topic && !self.held.is_empty() {
+                let watermark = self.hub.inner.registry.watermark();
+                let (now, later): (Vec<_>, Vec<_>) =
+                    self.held.drain(..).partition(|e| e.id.seq <= watermark);
+                self.held = later;
+                ready.extend(now);
+            }
+            if self.multi_topic {
+                ready.sort_unstable_by_key(|e| e.id.seq);
+            }
+            for event in &ready {
+                self.deliver(event, &mut chunks);
+            }
+            chunks.extend(self.batch.finish());
+            if self.held.is_empty() {
+                return chunks;
+            }
+            // The publisher stores the watermark right after its sends, so
+            // the held events become deliverable within microseconds.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Whatever is still queued, at drain time.
+    async fn flush(&mut self) -> Vec<Bytes> {
+        match self.feeds.next().now_or_never().flatten() {
+            Some(item) => self.on_live(item).await,
+            None => {
+                let mut chunks = Vec::new();
+                let held = std::mem::take(&mut self.held);
+                for event in &held {
+                    self.deliver(event, &mut chunks);
+                }
+                chunks.extend(self.batch.finish());
+                chunks
+            }
+        }
+    }
+
+    fn deliver(&mut self, event: &Arc<Event>, chunks: &mut Vec<Bytes>) {
+        if event.id.seq <= self.cursor {
+            return;
+        }
+        self.cursor = event.id.seq;
+        // invariant: encode once — the shared frame is written as is.
+        self.batch.push(&event.frame);
+        if self.batch.is_full() {
+            chunks.extend(self.batch.finish());
+        }
+    }
+}
+
+/// Gathers frames into one write. A single frame goes out as the shared
+/// `Bytes` itself (no copy); several are copied into one buffer that is
+/// reused from batch to batch.
+#[derive(Default)]
+struct BatchWriter {
+    single: Option<Bytes>,
+    buffer: BytesMut,
+}
+
+impl BatchWriter {
+    fn push(&mut self, frame: &Bytes) {
+        if self.buffer.is_empty() {
+            match self.single.take() {
+                None => {
+                    self.single = Some(frame.clone());
+                    return;
+                }
+                Some(first) => self.buffer.put_slice(&first),
+            }
+        }
+        self.buffer.put_slice(frame);
+    }
+
+    fn is_full(&self) -> bool {
+        self.buffer.len() >= MAX_BATCH_BYTES
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        if let Some(single) = self.single.take() {
+            return Some(single);
+        }
+        (!self.buffer.is_empty()).then(|| self.buffer.split().freeze())
+    }
+}
+
+enum Feeds {
+    One(BroadcastStream<Arc<Event>>),
+    Many(SelectAll<BroadcastStream<Arc<Event>>>),
+}
+
+/// The live queues of a subscription; leaving detaches from the registry so
+/// a topic nobody follows any more costs nothing.
+struct LiveFeeds {
+    feeds: Option<Feeds>,
+    topics: Vec<TopicName>,
+    hub: Hub,
+}
+
+impl Stream for LiveFeeds {
+    type Item = Result<Arc<Event>, BroadcastStreamRecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.feeds.as_mut() {
+            Some(Feeds::One(feed)) => feed.poll_next_unpin(cx),
+            Some(Feeds::Many(feeds)) => feeds.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for LiveFeeds {
+    fn drop(&mut self) {
+        // Receivers first, so the registry sees the topic without them.
+        drop(self.feeds.take());
+        for topic in &self.topics {
+            self.hub.inner.registry.detach(topic);
+        }
+    }
+}

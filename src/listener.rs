@@ -1,0 +1,99 @@
+//! The listening socket: bound from config or inherited from the platform
+//! (`LISTEN_FDS`, systemd-style socket activation), and an acceptor that
+//! stops accepting when the drain says so.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use poem::http::uri::Scheme;
+use poem::listener::Acceptor;
+use poem::web::{LocalAddr, RemoteAddr};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Pending connections the kernel queues for us. A reconnect wave after a
+/// deploy brings thousands of clients at once; the default of 128 would
+/// drop SYNs and add seconds of client backoff.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Pause after a failed accept (e.g. out of file descriptors) before trying
+/// again, instead of spinning on the error.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// A socket passed by the platform (`LISTEN_FDS`), or a new one bound to `addr`.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let mut inherited = listenfd::ListenFd::from_env();
+    if let Some(listener) = inherited.take_tcp_listener(0)? {
+        listener.set_nonblocking(true)?;
+        tracing::info!(addr = %listener.local_addr()?, "using the listening socket passed in LISTEN_FDS");
+        return Ok(listener);
+    }
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted hub must be able to bind while old connections linger in
+    // TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
+}
+
+/// Accepts connections until `stop` is cancelled, then closes the listening
+/// socket (new connections are refused) while open ones go on.
+pub struct DrainingAcceptor {
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl DrainingAcceptor {
+    pub fn new(listener: std::net::TcpListener, stop: CancellationToken) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener: Some(TcpListener::from_std(listener)?),
+            local_addr,
+            stop,
+        })
+    }
+}
+
+impl Acceptor for DrainingAcceptor {
+    type Io = TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        vec![LocalAddr(self.local_addr.into())]
+    }
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, LocalAddr, RemoteAddr, Scheme)> {
+        while let Some(listener) = &self.listener {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, remote)) => {
+                        // Events are small and latency matters: don't let
+                        // Nagle hold a frame back waiting for an ACK.
+                        let _ = stream.set_nodelay(true);
+                        return Ok((
+                            stream,
+                            LocalAddr(self.local_addr.into()),
+                            RemoteAddr(remote.into()),
+                            Scheme::HTTP,
+                        ));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed; pausing before the next accept");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                },
+                _ = self.stop.cancelled() => {
+                    self.listener = None;
+                    tracing::info!("stopped accepting connections");
+                }
+            }
+        }
+        std::future::pending().await
+    }
+}
