@@ -1,0 +1,77 @@
+//! What each subcommand does, from parsed arguments to output and verdict.
+
+use crate::cli::RunArgs;
+use crate::progress::Progress;
+use crate::run::{self, RunSettings};
+use crate::scenario::{BUILT_IN, Scenario};
+use crate::target::Target;
+use crate::{plot, saturate};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+
+/// Runs a scenario; `Ok(false)` when the run did not pass.
+pub async fn run(args: RunArgs) -> Result<bool> {
+    let mut scenario = Scenario::load(&args.scenario)?;
+    scenario.apply(&args.load)?;
+    let settings = RunSettings {
+        target: Target::from_args(&args.target)?,
+        server_pids: args.server_pids.clone(),
+        label: args.label.clone(),
+        scenario,
+    };
+    let progress = Progress::new(args.quiet);
+    let json_out = args.json_out.as_deref();
+
+    if let Some(load) = settings.scenario.saturate.clone() {
+        let report = saturate::saturate(&settings, &load, &progress, |step| {
+            progress.note(&step.table());
+            append_json(json_out, step)
+        })
+        .await?;
+        println!("{}", report.table());
+        append_json(json_out, &report)?;
+        if let Some(path) = &args.plot {
+            plot::latency_against_rate(&report, path)?;
+        }
+        // Saturating means reaching unclean steps; only a first step that
+        // wasn't clean says something is wrong.
+        return Ok(report.highest_clean_rate_per_second > 0.0);
+    }
+
+    let report = run::run_once(
+        &settings,
+        settings.scenario.publish.as_ref(),
+        None,
+        &progress,
+    )
+    .await?;
+    println!("{}", report.table());
+    append_json(json_out, &report)?;
+    if let Some(path) = &args.plot {
+        plot::latency_over_time(&report, path)?;
+    }
+    Ok(report.passed)
+}
+
+pub fn list_scenarios() -> Result<()> {
+    for (name, _) in BUILT_IN {
+        let scenario = Scenario::load(name)?;
+        println!("{name:<14} {}", scenario.description);
+    }
+    Ok(())
+}
+
+fn append_json(path: Option<&Path>, record: &impl Serialize) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    file.write_all(&line)?;
+    Ok(())
+}

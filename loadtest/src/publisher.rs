@@ -1,0 +1,254 @@
+//! Open-loop publishing: publish `i` is due at `start + i / rate`, whatever
+//! the server does. A scheduler hands due publishes to whichever keep-alive
+//! connection is free; if all are busy, publishes wait in line and their
+//! latency, counted from the due time, shows it. A stalled server can't hide
+//! its stall by slowing the load down (no coordinated omission).
+
+use crate::http::connection::KeepAliveConnection;
+use crate::http::request::{self, Header};
+use crate::http::url::HttpUrl;
+use crate::latency::new_histogram;
+use crate::payload::PayloadToken;
+use crate::seq_set::SeqSet;
+use crate::subscriber::unix_nanos;
+use crate::target::{self, Target};
+use anyhow::Result;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Head start before the first publish is due, so connections are dialed
+/// and the first publishes aren't late from the start.
+const START_DELAY: Duration = Duration::from_millis(100);
+const ERROR_EXAMPLES_KEPT: usize = 5;
+
+pub struct PublishPlan {
+    pub run_id: String,
+    pub topics: u32,
+    pub rate_per_second: f64,
+    pub count: u64,
+    pub payload_bytes: usize,
+    pub connections: u32,
+    pub timeout: Duration,
+    pub target: Target,
+}
+
+/// Live counters for the progress bar.
+#[derive(Default)]
+pub struct PublishProgress {
+    pub answered: AtomicU64,
+}
+
+pub struct PublishOutcome {
+    /// Per topic: publishes answered 2xx.
+    pub acked: Vec<SeqSet>,
+    pub scheduled: u64,
+    pub acked_count: u64,
+    /// Answered, but not 2xx.
+    pub rejected: u64,
+    /// No answer: connection errors and timeouts.
+    pub errors: u64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub error_examples: Vec<String>,
+    /// From the due time to the answer, in µs.
+    pub ack_latency: Histogram<u64>,
+    pub first_due_unix_nanos: u64,
+    pub last_answer_unix_nanos: u64,
+}
+
+/// Per topic: which publishes have been answered, and the number below which all have.
+#[derive(Default)]
+struct TopicProgress {
+    answered: SeqSet,
+    completed_before: u64,
+}
+
+impl TopicProgress {
+    fn mark_answered(&mut self, seq: u64) {
+        self.answered.insert(seq);
+        while self.answered.contains(self.completed_before) {
+            self.completed_before += 1;
+        }
+    }
+}
+
+/// Shared by the connection tasks.
+struct Ledger {
+    topics: Vec<TopicProgress>,
+    acked: Vec<SeqSet>,
+    outcome_counts: BTreeMap<u16, u64>,
+    errors: u64,
+    error_examples: Vec<String>,
+    ack_latency: Histogram<u64>,
+    last_answer_unix_nanos: u64,
+}
+
+struct Job {
+    index: u64,
+    due_unix_nanos: u64,
+}
+
+/// Publishes the plan and returns what was answered.
+pub async fn publish(
+    plan: PublishPlan,
+    address: SocketAddr,
+    progress: Arc<PublishProgress>,
+) -> Result<PublishOutcome> {
+    let topics = plan.topics as usize;
+    let ledger = Arc::new(Mutex::new(Ledger {
+        topics: (0..topics).map(|_| TopicProgress::default()).collect(),
+        acked: vec![SeqSet::default(); topics],
+        outcome_counts: BTreeMap::new(),
+        errors: 0,
+        error_examples: Vec::new(),
+        ack_latency: new_histogram(3),
+        last_answer_unix_nanos: 0,
+    }));
+    let plan = Arc::new(plan);
+    let (sender, receiver) = mpsc::unbounded_channel::<Job>();
+    // One queue, many consumers: a free connection takes the next due publish.
+    let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+    let connections: Vec<_> = (0..plan.connections.max(1))
+        .map(|_| {
+            let (plan, ledger, receiver, progress) = (
+                plan.clone(),
+                ledger.clone(),
+                receiver.clone(),
+                progress.clone(),
+            );
+            tokio::spawn(async move {
+                let mut connection = KeepAliveConnection::new(address);
+                let publish_headers = target::headers(&plan.target.publish_headers);
+                loop {
+                    let Some(job) = receiver.lock().await.recv().await else {
+                        break;
+                    };
+                    send_one(&plan, &publish_headers, &mut connection, &ledger, job).await;
+                    progress.answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    let start = Instant::now() + START_DELAY;
+    let first_due_unix_nanos = unix_nanos() + START_DELAY.as_nanos() as u64;
+    for index in 0..plan.count {
+        let offset = Duration::from_secs_f64(index as f64 / plan.rate_per_second);
+        let due = start + offset;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        let job = Job {
+            index,
+            due_unix_nanos: first_due_unix_nanos + offset.as_nanos() as u64,
+        };
+        if sender.send(job).is_err() {
+            break;
+        }
+    }
+    drop(sender);
+    for connection in connections {
+        connection.await?;
+    }
+
+    let ledger = Arc::try_unwrap(ledger)
+        .map_err(|_| anyhow::anyhow!("publish connections still running"))?
+        .into_inner()
+        .expect("ledger poisoned");
+    let acked_count = ledger.acked.iter().map(SeqSet::count).sum();
+    let answered: u64 = ledger.outcome_counts.values().sum();
+    Ok(PublishOutcome {
+        acked: ledger.acked,
+        scheduled: plan.count,
+        acked_count,
+        rejected: answered - acked_count,
+        errors: ledger.errors,
+        statuses: ledger.outcome_counts,
+        error_examples: ledger.error_examples,
+        ack_latency: ledger.ack_latency,
+        first_due_unix_nanos,
+        last_answer_unix_nanos: ledger.last_answer_unix_nanos,
+    })
+}
+
+async fn send_one(
+    plan: &PublishPlan,
+    headers: &[Header],
+    connection: &mut KeepAliveConnection,
+    ledger: &Mutex<Ledger>,
+    job: Job,
+) {
+    // Round-robin over topics: publish i goes to topic i % K as its (i / K)th.
+    let topic = (job.index % u64::from(plan.topics)) as u32;
+    let seq = job.index / u64::from(plan.topics);
+    let completed_before =
+        ledger.lock().expect("ledger poisoned").topics[topic as usize].completed_before;
+    let token = PayloadToken {
+        run_id: plan.run_id.as_bytes(),
+        topic,
+        seq,
+        completed_before,
+        scheduled_unix_nanos: job.due_unix_nanos,
+    }
+    .encode(plan.payload_bytes);
+    let topic_name = target::topic_name(&plan.run_id, topic);
+    let request = match HttpUrl::parse(&target::render(&plan.target.publish_url, &topic_name, "")) {
+        Ok(url) => request::post(
+            &url,
+            &plan.target.publish_content_type,
+            target::render(&plan.target.publish_body, &topic_name, &token).as_bytes(),
+            headers,
+        ),
+        Err(error) => return record_error(ledger, format!("{error:#}")),
+    };
+    let result = tokio::time::timeout(plan.timeout, connection.exchange(&request)).await;
+    let answered_at = unix_nanos();
+    let status = match result {
+        Ok(Ok(status)) => status,
+        Ok(Err(error)) => return record_error(ledger, format!("{error:#}")),
+        Err(_) => {
+            // The connection may still deliver the late answer; start afresh.
+            connection.reset();
+            return record_error(ledger, format!("no answer within {:?}", plan.timeout));
+        }
+    };
+    let mut ledger = ledger.lock().expect("ledger poisoned");
+    *ledger.outcome_counts.entry(status).or_default() += 1;
+    // Any answer settles the order: the server has decided on this publish.
+    ledger.topics[topic as usize].mark_answered(seq);
+    if (200..300).contains(&status) {
+        ledger.acked[topic as usize].insert(seq);
+    }
+    let micros = answered_at.saturating_sub(job.due_unix_nanos) / 1_000;
+    ledger.ack_latency.saturating_record(micros.max(1));
+    ledger.last_answer_unix_nanos = ledger.last_answer_unix_nanos.max(answered_at);
+}
+
+fn record_error(ledger: &Mutex<Ledger>, message: String) {
+    let mut ledger = ledger.lock().expect("ledger poisoned");
+    ledger.errors += 1;
+    if ledger.error_examples.len() < ERROR_EXAMPLES_KEPT {
+        ledger.error_examples.push(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_before_advances_only_over_a_full_prefix() {
+        let mut topic = TopicProgress::default();
+        topic.mark_answered(1);
+        assert_eq!(topic.completed_before, 0, "0 is still in flight");
+        topic.mark_answered(0);
+        assert_eq!(topic.completed_before, 2);
+        topic.mark_answered(3);
+        assert_eq!(topic.completed_before, 2);
+    }
+}

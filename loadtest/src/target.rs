@@ -1,0 +1,202 @@
+//! Where the load goes: subscribe and publish request templates. A scenario
+//! names the load; a target names the server. Presets cover ssehub and Nchan;
+//! every part can be overridden for any other SSE server.
+
+use crate::http::request::Header;
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// ssehub's default listen address (contract: `listen = "127.0.0.1:8080"`).
+const SSEHUB_BASE_URL: &str = "http://127.0.0.1:8080";
+/// Where `loadtest/peers/nchan.conf` listens when the compare script runs it.
+const NCHAN_BASE_URL: &str = "http://127.0.0.1:8081";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// `GET /v1/events?topic=`, `POST /v1/topics/{topic}/events` with `{"data": ...}`.
+    Ssehub,
+    /// Nchan: `GET /sub/{topic}` (EventSource), `POST /pub/{topic}` with the raw payload.
+    Nchan,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Server preset whose request templates are used.
+    #[arg(long, value_enum, default_value = "ssehub")]
+    pub target: Preset,
+    /// Replaces the preset's `http://host:port` (ssehub: 127.0.0.1:8080, nchan: 127.0.0.1:8081).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Subscribe URL template; `{topic}` is replaced by the topic name.
+    #[arg(long)]
+    pub subscribe_url: Option<String>,
+    /// Publish URL template; `{topic}` is replaced by the topic name.
+    #[arg(long)]
+    pub publish_url: Option<String>,
+    /// Publish body template; `{payload}` is replaced by the payload token, `{topic}` by the topic.
+    #[arg(long)]
+    pub publish_body: Option<String>,
+    /// Content type of the publish body.
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Extra header on every publish, `Name: value` (e.g. `Authorization: Bearer KEY`). Repeatable.
+    #[arg(long = "publish-header", value_name = "HEADER")]
+    pub publish_headers: Vec<String>,
+    /// Extra header on every subscribe, `Name: value`. Repeatable.
+    #[arg(long = "subscribe-header", value_name = "HEADER")]
+    pub subscribe_headers: Vec<String>,
+}
+
+/// A resolved target: templates with the base URL filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub subscribe_url: String,
+    pub subscribe_headers: Vec<(String, String)>,
+    pub publish_url: String,
+    pub publish_body: String,
+    pub publish_content_type: String,
+    pub publish_headers: Vec<(String, String)>,
+}
+
+impl Target {
+    pub fn from_args(args: &TargetArgs) -> Result<Self> {
+        let (default_base, subscribe, publish, body, content_type) = match args.target {
+            Preset::Ssehub => (
+                SSEHUB_BASE_URL,
+                "{base}/v1/events?topic={topic}",
+                "{base}/v1/topics/{topic}/events",
+                r#"{"data":"{payload}"}"#,
+                "application/json",
+            ),
+            Preset::Nchan => (
+                NCHAN_BASE_URL,
+                "{base}/sub/{topic}",
+                "{base}/pub/{topic}",
+                "{payload}",
+                "text/plain",
+            ),
+        };
+        let base = args
+            .base_url
+            .as_deref()
+            .unwrap_or(default_base)
+            .trim_end_matches('/');
+        let with_base = |template: &str| template.replace("{base}", base);
+        Ok(Self {
+            name: format!("{:?}", args.target).to_lowercase(),
+            subscribe_url: args
+                .subscribe_url
+                .clone()
+                .unwrap_or_else(|| with_base(subscribe)),
+            subscribe_headers: parse_headers(&args.subscribe_headers)?,
+            publish_url: args
+                .publish_url
+                .clone()
+                .unwrap_or_else(|| with_base(publish)),
+            publish_body: args.publish_body.clone().unwrap_or_else(|| body.to_owned()),
+            publish_content_type: args
+                .content_type
+                .clone()
+                .unwrap_or_else(|| content_type.to_owned()),
+            publish_headers: parse_headers(&args.publish_headers)?,
+        })
+    }
+}
+
+fn parse_headers(texts: &[String]) -> Result<Vec<(String, String)>> {
+    texts
+        .iter()
+        .map(|text| Header::parse(text).map(|h| (h.name, h.value)))
+        .collect()
+}
+
+pub fn headers(pairs: &[(String, String)]) -> Vec<Header> {
+    pairs
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+/// Topic names carry the run id, so a run never sees another run's history.
+pub fn topic_name(run_id: &str, index: u32) -> String {
+    format!("lt-{run_id}-{index}")
+}
+
+/// Fills `{topic}` (and `{payload}`) into a template.
+pub fn render(template: &str, topic: &str, payload: &str) -> String {
+    template
+        .replace("{topic}", topic)
+        .replace("{payload}", payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        target: TargetArgs,
+    }
+
+    fn target(args: &[&str]) -> Target {
+        let wrapper = Wrapper::parse_from(std::iter::once("test").chain(args.iter().copied()));
+        Target::from_args(&wrapper.target).unwrap()
+    }
+
+    #[test]
+    fn ssehub_preset() {
+        let t = target(&[]);
+        assert_eq!(
+            t.subscribe_url,
+            "http://127.0.0.1:8080/v1/events?topic={topic}"
+        );
+        assert_eq!(
+            t.publish_url,
+            "http://127.0.0.1:8080/v1/topics/{topic}/events"
+        );
+        assert_eq!(render(&t.publish_body, "a", "tok"), r#"{"data":"tok"}"#);
+        assert_eq!(t.publish_content_type, "application/json");
+    }
+
+    #[test]
+    fn nchan_preset_with_overrides() {
+        let t = target(&[
+            "--target",
+            "nchan",
+            "--base-url",
+            "http://127.0.0.1:9000/",
+            "--publish-header",
+            "Authorization: Bearer k",
+        ]);
+        assert_eq!(t.name, "nchan");
+        assert_eq!(
+            render(&t.subscribe_url, "lt-x-1", ""),
+            "http://127.0.0.1:9000/sub/lt-x-1"
+        );
+        assert_eq!(t.publish_body, "{payload}");
+        assert_eq!(
+            t.publish_headers,
+            vec![("Authorization".into(), "Bearer k".into())]
+        );
+    }
+
+    #[test]
+    fn explicit_templates_win() {
+        let t = target(&[
+            "--subscribe-url",
+            "http://h/s?t={topic}",
+            "--content-type",
+            "text/x",
+        ]);
+        assert_eq!(t.subscribe_url, "http://h/s?t={topic}");
+        assert_eq!(t.publish_content_type, "text/x");
+    }
+}
