@@ -1,0 +1,149 @@
+{{/*
+Chart name, overridable.
+*/}}
+{{- define "ssehub.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full resource name: the release name, with the chart name unless the release
+name already contains it. Truncated to 63 characters (DNS label).
+*/}}
+{{- define "ssehub.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ssehub.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ssehub.labels" -}}
+helm.sh/chart: {{ include "ssehub.chart" . }}
+{{ include "ssehub.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ssehub.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ssehub.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ssehub.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ssehub.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret that holds the publisher keys: the user's, or the chart's.
+*/}}
+{{- define "ssehub.publishKeysSecretName" -}}
+{{- .Values.auth.existingSecret | default (include "ssehub.fullname" .) }}
+{{- end }}
+
+{{/*
+Whether the chart renders its own Secret: for publisher keys it manages, or
+for a Redis URL given in values. Returns "true" or "".
+*/}}
+{{- define "ssehub.managesSecret" -}}
+{{- if or (and .Values.auth.enabled (not .Values.auth.existingSecret)) (and (eq .Values.backplane.kind "redis") .Values.backplane.redis.url (not .Values.backplane.redis.existingSecret)) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+A duration of the form the schema allows ("500ms", "5s", "2m", "1h") in whole
+seconds, rounded up (so that a fraction of a second never makes the grace
+period too short), and in milliseconds.
+*/}}
+{{- define "ssehub.durationSeconds" -}}
+{{- div (add (include "ssehub.durationMillis" . | int64) 999) 1000 }}
+{{- end }}
+
+{{- define "ssehub.durationMillis" -}}
+{{- $value := toString . }}
+{{- $number := regexFind "^[0-9]+" $value | int64 }}
+{{- $unit := trimPrefix (regexFind "^[0-9]+" $value) $value }}
+{{- $millis := 0 }}
+{{- if eq $unit "ms" }}{{ $millis = $number }}
+{{- else if eq $unit "s" }}{{ $millis = mul $number 1000 }}
+{{- else if eq $unit "m" }}{{ $millis = mul $number 60000 }}
+{{- else if eq $unit "h" }}{{ $millis = mul $number 3600000 }}
+{{- else }}{{ fail (printf "ssehub: cannot read the duration %q: use a number followed by ms, s, m or h" $value) }}
+{{- end }}
+{{- $millis }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the preStop pause, then ssehub's whole drain
+(drain.delay before it stops accepting, then at most drain.timeout), plus a
+margin. The kubelet sends SIGKILL when it runs out, so it must cover all of it.
+*/}}
+{{- define "ssehub.terminationGracePeriodSeconds" -}}
+{{- $delay := include "ssehub.durationSeconds" .Values.config.drain.delay | int64 }}
+{{- $timeout := include "ssehub.durationSeconds" .Values.config.drain.timeout | int64 }}
+{{- add (int64 .Values.preStopSleepSeconds) $delay $timeout (int64 .Values.terminationGracePeriod.marginSeconds) }}
+{{- end }}
+
+{{/*
+The most pods that can run at once with these values.
+*/}}
+{{- define "ssehub.maxReplicas" -}}
+{{- if .Values.autoscaling.enabled }}
+{{- .Values.autoscaling.maxReplicas | int64 }}
+{{- else }}
+{{- .Values.replicaCount | int64 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuse values that would deploy a hub that loses events or cuts streams.
+Included by every template that matters, so any render fails.
+*/}}
+{{- define "ssehub.validate" -}}
+{{- $max := include "ssehub.maxReplicas" . | int64 }}
+{{- if and (gt $max 1) (eq .Values.backplane.kind "memory") }}
+{{- fail (printf "\n\nssehub: %d replicas need the Redis backplane (backplane.kind: redis and backplane.redis.url).\nWith backplane.kind: memory each pod only sees the events published to itself: a subscriber\nconnected to one pod would miss every event published through another, and no gap would tell it.\nEither set replicaCount: 1 (and autoscaling.maxReplicas: 1, or autoscaling.enabled: false),\nor configure the Redis backplane." $max) }}
+{{- end }}
+{{- if and (eq .Values.backplane.kind "redis") (not .Values.backplane.redis.url) (not .Values.backplane.redis.existingSecret) }}
+{{- fail "\n\nssehub: backplane.kind is redis but no Redis is named: set backplane.redis.url, or backplane.redis.existingSecret (and existingSecretKey)." }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (lt (int64 .Values.autoscaling.maxReplicas) (int64 .Values.autoscaling.minReplicas)) }}
+{{- fail "\n\nssehub: autoscaling.maxReplicas is below autoscaling.minReplicas." }}
+{{- end }}
+{{- /* The relations ssehub itself checks at start (config.rs), caught before anything is deployed. */}}
+{{- $drain := .Values.config.drain }}
+{{- if lt (include "ssehub.durationMillis" $drain.timeout | int64) (include "ssehub.durationMillis" $drain.delay | int64) }}
+{{- fail (printf "\n\nssehub: config.drain.timeout (%s) must be at least config.drain.delay (%s): the timeout bounds the whole drain, the delay included (ssehub refuses to start otherwise)." $drain.timeout $drain.delay) }}
+{{- end }}
+{{- $limits := .Values.config.limits }}
+{{- if lt (int64 $limits.max_body_bytes) (int64 $limits.max_event_bytes) }}
+{{- fail (printf "\n\nssehub: config.limits.max_body_bytes (%d) must be at least config.limits.max_event_bytes (%d): a request body carries at least one event." (int64 $limits.max_body_bytes) (int64 $limits.max_event_bytes)) }}
+{{- end }}
+{{- if and .Values.config.cors.allow_credentials (has "*" .Values.config.cors.allowed_origins) }}
+{{- fail "\n\nssehub: config.cors.allow_credentials cannot be true with allowed_origins [\"*\"] (browsers refuse it): list the origins." }}
+{{- end }}
+{{- $heartbeat := include "ssehub.durationSeconds" .Values.config.heartbeat.interval | int64 }}
+{{- if and .Values.ingress.enabled (ne .Values.ingress.sseAnnotations "none") (gt $heartbeat 0) (le (int64 .Values.ingress.proxyTimeoutSeconds) $heartbeat) }}
+{{- fail (printf "\n\nssehub: ingress.proxyTimeoutSeconds (%d s) must be above config.heartbeat.interval (%s).\nThe heartbeat is what keeps an idle stream alive through the proxy; with a read timeout at or\nbelow it, nginx closes every quiet stream and all its clients reconnect." (int64 .Values.ingress.proxyTimeoutSeconds) .Values.config.heartbeat.interval) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A TOML string (JSON string syntax is valid TOML basic-string syntax).
+*/}}
+{{- define "ssehub.tomlString" -}}
+{{- toJson (toString .) }}
+{{- end }}
