@@ -267,7 +267,7 @@ impl Default for EventStreamConfig {
 pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
-    #[error("{0}")]
+    #[error("{}", describe_figment_error(.0))]
     Parse(Box<figment::Error>),
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
@@ -276,6 +276,32 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// One line per problem, each naming the key in its config-file spelling
+/// (`history.size`) and where the bad value came from.
+fn describe_figment_error(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".").to_lowercase();
+            let origin = error
+                .metadata
+                .as_ref()
+                .map(|metadata| match &metadata.source {
+                    Some(source) => format!(" (from {} {source})", metadata.name),
+                    None => format!(" (from {})", metadata.name),
+                })
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{origin}", error.kind)
+            } else {
+                format!("invalid value for `{key}`: {}{origin}", error.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Config {

@@ -8,8 +8,11 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Form, Json};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use serde::Deserialize;
+use std::borrow::Cow;
 
 use super::ApiTags;
 use super::auth::PublishKeys;
@@ -30,8 +33,72 @@ pub struct SeedTopic(pub TopicName);
 #[derive(Debug, Object, Deserialize)]
 pub struct SeedMessage {
     /// The message to broadcast, 1-100 characters.
-    #[oai(validator(min_length = 1, max_length = 100))]
-    pub message: String,
+    pub message: SeedText,
+}
+
+/// The `message` field: a required string of 1-100 characters, with errors
+/// that name the field (poem-openapi's own say only "expected string").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SeedText(String);
+
+impl SeedText {
+    fn check(text: String) -> Result<Self, String> {
+        let length = text.chars().count();
+        if length == 0 {
+            Err("field `message` is required".to_owned())
+        } else if length > MESSAGE_MAX_CHARS {
+            Err(format!(
+                "field `message` must be at most {MESSAGE_MAX_CHARS} characters, got {length}"
+            ))
+        } else {
+            Ok(Self(text))
+        }
+    }
+}
+
+impl Type for SeedText {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            min_length: Some(1),
+            max_length: Some(MESSAGE_MAX_CHARS),
+            ..MetaSchema::new("string")
+        }))
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl ParseFromJSON for SeedText {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        match value {
+            None | Some(serde_json::Value::Null) => {
+                Err(ParseError::custom("field `message` is required"))
+            }
+            Some(serde_json::Value::String(text)) => Self::check(text).map_err(ParseError::custom),
+            Some(_) => Err(ParseError::custom("field `message` must be a string")),
+        }
+    }
+}
+
+impl ToJSON for SeedText {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
 }
 
 #[derive(ApiRequest)]
@@ -74,6 +141,16 @@ fn seed_bad_request(error: poem::Error) -> SeedPostResponse {
     let reason = message
         .strip_prefix("parse request payload error: ")
         .unwrap_or(&message);
+    // poem-openapi appends where it was parsing; the field name says enough.
+    let reason = reason
+        .split(" (occurred while parsing")
+        .next()
+        .unwrap_or(reason);
+    let reason = if reason.contains("missing field `message`") {
+        "field `message` is required"
+    } else {
+        reason
+    };
     fail(reason)
 }
 
@@ -93,18 +170,14 @@ impl SeedApi {
     ) -> Result<SeedPostResponse, ApiError> {
         keys.authorize(request)?;
         let message = match body {
-            SeedMessageBody::Json(Json(body)) | SeedMessageBody::Form(Form(body)) => body.message,
+            SeedMessageBody::Json(Json(body)) => body.message.0,
+            // Form bodies go through serde, not poem-openapi's parser: check
+            // them the same way here.
+            SeedMessageBody::Form(Form(body)) => match SeedText::check(body.message.0) {
+                Ok(text) => text.0,
+                Err(reason) => return Ok(fail(reason)),
+            },
         };
-        // Form bodies skip poem-openapi's validators; check both the same way.
-        let length = message.chars().count();
-        if length == 0 {
-            return Ok(fail("field `message` is required"));
-        }
-        if length > MESSAGE_MAX_CHARS {
-            return Ok(fail(format!(
-                "field `message` must be at most {MESSAGE_MAX_CHARS} characters, got {length}"
-            )));
-        }
         let draft = EventDraft {
             topic: topic.0.0.clone(),
             event_type: Some(EventType::parse(SEED_EVENT_TYPE).expect("valid constant")),

@@ -1,0 +1,81 @@
+//! The `ssehub` binary: configuration layering, exit codes.
+
+use std::process::Command;
+
+fn ssehub() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
+    // Only what a test sets explicitly.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SSEHUB_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+#[test]
+fn a_bad_value_exits_64_naming_the_key() {
+    let output = ssehub()
+        .env("SSEHUB_HEARTBEAT__INTERVAL", "often")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("heartbeat.interval"), "{stderr}");
+
+    let output = ssehub()
+        .env("SSEHUB_LIMITS__MAX_SUBSCRIBERS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("limits.max_subscribers"));
+
+    let output = ssehub().env("SSEHUB_NO_SUCH_KEY", "1").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no_such_key"));
+}
+
+#[test]
+fn a_missing_config_file_exits_64() {
+    let output = ssehub()
+        .args(["--config", "does/not/exist.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does/not/exist.toml"));
+}
+
+#[test]
+fn file_then_environment_layers_and_secrets_are_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssehub.toml");
+    std::fs::write(
+        &file,
+        "listen = \"0.0.0.0:9000\"\n[history]\nsize = 50\nttl = \"10m\"\n[auth]\npublish_keys = [\"hunter2\"]\n",
+    )
+    .unwrap();
+    let output = ssehub()
+        .arg("--print-config")
+        .env("SSEHUB_CONFIG", &file)
+        .env("SSEHUB_HISTORY__SIZE", "70")
+        .env("SSEHUB_HEARTBEAT__INTERVAL", "5s")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let shown: toml::Value = toml::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap();
+    assert_eq!(
+        shown["listen"].as_str(),
+        Some("0.0.0.0:9000"),
+        "from the file"
+    );
+    assert_eq!(
+        shown["history"]["size"].as_integer(),
+        Some(70),
+        "env over file"
+    );
+    assert_eq!(shown["history"]["ttl"].as_str(), Some("10m"));
+    assert_eq!(shown["heartbeat"]["interval"].as_str(), Some("5s"));
+    assert_eq!(shown["stream"]["queue"].as_integer(), Some(64), "default");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("hunter2"), "secret printed: {text}");
+}

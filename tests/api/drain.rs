@@ -1,0 +1,383 @@
+//! Graceful drain of the real binary on SIGTERM.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::helpers::{body_text, spawn_app};
+use crate::process::HubProcess;
+
+/// One subscriber's view of its stream until the end.
+struct StreamEnd {
+    text: String,
+    /// The body ended with HTTP/1.1's terminator rather than a cut connection.
+    clean: bool,
+    ended_at: Instant,
+}
+
+async fn read_to_end(response: reqwest::Response) -> StreamEnd {
+    let mut text = String::new();
+    let mut body = response.bytes_stream();
+    let mut clean = true;
+    let limit = tokio::time::sleep(Duration::from_secs(60));
+    tokio::pin!(limit);
+    loop {
+        tokio::select! {
+            chunk = body.next() => match chunk {
+                Some(Ok(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+                Some(Err(_)) => { clean = false; break; }
+                None => break,
+            },
+            _ = &mut limit => { clean = false; break; }
+        }
+    }
+    StreamEnd {
+        text,
+        clean,
+        ended_at: Instant::now(),
+    }
+}
+
+/// Polls readiness until it fails (the signal is handled asynchronously,
+/// within milliseconds); returns the 503 answer.
+async fn wait_not_ready(client: &reqwest::Client, hub: &HubProcess) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let ready = client.get(hub.url("/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            return ready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness still {}",
+            ready.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn data_lines(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| data.parse().unwrap())
+        .collect()
+}
+
+fn ends_with_retry_hint(text: &str) -> bool {
+    text.rsplit_once("retry: ").is_some_and(|(_, tail)| {
+        tail.strip_suffix("\n\n")
+            .is_some_and(|ms| ms.parse::<u64>().is_ok())
+    })
+}
+
+async fn wait_for_subscribers(client: &reqwest::Client, hub: &HubProcess, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let health: serde_json::Value = client
+            .get(hub.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["subscribers"].as_u64() == Some(count) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "subscribers never reached {count}: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_spread_out() {
+    const SUBSCRIBERS: usize = 200;
+    let (delay, spread) = (Duration::from_secs(1), Duration::from_secs(2));
+    let mut hub = HubProcess::start(&[
+        ("SSEHUB_DRAIN__DELAY", "1s"),
+        ("SSEHUB_DRAIN__SPREAD", "2s"),
+        ("SSEHUB_DRAIN__TIMEOUT", "10s"),
+    ]);
+    let client = reqwest::Client::new();
+    let mut readers = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let response = client
+            .get(hub.url("/v1/events?topic=drain"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        readers.push(tokio::spawn(read_to_end(response)));
+    }
+    wait_for_subscribers(&client, &hub, SUBSCRIBERS as u64).await;
+
+    // A publisher keeps publishing through the signal until it is refused;
+    // it records what was answered 2xx.
+    let accepted = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let refused_status = Arc::new(Mutex::new(None));
+    let publisher = {
+        let (accepted, refused_status) = (accepted.clone(), refused_status.clone());
+        let url = hub.url("/v1/topics/drain/events");
+        let client = client.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            for n in 0..200_000u64 {
+                if started.elapsed() > Duration::from_secs(30) {
+                    break;
+                }
+                match client.post(&url).json(&json!({ "data": n })).send().await {
+                    Ok(response) if response.status() == 202 => accepted.lock().unwrap().push(n),
+                    Ok(response) => {
+                        *refused_status.lock().unwrap() = Some(response.status().as_u16());
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let signalled = Instant::now();
+    hub.signal("TERM");
+    let accepted_at_signal = accepted.lock().unwrap().len();
+
+    // Readiness fails at once; liveness doesn't.
+    let ready = wait_not_ready(&client, &hub).await;
+    assert!(ready.headers().contains_key("retry-after"));
+    assert_eq!(
+        client
+            .get(hub.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let (status, _) = tokio::task::spawn_blocking(move || {
+        let exit = hub.wait_exit(Duration::from_secs(15));
+        (exit, hub.log_text())
+    })
+    .await
+    .map(|(exit, log)| (exit.unwrap_or_else(|| panic!("no exit; log:\n{log}")), log))
+    .unwrap();
+    let exited_after = signalled.elapsed();
+    assert_eq!(status.0.code(), Some(0));
+    assert!(
+        exited_after <= delay + spread + Duration::from_secs(1),
+        "exit took {exited_after:?}"
+    );
+    println!("drain: exit {exited_after:?} after SIGTERM (delay 1s, spread 2s)");
+
+    publisher.await.unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() > accepted_at_signal,
+        "publishing went on during drain.delay"
+    );
+    assert_eq!(
+        *refused_status.lock().unwrap(),
+        Some(503),
+        "then publishes were refused"
+    );
+
+    let mut ends = Vec::new();
+    for reader in readers {
+        let end = reader.await.unwrap();
+        assert!(end.clean, "a stream was cut instead of ended");
+        assert_eq!(
+            data_lines(&end.text),
+            accepted,
+            "every 2xx event, in order, once"
+        );
+        assert!(
+            ends_with_retry_hint(&end.text),
+            "no closing retry hint: {:?}",
+            &end.text[end.text.len().saturating_sub(80)..]
+        );
+        ends.push(end.ended_at);
+    }
+    let first = *ends.iter().min().unwrap();
+    let last = *ends.iter().max().unwrap();
+    let window = last - first;
+    println!("drain: stream ends spread over {window:?} (drain.spread 2s)");
+    assert!(
+        window >= spread.mul_f64(0.8),
+        "ends bunched within {window:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
+    let mut hub = HubProcess::start(&[
+        ("SSEHUB_DRAIN__DELAY", "1s"),
+        ("SSEHUB_DRAIN__SPREAD", "4s"),
+        ("SSEHUB_DRAIN__TIMEOUT", "10s"),
+    ]);
+    // One keep-alive connection, opened before the signal: the listener
+    // closes during drain, connections already open go on.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let other = reqwest::Client::new();
+        let response = other
+            .get(hub.url("/v1/events?topic=t"))
+            .send()
+            .await
+            .unwrap();
+        streams.push(tokio::spawn(read_to_end(response)));
+    }
+    assert_eq!(
+        client
+            .get(hub.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    hub.signal("TERM");
+    // drain.delay: not ready, but still serving.
+    wait_not_ready(&client, &hub).await;
+    let publish = client
+        .post(hub.url("/v1/topics/t/events"))
+        .json(&json!({"data": "during delay"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(publish.status(), 202);
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Closing: the same connection now gets refusals a client can act on.
+    let publish = client
+        .post(hub.url("/v1/topics/t/events"))
+        .json(&json!({"data": "too late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(publish.status(), 503);
+    assert!(publish.headers().contains_key("retry-after"));
+    let subscribe = client
+        .get(hub.url("/v1/events?topic=t"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscribe.status(), 200);
+    let text = body_text(subscribe, Duration::from_secs(5)).await;
+    assert!(
+        text.starts_with("retry: ") && text.ends_with("\n\n") && !text.contains("data:"),
+        "{text:?}"
+    );
+    assert_eq!(
+        client
+            .get(hub.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // New connections are refused.
+    let fresh = reqwest::Client::new().get(hub.url("/healthz")).send().await;
+    assert!(fresh.is_err(), "a new connection was accepted during drain");
+
+    for stream in streams {
+        let end = stream.await.unwrap();
+        assert!(end.clean);
+        assert_eq!(data_lines_text(&end.text), ["during delay"]);
+    }
+    let exit = tokio::task::spawn_blocking(move || hub.wait_exit(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(exit.expect("exits").0.code(), Some(0));
+}
+
+fn data_lines_text(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_shorter_than_the_spread_ends_the_rest_at_the_deadline() {
+    let mut hub = HubProcess::start(&[
+        ("SSEHUB_DRAIN__DELAY", "0s"),
+        ("SSEHUB_DRAIN__SPREAD", "20s"),
+        ("SSEHUB_DRAIN__TIMEOUT", "1s"),
+    ]);
+    let client = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..50 {
+        let response = client
+            .get(hub.url("/v1/events?topic=t"))
+            .send()
+            .await
+            .unwrap();
+        streams.push(tokio::spawn(read_to_end(response)));
+    }
+    wait_for_subscribers(&client, &hub, 50).await;
+
+    let signalled = Instant::now();
+    hub.signal("TERM");
+    let (exit, log) = tokio::task::spawn_blocking(move || {
+        let exit = hub.wait_exit(Duration::from_secs(10));
+        (exit, hub.log_text())
+    })
+    .await
+    .unwrap();
+    let (status, _) = exit.unwrap_or_else(|| panic!("no exit; log:\n{log}"));
+    assert_eq!(status.code(), Some(0));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    assert!(log.contains("drain.timeout reached"), "{log}");
+    for stream in streams {
+        let end = stream.await.unwrap();
+        assert!(end.clean, "cut streams still end cleanly");
+        assert!(ends_with_retry_hint(&end.text));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let mut hub = HubProcess::start(&[
+        ("SSEHUB_DRAIN__DELAY", "20s"),
+        ("SSEHUB_DRAIN__TIMEOUT", "60s"),
+    ]);
+    let client = reqwest::Client::new();
+    let _stream = client
+        .get(hub.url("/v1/events?topic=t"))
+        .send()
+        .await
+        .unwrap();
+    hub.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.signal("TERM");
+    let exit = tokio::task::spawn_blocking(move || hub.wait_exit(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    let (status, took) = exit.expect("the second signal ends the process");
+    assert_eq!(status.code(), Some(130));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[tokio::test]
+async fn an_in_process_drain_reports_what_it_closed() {
+    let app = spawn_app().await;
+    let first = app.subscribe(&["t"]).await;
+    let second = app.subscribe(&["t"]).await;
+    let report = app.shut_down().await;
+    assert_eq!(report.streams_at_signal, 2);
+    assert_eq!(report.streams_closed, 2);
+    assert_eq!(report.streams_cut, 0);
+    drop((first, second));
+}

@@ -1,0 +1,16 @@
+//! Integration tests: one test binary, the real server on port 0 (or the
+//! real `ssehub` binary as a child process), real HTTP and a real SSE parser.
+
+mod helpers;
+mod process;
+
+mod batch;
+mod binary;
+mod drain;
+mod errors;
+mod fanout;
+mod limits;
+mod resume;
+mod seed;
+mod slow_subscriber;
+mod wire;

@@ -1,0 +1,104 @@
+//! The real `ssehub` binary as a child process, configured by environment
+//! only (as in the container), on a port it picks itself.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct HubProcess {
+    pub addr: SocketAddr,
+    child: Child,
+    /// Every log line so far (stderr), for assertions and failure messages.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl HubProcess {
+    /// Starts the binary with `env` on top of a clean environment and waits
+    /// for it to log its address.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("SSEHUB_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("SSEHUB_LISTEN", "127.0.0.1:0")
+            .env("SSEHUB_LOG__FORMAT", "json")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn ssehub");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = addr_tx.send(addr);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("ssehub did not start: {:?}", log.lock().unwrap()));
+        Self { addr, child, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; returns its status and
+    /// how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address from the JSON log line `"listening on 127.0.0.1:PORT"`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    json["message"]
+        .as_str()?
+        .strip_prefix("listening on ")?
+        .parse()
+        .ok()
+}
