@@ -246,7 +246,7 @@ fn row(
 fn format_figure(value: Option<f64>) -> String {
     match value {
         None => "-".to_owned(),
-        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 100.0 || v.fract() == 0.0 => format!("{v:.0}"),
         Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
         Some(v) => format!("{v:.2}"),
     }
@@ -261,6 +261,7 @@ mod tests {
         assert_eq!(format_figure(Some(123456.7)), "123457");
         assert_eq!(format_figure(Some(12.345)), "12.3");
         assert_eq!(format_figure(Some(0.1234)), "0.12");
+        assert_eq!(format_figure(Some(0.0)), "0");
         assert_eq!(format_figure(None), "-");
     }
 

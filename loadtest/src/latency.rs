@@ -25,6 +25,8 @@ pub struct LatencyShard {
     pub total: Histogram<u64>,
     /// Keyed by the unix second the event was scheduled in.
     pub per_second: BTreeMap<u64, Histogram<u64>>,
+    /// When the latest recorded event arrived; 0 before the first.
+    pub last_arrival_unix_nanos: u64,
 }
 
 impl LatencyShard {
@@ -32,16 +34,20 @@ impl LatencyShard {
         Self {
             total: new_histogram(TOTAL_SIGNIFICANT_DIGITS),
             per_second: BTreeMap::new(),
+            last_arrival_unix_nanos: 0,
         }
     }
 
-    pub fn record(&mut self, scheduled_unix_nanos: u64, latency_nanos: u64) {
+    /// Records one event scheduled at one time and arrived at another.
+    pub fn record(&mut self, scheduled_unix_nanos: u64, arrived_unix_nanos: u64) {
+        let latency_nanos = arrived_unix_nanos.saturating_sub(scheduled_unix_nanos);
         let micros = (latency_nanos / 1_000).clamp(1, HIGHEST_MICROS);
         self.total.saturating_record(micros);
         self.per_second
             .entry(scheduled_unix_nanos / 1_000_000_000)
             .or_insert_with(|| new_histogram(TIMELINE_SIGNIFICANT_DIGITS))
             .saturating_record(micros);
+        self.last_arrival_unix_nanos = self.last_arrival_unix_nanos.max(arrived_unix_nanos);
     }
 }
 
@@ -71,6 +77,9 @@ impl LatencyRecorder {
         for shard in &self.shards {
             let shard = shard.lock().expect("latency shard poisoned");
             merged.total.add(&shard.total).expect("same bounds");
+            merged.last_arrival_unix_nanos = merged
+                .last_arrival_unix_nanos
+                .max(shard.last_arrival_unix_nanos);
             for (second, histogram) in &shard.per_second {
                 merged
                     .per_second
@@ -87,6 +96,8 @@ impl LatencyRecorder {
                 .iter()
                 .map(|(second, histogram)| (*second, HistogramDump::from(histogram)))
                 .collect(),
+            last_arrival_unix_nanos: (merged.last_arrival_unix_nanos > 0)
+                .then_some(merged.last_arrival_unix_nanos),
         }
     }
 }
@@ -95,6 +106,7 @@ impl LatencyRecorder {
 pub struct LatencyDump {
     pub total: HistogramDump,
     pub per_second: Vec<(u64, HistogramDump)>,
+    pub last_arrival_unix_nanos: Option<u64>,
 }
 
 /// A histogram as `(value, count)` pairs: small, and plain JSON.
@@ -146,9 +158,14 @@ mod tests {
         let recorder = LatencyRecorder::new(4);
         let second = 1_700_000_000u64 * 1_000_000_000;
         for subscriber in 0..8 {
-            recorder.shard(subscriber).record(second, 2_000_000);
+            recorder
+                .shard(subscriber)
+                .record(second, second + 2_000_000);
         }
-        recorder.shard(0).record(second + 1_000_000_000, 50_000_000);
+        let next_second = second + 1_000_000_000;
+        recorder
+            .shard(0)
+            .record(next_second, next_second + 50_000_000);
         let dump = recorder.dump();
         let total = dump.total.to_histogram();
         assert_eq!(total.len(), 9);
@@ -160,6 +177,7 @@ mod tests {
         assert_eq!(dump.per_second.len(), 2);
         assert_eq!(dump.per_second[0].0, 1_700_000_000);
         assert_eq!(dump.per_second[1].1.to_histogram().len(), 1);
+        assert_eq!(dump.last_arrival_unix_nanos, Some(next_second + 50_000_000));
     }
 
     #[test]

@@ -47,7 +47,8 @@ impl PayloadToken<'_> {
 /// `data` as JSON) are ignored. `None` when the data is not a token.
 pub fn parse(data: &[u8]) -> Option<PayloadToken<'_>> {
     let data = data.strip_prefix(b"\"").unwrap_or(data);
-    let mut fields = data.split(|&b| b == b'.');
+    // Six parts at most: the padding stays one unsplit remainder, not scanned.
+    let mut fields = data.splitn(6, |&b| b == b'.');
     let run_id = fields
         .next()
         .filter(|id| !id.is_empty() && id.iter().all(u8::is_ascii_alphanumeric))?;

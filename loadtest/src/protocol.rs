@@ -95,7 +95,6 @@ pub struct WorkerReport {
     pub close_examples: Vec<String>,
     /// Every subscriber had every acked publish before the drain timeout.
     pub drained: bool,
-    pub first_delivery_unix_nanos: Option<u64>,
     pub last_delivery_unix_nanos: Option<u64>,
     pub latency: LatencyDump,
 }

@@ -224,18 +224,21 @@ impl RunReport {
             );
         }
         let d = &self.delivery;
-        row(
-            "deliveries / expected",
-            format!("{} / {} ({:.0}/s)", d.deliveries, d.expected, d.per_second),
-        );
-        let l = &self.latency_ms;
-        row(
-            "latency ms p50/p90/p99/p99.9/max",
-            format!(
-                "{:.2} / {:.2} / {:.2} / {:.2} / {:.2}",
-                l.p50, l.p90, l.p99, l.p999, l.max
-            ),
-        );
+        // Idle runs deliver nothing: no delivery or latency figures to show.
+        if self.publish.is_some() {
+            row(
+                "deliveries / expected",
+                format!("{} / {} ({:.0}/s)", d.deliveries, d.expected, d.per_second),
+            );
+            let l = &self.latency_ms;
+            row(
+                "latency ms p50/p90/p99/p99.9/max",
+                format!(
+                    "{:.2} / {:.2} / {:.2} / {:.2} / {:.2}",
+                    l.p50, l.p90, l.p99, l.p999, l.max
+                ),
+            );
+        }
         let v = &self.verification.audit;
         row(
             "lost / duplicated / out of order",

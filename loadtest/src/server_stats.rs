@@ -18,10 +18,15 @@ pub fn sample(pids: &[u32]) -> Result<ServerSample> {
     let ticks_per_second = clock_ticks_per_second();
     let mut total = ServerSample::default();
     for pid in with_descendants(pids)? {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("server pid {pid}"))?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .with_context(|| format!("server pid {pid}"))?;
+        let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+        let (stat, status) = match (read("stat"), read("status")) {
+            (Ok(stat), Ok(status)) => (stat, status),
+            // A child may exit between listing and reading; the given pids may not.
+            _ if !pids.contains(&pid) => continue,
+            (Err(error), _) | (_, Err(error)) => {
+                return Err(error).with_context(|| format!("server pid {pid} (has it exited?)"));
+            }
+        };
         total.cpu_seconds +=
             parse_cpu_ticks(&stat).context("parsing /proc/<pid>/stat")? as f64 / ticks_per_second;
         total.rss_kib += parse_rss_kib(&status).unwrap_or(0);

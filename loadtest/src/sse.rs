@@ -76,7 +76,7 @@ impl SseParser {
             input = &input[1..];
         }
         self.after_cr = false;
-        while let Some(end) = input.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', input) {
             if self.partial_line.is_empty() {
                 self.process_line(&input[..end], on_event)?;
             } else {
@@ -126,7 +126,7 @@ impl SseParser {
             self.comments += 1;
             return Ok(());
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(colon) => {
                 let value = &line[colon + 1..];
                 (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))

@@ -52,8 +52,6 @@ pub struct SubscriberContext {
     pub failed: AtomicU64,
     /// First deliveries, all subscribers (for progress and rates).
     pub deliveries: AtomicU64,
-    pub first_delivery_unix_nanos: AtomicU64,
-    pub last_delivery_unix_nanos: AtomicU64,
     pub last_connected_unix_nanos: AtomicU64,
     pub failure_examples: Mutex<Vec<String>>,
     pub close_examples: Mutex<Vec<String>>,
@@ -74,8 +72,6 @@ impl SubscriberContext {
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
-            first_delivery_unix_nanos: AtomicU64::new(u64::MAX),
-            last_delivery_unix_nanos: AtomicU64::new(0),
             last_connected_unix_nanos: AtomicU64::new(0),
             failure_examples: Mutex::new(Vec::new()),
             close_examples: Mutex::new(Vec::new()),
@@ -299,10 +295,7 @@ impl StreamReader {
                             != Delivery::Duplicate
                         {
                             fresh += 1;
-                            latency.record(
-                                token.scheduled_unix_nanos,
-                                now.saturating_sub(token.scheduled_unix_nanos),
-                            );
+                            latency.record(token.scheduled_unix_nanos, now);
                         }
                     }
                     _ => state.foreign_events += 1,
@@ -311,12 +304,6 @@ impl StreamReader {
         state.comments = self.sse.comments;
         if fresh > 0 {
             context.deliveries.fetch_add(fresh, Ordering::Relaxed);
-            context
-                .first_delivery_unix_nanos
-                .fetch_min(now, Ordering::Relaxed);
-            context
-                .last_delivery_unix_nanos
-                .fetch_max(now, Ordering::Relaxed);
         }
         Ok(decoded.finished)
     }

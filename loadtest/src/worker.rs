@@ -180,12 +180,10 @@ async fn drain_and_audit(
     }
     report.audit = audit;
     report.deliveries = context.deliveries.load(Ordering::Relaxed);
-    let first = context.first_delivery_unix_nanos.load(Ordering::Relaxed);
-    report.first_delivery_unix_nanos = (first != u64::MAX).then_some(first);
-    let last = context.last_delivery_unix_nanos.load(Ordering::Relaxed);
-    report.last_delivery_unix_nanos = (last != 0).then_some(last);
+
     report.close_examples = context.close_examples.lock().expect("poisoned").clone();
     report.latency = context.latency.dump();
+    report.last_delivery_unix_nanos = report.latency.last_arrival_unix_nanos;
     report
 }
 
