@@ -57,7 +57,7 @@ pub fn data_lines(data: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(data);
     std::iter::from_fn(move || {
         let text = rest?;
-        match text.find(['\r', '\n']) {
+        match memchr::memchr2(b'\r', b'\n', text.as_bytes()) {
             None => {
                 rest = None;
                 Some(text)
@@ -79,7 +79,9 @@ pub fn event_frame(
     retry: Option<Duration>,
     data: &str,
 ) -> Bytes {
-    let lines = data_lines(data).count();
+    // Every line break may become "\ndata: ": count them for an exact-enough
+    // capacity without a second pass over the lines.
+    let lines = 1 + memchr::memchr2_iter(b'\r', b'\n', data.as_bytes()).count();
     let capacity = "id: ffffffffffffffff-ffffffffffffffff\n".len()
         + event_type.map_or(0, |t| "event: \n".len() + t.as_str().len())
         + retry.map_or(0, |_| "retry: 18446744073709551615\n".len())

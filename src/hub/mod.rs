@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-pub use encoder::{EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, retry_hint};
+pub use encoder::{
+    EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, event_frame, retry_hint,
+};
 pub use event::{Event, EventDraft};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use lifecycle::{Lifecycle, Phase};

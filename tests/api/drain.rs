@@ -3,42 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::helpers::{body_text, spawn_app};
+use crate::helpers::{body_text, read_to_end, spawn_app};
 use crate::process::HubProcess;
-
-/// One subscriber's view of its stream until the end.
-struct StreamEnd {
-    text: String,
-    /// The body ended with HTTP/1.1's terminator rather than a cut connection.
-    clean: bool,
-    ended_at: Instant,
-}
-
-async fn read_to_end(response: reqwest::Response) -> StreamEnd {
-    let mut text = String::new();
-    let mut body = response.bytes_stream();
-    let mut clean = true;
-    let limit = tokio::time::sleep(Duration::from_secs(60));
-    tokio::pin!(limit);
-    loop {
-        tokio::select! {
-            chunk = body.next() => match chunk {
-                Some(Ok(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
-                Some(Err(_)) => { clean = false; break; }
-                None => break,
-            },
-            _ = &mut limit => { clean = false; break; }
-        }
-    }
-    StreamEnd {
-        text,
-        clean,
-        ended_at: Instant::now(),
-    }
-}
 
 /// Polls readiness until it fails (the signal is handled asynchronously,
 /// within milliseconds); returns the 503 answer.

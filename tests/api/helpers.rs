@@ -228,3 +228,34 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert!(!problem["detail"].as_str().unwrap().is_empty(), "{problem}");
     problem
 }
+
+/// One subscriber's view of its stream until the end.
+pub struct StreamEnd {
+    pub text: String,
+    /// The body ended with HTTP/1.1's terminator rather than a cut connection.
+    pub clean: bool,
+    pub ended_at: std::time::Instant,
+}
+
+pub async fn read_to_end(response: reqwest::Response) -> StreamEnd {
+    let mut text = String::new();
+    let mut body = response.bytes_stream();
+    let mut clean = true;
+    let limit = tokio::time::sleep(Duration::from_secs(60));
+    tokio::pin!(limit);
+    loop {
+        tokio::select! {
+            chunk = body.next() => match chunk {
+                Some(Ok(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+                Some(Err(_)) => { clean = false; break; }
+                None => break,
+            },
+            _ = &mut limit => { clean = false; break; }
+        }
+    }
+    StreamEnd {
+        text,
+        clean,
+        ended_at: std::time::Instant::now(),
+    }
+}

@@ -10,6 +10,7 @@ mod drain;
 mod errors;
 mod fanout;
 mod limits;
+mod nginx;
 mod resume;
 mod seed;
 mod slow_subscriber;

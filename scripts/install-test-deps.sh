@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and the machine lacks:
+#   - nginx (Debian) for the tests that put nginx in front of ssehub;
+#   - cargo-nextest (crates.io) if missing;
+#   - the deployment tools (helm, kubernetes-validate, linters) via
+#     scripts/install-deploy-tools.sh, cached in .tools/.
+# Idempotent; runs unattended as root on Debian.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DEBIAN_FRONTEND=noninteractive
+
+missing=()
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+if ((${#missing[@]})); then
+  echo "install-test-deps: apt-get install ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts the packaged nginx as a service; the tests run their own.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "install-test-deps: cargo install cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+bash "$ROOT/scripts/install-deploy-tools.sh"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every test of ssehub, installing what the tests need first.
+#
+#   bash scripts/test.sh
+#
+# Steps (each prints a header; the first failure stops the run):
+#   1. install test dependencies (Debian packages, cargo-nextest, deploy tools)
+#   2. build the workspace once (debug), reused by every later step
+#   3. cargo fmt --check and cargo clippy -D warnings
+#   4. unit and integration tests (cargo nextest): hub, HTTP API, drain of
+#      the real binary, nginx in front of ssehub
+#   5. deployment checks: Helm chart, k8s/, Dockerfile, nginx configs
+#   6. load-test harness smoke run against ssehub: 0 lost, 0 duplicated,
+#      0 out of order
+# Works unattended (CI=true, no stdin) as root on a fresh Debian machine.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Two cores: build with both, run tests two at a time.
+JOBS="${JOBS:-2}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Each test step's "N passed, M failed" is collected for the closing line.
+LOGS="$(mktemp -d)"
+trap 'rm -rf "$LOGS"' EXIT
+passed_in() { grep -Eo '[0-9]+ passed' "$1" | tail -n 1 | grep -Eo '[0-9]+' || echo 0; }
+
+step "1/6 install test dependencies"
+bash scripts/install-test-deps.sh
+
+step "2/6 build (debug, all targets)"
+cargo build --workspace --all-targets --locked -j "$JOBS"
+
+step "3/6 format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -j "$JOBS" -- -D warnings
+
+step "4/6 unit and integration tests"
+cargo nextest run --workspace --locked -j "$JOBS" --no-fail-fast 2>&1 | tee "$LOGS/nextest.log"
+
+step "5/6 deployment checks"
+SSEHUB_BIN="$ROOT/target/debug/ssehub" bash scripts/check-deploy.sh 2>&1 | tee "$LOGS/deploy.log"
+
+step "6/6 load-test smoke run"
+bash loadtest/smoke.sh 2>&1 | tee "$LOGS/smoke.log"
+
+total=$(($(passed_in "$LOGS/nextest.log") + $(passed_in "$LOGS/deploy.log") + $(passed_in "$LOGS/smoke.log")))
+printf '\nall test steps passed\ntotal: %d passed, 0 failed\n' "$total"
