@@ -250,7 +250,12 @@ fn problems(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if audit.lost > 0 {
-        problems.push(format!("{} deliveries lost", audit.lost));
+        let why = if delivery.drained {
+            ""
+        } else {
+            " (still missing when the drain timeout ended)"
+        };
+        problems.push(format!("{} deliveries lost{why}", audit.lost));
     }
     if audit.duplicated > 0 {
         problems.push(format!("{} deliveries duplicated", audit.duplicated));
