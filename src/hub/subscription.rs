@@ -4,6 +4,7 @@
 //! The stream is polled by the connection's own task; there is no extra task
 //! per subscriber, and an idle one costs a parked future and a queue cursor.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -113,7 +114,9 @@ impl Subscription {
             feeds,
             cursor: 0,
             held: Vec::new(),
+            ready: Vec::new(),
             batch: BatchWriter::default(),
+            outbox: VecDeque::new(),
         };
         async_stream::stream! {
             let _seat = seat;
@@ -122,7 +125,8 @@ impl Subscription {
             let lifecycle = hub.lifecycle();
             yield encoder::stream_prelude(settings.retry);
 
-            for chunk in delivery.start(resume).await {
+            delivery.start(resume).await;
+            while let Some(chunk) = delivery.outbox.pop_front() {
                 yield chunk;
             }
 
@@ -134,13 +138,19 @@ impl Subscription {
             tokio::pin!(heartbeat_timer);
             let close_timer = tokio::time::sleep_until(last_write);
             tokio::pin!(close_timer);
+            // Created once and kept across iterations: each registers with its
+            // token one time, not once per event.
+            let cut = lifecycle.cut().cancelled();
+            tokio::pin!(cut);
+            let closing_signal = lifecycle.closing().cancelled();
+            tokio::pin!(closing_signal);
             let mut closing = false;
 
             loop {
                 let step = tokio::select! {
                     biased;
-                    _ = lifecycle.cut().cancelled() => Step::End,
-                    _ = lifecycle.closing().cancelled(), if !closing => Step::CloseAt(lifecycle.close_slot()),
+                    _ = &mut cut => Step::End,
+                    _ = &mut closing_signal, if !closing => Step::CloseAt(lifecycle.close_slot()),
                     _ = &mut close_timer, if closing => Step::End,
                     item = delivery.feeds.next() => Step::Live(item),
                     _ = &mut heartbeat_timer, if heartbeat.is_some() => Step::Heartbeat,
@@ -153,7 +163,8 @@ impl Subscription {
                     }
                     Step::Live(None) => break,
                     Step::Live(Some(item)) => {
-                        for chunk in delivery.on_live(item).await {
+                        delivery.on_live(item).await;
+                        while let Some(chunk) = delivery.outbox.pop_front() {
                             yield chunk;
                         }
                         last_write = Instant::now();
@@ -175,7 +186,8 @@ impl Subscription {
             // Everything accepted before closing began is already in the
             // queues (closing waits for publishes under way): send it, then
             // tell the client when to come back.
-            for chunk in delivery.flush().await {
+            delivery.flush().await;
+            while let Some(chunk) = delivery.outbox.pop_front() {
                 yield chunk;
             }
             yield encoder::retry_hint(hub.jittered_retry());
@@ -191,7 +203,8 @@ enum Step {
 }
 
 /// The part of a subscriber that moves events from history and live queues
-/// into frames, in id order, without duplicates.
+/// into frames, in id order, without duplicates. Its buffers live as long as
+/// the subscription and are reused, so steady delivery allocates nothing.
 struct Delivery {
     hub: Hub,
     topics: Vec<TopicName>,
@@ -206,15 +219,19 @@ struct Delivery {
     /// delivery stays in id order across topics (one `Last-Event-ID` must
     /// describe the whole connection).
     held: Vec<Arc<Event>>,
+    /// Several topics only: the events of one batch, to be sorted by id.
+    ready: Vec<Arc<Event>>,
     batch: BatchWriter,
+    /// Chunks ready to be written, in order; the stream yields them.
+    outbox: VecDeque<Bytes>,
 }
 
 impl Delivery {
     /// Replays history after the client's resume point.
-    async fn start(&mut self, resume: ResumePoint) -> Vec<Bytes> {
+    async fn start(&mut self, resume: ResumePoint) {
         let id = match resume {
             // Live only: the queues hold nothing from before we attached.
-            ResumePoint::Live => return Vec::new(),
+            ResumePoint::Live => return,
             ResumePoint::Foreign => {
                 self.cursor = 0;
                 return self.replay(None, GapReason::UnknownEpoch).await;
@@ -238,7 +255,7 @@ impl Delivery {
     /// Sends every event of the topics after `cursor` that history holds,
     /// preceded by a gap frame when history can't cover it all. Afterwards
     /// everything up to the registry's watermark is accounted for.
-    async fn replay(&mut self, last_seen: Option<EventId>, reason: GapReason) -> Vec<Bytes> {
+    async fn replay(&mut self, last_seen: Option<EventId>, reason: GapReason) {
         // Read before history: every event at or below it is in history or
         // was evicted (then reported); later ones arrive on the live queues.
         let watermark = self.hub.inner.registry.watermark();
@@ -261,7 +278,6 @@ impl Delivery {
         if self.multi_topic {
             events.sort_unstable_by_key(|e| e.id.seq);
         }
-        let mut chunks = Vec::new();
         if let Some(reason) = gap {
             // invariant: no silent loss — the gap is announced before any
             // event that follows it.
@@ -270,106 +286,111 @@ impl Delivery {
                 .push(&encoder::gap_frame(reason.as_str(), last_seen, resumes_at));
         }
         for event in &events {
-            if event.id.seq > self.cursor {
-                self.cursor = event.id.seq;
-                self.batch.push(&event.frame);
-                if self.batch.is_full() {
-                    chunks.extend(self.batch.finish());
-                }
-            }
+            self.deliver(event);
         }
         self.cursor = self.cursor.max(watermark);
         self.held.retain(|e| e.id.seq > watermark);
-        chunks.extend(self.batch.finish());
-        chunks
+        self.finish_batch();
     }
 
     /// Handles one item from the live queues plus whatever else is already
     /// waiting, so a burst goes out as one write.
-    async fn on_live(&mut self, first: Result<Arc<Event>, BroadcastStreamRecvError>) -> Vec<Bytes> {
-        let mut chunks = Vec::new();
+    async fn on_live(&mut self, first: Result<Arc<Event>, BroadcastStreamRecvError>) {
+        let lagged = if self.multi_topic {
+            self.take_ready_in_id_order(first).await
+        } else {
+            self.take_ready(first)
+        };
+        self.finish_batch();
+        if lagged {
+            // invariant: slow subscriber — it lost its place in the live
+            // queue, not its events: catch up from history.
+            let last_seen =
+                (self.cursor > 0).then(|| EventId::new(self.hub.backplane().epoch(), self.cursor));
+            self.replay(last_seen, GapReason::Lagged).await;
+        }
+    }
+
+    /// One topic: its queue is already in id order. Returns true on lag.
+    fn take_ready(&mut self, first: Result<Arc<Event>, BroadcastStreamRecvError>) -> bool {
+        let mut item = Some(first);
+        while let Some(next) = item
+            .take()
+            .or_else(|| self.feeds.next().now_or_never().flatten())
+        {
+            match next {
+                Ok(event) => self.deliver(&event),
+                Err(BroadcastStreamRecvError::Lagged(_)) => return true,
+            }
+        }
+        false
+    }
+
+    /// Several topics: merges what is waiting on every queue into id order,
+    /// holding back events beyond the watermark. Returns true on lag.
+    async fn take_ready_in_id_order(
+        &mut self,
+        first: Result<Arc<Event>, BroadcastStreamRecvError>,
+    ) -> bool {
         let mut item = Some(first);
         loop {
-            let watermark = if self.multi_topic {
-                self.hub.inner.registry.watermark()
-            } else {
-                u64::MAX
-            };
-            let mut lagged = false;
-            let mut ready = Vec::new();
+            let watermark = self.hub.inner.registry.watermark();
             while let Some(next) = item
                 .take()
                 .or_else(|| self.feeds.next().now_or_never().flatten())
             {
                 match next {
-                    Ok(event) => {
-                        if event.id.seq <= self.cursor {
-                            continue;
-                        }
-                        if event.id.seq > watermark {
-                            self.held.push(event);
-                        } else {
-                            ready.push(event);
-                        }
-                    }
+                    Ok(event) if event.id.seq <= self.cursor => {}
+                    Ok(event) if event.id.seq > watermark => self.held.push(event),
+                    Ok(event) => self.ready.push(event),
                     Err(BroadcastStreamRecvError::Lagged(_)) => {
-                        lagged = true;
-                        break;
+                        self.ready.clear();
+                        return true;
                     }
                 }
             }
-            if lagged {
-                // invariant: slow subscriber — it lost its place in the live
-                // queue, not its events: catch up from history.
-                let last_seen = (self.cursor > 0)
-                    .then(|| EventId::new(self.hub.backplane().epoch(), self.cursor));
-                for event in ready.drain(..) {
-                    self.deliver(&event, &mut chunks);
-                }
-                chunks.extend(self.batch.finish());
-                chunks.extend(self.replay(last_seen, GapReason::Lagged).await);
-                return chunks;
-            }
-            if self.multi_topic && !self.held.is_empty() {
+            if !self.held.is_empty() {
                 let watermark = self.hub.inner.registry.watermark();
-                let (now, later): (Vec<_>, Vec<_>) =
-                    self.held.drain(..).partition(|e| e.id.seq <= watermark);
-                self.held = later;
-                ready.extend(now);
+                let (ready, held) = (&mut self.ready, &mut self.held);
+                held.retain(|event| {
+                    let visible = event.id.seq <= watermark;
+                    if visible {
+                        ready.push(event.clone());
+                    }
+                    !visible
+                });
             }
-            if self.multi_topic {
-                ready.sort_unstable_by_key(|e| e.id.seq);
+            self.ready.sort_unstable_by_key(|e| e.id.seq);
+            let mut ready = std::mem::take(&mut self.ready);
+            for event in ready.drain(..) {
+                self.deliver(&event);
             }
-            for event in &ready {
-                self.deliver(event, &mut chunks);
-            }
-            chunks.extend(self.batch.finish());
+            self.ready = ready;
             if self.held.is_empty() {
-                return chunks;
+                return false;
             }
             // The publisher stores the watermark right after its sends, so
             // the held events become deliverable within microseconds.
+            self.finish_batch();
             tokio::task::yield_now().await;
         }
     }
 
     /// Whatever is still queued, at drain time.
-    async fn flush(&mut self) -> Vec<Bytes> {
+    async fn flush(&mut self) {
         match self.feeds.next().now_or_never().flatten() {
             Some(item) => self.on_live(item).await,
             None => {
-                let mut chunks = Vec::new();
                 let held = std::mem::take(&mut self.held);
                 for event in &held {
-                    self.deliver(event, &mut chunks);
+                    self.deliver(event);
                 }
-                chunks.extend(self.batch.finish());
-                chunks
+                self.finish_batch();
             }
         }
     }
 
-    fn deliver(&mut self, event: &Arc<Event>, chunks: &mut Vec<Bytes>) {
+    fn deliver(&mut self, event: &Arc<Event>) {
         if event.id.seq <= self.cursor {
             return;
         }
@@ -377,7 +398,13 @@ impl Delivery {
         // invariant: encode once — the shared frame is written as is.
         self.batch.push(&event.frame);
         if self.batch.is_full() {
-            chunks.extend(self.batch.finish());
+            self.finish_batch();
+        }
+    }
+
+    fn finish_batch(&mut self) {
+        if let Some(chunk) = self.batch.finish() {
+            self.outbox.push_back(chunk);
         }
     }
 }
