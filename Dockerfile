@@ -23,6 +23,7 @@ RUN mkdir -p src benches loadtest/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/fanout.rs \
+ && echo 'fn main() {}' > benches/startup.rs \
  && echo 'fn main() {}' > loadtest/src/main.rs \
  && cargo build --release --locked -p ssehub \
  && rm -rf src benches
