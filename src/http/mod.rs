@@ -6,6 +6,8 @@ mod auth;
 mod body_limit;
 mod error;
 mod health;
+mod metrics;
+mod observe;
 mod publish;
 mod seed;
 mod sse;
@@ -29,7 +31,7 @@ enum ApiTags {
     Subscribe,
     /// The tutorial-compatible `/event-stream` routes.
     Seed,
-    /// Probes for load balancers and orchestrators.
+    /// Probes and metrics for load balancers, orchestrators and monitoring.
     Operations,
 }
 
@@ -48,6 +50,7 @@ pub fn api_service() -> OpenApiService<
         sse::SubscribeApi,
         seed::SeedApi,
         health::HealthApi,
+        metrics::MetricsApi,
     ),
     (),
 > {
@@ -57,6 +60,7 @@ pub fn api_service() -> OpenApiService<
             sse::SubscribeApi,
             seed::SeedApi,
             health::HealthApi,
+            metrics::MetricsApi,
         ),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
@@ -76,10 +80,14 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs);
+    let observe = observe::Observe {
+        metrics: hub.metrics().clone(),
+    };
     let endpoint = route
         .with(body_limit::BodyLimit {
             max_bytes: settings.max_body_bytes,
         })
+        .with(observe)
         .data(hub)
         .data(settings.publish_keys)
         .data(settings.seed_topic)
