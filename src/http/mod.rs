@@ -43,17 +43,17 @@ pub struct HttpSettings {
     pub seed_topic: SeedTopic,
 }
 
+/// Every OpenAPI-described group of routes.
+type Apis = (
+    publish::PublishApi,
+    sse::SubscribeApi,
+    seed::SeedApi,
+    health::HealthApi,
+    metrics::MetricsApi,
+);
+
 /// The OpenAPI service, also used to print the spec.
-pub fn api_service() -> OpenApiService<
-    (
-        publish::PublishApi,
-        sse::SubscribeApi,
-        seed::SeedApi,
-        health::HealthApi,
-        metrics::MetricsApi,
-    ),
-    (),
-> {
+pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             publish::PublishApi,
@@ -80,9 +80,12 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs);
-    let observe = observe::Observe {
-        metrics: hub.metrics().clone(),
-    };
+    let observe = observe::Observe::new(
+        hub.metrics().clone(),
+        <Apis as poem_openapi::OpenApi>::meta()
+            .iter()
+            .flat_map(|api| api.paths.iter().map(|path| path.path.clone())),
+    );
     let endpoint = route
         .with(body_limit::BodyLimit {
             max_bytes: settings.max_body_bytes,

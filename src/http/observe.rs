@@ -12,21 +12,35 @@
 //! documents here, so that the span, the metrics and the client all see the
 //! same final status.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use opentelemetry::trace::TraceContextExt;
 use poem::PathPattern;
 use poem::http::Method;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use tracing::Instrument;
 use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::error::problem_for_poem_error;
 use crate::metrics::{Metrics, PublishOutcome};
 use crate::telemetry::{self, SPAN_TARGET};
 
 pub struct Observe {
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
+    routes: Arc<RouteTemplates>,
+}
+
+impl Observe {
+    /// `spec_paths`: the routes as the OpenAPI spec writes them.
+    pub fn new(metrics: Arc<Metrics>, spec_paths: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            metrics,
+            routes: Arc::new(RouteTemplates::new(spec_paths)),
+        }
+    }
 }
 
 impl<E: Endpoint> Middleware<E> for Observe {
@@ -36,6 +50,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
         ObserveEndpoint {
             inner,
             metrics: self.metrics.clone(),
+            routes: self.routes.clone(),
         }
     }
 }
@@ -43,6 +58,45 @@ impl<E: Endpoint> Middleware<E> for Observe {
 pub struct ObserveEndpoint<E> {
     inner: E,
     metrics: Arc<Metrics>,
+    routes: Arc<RouteTemplates>,
+}
+
+/// `http.route` values. poem-openapi registers `/v1/topics/{topic}/events`
+/// with poem's router as `/v1/topics/:param0/events`, which is what the
+/// matched pattern says; this maps it back to the spec's spelling.
+struct RouteTemplates(HashMap<String, String>);
+
+impl RouteTemplates {
+    fn new(spec_paths: impl IntoIterator<Item = String>) -> Self {
+        Self(
+            spec_paths
+                .into_iter()
+                .map(|path| {
+                    let mut params = 0;
+                    let pattern = path
+                        .split('/')
+                        .map(|segment| {
+                            if segment.starts_with('{') {
+                                params += 1;
+                                format!(":param{}", params - 1)
+                            } else {
+                                segment.to_owned()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    (pattern, path)
+                })
+                .collect(),
+        )
+    }
+
+    fn template(&self, pattern: &str) -> String {
+        self.0
+            .get(pattern)
+            .cloned()
+            .unwrap_or_else(|| route_template(pattern))
+    }
 }
 
 /// Every POST route publishes; these are their paths.
@@ -76,7 +130,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let span = tracing::info_span!(
             target: SPAN_TARGET,
             "http.request",
-            "otel.name" = %method,
+            "otel.name" = method.as_str(),
             "otel.kind" = "server",
             "otel.status_code" = Empty,
             "http.request.method" = %method,
@@ -122,8 +176,12 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         }
         if !span.is_disabled() {
             if let Some(PathPattern(pattern)) = &route {
-                let route = route_template(pattern);
-                span.record("otel.name", format!("{method} {route}"));
+                let route = self.routes.template(pattern);
+                // The span has started (it was entered), so its name is
+                // changed on the OpenTelemetry span itself.
+                span.context()
+                    .span()
+                    .update_name(format!("{method} {route}"));
                 span.record("http.route", route);
             }
             span.record("http.response.status_code", status);
@@ -151,11 +209,13 @@ mod tests {
 
     #[test]
     fn routes_read_like_the_spec() {
+        let routes = RouteTemplates::new(["/v1/topics/{topic}/events".to_owned()]);
         assert_eq!(
-            route_template("/v1/topics/:topic/events"),
+            routes.template("/v1/topics/:param0/events"),
             "/v1/topics/{topic}/events"
         );
-        assert_eq!(route_template("/v1/events"), "/v1/events");
+        assert_eq!(routes.template("/docs/:file"), "/docs/{file}");
+        assert_eq!(routes.template("/v1/events"), "/v1/events");
     }
 
     #[test]

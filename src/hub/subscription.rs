@@ -205,6 +205,9 @@ impl Subscription {
             let hint = encoder::retry_hint(hub.jittered_retry());
             delivery.observer.wrote(hint.len());
             yield hint;
+            // Ends the subscription (its span, its count, its queues) now,
+            // not whenever the server drops the finished body.
+            drop(delivery);
         }
     }
 }
