@@ -350,3 +350,43 @@ async fn openmetrics_on_request_and_no_topic_names_anywhere() {
         "documented in the spec"
     );
 }
+
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_metrics_that_exist() {
+    let app = spawn_app().await;
+    let names: std::collections::HashSet<String> = scrape(&app)
+        .await
+        .0
+        .samples
+        .iter()
+        .map(|sample| sample.metric.clone())
+        .collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/helm/ssehub/dashboards/ssehub.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (start, _) in expr.match_indices("ssehub_") {
+                let name: String = expr[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // Histograms: the parser files `_bucket` samples under the
+                // family name.
+                let family = name.strip_suffix("_bucket").unwrap_or(&name);
+                assert!(
+                    names.contains(family),
+                    "panel {:?} queries {name}, which /metrics does not have",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried > 15, "the dashboard queries {queried} series");
+}
