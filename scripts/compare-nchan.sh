@@ -9,12 +9,16 @@
 #
 # Environment:
 #   TARGETS        servers to run, in order (default "nchan ssehub")
-#   SSEHUB_PORT    loopback port for ssehub (default 18080)
-#   NCHAN_PORT     loopback port for Nchan (default 18081)
+#   PORT_SSEHUB    loopback port for ssehub (default 18080)
+#   PORT_NCHAN     loopback port for Nchan (default 18081)
 #   OUT_DIR        where JSON lines, plots and the table go
 #                  (default target/compare/<timestamp>)
 #   SKIP_INSTALL=1 don't apt-get install nginx + Nchan when missing
-#   SKIP_BUILD=1   use the binaries already in target/release
+#   SKIP_BUILD=1   use the binaries already built
+#   BIN_SSEHUB, BIN_LOADTEST
+#                  binaries to run (default target/release/ssehub and
+#                  target/release/ssehub-loadtest)
+# (No SSEHUB_* names here: ssehub reads every SSEHUB_* variable as config.)
 #   LOADTEST_ARGS  extra flags for every `ssehub-loadtest run`
 #
 # Each scenario gets freshly started servers, so memory figures of one
@@ -28,11 +32,13 @@ if [ ${#SCENARIOS[@]} -eq 0 ]; then
     SCENARIOS=(broadcast-1k broadcast-10k saturate-1k idle-10k idle-20k topics-10k)
 fi
 read -r -a TARGET_LIST <<<"${TARGETS:-nchan ssehub}"
-SSEHUB_PORT="${SSEHUB_PORT:-18080}"
-NCHAN_PORT="${NCHAN_PORT:-18081}"
+PORT_SSEHUB="${PORT_SSEHUB:-18080}"
+PORT_NCHAN="${PORT_NCHAN:-18081}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT_DIR="${OUT_DIR:-$TARGET_DIR/compare/$(date +%Y%m%d-%H%M%S)}"
 RESULTS="$OUT_DIR/results.jsonl"
+BIN_SSEHUB="${BIN_SSEHUB:-$TARGET_DIR/release/ssehub}"
+BIN_LOADTEST="${BIN_LOADTEST:-$TARGET_DIR/release/ssehub-loadtest}"
 # A run that hangs despite its own timeouts is cut off here.
 RUN_TIMEOUT_SECONDS=900
 
@@ -84,26 +90,26 @@ start_nchan() {
     NCHAN_PREFIX="$(mktemp -d -t nchan-compare.XXXXXX)"
     sed -e "s|@NCHAN_MODULE@|/usr/lib/nginx/modules/ngx_nchan_module.so|" \
         -e "s|@PREFIX@|$NCHAN_PREFIX|g" \
-        -e "s|@PORT@|$NCHAN_PORT|" \
+        -e "s|@PORT@|$PORT_NCHAN|" \
         "$ROOT/loadtest/peers/nchan.conf" >"$NCHAN_PREFIX/nginx.conf"
     nginx -p "$NCHAN_PREFIX" -c "$NCHAN_PREFIX/nginx.conf" -g 'daemon off;' \
         >"$NCHAN_PREFIX/stdout.log" 2>&1 &
     SERVER_PID=$!
-    wait_for_port "$NCHAN_PORT" "$SERVER_PID"
+    wait_for_port "$PORT_NCHAN" "$SERVER_PID"
 }
 
 start_ssehub() {
     # Limits raised for 20,000 subscribers; drain shortened because the
     # benchmark stops the server between scenarios, not a load balancer.
-    SSEHUB_LISTEN="127.0.0.1:$SSEHUB_PORT" \
+    SSEHUB_LISTEN="127.0.0.1:$PORT_SSEHUB" \
         SSEHUB_LIMITS__MAX_SUBSCRIBERS=30000 \
         SSEHUB_LOG__LEVEL=warn \
         SSEHUB_DRAIN__DELAY=0s \
         SSEHUB_DRAIN__SPREAD=0s \
         SSEHUB_DRAIN__TIMEOUT=5s \
-        "$TARGET_DIR/release/ssehub" >"$OUT_DIR/ssehub.log" 2>&1 &
+        "$BIN_SSEHUB" >>"$OUT_DIR/ssehub.log" 2>&1 &
     SERVER_PID=$!
-    wait_for_port "$SSEHUB_PORT" "$SERVER_PID"
+    wait_for_port "$PORT_SSEHUB" "$SERVER_PID"
 }
 
 stop_server() {
@@ -124,17 +130,23 @@ stop_server() {
 }
 trap stop_server EXIT
 
+fail_start() {
+    log "$1 did not start; skipping $scenario against it (logs in $OUT_DIR)"
+    stop_server
+    tail -n 5 "$OUT_DIR/$1.log" >&2 || true
+}
+
 run_scenario() {
     local scenario="$1" target="$2" port
     case "$target" in
-        nchan) start_nchan; port="$NCHAN_PORT" ;;
-        ssehub) start_ssehub; port="$SSEHUB_PORT" ;;
+        nchan) port="$PORT_NCHAN"; start_nchan || { fail_start nchan; return; } ;;
+        ssehub) port="$PORT_SSEHUB"; start_ssehub || { fail_start ssehub; return; } ;;
         *) echo "unknown target $target" >&2; exit 1 ;;
     esac
     log "$scenario against $target (pid $SERVER_PID)"
     # A failed verification is a figure too: record it and go on.
     # shellcheck disable=SC2086 # LOADTEST_ARGS is a list of flags
-    timeout "$RUN_TIMEOUT_SECONDS" "$TARGET_DIR/release/ssehub-loadtest" run "$scenario" \
+    timeout "$RUN_TIMEOUT_SECONDS" "$BIN_LOADTEST" run "$scenario" \
         --target "$target" --base-url "http://127.0.0.1:$port" \
         --server-pid "$SERVER_PID" --json-out "$RESULTS" \
         --plot "$OUT_DIR/$scenario-$target.svg" --label "$LABEL" ${LOADTEST_ARGS:-} \
@@ -161,6 +173,6 @@ done
         "with libnginx-mod-nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?');" \
         "ssehub $LABEL; harness and server on the same machine, loopback."
     echo
-    "$TARGET_DIR/release/ssehub-loadtest" compare "$RESULTS" --candidate ssehub --baseline nchan
+    "$BIN_LOADTEST" compare "$RESULTS" --candidate ssehub --baseline nchan
 } | tee "$OUT_DIR/table.md"
 log "results in $OUT_DIR"

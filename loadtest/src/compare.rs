@@ -172,24 +172,29 @@ pub fn compare(args: &CompareArgs) -> Result<String> {
     );
     for scenario in &records.scenario_order {
         let key = |target: &String| (scenario.clone(), target.clone());
-        if let (Some(c), Some(b)) = (
+        let (c, b) = (
             records.saturations.get(&key(candidate)),
             records.saturations.get(&key(baseline)),
-        ) {
+        );
+        if c.is_some() || b.is_some() {
+            let rate = |s: Option<&SaturateReport>| s.map(|s| s.highest_clean_rate_per_second);
+            let cpu = |s: Option<&SaturateReport>| {
+                s.and_then(|s| s.server_cpu_seconds_per_million_deliveries)
+            };
             row(
                 &mut out,
                 scenario,
                 "highest clean rate msg/s",
-                Some(c.highest_clean_rate_per_second),
-                Some(b.highest_clean_rate_per_second),
+                rate(c),
+                rate(b),
                 Better::Higher,
             );
             row(
                 &mut out,
                 scenario,
                 "server CPU s per million deliveries (at that rate)",
-                c.server_cpu_seconds_per_million_deliveries,
-                b.server_cpu_seconds_per_million_deliveries,
+                cpu(c),
+                cpu(b),
                 Better::Lower,
             );
         }
@@ -227,7 +232,7 @@ fn row(
     better: Better,
 ) {
     let ratio = match (candidate, baseline) {
-        (Some(c), Some(b)) if b != 0.0 => format!("{:.2}", c / b),
+        (Some(c), Some(b)) if b != 0.0 => format_ratio(c / b),
         _ => "-".to_owned(),
     };
     let better = match better {
@@ -240,6 +245,15 @@ fn row(
         format_figure(candidate),
         format_figure(baseline)
     );
+}
+
+/// Two significant figures for small ratios (0.0040), two decimals otherwise.
+fn format_ratio(ratio: f64) -> String {
+    if ratio == 0.0 || ratio.abs() >= 0.1 {
+        return format!("{ratio:.2}");
+    }
+    let decimals = (1.0 - ratio.abs().log10().floor()) as usize;
+    format!("{ratio:.decimals$}")
 }
 
 /// Three significant figures or so, without scientific notation.
@@ -266,10 +280,19 @@ mod tests {
     }
 
     #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(format_ratio(2.0), "2.00");
+        assert_eq!(format_ratio(0.27), "0.27");
+        assert_eq!(format_ratio(0.04), "0.040");
+        assert_eq!(format_ratio(8.71 / 2177.0), "0.0040");
+        assert_eq!(format_ratio(0.0), "0.00");
+    }
+
+    #[test]
     fn rows_carry_the_ratio() {
         let mut out = String::new();
         row(&mut out, "s", "f", Some(3.0), Some(1.5), Better::Higher);
-        assert_eq!(out, "| s | f | 3.00 | 1.50 | 2.00 | higher |\n");
+        assert_eq!(out, "| s | f | 3 | 1.50 | 2.00 | higher |\n");
         out.clear();
         row(&mut out, "s", "f", Some(3.0), Some(0.0), Better::Lower);
         assert!(out.contains("| - | lower |"));

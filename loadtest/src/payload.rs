@@ -46,18 +46,20 @@ impl PayloadToken<'_> {
 /// Reads a token back from event data. Surrounding JSON quotes (ssehub sends
 /// `data` as JSON) are ignored. `None` when the data is not a token.
 pub fn parse(data: &[u8]) -> Option<PayloadToken<'_>> {
-    let data = data.strip_prefix(b"\"").unwrap_or(data);
-    // Six parts at most: the padding stays one unsplit remainder, not scanned.
-    let mut fields = data.splitn(6, |&b| b == b'.');
-    let run_id = fields
-        .next()
-        .filter(|id| !id.is_empty() && id.iter().all(u8::is_ascii_alphanumeric))?;
-    let topic = parse_decimal(fields.next()?)?;
-    let seq = parse_decimal(fields.next()?)?;
-    let completed_before = parse_decimal(fields.next()?)?;
-    let scheduled_unix_nanos = parse_decimal(fields.next()?)?;
-    // The padding field must be there, proving the token was not cut short.
-    fields.next()?;
+    let mut rest = data.strip_prefix(b"\"").unwrap_or(data);
+    // Five dot-terminated fields; the padding after them is never scanned.
+    let mut next_field = || {
+        let dot = memchr::memchr(b'.', rest)?;
+        let field = &rest[..dot];
+        rest = &rest[dot + 1..];
+        Some(field)
+    };
+    let run_id =
+        next_field().filter(|id| !id.is_empty() && id.iter().all(u8::is_ascii_alphanumeric))?;
+    let topic = parse_decimal(next_field()?)?;
+    let seq = parse_decimal(next_field()?)?;
+    let completed_before = parse_decimal(next_field()?)?;
+    let scheduled_unix_nanos = parse_decimal(next_field()?)?;
     Some(PayloadToken {
         run_id,
         topic: u32::try_from(topic).ok()?,
@@ -67,15 +69,21 @@ pub fn parse(data: &[u8]) -> Option<PayloadToken<'_>> {
     })
 }
 
+/// Digits only; at most 19 of them, which always fit in a u64 (unix nanos
+/// have 19 until the year 2286).
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 20 {
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    digits.iter().try_fold(0u64, |value, &b| {
-        b.is_ascii_digit()
-            .then(|| value.checked_mul(10)?.checked_add(u64::from(b - b'0')))
-            .flatten()
-    })
+    let mut value = 0u64;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    Some(value)
 }
 
 #[cfg(test)]
@@ -115,7 +123,11 @@ mod tests {
     fn rejects_other_data() {
         assert_eq!(parse(b"hello"), None);
         assert_eq!(parse(b"r1.1.2.3"), None);
-        assert_eq!(parse(b"r1.1.2.3.4"), None, "cut before the padding field");
+        assert_eq!(
+            parse(b"r1.1.2.3.4"),
+            None,
+            "cut before the dot that ends the fields"
+        );
         assert_eq!(parse(b"r1.a.2.3.4."), None);
         assert_eq!(parse(b".1.2.3.4."), None);
         assert_eq!(
