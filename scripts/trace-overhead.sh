@@ -6,8 +6,10 @@
 #
 #   scripts/trace-overhead.sh [ROUNDS [SCENARIO...]]
 #
-# Defaults: 3 rounds of broadcast-1k and saturate-1k. Builds the release
-# binaries first. The receiver answers 200 without decoding (its own CPU is
+# Defaults: 3 rounds of broadcast-1k and saturate-1k, every trace sampled;
+# TRACES_SAMPLER and TRACES_SAMPLER_ARG set another sampler for the "on" runs
+# (e.g. parentbased_traceidratio and 0.1); HARNESS_ARGS adds flags to every
+# run (e.g. "--rate 500"). Builds the release binaries first. The receiver answers 200 without decoding (its own CPU is
 # not counted); it reports how many export requests and bytes it got, so a
 # run that exported nothing can't pass for a cheap one.
 set -euo pipefail
@@ -17,6 +19,7 @@ cd "$ROOT"
 ROUNDS="${1:-3}"
 shift || true
 SCENARIOS=("$@")
+read -r -a EXTRA <<<"${HARNESS_ARGS:-}"
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(broadcast-1k saturate-1k)
 
 cargo build --release -p ssehub -p ssehub-loadtest
@@ -85,14 +88,16 @@ for round in $(seq 1 "$ROUNDS"); do
         SSEHUB_DRAIN__DELAY=0s SSEHUB_DRAIN__SPREAD=0s)
       if [[ "$mode" == on ]]; then
         env+=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT"
-          OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=always_on)
+          OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+          OTEL_TRACES_SAMPLER="${TRACES_SAMPLER:-always_on}"
+          OTEL_TRACES_SAMPLER_ARG="${TRACES_SAMPLER_ARG:-}")
       fi
       env "${env[@]}" "$SSEHUB" 2>>"$WORK/ssehub-$mode.log" &
       SERVER_PID=$!
       wait_listening "$port" "$SERVER_PID" || { cat "$WORK/ssehub-$mode.log" >&2; exit 1; }
       echo "round $round, tracing $mode, $scenario" >&2
       "$HARNESS" run "$scenario" --base-url "http://127.0.0.1:$port" --server-pid "$SERVER_PID" \
-        --json-out "$WORK/$mode.jsonl" --label "$mode round $round" --quiet >/dev/null || true
+        --json-out "$WORK/$mode.jsonl" --label "$mode round $round" --quiet "${EXTRA[@]}" >/dev/null || true
       kill -TERM "$SERVER_PID"
       wait "$SERVER_PID" || true
       SERVER_PID=""
@@ -122,7 +127,7 @@ def load(path):
                                              run.get("delivery", {}).get("per_second")))
     return runs
 off, on = load(sys.argv[1]), load(sys.argv[2])
-print("| scenario | tracing off: CPU s / 10^6 deliveries | tracing on (100%) | overhead | rate (off / on) |")
+print("| scenario | tracing off: CPU s / 10^6 deliveries | tracing on | overhead | rate (off / on) |")
 print("| --- | --- | --- | --- | --- |")
 for key in sorted(off):
     a = [c for c, _ in off[key] if c]
@@ -133,5 +138,7 @@ for key in sorted(off):
     ra = statistics.median(r for _, r in off[key] if r)
     rb = statistics.median(r for _, r in on[key] if r)
     runs = lambda xs: ", ".join(f"{x:.3f}" for x in xs)
-    print(f"| {key[0]} ({key[1]}) | {ma:.3f} ({runs(a)}) | {mb:.3f} ({runs(b)}) | {100 * (mb / ma - 1):+.1f}% | {ra:,.0f} / {rb:,.0f} |")
+    rates = lambda rs: ", ".join(f"{r:,.0f}" for _, r in rs if r)
+    print(f"| {key[0]} ({key[1]}) | {ma:.3f} ({runs(a)}) | {mb:.3f} ({runs(b)}) | {100 * (mb / ma - 1):+.1f}% "
+          f"| {ra:,.0f} ({rates(off[key])}) / {rb:,.0f} ({rates(on[key])}) |")
 PY

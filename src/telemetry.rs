@@ -33,7 +33,9 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::{
     EnvResourceDetector, ResourceDetector, TelemetryResourceDetector,
 };
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
 use tracing::{Level, Metadata, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
@@ -53,6 +55,12 @@ pub const SPAN_TARGET: &str = "ssehub::span";
 
 /// How long the exit waits for the last spans to be exported.
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Spans the batch processor holds before it drops new ones (the SDK's
+/// default is 2,048). A drain ends every stream within `drain.spread`, and
+/// each ends two spans (the subscription and its request), so 10,000
+/// subscribers close 20,000 spans in seconds; this keeps most of such a
+/// burst (~1 KiB a span). `OTEL_BSP_MAX_QUEUE_SIZE` overrides it.
+const SPAN_QUEUE_DEFAULT: usize = 16_384;
 
 /// Where traces go, once the configuration and the `OTEL_*` variables are
 /// merged; `None` from [`TraceSettings::resolve`] means tracing is off.
@@ -218,6 +226,10 @@ pub fn init(log: &LogConfig, traces: Option<&TraceSettings>) -> Result<Telemetry
             .with_location(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Parents come from tracing's own span stack; attaching an
+            // OpenTelemetry context on every poll of an instrumented future
+            // would serve no other instrumentation here.
+            .with_context_activation(false)
             .with_filter(filter_fn(exported));
         layers.push(Box::new(layer));
     }
@@ -298,8 +310,15 @@ fn build_provider(settings: &TraceSettings) -> Result<SdkTracerProvider, Telemet
             Box::new(EnvResourceDetector::new()),
         ])
         .with_service_name(settings.service_name.clone());
+    let mut batch = BatchConfigBuilder::default();
+    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+        batch = batch.with_max_queue_size(SPAN_QUEUE_DEFAULT);
+    }
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch.build())
+        .build();
     let mut builder = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         .with_resource(resource.build());
     if let Some(ratio) = settings.sample_ratio {
         builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(

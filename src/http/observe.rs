@@ -107,6 +107,17 @@ fn is_publish(method: &Method, path: &str) -> bool {
             || (path.starts_with("/v1/topics/") && path.ends_with("/events")))
 }
 
+/// `network.protocol.version` as the semantic conventions spell it.
+fn protocol_version(version: poem::http::Version) -> &'static str {
+    match version {
+        poem::http::Version::HTTP_09 => "0.9",
+        poem::http::Version::HTTP_10 => "1.0",
+        poem::http::Version::HTTP_2 => "2",
+        poem::http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
 /// poem writes path parameters as `:name`; the spec (and most tracing
 /// backends) show `{name}`.
 fn route_template(pattern: &str) -> String {
@@ -138,12 +149,15 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             "http.response.status_code" = Empty,
             "url.path" = request.uri().path(),
             "url.scheme" = "http",
-            "network.protocol.version" = ?request.version(),
-            "client.address" = %request.remote_addr(),
+            "network.protocol.version" = protocol_version(request.version()),
+            "client.address" = Empty,
             "user_agent.original" = Empty,
         );
         if !span.is_disabled() {
             telemetry::set_parent_from_headers(&span, request.headers());
+            if let Some(client) = request.remote_addr().as_socket_addr() {
+                span.record("client.address", tracing::field::display(client.ip()));
+            }
             if let Some(agent) = request
                 .headers()
                 .get(poem::http::header::USER_AGENT)

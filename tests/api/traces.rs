@@ -154,6 +154,8 @@ async fn a_publish_is_traced_from_the_caller_to_its_subscribers(
     assert_eq!(server.attribute("http.route"), "/v1/topics/{topic}/events");
     assert_eq!(server.attribute("url.path"), "/v1/topics/traced/events");
     assert_eq!(server.attribute_number("http.response.status_code"), 202);
+    assert_eq!(server.attribute("network.protocol.version"), "1.1");
+    assert_eq!(server.attribute("client.address"), "127.0.0.1");
 
     let accept = one(&in_trace, "accept span", |s| s.name == "hub.accept");
     assert_eq!(accept.parent_span_id, server.span_id);
