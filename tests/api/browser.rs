@@ -3,6 +3,7 @@
 //! resumes with `Last-Event-ID` without missing or repeating an event.
 
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,10 @@ impl ChromeDriver {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group, so that Drop can stop the browser that
+        // chromedriver starts along with it.
         let child = Command::new(require("/usr/bin/chromedriver"))
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -156,7 +160,8 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: plain syscall; the group is the one created at spawn.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
