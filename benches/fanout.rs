@@ -88,6 +88,7 @@ fn draft(size: usize) -> EventDraft {
         event_type: None,
         retry: None,
         data: "x".repeat(size),
+        trace: None,
     }
 }
 

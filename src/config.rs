@@ -46,6 +46,11 @@ pub const DRAIN_SPREAD_DEFAULT: Duration = Duration::from_secs(10);
 /// longer than this plus the preStop delay.
 pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
+/// Share of new traces kept when no `OTEL_TRACES_SAMPLER` is set: all of
+/// them. Tracing is off until an OTLP endpoint is named, and whoever names one
+/// usually wants to see every publish; lower it for busy hubs.
+pub const TELEMETRY_SAMPLE_RATIO_DEFAULT: f64 = 1.0;
+
 /// Exit code for a configuration error (`EX_CONFIG`-like; sysexits' EX_USAGE).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
@@ -64,6 +69,7 @@ pub struct Config {
     pub backplane: BackplaneConfig,
     pub auth: AuthConfig,
     pub event_stream: EventStreamConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -180,6 +186,65 @@ pub struct EventStreamConfig {
     pub topic: String,
 }
 
+/// How traces reach an OpenTelemetry collector. The standard `OTEL_*`
+/// variables win over these keys (see `crate::telemetry`), so a platform
+/// that injects them (the OpenTelemetry Operator, a sidecar) needs no ssehub
+/// setting at all.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of the OTLP receiver (`http://collector:4318` for
+    /// `http/protobuf`, `http://collector:4317` for `grpc`). Empty: no traces,
+    /// unless `OTEL_EXPORTER_OTLP_ENDPOINT` names one.
+    pub otlp_endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Share of new traces to keep (0.0–1.0); a publish that arrives with a
+    /// `traceparent` follows its caller's sampling decision instead.
+    pub sample_ratio: f64,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum OtlpProtocol {
+    /// OTLP over HTTP/1.1 with protobuf bodies (the OpenTelemetry default).
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP over gRPC.
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl OtlpProtocol {
+    /// The spelling of `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            "grpc" => Some(Self::Grpc),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpProtobuf => "http/protobuf",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            protocol: OtlpProtocol::default(),
+            sample_ratio: TELEMETRY_SAMPLE_RATIO_DEFAULT,
+            service_name: "ssehub".to_owned(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -194,6 +259,7 @@ impl Default for Config {
             backplane: BackplaneConfig::default(),
             auth: AuthConfig::default(),
             event_stream: EventStreamConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -398,6 +464,18 @@ impl Config {
                 crate::hub::TOPIC_RULE.to_owned(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            return Err(invalid(
+                "telemetry.sample_ratio",
+                "must be between 0.0 (no new traces) and 1.0 (every trace)",
+            ));
+        }
+        if let Err(reason) = crate::telemetry::check_endpoint(&self.telemetry.otlp_endpoint) {
+            return Err(invalid("telemetry.otlp_endpoint", reason));
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
+        }
         if self.backplane.kind == BackplaneKind::Redis {
             return Err(invalid(
                 "backplane.kind",
@@ -431,15 +509,17 @@ impl Config {
         for key in &mut shown.auth.publish_keys {
             *key = "***".to_owned();
         }
-        if let Some(at) = shown.backplane.redis.url.find('@') {
-            let scheme_end = shown.backplane.redis.url.find("://").map_or(0, |i| i + 3);
-            shown
-                .backplane
-                .redis
-                .url
-                .replace_range(scheme_end..at, "***");
-        }
+        mask_userinfo(&mut shown.backplane.redis.url);
+        mask_userinfo(&mut shown.telemetry.otlp_endpoint);
         toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+}
+
+/// Replaces the `user:password` part of a URL with `***`.
+pub fn mask_userinfo(url: &mut String) {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    if let Some(at) = url[scheme_end..].find('@') {
+        url.replace_range(scheme_end..scheme_end + at, "***");
     }
 }
 
@@ -515,5 +595,38 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("redis://***@localhost:6379"), "{shown}");
+    }
+
+    #[test]
+    fn telemetry_keys_load_and_validate() {
+        let config = Config::load_from(
+            None,
+            env_from(&[
+                ("TELEMETRY__OTLP_ENDPOINT", "http://collector:4317"),
+                ("TELEMETRY__PROTOCOL", "grpc"),
+                ("TELEMETRY__SAMPLE_RATIO", "0.25"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.telemetry.protocol, OtlpProtocol::Grpc);
+        assert_eq!(config.telemetry.sample_ratio, 0.25);
+        let error =
+            Config::load_from(None, env_from(&[("TELEMETRY__SAMPLE_RATIO", "2")])).unwrap_err();
+        assert!(
+            error.to_string().contains("telemetry.sample_ratio"),
+            "{error}"
+        );
+        let error =
+            Config::load_from(None, env_from(&[("TELEMETRY__PROTOCOL", "http/json")])).unwrap_err();
+        assert!(error.to_string().contains("telemetry.protocol"), "{error}");
+        let error = Config::load_from(
+            None,
+            env_from(&[("TELEMETRY__OTLP_ENDPOINT", "collector:4317")]),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("telemetry.otlp_endpoint"),
+            "{error}"
+        );
     }
 }

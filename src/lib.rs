@@ -15,12 +15,20 @@
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
 //! | [`shutdown`] | the drain sequence and signal handling |
-//! | [`telemetry`] | logs (text or JSON) |
+//! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, trace context in and out of events |
+//! | [`metrics`] | the Prometheus metrics of one hub and their exposition |
 //!
 //! A publish travels `http::publish` → [`hub::Hub::publish`] → [`backplane::Backplane::publish`]
 //! (id, history) → [`backplane::FanOut`] (the hub's live queues) → each
 //! subscriber's stream in `hub::subscription`, which writes the event's
 //! frame — encoded once, at acceptance — to its connection.
+//!
+//! Observability follows the same path: `http::observe` opens the request's
+//! server span (a child of the caller's `traceparent`), `hub::observe` the
+//! accept span (whose trace context then travels on each [`hub::Event`]),
+//! the fan-out span (parented by that context, also across a backplane) and
+//! one span per subscription, linked to the publishes where it resumed after
+//! a gap. Counters are bumped at the same places, per batch on the hot path.
 
 pub mod app;
 pub mod backplane;
@@ -28,5 +36,6 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod listener;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

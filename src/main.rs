@@ -1,5 +1,5 @@
-//! The `ssehub` binary: load and validate config, start logging, bind,
-//! serve until a signal, drain, exit.
+//! The `ssehub` binary: load and validate config, start logging and
+//! tracing, bind, serve until a signal, drain, flush the last spans, exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use clap::Parser;
 use ssehub::app::App;
 use ssehub::config::{Config, EXIT_BAD_CONFIG};
 use ssehub::shutdown::Signals;
+use ssehub::telemetry::TraceSettings;
 use ssehub::{listener, telemetry};
 
 /// Server-Sent Events fan-out hub.
@@ -44,7 +45,13 @@ fn main() -> ExitCode {
         println!("{}", ssehub::http::api_service().spec());
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&config.log);
+    let traces = match TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok()) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("ssehub: configuration error: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,7 +62,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config, started))
+    // Inside the runtime: the gRPC exporter keeps its connection there.
+    let telemetry = match runtime.block_on(async { telemetry::init(&config.log, traces.as_ref()) })
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("ssehub: configuration error: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let code = runtime.block_on(run(config, started));
+    // After the drain, before exit: the last spans (the drain's own
+    // subscriptions among them) are exported while the runtime still runs.
+    telemetry.shutdown();
+    code
 }
 
 async fn run(config: Config, started: Instant) -> ExitCode {

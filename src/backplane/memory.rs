@@ -189,6 +189,7 @@ mod tests {
             event_type: None,
             retry: None,
             data: "x".into(),
+            trace: None,
         }
     }
 

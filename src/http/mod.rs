@@ -6,6 +6,8 @@ mod auth;
 mod body_limit;
 mod error;
 mod health;
+mod metrics;
+mod observe;
 mod publish;
 mod seed;
 mod sse;
@@ -29,7 +31,7 @@ enum ApiTags {
     Subscribe,
     /// The tutorial-compatible `/event-stream` routes.
     Seed,
-    /// Probes for load balancers and orchestrators.
+    /// Probes and metrics for load balancers, orchestrators and monitoring.
     Operations,
 }
 
@@ -41,22 +43,24 @@ pub struct HttpSettings {
     pub seed_topic: SeedTopic,
 }
 
+/// Every OpenAPI-described group of routes.
+type Apis = (
+    publish::PublishApi,
+    sse::SubscribeApi,
+    seed::SeedApi,
+    health::HealthApi,
+    metrics::MetricsApi,
+);
+
 /// The OpenAPI service, also used to print the spec.
-pub fn api_service() -> OpenApiService<
-    (
-        publish::PublishApi,
-        sse::SubscribeApi,
-        seed::SeedApi,
-        health::HealthApi,
-    ),
-    (),
-> {
+pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             publish::PublishApi,
             sse::SubscribeApi,
             seed::SeedApi,
             health::HealthApi,
+            metrics::MetricsApi,
         ),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
@@ -76,10 +80,17 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs);
+    let observe = observe::Observe::new(
+        hub.metrics().clone(),
+        <Apis as poem_openapi::OpenApi>::meta()
+            .iter()
+            .flat_map(|api| api.paths.iter().map(|path| path.path.clone())),
+    );
     let endpoint = route
         .with(body_limit::BodyLimit {
             max_bytes: settings.max_body_bytes,
         })
+        .with(observe)
         .data(hub)
         .data(settings.publish_keys)
         .data(settings.seed_topic)

@@ -213,6 +213,7 @@ pub fn draft(
         event_type,
         retry,
         data: data_text(data.0),
+        trace: None,
     })
 }
 

@@ -183,6 +183,7 @@ impl SeedApi {
             event_type: Some(EventType::parse(SEED_EVENT_TYPE).expect("valid constant")),
             retry: None,
             data: message.clone(),
+            trace: None,
         };
         hub.publish(vec![draft]).await?;
         Ok(SeedPostResponse::Created(Json(JSend {

@@ -19,6 +19,7 @@ use super::error::ApiError;
 use crate::hub::{
     EventId, Hub, ResumePoint, SubscribeError, SubscribeRequest, TopicName, retry_hint,
 };
+use crate::metrics::SubscriptionEnd;
 
 /// An SSE response body; documented in the spec as `text/event-stream`.
 pub struct EventStreamBody(Body);
@@ -104,10 +105,17 @@ pub fn open_stream(hub: &Hub, request: SubscribeRequest) -> Result<StreamRespons
         Ok(subscription) => Ok(StreamResponse::Stream(EventStreamBody::from_frames(
             subscription.into_frames(),
         ))),
-        Err(SubscribeError::Closing | SubscribeError::AtCapacity { .. }) => {
+        Err(error @ (SubscribeError::Closing | SubscribeError::AtCapacity { .. })) => {
             // 200 + retry hint + end: the browser comes back after the
             // (jittered) delay, here or at another replica.
             let hint = retry_hint(hub.jittered_retry());
+            let metrics = hub.metrics();
+            metrics.subscription_opened();
+            metrics.subscription_closed(match error {
+                SubscribeError::Closing => SubscriptionEnd::ShedDraining,
+                _ => SubscriptionEnd::ShedCapacity,
+            });
+            metrics.sent(hint.len());
             Ok(StreamResponse::Stream(EventStreamBody::from_frames(
                 futures_util::stream::iter([hint]),
             )))

@@ -19,6 +19,8 @@ pub struct EventDraft {
     pub retry: Option<Duration>,
     /// The `data` text exactly as subscribers will receive it.
     pub data: String,
+    /// The publish's trace, filled in by the hub when tracing is on.
+    pub trace: Option<TraceContext>,
 }
 
 /// An accepted event. Shared as `Arc<Event>`: history and every live queue
@@ -31,6 +33,40 @@ pub struct Event {
     pub frame: Bytes,
     /// When the hub accepted it: for history expiry and latency figures.
     pub accepted_at: Instant,
+    /// The trace of the publish that produced it, so that its fan-out (on
+    /// this replica or, carried by a backplane, on another) joins that trace.
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C trace context (`traceparent` and `tracestate` header values) that
+/// travels with an event. The hub never looks inside: `crate::telemetry`
+/// writes and reads it, and a backplane carries it as two strings. Cheap to
+/// clone: every event of a batch shares one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext(Arc<TraceHeaders>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct TraceHeaders {
+    traceparent: Box<str>,
+    tracestate: Box<str>,
+}
+
+impl TraceContext {
+    /// `tracestate` may be empty.
+    pub fn new(traceparent: impl Into<Box<str>>, tracestate: impl Into<Box<str>>) -> Self {
+        Self(Arc::new(TraceHeaders {
+            traceparent: traceparent.into(),
+            tracestate: tracestate.into(),
+        }))
+    }
+
+    pub fn traceparent(&self) -> &str {
+        &self.0.traceparent
+    }
+
+    pub fn tracestate(&self) -> &str {
+        &self.0.tracestate
+    }
 }
 
 impl Event {
@@ -42,6 +78,7 @@ impl Event {
             id,
             frame,
             accepted_at,
+            trace: draft.trace,
         })
     }
 }

@@ -17,6 +17,7 @@ mod encoder;
 mod event;
 mod event_id;
 mod lifecycle;
+mod observe;
 mod registry;
 mod subscription;
 mod topic;
@@ -28,14 +29,17 @@ use std::time::Duration;
 pub use encoder::{
     EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, event_frame, retry_hint,
 };
-pub use event::{Event, EventDraft};
+pub use event::{Event, EventDraft, TraceContext};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use lifecycle::{Lifecycle, Phase};
 pub use registry::Registry;
 pub use subscription::Subscription;
 pub use topic::{InvalidTopicName, TOPIC_MAX_CHARS, TOPIC_RULE, TopicName};
 
+use tracing::Instrument;
+
 use crate::backplane::{Backplane, BackplaneError, FanOut};
+use crate::metrics::{Metrics, Snapshot};
 
 /// The hub's share of the configuration.
 #[derive(Debug, Clone)]
@@ -62,6 +66,8 @@ struct HubInner {
     lifecycle: Lifecycle,
     /// Open subscriptions, for the `max_subscribers` limit.
     subscribers: AtomicUsize,
+    /// Shared with the registry and every subscription.
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +117,8 @@ impl Hub {
         queue: usize,
         make_backplane: impl FnOnce(Arc<dyn FanOut>) -> Arc<dyn Backplane>,
     ) -> Self {
-        let registry = Arc::new(Registry::new(queue));
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(Registry::new(queue, metrics.clone()));
         let backplane = make_backplane(registry.clone());
         Self {
             inner: Arc::new(HubInner {
@@ -120,8 +127,23 @@ impl Hub {
                 backplane,
                 lifecycle: Lifecycle::default(),
                 subscribers: AtomicUsize::new(0),
+                metrics,
             }),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The metrics exposition, with the gauges read from the hub now.
+    pub fn render_metrics(&self, openmetrics: bool) -> String {
+        let snapshot = Snapshot {
+            subscribers: self.subscriber_count(),
+            live_topics: self.inner.registry.live_topics(),
+            phase: self.inner.lifecycle.phase() as usize,
+        };
+        self.inner.metrics.render(snapshot, openmetrics)
     }
 
     pub fn settings(&self) -> &HubSettings {
@@ -147,7 +169,20 @@ impl Hub {
 
     /// Accepts `drafts` as one unit: all get ids and reach subscribers, or
     /// none does. Returns them in id order.
-    pub async fn publish(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
+    pub async fn publish(
+        &self,
+        mut drafts: Vec<EventDraft>,
+    ) -> Result<Vec<Arc<Event>>, PublishError> {
+        let observer = observe::AcceptObserver::start(&mut drafts);
+        let result = self
+            .accept(drafts)
+            .instrument(observer.span().clone())
+            .await;
+        observer.finish(&self.inner.metrics, &result);
+        result
+    }
+
+    async fn accept(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
         if drafts.is_empty() {
             return Err(PublishError::Empty);
         }

@@ -14,8 +14,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::broadcast;
 
 use super::event::Event;
+use super::observe::FanOutObserver;
 use super::topic::TopicName;
 use crate::backplane::FanOut;
+use crate::metrics::Metrics;
 
 pub struct Registry {
     /// Live queue per topic, created by the first subscriber and removed
@@ -27,14 +29,17 @@ pub struct Registry {
     watermark: AtomicU64,
     /// Ring length of each live queue (`stream.queue`).
     queue: usize,
+    /// The hub's metrics (fan-out latency).
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
-    pub fn new(queue: usize) -> Self {
+    pub fn new(queue: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             channels: RwLock::new(HashMap::new()),
             watermark: AtomicU64::new(0),
             queue,
+            metrics,
         }
     }
 
@@ -86,15 +91,18 @@ impl Registry {
 impl FanOut for Registry {
     fn fan_out(&self, events: &[Arc<Event>]) {
         let Some(last) = events.last() else { return };
+        let observer = FanOutObserver::start(events);
+        let mut receivers = 0;
         {
             let channels = self.read();
             for event in events {
                 if let Some(sender) = channels.get(&event.topic) {
                     // Err only means no receiver is left: nobody to deliver to.
-                    let _ = sender.send(Arc::clone(event));
+                    receivers += sender.send(Arc::clone(event)).unwrap_or(0);
                 }
             }
         }
         self.watermark.fetch_max(last.id.seq, Ordering::Release);
+        observer.finish(&self.metrics, events, receivers);
     }
 }

@@ -21,8 +21,10 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::encoder::{self, HEARTBEAT};
 use super::event::Event;
 use super::event_id::{EventId, ResumePoint};
+use super::observe::SubscriptionObserver;
 use super::topic::TopicName;
 use super::{Hub, SubscriberSeat};
+use crate::metrics::{ReplayTrigger, SubscriptionEnd};
 
 /// Most bytes gathered into one write. Large enough to carry a burst in one
 /// syscall, small enough that one subscriber can't hold much memory.
@@ -109,6 +111,7 @@ impl Subscription {
         let hub = seat.hub.clone();
         let mut delivery = Delivery {
             multi_topic: topics.len() > 1,
+            observer: SubscriptionObserver::open(hub.metrics().clone(), &topics, &resume),
             topics,
             hub: hub.clone(),
             feeds,
@@ -123,7 +126,9 @@ impl Subscription {
             let _stream_token = stream_token;
             let settings = hub.settings();
             let lifecycle = hub.lifecycle();
-            yield encoder::stream_prelude(settings.retry);
+            let prelude = encoder::stream_prelude(settings.retry);
+            delivery.observer.wrote(prelude.len());
+            yield prelude;
 
             delivery.start(resume).await;
             while let Some(chunk) = delivery.outbox.pop_front() {
@@ -155,18 +160,24 @@ impl Subscription {
                 let step = tokio::select! {
                     biased;
                     item = delivery.feeds.next() => Step::Live(item),
-                    _ = &mut cut => Step::End,
+                    _ = &mut cut => Step::End(SubscriptionEnd::Cut),
                     _ = &mut closing_signal, if !closing => Step::CloseAt(lifecycle.close_slot()),
-                    _ = &mut close_timer, if closing => Step::End,
+                    _ = &mut close_timer, if closing => Step::End(SubscriptionEnd::Drained),
                     _ = &mut heartbeat_timer, if heartbeat.is_some() => Step::Heartbeat,
                 };
                 match step {
-                    Step::End => break,
+                    Step::End(end) => {
+                        delivery.observer.ended(end);
+                        break;
+                    }
                     Step::CloseAt(at) => {
                         closing = true;
                         close_timer.as_mut().reset(at);
                     }
-                    Step::Live(None) => break,
+                    Step::Live(None) => {
+                        delivery.observer.ended(SubscriptionEnd::Drained);
+                        break;
+                    }
                     Step::Live(Some(item)) => {
                         delivery.on_live(item).await;
                         while let Some(chunk) = delivery.outbox.pop_front() {
@@ -180,6 +191,7 @@ impl Subscription {
                         let every = heartbeat.unwrap_or(FAR_FUTURE);
                         let now = Instant::now();
                         if now >= last_write + every {
+                            delivery.observer.wrote(HEARTBEAT.len());
                             yield HEARTBEAT;
                             last_write = now;
                         }
@@ -195,7 +207,12 @@ impl Subscription {
             while let Some(chunk) = delivery.outbox.pop_front() {
                 yield chunk;
             }
-            yield encoder::retry_hint(hub.jittered_retry());
+            let hint = encoder::retry_hint(hub.jittered_retry());
+            delivery.observer.wrote(hint.len());
+            yield hint;
+            // Ends the subscription (its span, its count, its queues) now,
+            // not whenever the server drops the finished body.
+            drop(delivery);
         }
     }
 }
@@ -204,7 +221,7 @@ enum Step {
     Live(Option<Result<Arc<Event>, BroadcastStreamRecvError>>),
     Heartbeat,
     CloseAt(Instant),
-    End,
+    End(SubscriptionEnd),
 }
 
 /// The part of a subscriber that moves events from history and live queues
@@ -229,6 +246,8 @@ struct Delivery {
     batch: BatchWriter,
     /// Chunks ready to be written, in order; the stream yields them.
     outbox: VecDeque<Bytes>,
+    /// This subscription's span, totals and metrics.
+    observer: SubscriptionObserver,
 }
 
 impl Delivery {
@@ -264,6 +283,10 @@ impl Delivery {
         // Read before history: every event at or below it is in history or
         // was evicted (then reported); later ones arrive on the live queues.
         let watermark = self.hub.inner.registry.watermark();
+        self.observer.replayed(match reason {
+            GapReason::Lagged => ReplayTrigger::Lagged,
+            _ => ReplayTrigger::Resume,
+        });
         let backplane = self.hub.backplane().clone();
         let mut events = Vec::new();
         let mut gap = (reason == GapReason::UnknownEpoch).then_some(reason);
@@ -287,6 +310,7 @@ impl Delivery {
             // invariant: no silent loss — the gap is announced before any
             // event that follows it.
             let resumes_at = events.first().map(|e| e.id);
+            self.observer.gap(reason.as_str(), events.first());
             self.batch
                 .push(&encoder::gap_frame(reason.as_str(), last_seen, resumes_at));
         }
@@ -308,6 +332,7 @@ impl Delivery {
         };
         self.finish_batch();
         if lagged {
+            self.observer.lagged();
             // invariant: slow subscriber — it lost its place in the live
             // queue, not its events: catch up from history.
             let last_seen =
@@ -400,6 +425,7 @@ impl Delivery {
             return;
         }
         self.cursor = event.id.seq;
+        self.observer.event();
         // invariant: encode once — the shared frame is written as is.
         self.batch.push(&event.frame);
         if self.batch.is_full() {
@@ -409,6 +435,7 @@ impl Delivery {
 
     fn finish_batch(&mut self) {
         if let Some(chunk) = self.batch.finish() {
+            self.observer.batch_written(chunk.len());
             self.outbox.push_back(chunk);
         }
     }
@@ -528,6 +555,7 @@ mod tests {
             event_type: None,
             retry: None,
             data: "tick".into(),
+            trace: None,
         };
         hub.publish(vec![draft]).await.unwrap();
     }

@@ -2,8 +2,8 @@
 //! subscribes with `EventSource` through nginx, loses its connection, and
 //! resumes with `Last-Event-ID` without missing or repeating an event.
 
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,7 @@
 //! real `ssehub` binary as a child process), real HTTP and a real SSE parser.
 
 mod helpers;
+mod otlp;
 mod process;
 
 mod batch;
@@ -11,8 +12,11 @@ mod drain;
 mod errors;
 mod fanout;
 mod limits;
+mod logs;
+mod metrics;
 mod nginx;
 mod resume;
 mod seed;
 mod slow_subscriber;
+mod traces;
 mod wire;

@@ -20,7 +20,7 @@ impl HubProcess {
     pub fn start(env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
         for (key, _) in std::env::vars() {
-            if key.starts_with("SSEHUB_") || key == "RUST_LOG" {
+            if key.starts_with("SSEHUB_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
                 command.env_remove(key);
             }
         }

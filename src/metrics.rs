@@ -1,0 +1,498 @@
+//! The counters, gauges and histograms behind `GET /metrics`, named the
+//! Prometheus way (`ssehub_` prefix, `_total` counters, units in names).
+//!
+//! Hot-path rule: nothing here takes a lock or allocates per delivery. Every
+//! labelled series is created once, here, and its handle kept, so recording
+//! is one atomic add; deliveries and bytes are added once per written batch,
+//! not per event per subscriber. Histograms (a mutex inside) are only
+//! observed per publish. Gauges that mirror hub state (subscribers, phase)
+//! are read when scraped, so they cost nothing in between.
+//!
+//! Topic names never become label values: the number of topics is unbounded.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// One label, e.g. `reason="client_gone"`; values are always from a fixed list.
+type Label = [(&'static str, &'static str); 1];
+
+/// The content type of the classic Prometheus text format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the OpenMetrics text format.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Publish request duration buckets, seconds: a memory publish takes well
+/// under a millisecond, one through Redis a few; seconds mean trouble.
+const PUBLISH_DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Fan-out latency buckets, seconds: tens of microseconds in one process, a
+/// Redis round trip (about a millisecond) across replicas.
+const FANOUT_LATENCY_BUCKETS: [f64; 16] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0,
+];
+
+/// Why a subscription's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionEnd {
+    /// The client went away (noticed at the next write to it).
+    ClientGone,
+    /// The hub ended it during a drain, with a `retry:` hint.
+    Drained,
+    /// Ended at the drain deadline (`drain.timeout`), still with a hint.
+    Cut,
+    /// Shed on arrival: the hub was at `limits.max_subscribers`.
+    ShedCapacity,
+    /// Shed on arrival: the hub was draining.
+    ShedDraining,
+}
+
+impl SubscriptionEnd {
+    const ALL: [Self; 5] = [
+        Self::ClientGone,
+        Self::Drained,
+        Self::Cut,
+        Self::ShedCapacity,
+        Self::ShedDraining,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientGone => "client_gone",
+            Self::Drained => "drained",
+            Self::Cut => "cut",
+            Self::ShedCapacity => "shed_capacity",
+            Self::ShedDraining => "shed_draining",
+        }
+    }
+}
+
+/// What became of a publish request (by status) or of the events in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// 2xx: in history and on its way to subscribers.
+    Accepted,
+    /// 400, 415, 422: a malformed request or a value the hub can't take.
+    RejectedInvalid,
+    /// 401, 403: no publish key or a wrong one.
+    RejectedUnauthorized,
+    /// 413: an event or the body over its limit.
+    RejectedTooLarge,
+    /// 503: draining, or the backplane is down.
+    Unavailable,
+    /// Anything else (a bug if it ever counts).
+    Error,
+}
+
+impl PublishOutcome {
+    const ALL: [Self; 6] = [
+        Self::Accepted,
+        Self::RejectedInvalid,
+        Self::RejectedUnauthorized,
+        Self::RejectedTooLarge,
+        Self::Unavailable,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::RejectedInvalid => "rejected_invalid",
+            Self::RejectedUnauthorized => "rejected_unauthorized",
+            Self::RejectedTooLarge => "rejected_too_large",
+            Self::Unavailable => "unavailable",
+            Self::Error => "error",
+        }
+    }
+
+    /// The outcome an HTTP status stands for.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            200..=299 => Self::Accepted,
+            400 | 415 | 422 => Self::RejectedInvalid,
+            401 | 403 => Self::RejectedUnauthorized,
+            413 => Self::RejectedTooLarge,
+            503 => Self::Unavailable,
+            _ => Self::Error,
+        }
+    }
+}
+
+/// Why history was read for a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayTrigger {
+    /// A reconnect with `Last-Event-ID`.
+    Resume,
+    /// The subscriber fell a whole live queue behind.
+    Lagged,
+}
+
+/// The reasons a gap frame gives (`hub::subscription`'s `GapReason`).
+const GAP_REASONS: [&str; 4] = [
+    "history_exceeded",
+    "unknown_epoch",
+    "lagged",
+    "history_unavailable",
+];
+
+/// The drain phases, as `hub::Phase` names them.
+const PHASES: [&str; 3] = ["serving", "draining", "closing"];
+
+/// Hub state read at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    pub subscribers: usize,
+    pub live_topics: usize,
+    /// Index into `serving`, `draining`, `closing`.
+    pub phase: usize,
+}
+
+/// Every metric of one hub. Created with the hub; lives as long as it.
+pub struct Metrics {
+    registry: Registry,
+    subscribers: Gauge,
+    live_topics: Gauge,
+    phase: [Gauge; 3],
+    subscriptions_opened: Counter,
+    subscriptions_closed: [Counter; 5],
+    publish_requests: [Counter; 6],
+    events_published: [Counter; 6],
+    deliveries: Counter,
+    sent_bytes: Counter,
+    replays: [Counter; 2],
+    gap_frames: [Counter; 4],
+    lagged: Counter,
+    publish_duration: Histogram,
+    fanout_latency: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers a family with one label whose values are all known, and returns
+/// a handle per value, in the order given.
+fn labelled<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    let family = Family::<Label, Counter>::default();
+    let handles = values.map(|value| family.get_or_create(&[(label, value)]).clone());
+    registry.register(name, help, family);
+    handles
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ssehub");
+
+        let subscribers = Gauge::default();
+        registry.register(
+            "subscribers_connected",
+            "Subscriptions open on this process (streams holding a subscriber slot)",
+            subscribers.clone(),
+        );
+        let live_topics = Gauge::default();
+        registry.register(
+            "live_topics",
+            "Topics with at least one subscriber on this process",
+            live_topics.clone(),
+        );
+        let phase_family = Family::<Label, Gauge>::default();
+        let phase = PHASES.map(|name| phase_family.get_or_create(&[("phase", name)]).clone());
+        registry.register(
+            "drain_phase",
+            "1 for the current drain phase: serving, draining (readiness fails) or closing (streams ending)",
+            phase_family,
+        );
+
+        let subscriptions_opened = Counter::default();
+        registry.register(
+            "subscriptions_opened",
+            "SSE streams answered 200, shed ones included",
+            subscriptions_opened.clone(),
+        );
+        let subscriptions_closed = labelled(
+            &mut registry,
+            "subscriptions_closed",
+            "SSE streams ended, by reason; opened - closed = streams open now",
+            "reason",
+            SubscriptionEnd::ALL.map(SubscriptionEnd::as_str),
+        );
+        let publish_requests = labelled(
+            &mut registry,
+            "publish_requests",
+            "Publish requests answered, by outcome (from the status code)",
+            "outcome",
+            PublishOutcome::ALL.map(PublishOutcome::as_str),
+        );
+        let events_published = labelled(
+            &mut registry,
+            "events_published",
+            "Events in publish requests the hub handled, by outcome (a batch counts each event)",
+            "outcome",
+            PublishOutcome::ALL.map(PublishOutcome::as_str),
+        );
+
+        let deliveries = Counter::default();
+        registry.register(
+            "deliveries",
+            "Events written to subscriber streams (one per event per subscriber, replays included)",
+            deliveries.clone(),
+        );
+        let sent_bytes = Counter::default();
+        registry.register_with_unit(
+            "sent",
+            "Bytes written to SSE streams: events, gap frames, heartbeats, stream open and close lines",
+            Unit::Bytes,
+            sent_bytes.clone(),
+        );
+        let replays = labelled(
+            &mut registry,
+            "history_replays",
+            "Reads of history for a subscriber: on resume (Last-Event-ID) or after it lagged",
+            "trigger",
+            ["resume", "lagged"],
+        );
+        let gap_frames = labelled(
+            &mut registry,
+            "gap_frames",
+            "Gap frames sent (events a subscriber could not be given), by reason",
+            "reason",
+            GAP_REASONS,
+        );
+        let lagged = Counter::default();
+        registry.register(
+            "lagged_subscribers",
+            "Times a subscriber fell a whole live queue (stream.queue) behind and caught up from history",
+            lagged.clone(),
+        );
+
+        let publish_duration = Histogram::new(PUBLISH_DURATION_BUCKETS);
+        registry.register_with_unit(
+            "publish_request_duration",
+            "Time to answer a publish request, from routing (headers read) to the answer, body read included",
+            Unit::Seconds,
+            publish_duration.clone(),
+        );
+        let fanout_latency = Histogram::new(FANOUT_LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "fanout_latency",
+            "From an event's acceptance (id assigned) to its hand-off to this process's subscriber queues",
+            Unit::Seconds,
+            fanout_latency.clone(),
+        );
+
+        registry.register(
+            "build",
+            "The running ssehub build",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+
+        Self {
+            registry,
+            subscribers,
+            live_topics,
+            phase,
+            subscriptions_opened,
+            subscriptions_closed,
+            publish_requests,
+            events_published,
+            deliveries,
+            sent_bytes,
+            replays,
+            gap_frames,
+            lagged,
+            publish_duration,
+            fanout_latency,
+        }
+    }
+
+    pub fn subscription_opened(&self) {
+        self.subscriptions_opened.inc();
+    }
+
+    pub fn subscription_closed(&self, end: SubscriptionEnd) {
+        self.subscriptions_closed[end as usize].inc();
+    }
+
+    /// One written batch: `events` deliveries in `bytes` bytes.
+    #[inline]
+    pub fn delivered(&self, events: u64, bytes: usize) {
+        if events > 0 {
+            self.deliveries.inc_by(events);
+        }
+        self.sent_bytes.inc_by(bytes as u64);
+    }
+
+    /// Bytes written that carry no event (heartbeats, stream open and close).
+    #[inline]
+    pub fn sent(&self, bytes: usize) {
+        self.sent_bytes.inc_by(bytes as u64);
+    }
+
+    pub fn replayed(&self, trigger: ReplayTrigger) {
+        self.replays[trigger as usize].inc();
+    }
+
+    pub fn gap_frame(&self, reason: &str) {
+        if let Some(index) = GAP_REASONS.iter().position(|r| *r == reason) {
+            self.gap_frames[index].inc();
+        }
+    }
+
+    pub fn lagged(&self) {
+        self.lagged.inc();
+    }
+
+    pub fn events_published(&self, outcome: PublishOutcome, events: usize) {
+        self.events_published[outcome as usize].inc_by(events as u64);
+    }
+
+    pub fn publish_request(&self, outcome: PublishOutcome, took: Duration) {
+        self.publish_requests[outcome as usize].inc();
+        self.publish_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn fanned_out(&self, latency: Duration) {
+        self.fanout_latency.observe(latency.as_secs_f64());
+    }
+
+    /// The exposition, OpenMetrics or classic Prometheus text.
+    pub fn render(&self, snapshot: Snapshot, openmetrics: bool) -> String {
+        self.subscribers.set(snapshot.subscribers as i64);
+        self.live_topics.set(snapshot.live_topics as i64);
+        for (index, gauge) in self.phase.iter().enumerate() {
+            gauge.set(i64::from(index == snapshot.phase));
+        }
+        let mut text = String::with_capacity(8 * 1024);
+        // Writing into a String can't fail.
+        let _ = encode(&mut text, &self.registry);
+        if openmetrics {
+            text
+        } else {
+            openmetrics_to_prometheus(&text)
+        }
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as the classic Prometheus
+/// text format (0.0.4), for scrapers that don't ask for OpenMetrics: the
+/// samples are the same; only the metadata differs. A counter family is
+/// named with its `_total` suffix, an info family becomes a gauge named
+/// `…_info`, and `# UNIT` and `# EOF` go (0.0.4 has neither).
+fn openmetrics_to_prometheus(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // HELP comes before TYPE; hold it until the TYPE says how to name it.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ').or(Some((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "stateset" | "gaugehistogram" | "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            if let Some((_, text)) = help.take() {
+                let _ = writeln!(out, "# HELP {name} {text}");
+            }
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            subscribers: 3,
+            live_topics: 1,
+            phase: 1,
+        }
+    }
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_drops_openmetrics_lines() {
+        let metrics = Metrics::new();
+        metrics.delivered(5, 100);
+        let text = metrics.render(snapshot(), false);
+        assert!(
+            text.contains("# TYPE ssehub_deliveries_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nssehub_deliveries_total 5\n"), "{text}");
+        assert!(
+            text.contains("# TYPE ssehub_sent_bytes_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE ssehub_build_info gauge\n"), "{text}");
+        assert!(
+            text.contains("ssehub_drain_phase{phase=\"draining\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn openmetrics_text_ends_with_eof() {
+        let text = Metrics::new().render(snapshot(), true);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("# TYPE ssehub_deliveries counter\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_labelled_series_exists_from_the_start() {
+        let text = Metrics::new().render(snapshot(), false);
+        for reason in SubscriptionEnd::ALL {
+            let series = format!(
+                "ssehub_subscriptions_closed_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
+            assert!(text.contains(&series), "{series} missing from {text}");
+        }
+        assert!(
+            text.contains("ssehub_gap_frames_total{reason=\"lagged\"} 0\n"),
+            "{text}"
+        );
+    }
+}
