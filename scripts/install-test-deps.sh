@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and the machine lacks:
 #   - nginx (Debian) for the tests that put nginx in front of ssehub;
+#   - chromium and chromium-driver (Debian) for the browser EventSource test;
 #   - cargo-nextest (crates.io) if missing;
 #   - the deployment tools (helm, kubernetes-validate, linters) via
 #     scripts/install-deploy-tools.sh, cached in .tools/.
@@ -12,6 +13,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+# A real browser for the EventSource test (Debian's builds; no download).
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   echo "install-test-deps: apt-get install ${missing[*]}"
   apt-get update -qq

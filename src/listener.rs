@@ -21,6 +21,34 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// again, instead of spinning on the error.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// File descriptors kept free for everything but client connections: the
+/// listener, logs, outgoing connections (exporters, a backplane).
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft open-file limit to the hard limit (every stream holds a
+/// socket; the soft default of 1024 on many systems would cap the hub far
+/// below `limits.max_subscribers`) and warns when the limit is still below
+/// what the configured subscriber limit needs.
+pub fn raise_open_file_limit(max_subscribers: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let needed = max_subscribers as u64 + RESERVED_FDS;
+            if limit < needed {
+                tracing::warn!(
+                    open_file_limit = limit,
+                    needed,
+                    "the open-file limit is below limits.max_subscribers + {RESERVED_FDS}: \
+                     subscribers beyond it will be refused by the kernel, not shed by the hub; \
+                     lower limits.max_subscribers or raise the hard limit (ulimit -Hn)"
+                );
+            } else {
+                tracing::debug!(open_file_limit = limit, "open-file limit");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
+}
+
 /// A socket passed by the platform (`LISTEN_FDS`), or a new one bound to `addr`.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let mut inherited = listenfd::ListenFd::from_env();

@@ -86,6 +86,7 @@ async fn run(config: Config, started: Instant) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    listener::raise_open_file_limit(config.limits.max_subscribers);
     let listener = match listener::bind(config.listen) {
         Ok(listener) => listener,
         Err(error) => {

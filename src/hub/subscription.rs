@@ -152,12 +152,17 @@ impl Subscription {
             let mut closing = false;
 
             loop {
+                // The live feed comes first: when it has an event, nothing
+                // else is polled, so the drain tokens (each a mutex to check)
+                // are looked at once per wake-up, when the feed runs dry,
+                // not once per event. Publishing stops before streams are
+                // closed, so the feed can't starve the drain branches.
                 let step = tokio::select! {
                     biased;
+                    item = delivery.feeds.next() => Step::Live(item),
                     _ = &mut cut => Step::End(SubscriptionEnd::Cut),
                     _ = &mut closing_signal, if !closing => Step::CloseAt(lifecycle.close_slot()),
                     _ = &mut close_timer, if closing => Step::End(SubscriptionEnd::Drained),
-                    item = delivery.feeds.next() => Step::Live(item),
                     _ = &mut heartbeat_timer, if heartbeat.is_some() => Step::Heartbeat,
                 };
                 match step {

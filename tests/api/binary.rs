@@ -79,3 +79,71 @@ fn file_then_environment_layers_and_secrets_are_masked() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains("hunter2"), "secret printed: {text}");
 }
+
+#[test]
+fn a_listening_socket_passed_in_listen_fds_is_used() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    // The platform (systemd, a serverless runtime) binds the socket and
+    // passes it as fd 3; ssehub must serve on it without binding anything.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let inherited = listener.as_raw_fd();
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            "LISTEN_PID=$$ exec \"$0\"",
+            env!("CARGO_BIN_EXE_ssehub"),
+        ])
+        .env("LISTEN_FDS", "1")
+        // Would fail to bind if used: proves the inherited socket is used.
+        .env("SSEHUB_LISTEN", "192.0.2.1:1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SSEHUB_") && key != "SSEHUB_LISTEN" {
+            command.env_remove(key);
+        }
+    }
+    // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let result = if inherited == 3 {
+                // Already in place: just let it survive exec.
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(inherited, 3)
+            };
+            if result == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(listener);
+
+    let mut answer = String::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            stream
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let _ = stream.read_to_string(&mut answer);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "answer {answer:?}; log {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LISTEN_FDS"));
+}

@@ -7,6 +7,7 @@ mod process;
 
 mod batch;
 mod binary;
+mod browser;
 mod drain;
 mod errors;
 mod fanout;

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::helpers::{PATIENCE, Subscriber, read_to_end, spawn_app_with};
 use crate::process::HubProcess;
 
-struct Nginx {
+pub struct Nginx {
     addr: SocketAddr,
     child: Child,
     prefix: tempfile::TempDir,
@@ -21,11 +21,14 @@ struct Nginx {
 /// Changes to `nginx/ssehub.conf` for a test: each replaces a line that
 /// occurs exactly once outside comments (see nginx/README.md).
 #[derive(Default)]
-struct Variant {
+pub struct Variant {
     /// Turns buffering on for the stream location and for the whole server.
-    buffering_on: bool,
+    pub buffering_on: bool,
     /// `proxy_read_timeout` of the stream location.
-    read_timeout: Option<&'static str>,
+    pub read_timeout: Option<&'static str>,
+    /// An HTML page nginx serves at `/browser-test.html` (same origin as
+    /// the API, so the page needs no CORS).
+    pub page: Option<&'static str>,
 }
 
 fn nginx_binary() -> PathBuf {
@@ -62,7 +65,7 @@ fn replace_once(config: &str, line: &str, with: &str) -> String {
 }
 
 impl Nginx {
-    fn start(upstream: SocketAddr, variant: Variant) -> Self {
+    pub fn start(upstream: SocketAddr, variant: Variant) -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx");
         let prefix = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -83,6 +86,15 @@ impl Nginx {
                 &site,
                 "proxy_read_timeout 120s;",
                 &format!("proxy_read_timeout {timeout};"),
+            );
+        }
+        if let Some(page) = variant.page {
+            std::fs::create_dir_all(prefix.path().join("html")).unwrap();
+            std::fs::write(prefix.path().join("html/browser-test.html"), page).unwrap();
+            site = site.replacen(
+                "server_name _;",
+                "server_name _;\n    location = /browser-test.html { root html; default_type text/html; }",
+                1,
             );
         }
         std::fs::write(prefix.path().join("ssehub.conf"), site).unwrap();
@@ -118,7 +130,7 @@ impl Nginx {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 }
