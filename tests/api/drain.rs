@@ -66,7 +66,7 @@ async fn wait_for_subscribers(client: &reqwest::Client, hub: &HubProcess, count:
 async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_spread_out() {
     const SUBSCRIBERS: usize = 200;
     let (delay, spread) = (Duration::from_secs(1), Duration::from_secs(2));
-    let mut hub = HubProcess::start(&[
+    let hub = HubProcess::start(&[
         ("SSEHUB_DRAIN__DELAY", "1s"),
         ("SSEHUB_DRAIN__SPREAD", "2s"),
         ("SSEHUB_DRAIN__TIMEOUT", "10s"),
@@ -128,15 +128,9 @@ async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_sprea
         200
     );
 
-    let (status, _) = tokio::task::spawn_blocking(move || {
-        let exit = hub.wait_exit(Duration::from_secs(15));
-        (exit, hub.log_text())
-    })
-    .await
-    .map(|(exit, log)| (exit.unwrap_or_else(|| panic!("no exit; log:\n{log}")), log))
-    .unwrap();
+    let (status, _, _) = hub.exit_within(Duration::from_secs(15)).await;
     let exited_after = signalled.elapsed();
-    assert_eq!(status.0.code(), Some(0));
+    assert_eq!(status.code(), Some(0));
     assert!(
         exited_after <= delay + spread + Duration::from_secs(1),
         "exit took {exited_after:?}"
@@ -183,7 +177,7 @@ async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_sprea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
-    let mut hub = HubProcess::start(&[
+    let hub = HubProcess::start(&[
         ("SSEHUB_DRAIN__DELAY", "1s"),
         ("SSEHUB_DRAIN__SPREAD", "4s"),
         ("SSEHUB_DRAIN__TIMEOUT", "10s"),
@@ -264,10 +258,8 @@ async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
         assert!(end.clean);
         assert_eq!(data_lines_text(&end.text), ["during delay"]);
     }
-    let exit = tokio::task::spawn_blocking(move || hub.wait_exit(Duration::from_secs(15)))
-        .await
-        .unwrap();
-    assert_eq!(exit.expect("exits").0.code(), Some(0));
+    let (status, _, _) = hub.exit_within(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0));
 }
 
 fn data_lines_text(text: &str) -> Vec<&str> {
@@ -278,7 +270,7 @@ fn data_lines_text(text: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_shorter_than_the_spread_ends_the_rest_at_the_deadline() {
-    let mut hub = HubProcess::start(&[
+    let hub = HubProcess::start(&[
         ("SSEHUB_DRAIN__DELAY", "0s"),
         ("SSEHUB_DRAIN__SPREAD", "20s"),
         ("SSEHUB_DRAIN__TIMEOUT", "1s"),
@@ -297,13 +289,7 @@ async fn a_timeout_shorter_than_the_spread_ends_the_rest_at_the_deadline() {
 
     let signalled = Instant::now();
     hub.signal("TERM");
-    let (exit, log) = tokio::task::spawn_blocking(move || {
-        let exit = hub.wait_exit(Duration::from_secs(10));
-        (exit, hub.log_text())
-    })
-    .await
-    .unwrap();
-    let (status, _) = exit.unwrap_or_else(|| panic!("no exit; log:\n{log}"));
+    let (status, _, log) = hub.exit_within(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0));
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(5), "exit took {took:?}");
@@ -317,7 +303,7 @@ async fn a_timeout_shorter_than_the_spread_ends_the_rest_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
-    let mut hub = HubProcess::start(&[
+    let hub = HubProcess::start(&[
         ("SSEHUB_DRAIN__DELAY", "20s"),
         ("SSEHUB_DRAIN__TIMEOUT", "60s"),
     ]);
@@ -330,10 +316,7 @@ async fn a_second_signal_exits_at_once() {
     hub.signal("TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     hub.signal("TERM");
-    let exit = tokio::task::spawn_blocking(move || hub.wait_exit(Duration::from_secs(3)))
-        .await
-        .unwrap();
-    let (status, took) = exit.expect("the second signal ends the process");
+    let (status, took, _) = hub.exit_within(Duration::from_secs(3)).await;
     assert_eq!(status.code(), Some(130));
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }

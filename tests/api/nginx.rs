@@ -305,7 +305,7 @@ async fn last_event_id_resume_works_through_nginx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_ends_streams_cleanly_through_nginx() {
-    let mut hub = HubProcess::start(&[
+    let hub = HubProcess::start(&[
         ("SSEHUB_DRAIN__DELAY", "0s"),
         ("SSEHUB_DRAIN__SPREAD", "500ms"),
     ]);
@@ -328,8 +328,6 @@ async fn a_drain_ends_streams_cleanly_through_nginx() {
         "{:?}",
         end.text
     );
-    let exit = tokio::task::spawn_blocking(move || hub.wait_exit(Duration::from_secs(10)))
-        .await
-        .unwrap();
-    assert_eq!(exit.expect("exits").0.code(), Some(0));
+    let (status, _, _) = hub.exit_within(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
 }

@@ -81,6 +81,21 @@ impl HubProcess {
         None
     }
 
+    /// Waits (off the async runtime) up to `limit` for the exit; panics
+    /// with the log if the process is still running. Returns the status,
+    /// how long the wait took, and the whole log.
+    pub async fn exit_within(mut self, limit: Duration) -> (ExitStatus, Duration, String) {
+        tokio::task::spawn_blocking(move || {
+            let exit = self.wait_exit(limit);
+            let log = self.log_text();
+            let (status, took) =
+                exit.unwrap_or_else(|| panic!("no exit within {limit:?}; log:\n{log}"));
+            (status, took, log)
+        })
+        .await
+        .expect("the waiting thread")
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

@@ -69,16 +69,10 @@ async fn subscribe(
 
 /// SIGTERM, then the exit: the drain ends the streams and the exit flushes
 /// the spans still buffered (the batch delay is 5 s, the exit much sooner).
-async fn drain_and_exit(mut hub: HubProcess) {
+async fn drain_and_exit(hub: HubProcess) {
     hub.signal("TERM");
-    let exit = tokio::task::spawn_blocking(move || {
-        let exit = hub.wait_exit(Duration::from_secs(20));
-        (exit, hub.log_text())
-    })
-    .await
-    .unwrap();
-    let (status, _) = exit.0.unwrap_or_else(|| panic!("no exit: {}", exit.1));
-    assert!(status.success(), "exit status {status:?}: {}", exit.1);
+    let (status, _, log) = hub.exit_within(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status:?}: {log}");
 }
 
 fn one<'a>(
