@@ -59,12 +59,7 @@ async fn a_bad_topic_name_is_400_naming_the_rule() {
             "{problem}"
         );
     }
-    let response = app
-        .client
-        .get(app.url("/v1/events?topic=bad%20name"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/events?topic=bad%20name").await;
     assert_problem(response, 400).await;
 }
 
@@ -174,7 +169,7 @@ async fn a_retry_out_of_range_is_422() {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems_too() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/v2/nothing")).send().await.unwrap();
+    let response = app.get("/v2/nothing").await;
     assert_problem(response, 404).await;
     let response = app
         .client

@@ -71,6 +71,15 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `GET path` on the hub.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
     /// Publishes `data` to `topic`; returns the response.
     pub async fn publish_raw(&self, topic: &str, body: Value) -> reqwest::Response {
         self.client

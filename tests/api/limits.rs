@@ -13,12 +13,7 @@ async fn a_subscribe_beyond_capacity_gets_200_a_retry_hint_and_an_end() {
     let _first = app.subscribe(&["t"]).await;
     let _second = app.subscribe(&["t"]).await;
 
-    let third = app
-        .client
-        .get(app.url("/v1/events?topic=t"))
-        .send()
-        .await
-        .unwrap();
+    let third = app.get("/v1/events?topic=t").await;
     assert_eq!(third.status(), 200);
     assert_eq!(third.headers()["content-type"], "text/event-stream");
     let text = body_text(third, Duration::from_secs(5)).await;
@@ -65,12 +60,7 @@ async fn a_seat_is_freed_when_a_subscriber_leaves() {
 #[tokio::test]
 async fn too_many_topics_is_400() {
     let app = spawn_app_with(|c| c.limits.max_topics_per_subscription = 2).await;
-    let response = app
-        .client
-        .get(app.url("/v1/events?topic=a&topic=b&topic=c"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/events?topic=a&topic=b&topic=c").await;
     let problem = assert_problem(response, 400).await;
     assert!(
         problem["detail"]
@@ -84,6 +74,6 @@ async fn too_many_topics_is_400() {
 #[tokio::test]
 async fn no_topic_is_400() {
     let app = spawn_app_with(|_| {}).await;
-    let response = app.client.get(app.url("/v1/events")).send().await.unwrap();
+    let response = app.get("/v1/events").await;
     assert_problem(response, 400).await;
 }

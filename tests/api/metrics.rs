@@ -57,7 +57,7 @@ impl Metrics {
 }
 
 async fn scrape(app: &TestApp) -> Metrics {
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
@@ -207,12 +207,7 @@ async fn subscriptions_are_closed_by_reason() {
 
     let subscriber = app.subscribe(&["seats"]).await;
     // At capacity: shed with 200 + retry.
-    let shed = app
-        .client
-        .get(app.url("/v1/events?topic=seats"))
-        .send()
-        .await
-        .unwrap();
+    let shed = app.get("/v1/events?topic=seats").await;
     assert!(body_text(shed, PATIENCE).await.starts_with("retry:"));
     // The client goes away; the hub notices when a write to it fails.
     drop(subscriber);
@@ -336,15 +331,7 @@ async fn openmetrics_on_request_and_no_topic_names_anywhere() {
     assert!(text.contains("# TYPE ssehub_deliveries counter"), "{text}");
     assert!(!text.contains("a-very-particular-topic"), "{text}");
 
-    let spec: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
     assert!(
         spec["paths"]["/metrics"]["get"].is_object(),
         "documented in the spec"

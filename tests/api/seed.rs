@@ -7,12 +7,7 @@ use crate::helpers::{Subscriber, spawn_app};
 #[tokio::test]
 async fn a_json_message_is_created_and_streamed_as_event_message() {
     let app = spawn_app().await;
-    let stream = app
-        .client
-        .get(app.url("/event-stream"))
-        .send()
-        .await
-        .unwrap();
+    let stream = app.get("/event-stream").await;
     let mut subscriber = Subscriber::from_response(stream).await;
 
     let response = app
@@ -37,12 +32,7 @@ async fn a_json_message_is_created_and_streamed_as_event_message() {
 #[tokio::test]
 async fn a_form_message_works_the_same() {
     let app = spawn_app().await;
-    let stream = app
-        .client
-        .get(app.url("/event-stream"))
-        .send()
-        .await
-        .unwrap();
+    let stream = app.get("/event-stream").await;
     let mut subscriber = Subscriber::from_response(stream).await;
     let response = app
         .client

@@ -10,12 +10,7 @@ use crate::helpers::{PATIENCE, read_until, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn a_stream_opens_at_once_with_sse_headers_a_retry_and_a_comment() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/v1/events?topic=t"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/events?topic=t").await;
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     assert_eq!(headers["content-type"], "text/event-stream");
@@ -51,12 +46,7 @@ async fn multi_line_empty_and_cr_data_round_trip_through_a_spec_parser() {
 #[tokio::test]
 async fn a_lone_cr_cannot_smuggle_a_field_into_the_frame() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/v1/events?topic=t"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/events?topic=t").await;
     app.publish("t", json!("x\rid: forged\revent: forged"))
         .await;
     let text = read_until(response, PATIENCE, |t| t.contains("forged\n\n")).await;
@@ -69,12 +59,7 @@ async fn a_lone_cr_cannot_smuggle_a_field_into_the_frame() {
 #[tokio::test]
 async fn a_heartbeat_comment_arrives_after_silence() {
     let app = spawn_app_with(|c| c.heartbeat.interval = Duration::from_millis(300)).await;
-    let response = app
-        .client
-        .get(app.url("/v1/events?topic=t"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/events?topic=t").await;
     let text = read_until(response, PATIENCE, |t| t.contains(": heartbeat\n\n")).await;
     assert!(text.contains(": heartbeat\n\n"), "{text:?}");
 }
@@ -111,15 +96,7 @@ async fn cors_headers_follow_the_configured_origins() {
 #[tokio::test]
 async fn the_spec_and_swagger_ui_describe_every_route() {
     let app = spawn_app().await;
-    let spec: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
     let paths = spec["paths"].as_object().unwrap();
     for path in [
         "/v1/topics/{topic}/events",
@@ -134,7 +111,7 @@ async fn the_spec_and_swagger_ui_describe_every_route() {
     assert!(stream.get("text/event-stream").is_some(), "{stream}");
     let seed = &spec["paths"]["/event-stream"]["get"]["responses"]["200"]["content"];
     assert!(seed.get("text/event-stream").is_some(), "{seed}");
-    let docs = app.client.get(app.url("/docs")).send().await.unwrap();
+    let docs = app.get("/docs").await;
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }
