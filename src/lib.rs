@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | [`config`] | the typed configuration, its layers (defaults < TOML < `SSEHUB_*`) and validation |
 //! | [`app`] | assembling hub, backplane and HTTP server around an already bound listener |
-//! | [`hub`] | the domain core: topics, ids, the SSE encoder, fan-out, subscriptions, drain state. No HTTP, no Redis |
+//! | [`hub`] | the domain core: topics, ids, the SSE encoder, fan-out, subscriptions, drain state, shedding (the one answer to a subscribe not served now). No HTTP, no Redis |
 //! | [`backplane`] | where ids and history come from (`memory` now); the trait a Redis backplane implements |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |

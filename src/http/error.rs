@@ -196,11 +196,6 @@ impl From<SubscribeError> for ApiError {
             SubscribeError::TooManyTopics { .. } => {
                 Self::bad_request("too-many-topics", error.to_string())
             }
-            // The SSE route sheds these with `200` + `retry:` instead (see
-            // `http::subscribe`): EventSource never retries after a 503.
-            SubscribeError::Closing | SubscribeError::AtCapacity { .. } => {
-                Self::unavailable("unavailable", error.to_string())
-            }
         }
     }
 }

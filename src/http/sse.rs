@@ -16,10 +16,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::error::ApiError;
-use crate::hub::{
-    EventId, Hub, ResumePoint, SubscribeError, SubscribeRequest, TopicName, retry_hint,
-};
-use crate::metrics::SubscriptionEnd;
+use crate::hub::{EventId, Hub, ResumePoint, SubscribeRequest, TopicName};
 
 /// An SSE response body; documented in the spec as `text/event-stream`.
 pub struct EventStreamBody(Body);
@@ -99,29 +96,12 @@ impl SubscribeApi {
     }
 }
 
-/// Opens a stream, or sheds the subscriber in a way EventSource retries.
+/// Opens a stream; a shed one (`hub::Shed`) is a 200 stream as well.
 pub fn open_stream(hub: &Hub, request: SubscribeRequest) -> Result<StreamResponse, ApiError> {
-    match hub.subscribe(request) {
-        Ok(subscription) => Ok(StreamResponse::Stream(EventStreamBody::from_frames(
-            subscription.into_frames(),
-        ))),
-        Err(error @ (SubscribeError::Closing | SubscribeError::AtCapacity { .. })) => {
-            // 200 + retry hint + end: the browser comes back after the
-            // (jittered) delay, here or at another replica.
-            let hint = retry_hint(hub.jittered_retry());
-            let metrics = hub.metrics();
-            metrics.subscription_opened();
-            metrics.subscription_closed(match error {
-                SubscribeError::Closing => SubscriptionEnd::ShedDraining,
-                _ => SubscriptionEnd::ShedCapacity,
-            });
-            metrics.sent(hint.len());
-            Ok(StreamResponse::Stream(EventStreamBody::from_frames(
-                futures_util::stream::iter([hint]),
-            )))
-        }
-        Err(other) => Err(other.into()),
-    }
+    let admission = hub.subscribe(request)?;
+    Ok(StreamResponse::Stream(EventStreamBody::from_frames(
+        admission.into_frames(),
+    )))
 }
 
 /// An id this hub could not have made (malformed, or from another system)
