@@ -11,9 +11,10 @@ use std::time::Duration;
 use poem::Server;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
 use crate::config::{Config, ConfigError};
-use crate::http::{self, HttpSettings, PublishKeys, SeedTopic};
+use crate::http::{self, HttpSettings, SeedTopic};
 use crate::hub::{Hub, HubSettings, TopicName};
 use crate::listener::DrainingAcceptor;
 use crate::shutdown::{self, DrainReport};
@@ -30,14 +31,13 @@ pub struct App {
     hub: Hub,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
-    publish_keys: PublishKeys,
+    authenticator: Authenticator,
     memory: Option<Arc<MemoryBackplane>>,
 }
 
 impl App {
     /// Everything but serving: fails only on configuration it can't use.
     pub fn build(config: Config, listener: std::net::TcpListener) -> Result<Self, ConfigError> {
-        let publish_keys = PublishKeys::new(config.publish_keys()?);
         let settings = HubSettings {
             heartbeat: (!config.heartbeat.interval.is_zero()).then_some(config.heartbeat.interval),
             retry: config.stream.retry,
@@ -55,6 +55,7 @@ impl App {
             memory = Some(backplane.clone());
             backplane as Arc<dyn Backplane>
         });
+        let authenticator = Authenticator::from_config(&config, hub.metrics().clone())?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {
@@ -66,7 +67,7 @@ impl App {
             hub,
             listener,
             local_addr,
-            publish_keys,
+            authenticator,
             memory,
         })
     }
@@ -87,7 +88,7 @@ impl App {
             hub,
             listener,
             local_addr,
-            publish_keys,
+            authenticator,
             memory,
         } = self;
         let stop_accepting = CancellationToken::new();
@@ -98,7 +99,7 @@ impl App {
             HttpSettings {
                 max_body_bytes: config.limits.max_body_bytes,
                 cors: config.cors.clone(),
-                publish_keys: publish_keys.clone(),
+                authenticator: authenticator.clone(),
                 seed_topic: SeedTopic(
                     TopicName::parse(&config.event_stream.topic).expect("validated in Config"),
                 ),
@@ -123,11 +124,8 @@ impl App {
                 }
             })
         });
-        if publish_keys.is_open() {
-            tracing::warn!(
-                "publishing is open to anyone who can reach {local_addr}: set auth.publish_keys to require a key"
-            );
-        }
+        let auth_tasks = authenticator.spawn_background();
+        authenticator.log_summary(local_addr);
         tracing::info!(%local_addr, backplane = ?config.backplane.kind, "ssehub ready");
 
         shutdown.await;
@@ -135,6 +133,9 @@ impl App {
         stop_server.cancel();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
+        }
+        for task in auth_tasks {
+            task.abort();
         }
         server
             .await

@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`config`] | the typed configuration, its layers (defaults < TOML < `SSEHUB_*`) and validation |
 //! | [`app`] | assembling hub, backplane and HTTP server around an already bound listener |
+//! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh), topic patterns, grants, rate limits, the client address behind trusted proxies. No HTTP types |
 //! | [`hub`] | the domain core: topics, ids, the SSE encoder, fan-out, subscriptions, drain state, shedding (the one answer to a subscribe not served now). No HTTP, no Redis |
 //! | [`backplane`] | where ids and history come from (`memory` now); the trait a Redis backplane implements |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, problem+json errors |
@@ -31,6 +32,7 @@
 //! a gap. Counters are bumped at the same places, per batch on the hot path.
 
 pub mod app;
+pub mod auth;
 pub mod backplane;
 pub mod config;
 pub mod http;

@@ -21,6 +21,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::auth::{Action, RateLimit, rejection_reasons};
+
 /// One label, e.g. `reason="client_gone"`; values are always from a fixed list.
 type Label = [(&'static str, &'static str); 1];
 
@@ -54,15 +56,19 @@ pub enum SubscriptionEnd {
     ShedCapacity,
     /// Shed on arrival: the hub was draining.
     ShedDraining,
+    /// Shed on arrival: its client address is over
+    /// `rate_limits.subscribe_per_address`.
+    ShedRateLimited,
 }
 
 impl SubscriptionEnd {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::ClientGone,
         Self::Drained,
         Self::Cut,
         Self::ShedCapacity,
         Self::ShedDraining,
+        Self::ShedRateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +78,7 @@ impl SubscriptionEnd {
             Self::Cut => "cut",
             Self::ShedCapacity => "shed_capacity",
             Self::ShedDraining => "shed_draining",
+            Self::ShedRateLimited => "shed_rate_limited",
         }
     }
 }
@@ -87,6 +94,8 @@ pub enum PublishOutcome {
     RejectedUnauthorized,
     /// 413: an event or the body over its limit.
     RejectedTooLarge,
+    /// 429: over a publish rate limit.
+    RejectedRateLimited,
     /// 503: draining, or the backplane is down.
     Unavailable,
     /// Anything else (a bug if it ever counts).
@@ -94,11 +103,12 @@ pub enum PublishOutcome {
 }
 
 impl PublishOutcome {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Accepted,
         Self::RejectedInvalid,
         Self::RejectedUnauthorized,
         Self::RejectedTooLarge,
+        Self::RejectedRateLimited,
         Self::Unavailable,
         Self::Error,
     ];
@@ -109,6 +119,7 @@ impl PublishOutcome {
             Self::RejectedInvalid => "rejected_invalid",
             Self::RejectedUnauthorized => "rejected_unauthorized",
             Self::RejectedTooLarge => "rejected_too_large",
+            Self::RejectedRateLimited => "rejected_rate_limited",
             Self::Unavailable => "unavailable",
             Self::Error => "error",
         }
@@ -121,6 +132,7 @@ impl PublishOutcome {
             400 | 415 | 422 => Self::RejectedInvalid,
             401 | 403 => Self::RejectedUnauthorized,
             413 => Self::RejectedTooLarge,
+            429 => Self::RejectedRateLimited,
             503 => Self::Unavailable,
             _ => Self::Error,
         }
@@ -163,9 +175,12 @@ pub struct Metrics {
     live_topics: Gauge,
     phase: [Gauge; 3],
     subscriptions_opened: Counter,
-    subscriptions_closed: [Counter; 5],
-    publish_requests: [Counter; 6],
-    events_published: [Counter; 6],
+    subscriptions_closed: [Counter; 6],
+    publish_requests: [Counter; 7],
+    events_published: [Counter; 7],
+    /// By `Action` (rows) and `auth::rejection_reasons()` (columns).
+    auth_rejections: Vec<Counter>,
+    rate_limited: [Counter; 3],
     deliveries: Counter,
     sent_bytes: Counter,
     replays: [Counter; 2],
@@ -254,6 +269,31 @@ impl Metrics {
             PublishOutcome::ALL.map(PublishOutcome::as_str),
         );
 
+        let rejection_family = Family::<[(&'static str, &'static str); 2], Counter>::default();
+        let auth_rejections = Action::ALL
+            .iter()
+            .flat_map(|action| {
+                let family = &rejection_family;
+                rejection_reasons().map(move |reason| {
+                    family
+                        .get_or_create(&[("action", action.label()), ("reason", reason)])
+                        .clone()
+                })
+            })
+            .collect();
+        registry.register(
+            "auth_rejections",
+            "Requests refused for their credentials (401, 403), by action and reason",
+            rejection_family,
+        );
+        let rate_limited = labelled(
+            &mut registry,
+            "rate_limited",
+            "Requests over a rate limit: publishes answered 429, subscribes shed",
+            "limit",
+            RateLimit::ALL.map(RateLimit::as_str),
+        );
+
         let deliveries = Counter::default();
         registry.register(
             "deliveries",
@@ -318,6 +358,8 @@ impl Metrics {
             subscriptions_closed,
             publish_requests,
             events_published,
+            auth_rejections,
+            rate_limited,
             deliveries,
             sent_bytes,
             replays,
@@ -334,6 +376,19 @@ impl Metrics {
 
     pub fn subscription_closed(&self, end: SubscriptionEnd) {
         self.subscriptions_closed[end as usize].inc();
+    }
+
+    /// A request refused for its credentials; `reason` is one of
+    /// `auth::rejection_reasons()`.
+    pub fn auth_rejected(&self, action: Action, reason: &str) {
+        let reasons = rejection_reasons().count();
+        if let Some(column) = rejection_reasons().position(|known| known == reason) {
+            self.auth_rejections[action as usize * reasons + column].inc();
+        }
+    }
+
+    pub fn rate_limited(&self, limit: RateLimit) {
+        self.rate_limited[limit as usize].inc();
     }
 
     /// One written batch: `events` deliveries in `bytes` bytes.

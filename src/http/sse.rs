@@ -15,8 +15,10 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
+use super::credentials::SubscriberCredential;
 use super::error::ApiError;
-use crate::hub::{EventId, Hub, ResumePoint, SubscribeRequest, TopicName};
+use crate::auth::Authenticator;
+use crate::hub::{Admission, EventId, Hub, ResumePoint, ShedReason, SubscribeRequest, TopicName};
 
 /// An SSE response body; documented in the spec as `text/event-stream`.
 pub struct EventStreamBody(Body);
@@ -77,6 +79,8 @@ impl SubscribeApi {
     async fn subscribe(
         &self,
         hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        credential: SubscriberCredential,
         /// Topics to follow; repeat the parameter for several.
         topic: Query<Vec<String>>,
         /// Resume after this event id (for clients that can't set headers).
@@ -92,13 +96,26 @@ impl SubscribeApi {
             .map(|name| TopicName::parse(name))
             .collect::<Result<Vec<_>, _>>()?;
         let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
-        open_stream(&hub, SubscribeRequest { topics, resume })
+        open_authorized_stream(&hub, &auth, credential, SubscribeRequest { topics, resume }).await
     }
 }
 
-/// Opens a stream; a shed one (`hub::Shed`) is a 200 stream as well.
-pub fn open_stream(hub: &Hub, request: SubscribeRequest) -> Result<StreamResponse, ApiError> {
-    let admission = hub.subscribe(request)?;
+/// Opens a stream once the subscriber may have it: over its address's rate
+/// it is shed (a 200 stream, as every shed), without the right token it
+/// gets 401/403 (a retry can't fix that).
+pub async fn open_authorized_stream(
+    hub: &Hub,
+    auth: &Authenticator,
+    credential: SubscriberCredential,
+    subscribe: SubscribeRequest,
+) -> Result<StreamResponse, ApiError> {
+    let admission = if auth.admit_subscriber(credential.client).is_err() {
+        Admission::Shed(hub.shed(ShedReason::RateLimited))
+    } else {
+        auth.authorize_subscribe(credential.credential.as_ref(), &subscribe.topics)
+            .await?;
+        hub.subscribe(subscribe)?
+    };
     Ok(StreamResponse::Stream(EventStreamBody::from_frames(
         admission.into_frames(),
     )))

@@ -20,6 +20,8 @@ pub enum ShedReason {
     Capacity,
     /// The hub is draining before shutdown.
     Draining,
+    /// The client's address is over its subscribe rate limit.
+    RateLimited,
 }
 
 impl ShedReason {
@@ -28,6 +30,7 @@ impl ShedReason {
         match self {
             Self::Capacity => SubscriptionEnd::ShedCapacity,
             Self::Draining => SubscriptionEnd::ShedDraining,
+            Self::RateLimited => SubscriptionEnd::ShedRateLimited,
         }
     }
 }
