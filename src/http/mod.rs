@@ -46,7 +46,7 @@ pub struct HttpSettings {
 /// Every OpenAPI-described group of routes.
 type Apis = (
     publish::PublishApi,
-    sse::SubscribeApi,
+    sse::EventsApi,
     seed::SeedApi,
     health::HealthApi,
     metrics::MetricsApi,
@@ -57,7 +57,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             publish::PublishApi,
-            sse::SubscribeApi,
+            sse::EventsApi,
             seed::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,

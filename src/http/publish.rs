@@ -158,42 +158,40 @@ impl PublishApi {
             topic: event.topic.to_string(),
         })))
     }
+}
 
-    /// Publish a batch of events
-    ///
-    /// All events are accepted or none is; a bad item rejects the batch and
-    /// the error names its index (`events[3]`).
-    #[oai(path = "/v1/events", method = "post")]
-    async fn publish_batch(
-        &self,
-        hub: Data<&Hub>,
-        auth: Data<&Authenticator>,
-        credential: PublisherCredential,
-        body: Json<BatchRequest>,
-    ) -> Result<BatchResponse, ApiError> {
-        let Json(BatchRequest { events }) = body;
-        let drafts = events
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| {
-                draft(&item.topic, item.data, item.event, item.retry)
-                    .map_err(|error| error.at(&format!("events[{index}]")))
+/// Publishes a batch (`POST /v1/events`, declared in `sse::EventsApi`).
+///
+/// All events are accepted or none is; a bad item rejects the batch and
+/// the error names its index (`events[3]`).
+pub(super) async fn publish_batch(
+    hub: Data<&Hub>,
+    auth: Data<&Authenticator>,
+    credential: PublisherCredential,
+    body: Json<BatchRequest>,
+) -> Result<BatchResponse, ApiError> {
+    let Json(BatchRequest { events }) = body;
+    let drafts = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            draft(&item.topic, item.data, item.event, item.retry)
+                .map_err(|error| error.at(&format!("events[{index}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let topics: Vec<&TopicName> = drafts.iter().map(|draft| &draft.topic).collect();
+    auth.authorize_publish(credential.credential.as_ref(), credential.client, &topics)
+        .await?;
+    let accepted = hub.publish(drafts).await?;
+    Ok(BatchResponse::Accepted(Json(BatchAccepted {
+        events: accepted
+            .iter()
+            .map(|event| Accepted {
+                id: event.id.to_string(),
+                topic: event.topic.to_string(),
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let topics: Vec<&TopicName> = drafts.iter().map(|draft| &draft.topic).collect();
-        auth.authorize_publish(credential.credential.as_ref(), credential.client, &topics)
-            .await?;
-        let accepted = hub.publish(drafts).await?;
-        Ok(BatchResponse::Accepted(Json(BatchAccepted {
-            events: accepted
-                .iter()
-                .map(|event| Accepted {
-                    id: event.id.to_string(),
-                    topic: event.topic.to_string(),
-                })
-                .collect(),
-        })))
-    }
+            .collect(),
+    })))
 }
 
 /// Turns request fields into a validated draft.

@@ -10,13 +10,14 @@ use poem::http::header;
 use poem::web::Data;
 use poem::{Body, IntoResponse, Response};
 use poem_openapi::param::{Header, Query};
-use poem_openapi::payload::Payload;
+use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::credentials::SubscriberCredential;
+use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::ApiError;
+use super::publish::{self, BatchRequest, BatchResponse};
 use crate::auth::Authenticator;
 use crate::hub::{Admission, EventId, Hub, ResumePoint, ShedReason, SubscribeRequest, TopicName};
 
@@ -66,16 +67,34 @@ pub enum StreamResponse {
     Stream(EventStreamBody),
 }
 
-pub struct SubscribeApi;
+/// Both methods of `/v1/events`: poem-openapi writes each `OpenApi` impl's
+/// paths separately, so a path split over two impls would appear twice in
+/// the spec (and Swagger UI would show only one of its operations).
+pub struct EventsApi;
 
-#[OpenApi(tag = "ApiTags::Subscribe")]
-impl SubscribeApi {
+#[OpenApi]
+impl EventsApi {
+    /// Publish a batch of events
+    ///
+    /// All events are accepted or none is; a bad item rejects the batch and
+    /// the error names its index (`events[3]`).
+    #[oai(path = "/v1/events", method = "post", tag = "ApiTags::Publish")]
+    async fn publish_batch(
+        &self,
+        hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        credential: PublisherCredential,
+        body: Json<BatchRequest>,
+    ) -> Result<BatchResponse, ApiError> {
+        publish::publish_batch(hub, auth, credential, body).await
+    }
+
     /// Subscribe to topics (SSE)
     ///
     /// One connection can follow several topics (`?topic=a&topic=b`). Resume
     /// after a reconnect with the `Last-Event-ID` header (browsers send it
     /// automatically) or the `lastEventId` query parameter.
-    #[oai(path = "/v1/events", method = "get")]
+    #[oai(path = "/v1/events", method = "get", tag = "ApiTags::Subscribe")]
     async fn subscribe(
         &self,
         hub: Data<&Hub>,
