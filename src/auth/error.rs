@@ -114,7 +114,7 @@ impl TokenRejection {
                 "the token's claims are not usable: `exp` is required and `ssehub` must be {\"publish\": [patterns], \"subscribe\": [patterns]} with valid patterns"
             }
             Self::UnknownStaticKey => {
-                "the bearer value is not one of auth.publish_keys and not a JWT"
+                "the bearer value is not a JWT and not one of the configured keys (auth.publish_keys; auth.metrics_keys for /metrics)"
             }
         }
     }

@@ -301,7 +301,12 @@ impl Authenticator {
         if let Some(index) = self.inner.publish_keys.find(&credential.token) {
             return Ok(Grant::static_key(index));
         }
+        let looks_like_jwt = credential.token.matches('.').count() == 2;
         match &self.inner.tokens {
+            // Not a JWT's shape: most likely a mistyped static key.
+            Some(_) if !looks_like_jwt && !self.inner.publish_keys.is_empty() => {
+                Err(TokenRejection::UnknownStaticKey)
+            }
             Some(tokens) => tokens.verify(&credential.token).await,
             None => Err(TokenRejection::UnknownStaticKey),
         }

@@ -2,9 +2,11 @@
 //! real `ssehub` binary as a child process), real HTTP and a real SSE parser.
 
 mod helpers;
+mod jwt;
 mod otlp;
 mod process;
 
+mod auth;
 mod batch;
 mod binary;
 mod browser;
