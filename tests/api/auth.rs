@@ -247,11 +247,7 @@ async fn every_bad_token_is_refused_with_401_and_says_why() {
             "..".to_owned(),
             "not a well-formed JWT",
         ),
-        (
-            "two parts",
-            format!("{header_none}.{payload}"),
-            "not a JWT",
-        ),
+        ("two parts", format!("{header_none}.{payload}"), "not a JWT"),
         (
             "header not JSON",
             format!("{}.{payload}.c2ln", b64(b"not json")),
