@@ -7,6 +7,7 @@ mod otlp;
 mod process;
 
 mod auth;
+mod auth_browser;
 mod auth_process;
 mod batch;
 mod binary;
