@@ -160,3 +160,48 @@ impl KeySet {
         Ok(set)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_set_keeps_the_signing_keys_it_can_use_and_counts_the_rest() {
+        let set = KeySet::from_jwks(
+            br#"{"keys": [
+                {"kty": "EC", "crv": "P-256", "kid": "ec",
+                 "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                 "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+                {"kty": "EC", "crv": "P-256", "use": "enc", "kid": "for-encryption",
+                 "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                 "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+                {"kty": "oct", "k": "c2VjcmV0", "kid": "symmetric"},
+                {"kty": "EC", "crv": "P-256", "alg": "RS256", "kid": "alg-widens",
+                 "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                 "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+                {"kty": "future-type", "kid": "unknown"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.keys[0].kid.as_deref(), Some("ec"));
+        assert_eq!(set.keys[0].algorithms, [Algorithm::ES256]);
+        assert_eq!(set.skipped, 4);
+    }
+
+    #[test]
+    fn a_key_set_without_usable_keys_or_that_is_not_one_is_refused() {
+        assert!(KeySet::from_jwks(br#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).is_err());
+        assert!(KeySet::from_jwks(br#"{"kty": "RSA"}"#).is_err());
+        assert!(KeySet::from_jwks(b"not json").is_err());
+    }
+
+    #[test]
+    fn a_pem_file_says_which_algorithms_it_verifies() {
+        assert!(
+            VerifyingKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .is_err()
+        );
+        assert!(VerifyingKey::from_pem(b"").is_err());
+    }
+}
