@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use encoder::{
-    EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, event_frame, retry_hint,
+    EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, TOKEN_EXPIRED_EVENT, data_lines,
+    event_frame, retry_hint, token_expired_frame,
 };
 pub use event::{Event, EventDraft, TraceContext};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
