@@ -853,10 +853,16 @@ mod tests {
     fn masked_output_hides_secrets() {
         let mut config = Config::default();
         config.auth.publish_keys = vec!["s3cret".into()];
+        config.auth.metrics_keys = vec!["metrics-s3cret".into()];
+        config.auth.jwt.secret = Some("jwt-s3cret".into());
+        config.auth.jwt.jwks = Some("https://user:jwks-pw@idp.example/jwks.json".into());
         config.backplane.redis.url = "redis://user:pw@localhost:6379".into();
         let shown = config.to_masked_toml();
+        for secret in ["s3cret", "pw@", "jwks-pw"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
         assert!(
-            !shown.contains("s3cret") && !shown.contains("pw@"),
+            shown.contains("https://***@idp.example/jwks.json"),
             "{shown}"
         );
         assert!(shown.contains("redis://***@localhost:6379"), "{shown}");
