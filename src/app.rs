@@ -5,14 +5,13 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Server;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
+use crate::backplane;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, SeedTopic};
 use crate::hub::{Hub, HubSettings, TopicName};
@@ -23,38 +22,31 @@ use crate::shutdown::{self, DrainReport};
 /// a client that stopped reading) get this long before they are dropped.
 const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Longest pause between two sweeps of expired history.
-const EXPIRY_SWEEP_MAX: Duration = Duration::from_secs(30);
-
 pub struct App {
     config: Config,
     hub: Hub,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     authenticator: Authenticator,
-    memory: Option<Arc<MemoryBackplane>>,
 }
 
 impl App {
-    /// Everything but serving: fails only on configuration it can't use.
-    pub fn build(config: Config, listener: std::net::TcpListener) -> Result<Self, ConfigError> {
+    /// Everything but serving: fails only on configuration it can't use (a
+    /// backplane server that can't be reached yet is not such a failure:
+    /// the hub starts not ready and keeps trying).
+    pub async fn build(
+        config: Config,
+        listener: std::net::TcpListener,
+    ) -> Result<Self, ConfigError> {
         let settings = HubSettings {
             heartbeat: (!config.heartbeat.interval.is_zero()).then_some(config.heartbeat.interval),
             retry: config.stream.retry,
             max_subscribers: config.limits.max_subscribers,
             max_topics_per_subscription: config.limits.max_topics_per_subscription,
             max_event_bytes: config.limits.max_event_bytes,
+            queue: config.stream.queue,
         };
-        let limits = HistoryLimits {
-            size: config.history.size,
-            ttl: config.history.ttl,
-        };
-        let mut memory = None;
-        let hub = Hub::new(settings, config.stream.queue, |fan_out| {
-            let backplane = Arc::new(MemoryBackplane::new(limits, fan_out));
-            memory = Some(backplane.clone());
-            backplane as Arc<dyn Backplane>
-        });
+        let hub = Hub::connect(settings, |replica| backplane::connect(&config, replica)).await?;
         let authenticator = Authenticator::from_config(&config, hub.metrics().clone())?;
         let local_addr = listener
             .local_addr()
@@ -68,7 +60,6 @@ impl App {
             listener,
             local_addr,
             authenticator,
-            memory,
         })
     }
 
@@ -89,7 +80,6 @@ impl App {
             listener,
             local_addr,
             authenticator,
-            memory,
         } = self;
         let stop_accepting = CancellationToken::new();
         let stop_server = CancellationToken::new();
@@ -114,16 +104,10 @@ impl App {
                     Some(CONNECTION_CLOSE_GRACE),
                 ),
         );
-        let sweeper = memory.map(|memory| {
-            let every = (config.history.ttl / 4).clamp(Duration::from_millis(10), EXPIRY_SWEEP_MAX);
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(every);
-                loop {
-                    ticks.tick().await;
-                    memory.expire(std::time::Instant::now());
-                }
-            })
-        });
+        // Stopped only after the drain: streams get every event accepted
+        // before it, and a Redis backplane delivers them through this task.
+        let stop_backplane = CancellationToken::new();
+        let backplane_task = tokio::spawn(hub.backplane().clone().run(stop_backplane.clone()));
         let auth_tasks = authenticator.spawn_background();
         authenticator.log_summary(local_addr);
         tracing::info!(%local_addr, backplane = ?config.backplane.kind, "ssehub ready");
@@ -131,8 +115,9 @@ impl App {
         shutdown.await;
         let report = shutdown::drain(&hub, &config.drain, &stop_accepting).await;
         stop_server.cancel();
-        if let Some(sweeper) = sweeper {
-            sweeper.abort();
+        stop_backplane.cancel();
+        if let Err(error) = backplane_task.await {
+            tracing::error!(%error, "the backplane task failed");
         }
         for task in auth_tasks {
             task.abort();

@@ -81,13 +81,14 @@ mod tests {
             max_subscribers,
             max_topics_per_subscription: 4,
             max_event_bytes: 1024,
+            queue: 16,
         };
-        Hub::new(settings, 16, |fan_out| {
+        Hub::new(settings, |replica| {
             let limits = HistoryLimits {
                 size: 10,
                 ttl: Duration::from_secs(60),
             };
-            Arc::new(MemoryBackplane::new(limits, fan_out)) as Arc<dyn Backplane>
+            Arc::new(MemoryBackplane::new(limits, replica.fan_out)) as Arc<dyn Backplane>
         })
     }
 
