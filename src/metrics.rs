@@ -53,6 +53,9 @@ pub enum SubscriptionEnd {
     Drained,
     /// Ended at the drain deadline (`drain.timeout`), still with a hint.
     Cut,
+    /// Ended at the `exp` of the token that opened it, with a
+    /// `token_expired` frame.
+    TokenExpired,
     /// Shed on arrival: the hub was at `limits.max_subscribers`.
     ShedCapacity,
     /// Shed on arrival: the hub was draining.
@@ -63,10 +66,11 @@ pub enum SubscriptionEnd {
 }
 
 impl SubscriptionEnd {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::ClientGone,
         Self::Drained,
         Self::Cut,
+        Self::TokenExpired,
         Self::ShedCapacity,
         Self::ShedDraining,
         Self::ShedRateLimited,
@@ -77,6 +81,7 @@ impl SubscriptionEnd {
             Self::ClientGone => "client_gone",
             Self::Drained => "drained",
             Self::Cut => "cut",
+            Self::TokenExpired => "token_expired",
             Self::ShedCapacity => "shed_capacity",
             Self::ShedDraining => "shed_draining",
             Self::ShedRateLimited => "shed_rate_limited",

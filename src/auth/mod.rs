@@ -411,6 +411,15 @@ impl Authenticator {
                 topic: (*topic).clone(),
             });
         }
+        // Past `exp` but within the leeway: the stream would end at once
+        // with a `token_expired` frame, and EventSource would come back in
+        // a loop. Refused instead, so the page fetches a new token.
+        if grant.expires_at.is_some_and(|at| at <= SystemTime::now()) {
+            return Err(AuthError::Rejected {
+                action: Action::Subscribe,
+                rejection: TokenRejection::Expired,
+            });
+        }
         Ok(SubscribeVerdict {
             expires_at: grant.expires_at,
         })

@@ -223,6 +223,7 @@ impl SeedApi {
             SubscribeRequest {
                 topics: vec![topic.0.0.clone()],
                 resume,
+                expires_at: None,
             },
         )
         .await

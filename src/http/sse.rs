@@ -115,7 +115,17 @@ impl EventsApi {
             .map(|name| TopicName::parse(name))
             .collect::<Result<Vec<_>, _>>()?;
         let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
-        open_authorized_stream(&hub, &auth, credential, SubscribeRequest { topics, resume }).await
+        open_authorized_stream(
+            &hub,
+            &auth,
+            credential,
+            SubscribeRequest {
+                topics,
+                resume,
+                expires_at: None,
+            },
+        )
+        .await
     }
 }
 
@@ -131,9 +141,13 @@ pub async fn open_authorized_stream(
     let admission = if auth.admit_subscriber(credential.client).is_err() {
         Admission::Shed(hub.shed(ShedReason::RateLimited))
     } else {
-        auth.authorize_subscribe(credential.credential.as_ref(), &subscribe.topics)
+        let verdict = auth
+            .authorize_subscribe(credential.credential.as_ref(), &subscribe.topics)
             .await?;
-        hub.subscribe(subscribe)?
+        hub.subscribe(SubscribeRequest {
+            expires_at: verdict.expires_at,
+            ..subscribe
+        })?
     };
     Ok(StreamResponse::Stream(EventStreamBody::from_frames(
         admission.into_frames(),

@@ -40,7 +40,7 @@ mod topic;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use encoder::{
     EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, TOKEN_EXPIRED_EVENT, data_lines,
@@ -145,6 +145,9 @@ impl Admission {
 pub struct SubscribeRequest {
     pub topics: Vec<TopicName>,
     pub resume: ResumePoint,
+    /// The stream ends by then, with a `token_expired` frame: the `exp` of
+    /// the token it was opened with. `None`: no token was needed.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Hub {
@@ -298,6 +301,7 @@ impl Hub {
             seat,
             topics,
             request.resume,
+            request.expires_at,
         )))
     }
 

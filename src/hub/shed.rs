@@ -96,6 +96,7 @@ mod tests {
         SubscribeRequest {
             topics: vec![TopicName::parse("t").unwrap()],
             resume: ResumePoint::Live,
+            expires_at: None,
         }
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ssehub::config::{Config, RateConfig, SubscribeAuth};
 
-use crate::helpers::{PATIENCE, Subscriber, TestApp, assert_problem, body_text, spawn_app_with};
+use crate::helpers::{
+    PATIENCE, Subscriber, TestApp, assert_problem, body_text, read_to_end, spawn_app_with,
+};
 use crate::jwt::{JwksServer, Minter, SECRET, b64, claims, key_path, now};
 use crate::metrics::scrape;
 
@@ -757,4 +759,71 @@ async fn the_spec_describes_the_security_schemes_so_swagger_ui_can_authorize() {
             "{status} documented"
         );
     }
+}
+
+#[tokio::test]
+async fn a_stream_ends_at_its_token_expiry_and_resumes_with_a_new_token() {
+    let app = spawn_app_with(jwt_hub).await;
+    let minter = Minter::hs256(SECRET);
+    // `exp` is in whole seconds: this token lives between 1 and 2 s.
+    let exp = now() + 2;
+    let mut short = claims("42", &[], &["user.{sub}"], 0);
+    short["exp"] = json!(exp);
+    let token = minter.token(&short);
+    let started = std::time::SystemTime::now();
+    let response = subscribe(&app, &["user.42"], Some((&token, Place::Query))).await;
+    assert_eq!(response.status(), 200);
+    let id = {
+        let accepted = publish(&app, "user.42", Some(STATIC_KEY)).await;
+        let body: Value = accepted.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    };
+    let end = read_to_end(response).await;
+    let ended = std::time::SystemTime::now();
+    assert!(end.clean, "a clean end of the response: {:?}", end.text);
+    let exp_time = std::time::UNIX_EPOCH + Duration::from_secs(exp as u64);
+    assert!(ended >= exp_time, "ended before exp");
+    assert!(
+        ended.duration_since(started).unwrap() < PATIENCE,
+        "ended long after exp"
+    );
+    assert!(end.text.contains(&format!("id: {id}\n")), "{:?}", end.text);
+    assert!(
+        end.text.ends_with(&format!(
+            "event: token_expired\ndata: {{\"exp\":{exp},\"reason\":\"token_expired\"}}\n\n"
+        )),
+        "{:?}",
+        end.text
+    );
+    // The old token can't reopen it; a new one resumes after the last id.
+    let again = subscribe(&app, &["user.42"], Some((&token, Place::Query))).await;
+    assert_refused(again, "expired").await;
+    let missed = publish(&app, "user.42", Some(STATIC_KEY)).await;
+    assert_eq!(missed.status(), 202);
+    let fresh = minter.token(&claims("42", &[], &["user.{sub}"], 60));
+    let response = app
+        .client
+        .get(app.url("/v1/events"))
+        .query(&[
+            ("topic", "user.42"),
+            ("lastEventId", &id),
+            ("access_token", &fresh),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let mut subscriber = Subscriber::from_response(response).await;
+    assert_eq!(
+        subscriber.next().await.data,
+        "x",
+        "the event published meanwhile"
+    );
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        metrics.counter(
+            "ssehub_subscriptions_closed_total",
+            &[("reason", "token_expired")]
+        ),
+        1.0
+    );
 }

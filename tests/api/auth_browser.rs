@@ -27,6 +27,9 @@ const source = new EventSource(url, { withCredentials: mode === 'cookie' });
 source.onopen = () => { state.opens += 1; };
 source.onerror = () => { state.errors += 1; state.readyState = source.readyState; };
 source.onmessage = (e) => { state.events.push(e.data); };
+// The hub ends a stream at its token's exp with this frame: a real page
+// fetches a new token here and reopens with lastEventId.
+source.addEventListener('token_expired', (e) => { state.expired = JSON.parse(e.data); source.close(); });
 </script>"#;
 
 /// Serves [`PAGE`] on its own port: another origin than nginx's.
@@ -128,6 +131,21 @@ async fn a_browser_on_another_origin_subscribes_with_a_token_in_the_query_or_a_c
         .await;
     let state: Value = browser.wait_for("state", |v| v["readyState"] == 2).await;
     assert_eq!(state["opens"], 0, "{state}");
+
+    // A token that expires while the page listens: the page sees the
+    // `token_expired` frame (and closes the stream itself).
+    let exp = crate::jwt::now() + 2;
+    let mut short = claims("42", &[], &["user.{sub}"], 0);
+    short["exp"] = json!(exp);
+    let short = Minter::hs256(SECRET).token(&short);
+    browser
+        .open(&page_url(page, &api, "user.42", "query", &short))
+        .await;
+    browser.wait_for("state.opens", |v| v == 1).await;
+    let expired = browser
+        .wait_for("state.expired || null", |v| !v.is_null())
+        .await;
+    assert_eq!(expired, json!({"reason": "token_expired", "exp": exp}));
 
     // Neither the ssehub log nor nginx's access log holds the token.
     tokio::time::sleep(Duration::from_millis(200)).await;
