@@ -10,6 +10,7 @@ mod metrics;
 mod observe;
 mod publish;
 mod seed;
+mod spec_paths;
 mod sse;
 
 use poem::middleware::Cors;
@@ -53,15 +54,15 @@ type Apis = (
 );
 
 /// The OpenAPI service, also used to print the spec.
-pub fn api_service() -> OpenApiService<Apis, ()> {
+pub fn api_service() -> OpenApiService<spec_paths::MergedPaths<Apis>, ()> {
     OpenApiService::new(
-        (
+        spec_paths::MergedPaths((
             publish::PublishApi,
             sse::SubscribeApi,
             seed::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,
-        ),
+        )),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
     )

@@ -18,5 +18,6 @@ mod nginx;
 mod resume;
 mod seed;
 mod slow_subscriber;
+mod spec;
 mod traces;
 mod wire;
