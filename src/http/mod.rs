@@ -2,15 +2,17 @@
 //! domain results into responses. Routes, the OpenAPI spec and middleware
 //! are assembled in [`routes`].
 
+mod allow;
 mod auth;
 mod body_limit;
 mod error;
+mod fields;
 mod health;
 mod metrics;
 mod observe;
 mod publish;
 mod seed;
-mod spec_paths;
+mod spec;
 mod sse;
 
 use poem::middleware::Cors;
@@ -18,7 +20,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use auth::PublishKeys;
-pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use error::{ApiError, PROBLEM_JSON, Problem, SeedRouteError};
 pub use seed::SeedTopic;
 
 use crate::config::CorsConfig;
@@ -53,10 +55,10 @@ type Apis = (
     metrics::MetricsApi,
 );
 
-/// The OpenAPI service, also used to print the spec.
-pub fn api_service() -> OpenApiService<spec_paths::MergedPaths<Apis>, ()> {
+/// The OpenAPI service.
+pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
     OpenApiService::new(
-        spec_paths::MergedPaths((
+        spec::MergedPaths((
             publish::PublishApi,
             sse::SubscribeApi,
             seed::SeedApi,
@@ -72,15 +74,21 @@ pub fn api_service() -> OpenApiService<spec_paths::MergedPaths<Apis>, ()> {
     )
 }
 
+/// The OpenAPI document as served at `/openapi.json` (and printed by
+/// `--print-openapi`).
+pub fn openapi_document() -> String {
+    spec::document(&api_service())
+}
+
 /// Every route, the spec, Swagger UI, and the middleware around them.
 pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let api = api_service();
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    let document = spec::document(&api);
+    let docs = spec::swagger_ui_endpoint(&api, &document);
     let route = Route::new()
         .nest("/", api)
-        .at("/openapi.json", spec)
-        .nest("/docs", docs);
+        .at("/openapi.json", spec::document_endpoint(document))
+        .at("/docs", docs);
     let observe = observe::Observe::new(
         hub.metrics().clone(),
         <Apis as poem_openapi::OpenApi>::meta()
@@ -95,7 +103,17 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .data(hub)
         .data(settings.publish_keys)
         .data(settings.seed_topic)
-        .catch_all_error(|error| async move { error::problem_for_poem_error(error) });
+        .catch_all_error(|error| async move { error::problem_for_poem_error(error) })
+        .with(allow::AllowedMethods::new(
+            <Apis as poem_openapi::OpenApi>::meta()
+                .into_iter()
+                .flat_map(|api| api.paths)
+                .flat_map(|path| {
+                    path.operations
+                        .into_iter()
+                        .map(move |operation| (path.path.clone(), operation.method))
+                }),
+        ));
     endpoint
         .with_if(
             !settings.cors.allowed_origins.is_empty(),

@@ -16,8 +16,8 @@ use std::borrow::Cow;
 
 use super::ApiTags;
 use super::auth::PublishKeys;
-use super::error::ApiError;
-use super::sse::{StreamResponse, open_stream, resume_point};
+use super::error::{ApiError, SeedRouteError};
+use super::sse::{StreamResponse, open_stream, resume_from};
 use crate::hub::{EventDraft, EventType, Hub, SubscribeRequest, TopicName};
 
 /// The seeds' limit: `binding:"required,max=100"` (characters, not bytes).
@@ -167,7 +167,7 @@ impl SeedApi {
         keys: Data<&PublishKeys>,
         topic: Data<&SeedTopic>,
         body: SeedMessageBody,
-    ) -> Result<SeedPostResponse, ApiError> {
+    ) -> Result<SeedPostResponse, SeedRouteError> {
         keys.authorize(request)?;
         let message = match body {
             SeedMessageBody::Json(Json(body)) => body.message.0,
@@ -199,6 +199,7 @@ impl SeedApi {
     #[oai(path = "/event-stream", method = "get")]
     async fn stream_messages(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         topic: Data<&SeedTopic>,
         /// Resume after this event id (for clients that can't set headers).
@@ -206,9 +207,10 @@ impl SeedApi {
         last_event_id_query: Query<Option<String>>,
         /// Resume after this event id.
         #[oai(name = "Last-Event-ID")]
-        last_event_id_header: Header<Option<String>>,
+        _last_event_id_header: Header<Option<String>>,
     ) -> Result<StreamResponse, ApiError> {
-        let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
+        // The header is read raw: see `resume_from`.
+        let resume = resume_from(request, last_event_id_query.0);
         open_stream(
             &hub,
             SubscribeRequest {

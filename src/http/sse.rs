@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use poem::http::header;
 use poem::web::Data;
-use poem::{Body, IntoResponse, Response};
+use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Payload;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
@@ -16,6 +16,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::error::ApiError;
+use super::fields::TopicField;
 use crate::hub::{
     EventId, Hub, ResumePoint, SubscribeError, SubscribeRequest, TopicName, retry_hint,
 };
@@ -79,22 +80,23 @@ impl SubscribeApi {
     #[oai(path = "/v1/events", method = "get")]
     async fn subscribe(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         /// Topics to follow; repeat the parameter for several.
-        topic: Query<Vec<String>>,
+        topic: Query<Vec<TopicField>>,
         /// Resume after this event id (for clients that can't set headers).
         #[oai(name = "lastEventId")]
         last_event_id_query: Query<Option<String>>,
         /// Resume after this event id.
         #[oai(name = "Last-Event-ID")]
-        last_event_id_header: Header<Option<String>>,
+        _last_event_id_header: Header<Option<String>>,
     ) -> Result<StreamResponse, ApiError> {
         let topics = topic
             .0
             .iter()
-            .map(|name| TopicName::parse(name))
+            .map(|name| TopicName::parse(&name.0))
             .collect::<Result<Vec<_>, _>>()?;
-        let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
+        let resume = resume_from(request, last_event_id_query.0);
         open_stream(&hub, SubscribeRequest { topics, resume })
     }
 }
@@ -121,6 +123,24 @@ pub fn open_stream(hub: &Hub, request: SubscribeRequest) -> Result<StreamRespons
             )))
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// Where a subscriber resumes: the `Last-Event-ID` header, else the
+/// `lastEventId` query parameter.
+///
+/// The header is read here rather than through its (documented) parameter:
+/// poem-openapi reads a header value that is not visible ASCII as no header
+/// at all, which would resume such a client live and skip what it missed
+/// without a word. Any value a client sends is either one of our ids or a
+/// foreign one (gap frame, then all history).
+pub fn resume_from(request: &Request, query: Option<String>) -> ResumePoint {
+    match request.headers().get("last-event-id") {
+        Some(raw) => match std::str::from_utf8(raw.as_bytes()) {
+            Ok(text) => resume_point(Some(text.to_owned())),
+            Err(_) => ResumePoint::Foreign,
+        },
+        None => resume_point(query),
     }
 }
 

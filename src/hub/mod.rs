@@ -21,13 +21,15 @@ mod observe;
 mod registry;
 mod subscription;
 mod topic;
+#[cfg(test)]
+mod wire_properties;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use encoder::{
-    EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, event_frame, retry_hint,
+    EVENT_TYPE_MAX_CHARS, EventType, InvalidEventType, data_lines, event_frame, retry_hint,
 };
 pub use event::{Event, EventDraft, TraceContext};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
