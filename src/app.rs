@@ -97,6 +97,7 @@ impl App {
             hub.clone(),
             HttpSettings {
                 max_body_bytes: config.limits.max_body_bytes,
+                body_read_timeout: config.limits.body_read_timeout,
                 cors: config.cors.clone(),
                 publish_keys: publish_keys.clone(),
                 seed_topic: SeedTopic(

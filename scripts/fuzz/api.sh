@@ -90,6 +90,8 @@ stop_hub() {
   HUB_PID=""
 }
 
+# schemathesis keeps a cache in the working directory; not in the tree.
+cd "$WORK"
 passed=0
 failed=0
 echo "fuzz: schemathesis $("$ST" --version | awk '{print $NF}'), seed $SEED, at most $MAX_EXAMPLES examples and ${MAX_TIME}s per operation set"

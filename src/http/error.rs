@@ -118,6 +118,10 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
         "Malformed request: bad JSON, unknown field, bad topic name",
     ),
     (401, "Missing or wrong bearer key"),
+    (
+        408,
+        "The body did not arrive in full within limits.body_read_timeout",
+    ),
     (413, "Event or body larger than the configured limit"),
     (415, "Content-Type is not application/json"),
     (422, "A field has a value the hub can't accept"),
@@ -166,7 +170,7 @@ impl ApiResponse for ApiError {
 pub struct SeedRouteError(pub ApiError);
 
 /// What [`SeedRouteError`] documents.
-const SEED_ROUTE_STATUSES: &[u16] = &[401, 413, 503];
+const SEED_ROUTE_STATUSES: &[u16] = &[401, 408, 413, 503];
 
 impl ApiResponse for SeedRouteError {
     fn meta() -> MetaResponses {

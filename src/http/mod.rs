@@ -41,6 +41,7 @@ enum ApiTags {
 /// What the routes need besides the hub.
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
     pub cors: CorsConfig,
     pub publish_keys: PublishKeys,
     pub seed_topic: SeedTopic,
@@ -98,6 +99,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let endpoint = route
         .with(body_limit::BodyLimit {
             max_bytes: settings.max_body_bytes,
+            read_timeout: settings.body_read_timeout,
         })
         .with(observe)
         .data(hub)

@@ -7,6 +7,7 @@ mod process;
 
 mod batch;
 mod binary;
+mod broken_bodies;
 mod browser;
 mod drain;
 mod errors;
