@@ -173,6 +173,16 @@ pub struct CycleCounts {
 }
 
 impl Churner {
+    /// A churner that only reads the server's figures (no history of its own).
+    pub async fn observer(url: &str) -> Result<Self> {
+        let address = HttpUrl::parse(url)?.resolve().await?;
+        Ok(Self {
+            address,
+            host: address.to_string(),
+            first_id: String::new(),
+        })
+    }
+
     /// Resolves the server and publishes the history the resumes replay.
     pub async fn prepare(url: &str, history_events: u32) -> Result<Self> {
         let url = HttpUrl::parse(url)?;
@@ -331,10 +341,15 @@ impl Churner {
     /// Waits up to `limit` for the gauge to read 0; returns its last value
     /// and how long the wait took.
     pub async fn settle(&self, limit: Duration) -> Result<(u64, Duration)> {
+        self.settle_to(0, limit).await
+    }
+
+    /// Waits up to `limit` for the gauge to read `at_most` or less.
+    pub async fn settle_to(&self, at_most: u64, limit: Duration) -> Result<(u64, Duration)> {
         let started = Instant::now();
         loop {
             let connected = self.subscribers_connected().await?;
-            if connected == 0 || started.elapsed() >= limit {
+            if connected <= at_most || started.elapsed() >= limit {
                 return Ok((connected, started.elapsed()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::churn::{Churner, process_figures};
 use crate::progress::Progress;
 use crate::run::{self, RunSettings};
-use crate::scenario::Scenario;
+use crate::scenario::{LoadOverrides, Scenario};
 use crate::target::{Target, TargetArgs};
 
 #[derive(Debug, Clone, Args)]
@@ -32,12 +32,17 @@ pub struct SoakArgs {
     pub scenario: String,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// The scenario's load, changed (`--rate`, `--subscribers`, …); the
+    /// publish duration is always `--sample-every`.
+    #[command(flatten)]
+    pub load: LoadOverrides,
     /// The server's process id (memory, descriptors and CPU from /proc).
     #[arg(long = "server-pid", value_name = "PID")]
     pub server_pid: u32,
-    /// How long to soak.
+    /// How long to soak (`--duration` is the scenario's, and ignored: each
+    /// round publishes for `--sample-every`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
-    pub duration: Duration,
+    pub soak_duration: Duration,
     /// One sample (and one round of the scenario) per interval.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1m")]
     pub sample_every: Duration,
@@ -66,7 +71,12 @@ pub struct SoakSample {
     pub churn_cycles: u64,
     pub churn_failed: u64,
     pub round_passed: bool,
+    /// `ssehub_subscribers_connected` when sampled (churn's own in flight).
+    pub subscribers_left_open: u64,
 }
+
+/// Longest wait after a round for its subscribers to be gone.
+const ROUND_SETTLE: Duration = Duration::from_secs(30);
 
 /// Churn cycles in flight for as long as `running` holds, on a thread of
 /// its own so that it never delays the scenario's publish schedule.
@@ -100,6 +110,7 @@ fn start_churn(
 /// `ssehub-loadtest soak`; `Ok(false)` when a round failed or churn did.
 pub async fn soak(args: &SoakArgs) -> Result<bool> {
     let mut scenario = Scenario::load(&args.scenario)?;
+    scenario.apply(&args.load)?;
     let publish = scenario
         .publish
         .as_mut()
@@ -116,14 +127,15 @@ pub async fn soak(args: &SoakArgs) -> Result<bool> {
     let running = Arc::new(AtomicBool::new(true));
     let churn_cycles = Arc::new(AtomicU64::new(0));
     let churn_failed = Arc::new(AtomicU64::new(0));
+    let base_url = args
+        .target
+        .base_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let observer = Churner::observer(&base_url).await?;
     let churn = (args.churn_concurrency > 0).then(|| {
-        let url = args
-            .target
-            .base_url
-            .clone()
-            .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
         start_churn(
-            url,
+            base_url.clone(),
             args.churn_concurrency,
             running.clone(),
             churn_cycles.clone(),
@@ -138,7 +150,7 @@ pub async fn soak(args: &SoakArgs) -> Result<bool> {
         process_figures(args.server_pid)?.cpu_seconds,
         Instant::now(),
     );
-    while started.elapsed() < args.duration {
+    while started.elapsed() < args.soak_duration {
         let report = run::run_once(
             &settings,
             settings.scenario.publish.as_ref(),
@@ -146,10 +158,17 @@ pub async fn soak(args: &SoakArgs) -> Result<bool> {
             &progress,
         )
         .await?;
+        // Sample once the round's subscribers are gone (a departed client is
+        // noticed at the server's next write), so each sample is the steady
+        // state under churn, not the round's tail.
+        let (left_open, _) = observer
+            .settle_to(args.churn_concurrency as u64, ROUND_SETTLE)
+            .await?;
         let now = process_figures(args.server_pid)?;
         let wall = cpu_before.1.elapsed().as_secs_f64();
         let sample = SoakSample {
             kind: "soak",
+            subscribers_left_open: left_open,
             minute: started.elapsed().as_secs_f64() / 60.0,
             rss_mib: now.rss_kib as f64 / 1024.0,
             open_fds: now.open_fds,

@@ -20,7 +20,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use auth::PublishKeys;
-pub use error::{ApiError, PROBLEM_JSON, Problem, SeedRouteError};
+pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use seed::SeedTopic;
 
 use crate::config::CorsConfig;
