@@ -2,14 +2,17 @@
 //! domain results into responses. Routes, the OpenAPI spec and middleware
 //! are assembled in [`routes`].
 
+mod allow;
 mod body_limit;
 mod credentials;
 mod error;
+mod fields;
 mod health;
 mod metrics;
 mod observe;
 mod publish;
 mod seed;
+mod spec;
 mod sse;
 
 use poem::middleware::Cors;
@@ -38,6 +41,7 @@ enum ApiTags {
 /// What the routes need besides the hub.
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
     pub cors: CorsConfig,
     pub authenticator: Authenticator,
     pub seed_topic: SeedTopic,
@@ -52,16 +56,16 @@ type Apis = (
     metrics::MetricsApi,
 );
 
-/// The OpenAPI service, also used to print the spec.
-pub fn api_service() -> OpenApiService<Apis, ()> {
+/// The OpenAPI service.
+pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
     OpenApiService::new(
-        (
+        spec::MergedPaths((
             publish::PublishApi,
             sse::EventsApi,
             seed::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,
-        ),
+        )),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
     )
@@ -71,15 +75,21 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     )
 }
 
+/// The OpenAPI document as served at `/openapi.json` (and printed by
+/// `--print-openapi`).
+pub fn openapi_document() -> String {
+    spec::document(&api_service())
+}
+
 /// Every route, the spec, Swagger UI, and the middleware around them.
 pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let api = api_service();
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    let document = spec::document(&api);
+    let docs = spec::swagger_ui_endpoint(&api, &document);
     let route = Route::new()
         .nest("/", api)
-        .at("/openapi.json", spec)
-        .nest("/docs", docs);
+        .at("/openapi.json", spec::document_endpoint(document))
+        .at("/docs", docs);
     let observe = observe::Observe::new(
         hub.metrics().clone(),
         <Apis as poem_openapi::OpenApi>::meta()
@@ -89,12 +99,23 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let endpoint = route
         .with(body_limit::BodyLimit {
             max_bytes: settings.max_body_bytes,
+            read_timeout: settings.body_read_timeout,
         })
         .with(observe)
         .data(hub)
         .data(settings.authenticator)
         .data(settings.seed_topic)
-        .catch_all_error(|error| async move { error::problem_for_poem_error(error) });
+        .catch_all_error(|error| async move { error::problem_for_poem_error(error) })
+        .with(allow::AllowedMethods::new(
+            <Apis as poem_openapi::OpenApi>::meta()
+                .into_iter()
+                .flat_map(|api| api.paths)
+                .flat_map(|path| {
+                    path.operations
+                        .into_iter()
+                        .map(move |operation| (path.path.clone(), operation.method))
+                }),
+        ));
     endpoint
         .with_if(
             !settings.cors.allowed_origins.is_empty(),
