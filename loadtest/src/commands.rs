@@ -29,6 +29,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         label: args.label.clone(),
         scenario,
         disruption,
+        verdict: args.verdict.clone(),
     };
     let progress = Progress::new(args.quiet);
     let json_out = args.json_out.as_deref();

@@ -19,6 +19,26 @@ use std::collections::BTreeMap;
 
 const NANOS_PER_SECOND: f64 = 1e9;
 
+/// What fails a run beyond the fixed rules (lost, duplicated, out of order,
+/// refused yet delivered, failed or closed streams, a failed disruption).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct VerdictRules {
+    /// Fail the run on any `event: gap` frame (e.g. when the history is
+    /// shared and stays up, as with Redis during a rolling restart).
+    #[arg(long)]
+    pub fail_on_gap_frames: bool,
+    /// Fail the run when, in a drain window, the busiest 250 ms of reconnects
+    /// (as a rate) exceeds this many times the window's mean rate: a burst of
+    /// reconnects instead of a spread.
+    #[arg(long, value_name = "RATIO")]
+    pub max_reconnect_spike: Option<f64>,
+    /// Report publishes not answered 2xx without failing the run (e.g. with
+    /// one server, that can't answer while it restarts). Refused publishes
+    /// must still reach nobody.
+    #[arg(long)]
+    pub tolerate_unanswered_publishes: bool,
+}
+
 pub struct RunResults<'a> {
     pub settings: &'a RunSettings,
     pub run_id: String,
@@ -75,7 +95,13 @@ pub fn assemble(results: RunResults<'_>) -> RunReport {
         let latencies: Vec<&LatencyDump> = results.reports.iter().map(|r| &r.latency).collect();
         disruption_figures(outcome, &latencies, first_due_or_start)
     });
-    let mut problems = problems(&connect, publish.as_ref(), &delivery, &audit);
+    let rules = &results.settings.verdict;
+    let mut problems = problems(&connect, publish.as_ref(), &delivery, &audit, rules);
+    problems.extend(optional_rule_problems(
+        rules,
+        delivery.gap_frames,
+        reconnect.as_ref(),
+    ));
     if let Some(reconnect) = &reconnect
         && reconnect.gave_up > 0
     {
@@ -394,6 +420,29 @@ pub fn disruption_figures(
     }
 }
 
+/// What the rules the run was given (`VerdictRules`) find wrong.
+fn optional_rule_problems(
+    rules: &VerdictRules,
+    gap_frames: u64,
+    reconnect: Option<&ReconnectFigures>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if rules.fail_on_gap_frames && gap_frames > 0 {
+        problems.push(format!("{gap_frames} gap frames (none may come here)"));
+    }
+    if let (Some(limit), Some(reconnect)) = (rules.max_reconnect_spike, reconnect) {
+        for window in &reconnect.drain_windows {
+            if window.reconnects > 0 && window.max_per_second > limit * window.mean_per_second {
+                problems.push(format!(
+                    "reconnects in {} peaked at {:.0}/s, over {limit} times their mean {:.1}/s",
+                    window.label, window.max_per_second, window.mean_per_second
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Why a run did not pass; empty when it did. Beyond lost, duplicated and
 /// out-of-order events, a run that couldn't connect everyone, lost streams or
 /// had publishes refused didn't test what it set out to, so it fails too.
@@ -402,6 +451,7 @@ fn problems(
     publish: Option<&PublishFigures>,
     delivery: &DeliveryFigures,
     audit: &Audit,
+    rules: &VerdictRules,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if audit.lost > 0 {
@@ -439,7 +489,7 @@ fn problems(
         ));
     }
     if let Some(publish) = publish {
-        if publish.rejected + publish.errors > 0 {
+        if publish.rejected + publish.errors > 0 && !rules.tolerate_unanswered_publishes {
             problems.push(format!(
                 "{} publishes refused and {} unanswered (statuses {:?}{})",
                 publish.rejected,
@@ -509,6 +559,28 @@ mod tests {
         assert_eq!(figures.max_per_second, 160.0);
         let outside = reconnect_figures(&[&burst], &[window("r2", 3, 4)], T0);
         assert_eq!(outside.outside_windows, 40);
+    }
+
+    #[test]
+    fn gap_frames_and_reconnect_bursts_fail_only_when_asked_to() {
+        let first = T0 / RECONNECT_BUCKET_NANOS;
+        let burst = dump(&[(first + 1, 40), (first + 5, 2)]);
+        let reconnect = reconnect_figures(&[&burst], &[window("r1", 0, 2)], T0);
+        let lenient = VerdictRules::default();
+        assert!(optional_rule_problems(&lenient, 3, Some(&reconnect)).is_empty());
+        let strict = VerdictRules {
+            fail_on_gap_frames: true,
+            max_reconnect_spike: Some(4.0),
+            tolerate_unanswered_publishes: false,
+        };
+        let problems = optional_rule_problems(&strict, 3, Some(&reconnect));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("3 gap frames"));
+        // 40 in 250 ms is 160/s against a mean of 21/s.
+        assert!(problems[1].contains("peaked at 160/s"), "{problems:?}");
+        let spread = dump(&(0..8).map(|i| (first + i, 5)).collect::<Vec<_>>());
+        let reconnect = reconnect_figures(&[&spread], &[window("r1", 0, 2)], T0);
+        assert!(optional_rule_problems(&strict, 0, Some(&reconnect)).is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! phases, and hand everything to `figures` for the report.
 
 use crate::disrupt::{self, Disruption, DisruptionOutcome};
-use crate::figures::{self, RunResults};
+use crate::figures::{self, RunResults, VerdictRules};
 use crate::http::url::HttpUrl;
 use crate::limits;
 use crate::progress::Progress;
@@ -44,6 +44,7 @@ pub struct RunSettings {
     /// A command to run in the middle of publishing; publishing then lasts
     /// until it is over (see `disrupt`).
     pub disruption: Option<Disruption>,
+    pub verdict: VerdictRules,
 }
 
 /// What the coordinator knows about its workers so far.
