@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# The rolling-restart proof: one Redis, N ssehub replicas on loopback ports and
+# a real nginx in front of them (the project's nginx config, with the N
+# replicas as its upstream). The load-test harness opens reconnecting
+# subscribers through nginx and publishes through nginx at a steady rate;
+# meanwhile the replicas are restarted one by one: SIGTERM (the drain: readiness
+# fails, the listener closes, streams end spread over drain.spread, each with a
+# retry: hint), and a fresh process takes the port as soon as the old one has
+# let go of it. The harness then reports acknowledged publishes, lost,
+# duplicated, out of order, gap frames, reconnects and how they spread over
+# each drain window, and latency p50/p99 before, during and after the
+# restarts, and exits non-zero when a guarantee is broken:
+#   - nothing acknowledged is lost, nothing arrives twice or out of order;
+#   - nothing refused (4xx, 503) reaches anyone;
+#   - no gap frame (history lives in Redis, which stays up);
+#   - every stream comes back (no subscriber gives up: never a non-200);
+#   - no reconnect burst: in each drain window the busiest 250 ms, as a rate,
+#     stays under --max-spike times the window's mean rate;
+#   - every publish is answered 2xx (nginx passes a publish that a draining
+#     replica refused with 503 to the next replica);
+#   - every replica drains and exits cleanly, none cut by drain.timeout.
+#
+#   scripts/rolling-restart.sh                      CI size: 3 x 100 subscribers
+#   scripts/rolling-restart.sh --subscribers 9000 --topics 30 --rate 100 \
+#       --drain-spread 10s --release                the 3 x 3,000 run of the README
+#
+# Options (defaults in brackets):
+#   --replicas N [3]         ssehub processes behind nginx
+#   --subscribers N [300]    reconnecting subscribers, spread over the replicas by nginx
+#   --topics K [3]           topics they spread over
+#   --rate R [50]            publishes per second, through nginx
+#   --drain-delay D [500ms]  ssehub drain.delay: readiness fails, still serving
+#   --drain-spread D [2s]    ssehub drain.spread: stream closes spread over this
+#   --retry D [1s]           ssehub stream.retry: clients wait 1-2x this to reconnect
+#   --before D [5s]          publishing before the first restart
+#   --after D [5s]           publishing after the last restart
+#   --max-spike RATIO [4]    see above
+#   --release                use target/release binaries (default target/debug)
+#   --json-out FILE          append the harness's JSON line
+#   --label TEXT             stored with the JSON line
+# Binaries: SSEHUB_BIN, HARNESS_BIN override the target/ ones (build them
+# first: cargo build -p ssehub -p ssehub-loadtest). Needs nginx and
+# redis-server (scripts/install-test-deps.sh). Everything listens on free
+# loopback ports and is stopped on exit; the last line is the verdict.
+#
+# Internal: `rolling-restart.sh restart STATE_DIR` is the restart sequence,
+# run by the harness (--disrupt) while it publishes.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SELF="$ROOT/scripts/rolling-restart.sh"
+
+# ------------------------------------------------------------ helpers ----
+
+millis() { # millis DURATION: 500ms, 2s, 1m -> milliseconds
+  local value="$1"
+  case "$value" in
+    *ms) echo "${value%ms}" ;;
+    *s) echo $((${value%s} * 1000)) ;;
+    *m) echo $((${value%m} * 60000)) ;;
+    *) echo "cannot read the duration $value (use ms, s or m)" >&2; return 1 ;;
+  esac
+}
+
+port_open() { # port_open PORT: something accepts connections there
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+free_port() { # a random loopback port nobody listens on, below the ephemeral range
+  local candidate
+  for candidate in $(shuf -i 20000-32000 -n 100); do
+    if ! port_open "$candidate"; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# shellcheck disable=SC2329 # called through ready
+http_status() { # http_status PORT PATH: the status code of a GET, or nothing
+  local line
+  {
+    exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+      printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3 &&
+      IFS=' ' read -r -t 2 _ line _ <&3 &&
+      echo "$line"
+  } 2>/dev/null || true
+  exec 3<&- 2>/dev/null || true
+}
+
+wait_until() { # wait_until SECONDS WHAT COMMAND...: polls every 50 ms
+  local seconds="$1" what="$2"
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    if ((SECONDS >= deadline)); then
+      echo "rolling-restart: timed out after ${seconds}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
+# Conditions for wait_until, which calls them by name.
+# shellcheck disable=SC2329
+ready() { [[ "$(http_status "$1" /readyz)" == 200 ]]; }
+# shellcheck disable=SC2329
+port_free() { ! port_open "$1"; }
+# shellcheck disable=SC2329
+gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# start_replica INDEX: a fresh ssehub on replica INDEX's port, logging to its
+# own file (never to stdout: the harness reads this script's stdout).
+start_replica() {
+  local index="$1" port generation
+  port="$(cat "$STATE/port-$index")"
+  generation=$(($(cat "$STATE/generation-$index" 2>/dev/null || echo 0) + 1))
+  echo "$generation" >"$STATE/generation-$index"
+  env SSEHUB_LISTEN="127.0.0.1:$port" \
+    SSEHUB_LOG__LEVEL=info SSEHUB_LOG__FORMAT=json \
+    SSEHUB_DRAIN__DELAY="$DRAIN_DELAY" SSEHUB_DRAIN__SPREAD="$DRAIN_SPREAD" \
+    SSEHUB_DRAIN__TIMEOUT="$DRAIN_TIMEOUT" SSEHUB_STREAM__RETRY="$RETRY" \
+    SSEHUB_BACKPLANE__KIND="$BACKPLANE" SSEHUB_BACKPLANE__REDIS__URL="$REDIS_URL" \
+    "$SSEHUB" >"$STATE/replica-$index.$generation.log" 2>&1 </dev/null &
+  echo $! >"$STATE/pid-$index"
+  echo $! >>"$STATE/all-pids"
+}
+
+# --------------------------------------------- the restart sequence ----
+
+if [[ "${1:-}" == restart ]]; then
+  STATE="$2"
+  # shellcheck source=/dev/null
+  source "$STATE/settings"
+  delay_ms="$(millis "$DRAIN_DELAY")"
+  spread_ms="$(millis "$DRAIN_SPREAD")"
+  retry_ms="$(millis "$RETRY")"
+  timeout_s=$(($(millis "$DRAIN_TIMEOUT") / 1000 + 5))
+  for index in $(seq 1 "$REPLICAS"); do
+    old="$(cat "$STATE/pid-$index")"
+    port="$(cat "$STATE/port-$index")"
+    echo "restarting replica $index (pid $old, port $port)" >&2
+    kill -TERM "$old"
+    # Its streams end from drain.delay on, spread over drain.spread; each
+    # client waits its retry: hint (1-2x stream.retry) and reconnects.
+    echo "drain replica-$index $((delay_ms + retry_ms)) $((spread_ms + retry_ms))"
+    # The old process closes its listener after drain.delay; the new one binds then.
+    wait_until $((delay_ms / 1000 + 10)) "replica $index to close its listener" port_free "$port"
+    start_replica "$index"
+    wait_until 30 "the new replica $index to be ready" ready "$port"
+    wait_until "$timeout_s" "the old replica $index (pid $old) to exit" gone "$old"
+  done
+  exit 0
+fi
+
+# ------------------------------------------------------------ options ----
+
+REPLICAS=3
+SUBSCRIBERS=300
+TOPICS=3
+RATE=50
+DRAIN_DELAY=500ms
+DRAIN_SPREAD=2s
+RETRY=1s
+BEFORE=5s
+AFTER=5s
+MAX_SPIKE=4
+PROFILE=debug
+JSON_OUT=""
+LABEL=""
+while (($#)); do
+  case "$1" in
+    --replicas) REPLICAS="$2"; shift ;;
+    --subscribers) SUBSCRIBERS="$2"; shift ;;
+    --topics) TOPICS="$2"; shift ;;
+    --rate) RATE="$2"; shift ;;
+    --drain-delay) DRAIN_DELAY="$2"; shift ;;
+    --drain-spread) DRAIN_SPREAD="$2"; shift ;;
+    --retry) RETRY="$2"; shift ;;
+    --before) BEFORE="$2"; shift ;;
+    --after) AFTER="$2"; shift ;;
+    --max-spike) MAX_SPIKE="$2"; shift ;;
+    --release) PROFILE=release ;;
+    --json-out) JSON_OUT="$2"; shift ;;
+    --label) LABEL="$2"; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+SSEHUB="${SSEHUB_BIN:-$TARGET_DIR/$PROFILE/ssehub}"
+HARNESS="${HARNESS_BIN:-$TARGET_DIR/$PROFILE/ssehub-loadtest}"
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+REDIS_SERVER="$(command -v redis-server || echo /usr/bin/redis-server)"
+for binary in "$SSEHUB" "$HARNESS" "$NGINX" "$REDIS_SERVER"; do
+  [[ -x "$binary" ]] || { echo "rolling-restart: $binary is missing (build it, or run scripts/install-test-deps.sh)" >&2; exit 2; }
+done
+# The drain's hard deadline: the whole spread, with room for the last streams.
+DRAIN_TIMEOUT="$(((($(millis "$DRAIN_DELAY") + $(millis "$DRAIN_SPREAD")) / 1000) + 10))s"
+
+STATE="$(mktemp -d -t ssehub-rolling-restart.XXXXXX)"
+# shellcheck disable=SC2329 # run by the EXIT trap
+cleanup() {
+  local pid
+  # Replicas first (they drain quickly once nothing is connected), then nginx and Redis.
+  for pid in $(cat "$STATE/all-pids" 2>/dev/null) ${NGINX_PID:-} ${REDIS_PID:-}; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in $(cat "$STATE/all-pids" 2>/dev/null) ${NGINX_PID:-} ${REDIS_PID:-}; do
+    wait_until 15 "pid $pid to exit" gone "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [[ "${KEEP_STATE:-}" == 1 ]]; then
+    echo "rolling-restart: logs kept in $STATE" >&2
+  else
+    rm -rf "$STATE"
+  fi
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------ backplane ----
+
+# With a build that has the Redis backplane, the replicas share one Redis.
+# Before it, the machinery runs on one replica with the memory backplane: a
+# restart there is a new hub with an empty history, so resumed streams get a
+# gap frame and publishes fail while no process listens; those are reported,
+# not judged.
+BACKPLANE=redis
+REDIS_URL=""
+if ! SSEHUB_BACKPLANE__KIND=redis SSEHUB_BACKPLANE__REDIS__URL=redis://127.0.0.1:6379/0 \
+  "$SSEHUB" --print-config >/dev/null 2>&1; then
+  BACKPLANE=memory
+  echo "rolling-restart: this ssehub build has no Redis backplane: one replica on the memory backplane, gaps and refused publishes reported but not judged" >&2
+  REPLICAS=1
+fi
+if [[ "$BACKPLANE" == redis ]]; then
+  REDIS_PORT="$(free_port)"
+  mkdir -p "$STATE/redis"
+  # No persistence: Redis stays up for the whole run, which is the point.
+  "$REDIS_SERVER" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" \
+    --save '' --appendonly no --daemonize no --loglevel warning \
+    >"$STATE/redis.log" 2>&1 </dev/null &
+  REDIS_PID=$!
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  wait_until 10 "redis-server on port $REDIS_PORT" port_open "$REDIS_PORT"
+fi
+
+# ------------------------------------------------------------- replicas ----
+
+for index in $(seq 1 "$REPLICAS"); do
+  free_port >"$STATE/port-$index"
+done
+cat >"$STATE/settings" <<EOF
+REPLICAS=$REPLICAS
+SSEHUB='$SSEHUB'
+BACKPLANE=$BACKPLANE
+REDIS_URL='$REDIS_URL'
+DRAIN_DELAY=$DRAIN_DELAY
+DRAIN_SPREAD=$DRAIN_SPREAD
+DRAIN_TIMEOUT=$DRAIN_TIMEOUT
+RETRY=$RETRY
+EOF
+for index in $(seq 1 "$REPLICAS"); do
+  start_replica "$index"
+done
+for index in $(seq 1 "$REPLICAS"); do
+  wait_until 30 "replica $index to be ready" ready "$(cat "$STATE/port-$index")"
+done
+
+# ---------------------------------------------------------------- nginx ----
+
+# The project's config, with the replicas as the upstream and two changes
+# that several replicas need (nginx/README.md, "Several replicas"):
+# - a publish that a draining replica answers 503 (it took nothing) goes to
+#   the next replica, POST or not;
+# - a replica that refused a connection is skipped for 1 s only, so the fresh
+#   process on its port gets its share soon.
+NGINX_PORT="$(free_port)"
+mkdir -p "$STATE/nginx"
+upstream=""
+for index in $(seq 1 "$REPLICAS"); do
+  upstream+="server 127.0.0.1:$(cat "$STATE/port-$index") max_fails=1 fail_timeout=1s; "
+done
+# Two connections per stream (client and upstream): room for the subscribers
+# in each of the two workers, within the 20,000 open files a process may hold.
+sed -e 's/worker_connections 8192;/worker_connections 16384;/' \
+  "$ROOT/nginx/nginx.conf" >"$STATE/nginx/nginx.conf"
+sed -e "s/server @SSEHUB_UPSTREAM@;/${upstream% }/" \
+  -e "s/@LISTEN_PORT@/127.0.0.1:$NGINX_PORT/" \
+  -e '/location \/v1\/topics\/ {/a\        proxy_next_upstream error timeout http_503 non_idempotent;' \
+  -e '/location ~ \^\/(?:v1\/events|event-stream)\$ {/a\        proxy_next_upstream error timeout http_503 non_idempotent;' \
+  "$ROOT/nginx/ssehub.conf" >"$STATE/nginx/ssehub.conf"
+if [[ "$(grep -c 'proxy_next_upstream' "$STATE/nginx/ssehub.conf")" -ne 2 ]]; then
+  echo "rolling-restart: nginx/ssehub.conf changed shape: the publish locations were not found" >&2
+  exit 2
+fi
+"$NGINX" -p "$STATE/nginx/" -c "$STATE/nginx/nginx.conf" -e "$STATE/nginx/error.log" \
+  -g 'daemon off;' </dev/null >"$STATE/nginx/stdout.log" 2>&1 &
+NGINX_PID=$!
+wait_until 10 "nginx on port $NGINX_PORT" ready "$NGINX_PORT"
+
+echo "rolling-restart: $REPLICAS replica(s) on the $BACKPLANE backplane behind nginx :$NGINX_PORT;" \
+  "$SUBSCRIBERS subscribers over $TOPICS topics, $RATE publishes/s; drain delay $DRAIN_DELAY," \
+  "spread $DRAIN_SPREAD, retry $RETRY" >&2
+
+# -------------------------------------------------------------- the run ----
+
+args=(run rolling-restart --base-url "http://127.0.0.1:$NGINX_PORT"
+  --subscribers "$SUBSCRIBERS" --topics "$TOPICS" --rate "$RATE"
+  --disrupt "bash '$SELF' restart '$STATE'" --disrupt-after "$BEFORE" --recover-for "$AFTER"
+  --max-reconnect-spike "$MAX_SPIKE" --quiet)
+if [[ "$BACKPLANE" == redis ]]; then
+  args+=(--fail-on-gap-frames)
+else
+  args+=(--tolerate-unanswered-publishes)
+fi
+[[ -n "$JSON_OUT" ]] && args+=(--json-out "$JSON_OUT")
+[[ -n "$LABEL" ]] && args+=(--label "$LABEL")
+status=0
+# Bounded: connect, before, N restarts of at most drain.timeout + startup, after, drain.
+budget=$((120 + REPLICAS * ($(millis "$DRAIN_TIMEOUT") / 1000 + 30)))
+timeout "$budget" "$HARNESS" "${args[@]}" || status=$?
+
+# Every drained replica must have ended all its streams within drain.timeout.
+for log in "$STATE"/replica-*.log; do
+  if grep -q 'drain complete' "$log"; then
+    line="$(grep 'drain complete' "$log" | tail -n 1)"
+    cut="$(grep -oE '"cut":[0-9]+' <<<"$line" | cut -d: -f2)"
+    closed="$(grep -oE '"closed":[0-9]+' <<<"$line" | cut -d: -f2)"
+    echo "  $(basename "$log" .log): drained, $closed streams closed, ${cut:-?} cut" >&2
+    if [[ "${cut:-1}" != 0 ]]; then
+      echo "rolling-restart: $(basename "$log" .log) cut streams at drain.timeout" >&2
+      status=1
+    fi
+  fi
+done
+drained="$(grep -l 'drain complete' "$STATE"/replica-*.log | wc -l)"
+if ((drained < REPLICAS)); then
+  echo "rolling-restart: only $drained of $REPLICAS replicas finished their drain" >&2
+  tail -n 20 "$STATE"/replica-*.log >&2
+  status=1
+fi
+if ((status == 0)); then
+  echo "rolling-restart: PASS"
+else
+  echo "rolling-restart: FAIL (exit $status)"
+  KEEP_STATE="${KEEP_STATE:-1}"
+fi
+exit "$status"
