@@ -628,7 +628,8 @@ no_machine_paths() {
   # pattern is split so that this line does not match itself).
   local pattern='(/wo''rk/|/ro''ot/|/ho''me/)'
   ! grep -rnE "$pattern" nginx Dockerfile .dockerignore helm k8s .yamllint.yaml \
-    scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh
+    scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh \
+    scripts/scale-out.sh scripts/lib
 }
 
 # ------------------------------------------------------------------ run ------
@@ -697,8 +698,9 @@ check "hadolint Dockerfile" "$HADOLINT" --no-color Dockerfile
 check "Dockerfile copies what the workspace needs" dockerfile_context
 
 echo "== Scripts"
-check "shellcheck scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh" \
-  "$SHELLCHECK" scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh
+SCRIPTS=(scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh
+  scripts/scale-out.sh scripts/lib/replicas.sh)
+check "shellcheck ${SCRIPTS[*]}" "$SHELLCHECK" -x "${SCRIPTS[@]}"
 
 echo "== YAML"
 check "yamllint --strict ." "$YAMLLINT" --strict .
