@@ -34,7 +34,8 @@
 #   --retry D [1s]           ssehub stream.retry: clients wait 1-2x this to reconnect
 #   --before D [5s]          publishing before the first restart
 #   --after D [5s]           publishing after the last restart
-#   --max-spike RATIO [4]    see above
+#   --max-spike RATIO [5]    see above (a burst of all of a replica's clients
+#                            at once is about 10x; an even spread stays near 2x)
 #   --release                use target/release binaries (default target/debug)
 #   --json-out FILE          append the harness's JSON line
 #   --label TEXT             stored with the JSON line
@@ -92,7 +93,7 @@ DRAIN_SPREAD=2s
 RETRY=1s
 BEFORE=5s
 AFTER=5s
-MAX_SPIKE=4
+MAX_SPIKE=5
 PROFILE=debug
 JSON_OUT=""
 LABEL=""
