@@ -461,7 +461,12 @@ docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 generated = {d["metadata"]["name"].rsplit("-", 1)[0]: d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
 deployment = next(d for d in docs if d["kind"] == "Deployment")
 pod = deployment["spec"]["template"]["spec"]
-mounted = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+volumes = pod["volumes"]
+mounted = [v["secret"]["secretName"] for v in volumes if "secret" in v] + [
+    source["secret"]["name"]
+    for v in volumes if "projected" in v
+    for source in v["projected"]["sources"] if "secret" in source
+]
 if mounted != [generated["ssehub-publish-keys"]]:
     raise SystemExit(f"the Deployment mounts {mounted}, kustomize generated {generated}")
 refs = [e["valueFrom"]["secretKeyRef"] for c in pod["containers"] for e in c.get("env", [])

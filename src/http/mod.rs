@@ -2,8 +2,8 @@
 //! domain results into responses. Routes, the OpenAPI spec and middleware
 //! are assembled in [`routes`].
 
-mod auth;
 mod body_limit;
+mod credentials;
 mod error;
 mod health;
 mod metrics;
@@ -16,10 +16,10 @@ use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-pub use auth::PublishKeys;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use seed::SeedTopic;
 
+use crate::auth::Authenticator;
 use crate::config::CorsConfig;
 use crate::hub::Hub;
 
@@ -39,14 +39,14 @@ enum ApiTags {
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub cors: CorsConfig,
-    pub publish_keys: PublishKeys,
+    pub authenticator: Authenticator,
     pub seed_topic: SeedTopic,
 }
 
 /// Every OpenAPI-described group of routes.
 type Apis = (
     publish::PublishApi,
-    sse::SubscribeApi,
+    sse::EventsApi,
     seed::SeedApi,
     health::HealthApi,
     metrics::MetricsApi,
@@ -57,7 +57,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             publish::PublishApi,
-            sse::SubscribeApi,
+            sse::EventsApi,
             seed::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,
@@ -92,7 +92,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         })
         .with(observe)
         .data(hub)
-        .data(settings.publish_keys)
+        .data(settings.authenticator)
         .data(settings.seed_topic)
         .catch_all_error(|error| async move { error::problem_for_poem_error(error) });
     endpoint
