@@ -2,6 +2,7 @@
 # Installs what the test suite needs and the machine lacks:
 #   - nginx (Debian) for the tests that put nginx in front of ssehub;
 #   - chromium and chromium-driver (Debian) for the browser EventSource test;
+#   - redis-server and redis-tools (Debian) for the Redis backplane tests;
 #   - cargo-nextest (crates.io) if missing;
 #   - the deployment tools (helm, kubernetes-validate, linters) via
 #     scripts/install-deploy-tools.sh, cached in .tools/.
@@ -16,14 +17,18 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-
 # A real browser for the EventSource test (Debian's builds; no download).
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+# The Redis backplane tests start their own servers (Debian's 7.x).
+[[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
+[[ -x /usr/bin/redis-cli ]] || missing+=(redis-tools)
 if ((${#missing[@]})); then
   echo "install-test-deps: apt-get install ${missing[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian starts the packaged nginx as a service; the tests run their own.
+# Debian starts the packaged nginx and redis as services; the tests run their own.
 if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now nginx >/dev/null 2>&1 || true
+  systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -11,7 +11,7 @@
 //! | [`config`] | the typed configuration, its layers (defaults < TOML < `SSEHUB_*`) and validation |
 //! | [`app`] | assembling hub, backplane and HTTP server around an already bound listener |
 //! | [`hub`] | the domain core: topics, ids, the SSE encoder, the topics' live queues, subscriptions and their delivery logic, drain state. No HTTP, no Redis |
-//! | [`backplane`] | where ids and history come from (`memory` now): the trait, the fan-out contract, `connect` from the config and the background `run` |
+//! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync) — the trait, the fan-out contract, `connect` from the config and the background `run` |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
 //! | [`shutdown`] | the drain sequence and signal handling |
