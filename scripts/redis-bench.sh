@@ -143,7 +143,7 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.jsonl"))):
         r = runs[0]
         row["p50_ms"] = r["latency_ms"]["p50"]
         row["p99_ms"] = r["latency_ms"]["p99"]
-        row["lost"] = r["verification"]["audit"]["lost"]
+        row["lost"] = r["verification"].get("lost")
         row["rss_end_mib"] = r["server"]["rss_end_kib"] / 1024 if r.get("server") else None
         row["passed"] = r["passed"]
     rows.append(row)

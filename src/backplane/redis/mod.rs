@@ -129,14 +129,27 @@ impl RedisBackplane {
         })
     }
 
+    /// The current session's command connection. Reads need only this: the
+    /// replays that a session's first resync triggers run before the
+    /// session is marked available, and must not fail for that.
     fn connection(&self) -> Result<MultiplexedConnection, BackplaneError> {
         let commands = self.commands.read().unwrap_or_else(|p| p.into_inner());
-        match (&*commands, self.available.load(Ordering::Acquire)) {
-            (Some(connection), true) => Ok(connection.clone()),
-            _ => Err(BackplaneError::Unavailable {
-                reason: format!("Redis at {} is unreachable; reconnecting", self.shown_url),
-                source: None,
-            }),
+        commands.clone().ok_or_else(|| self.unreachable())
+    }
+
+    /// A connection for a publish: only while the session is fully up
+    /// (synced and healthy), which is also what readiness says.
+    fn publish_connection(&self) -> Result<MultiplexedConnection, BackplaneError> {
+        if !self.available.load(Ordering::Acquire) {
+            return Err(self.unreachable());
+        }
+        self.connection()
+    }
+
+    fn unreachable(&self) -> BackplaneError {
+        BackplaneError::Unavailable {
+            reason: format!("Redis at {} is unreachable; reconnecting", self.shown_url),
+            source: None,
         }
     }
 
@@ -171,7 +184,7 @@ impl RedisBackplane {
         &self,
         drafts: Vec<EventDraft>,
     ) -> Result<Vec<Arc<Event>>, BackplaneError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.publish_connection()?;
         let known = *self.position.borrow();
         let mut invocation = self.scripts.publish.prepare_invoke();
         invocation

@@ -218,8 +218,11 @@ impl Reader {
                 now_ms().saturating_sub(header.accepted_ms),
             ));
         let at = *backplane.position.borrow();
-        if header.epoch == at.epoch && header.last_seq() <= at.seq {
-            // Covered by a resync already.
+        // Epochs only grow: an older one's message was sent before the
+        // resync that moved this replica on, which covered it.
+        let covered =
+            header.epoch < at.epoch || (header.epoch == at.epoch && header.last_seq() <= at.seq);
+        if covered {
             return Ok(());
         }
         if header.epoch == at.epoch && header.first_seq == at.seq + 1 {

@@ -98,7 +98,7 @@ end
 ///
 /// Trimming: after each append the oldest entries go while the stream is
 /// over `size` or they are older than the ttl (a few per call, so a call
-/// stays short); the newest id trimmed is kept in the trim key, which is
+/// stays short; reads skip expired entries anyway); the newest id trimmed is kept in the trim key, which is
 /// what makes gap detection exact. The message is
 /// `<epoch> <first> <ms> <count>` and one JSON per line (serde_json never
 /// writes a raw line break).
@@ -115,7 +115,9 @@ for i = 1, count do
   local json = ARGV[6 + i]
   redis.call('XADD', history, epoch .. '-' .. int(first + i - 1), 't', int(now), 'e', json)
   local excess = redis.call('XLEN', history) - size
-  local head = redis.call('XRANGE', history, '-', '+', 'COUNT', math.max(excess, 0) + 4)
+  -- Over the count, plus two: expired entries go two per publish beyond
+  -- the count, which outpaces the one each publish adds.
+  local head = redis.call('XRANGE', history, '-', '+', 'COUNT', math.max(excess, 0) + 2)
   local dropped = nil
   for j, entry in ipairs(head) do
     if j <= excess or tonumber(entry[2][2]) < cutoff then dropped = entry[1] else break end
