@@ -2,7 +2,8 @@
 # Installs what the test suite needs and the machine lacks:
 #   - nginx (Debian) for the tests that put nginx in front of ssehub;
 #   - chromium and chromium-driver (Debian) for the browser EventSource test;
-#   - redis-server (Debian) for the several-replica tests and the rolling restart;
+#   - redis-server and redis-tools (Debian) for the Redis backplane tests,
+#     the several-replica tests and the rolling restart;
 #   - cargo-nextest (crates.io) if missing;
 #   - the deployment tools (helm, kubernetes-validate, linters) via
 #     scripts/install-deploy-tools.sh, cached in .tools/;
@@ -20,8 +21,9 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-
 # A real browser for the EventSource test (Debian's builds; no download).
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
-# A real Redis for the several-replica tests and the rolling-restart proof.
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The Redis backplane tests start their own servers (Debian's 7.x).
+[[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
+[[ -x /usr/bin/redis-cli ]] || missing+=(redis-tools)
 if ((${#missing[@]})); then
   echo "install-test-deps: apt-get install ${missing[*]}"
   apt-get update -qq

@@ -71,6 +71,16 @@ pub const AUTH_COOKIE_DEFAULT: &str = "ssehub_token";
 /// Shortest HMAC secret: RFC 7518 section 3.2 asks for a key at least as
 /// long as the hash (32 bytes for HS256).
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
+/// How long to wait for a TCP (and TLS) connection to Redis and its
+/// handshake. A hub that can't connect stays not ready and tries again.
+pub const REDIS_CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
+/// How long a Redis command may take before it counts as failed: a publish
+/// then answers 503. A loaded Redis answers in about a millisecond; a whole
+/// second means it is hung (or swapping), not busy.
+pub const REDIS_COMMAND_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
+/// Prefix of every key and channel ssehub uses, so several hubs (or other
+/// applications) can share one Redis.
+pub const REDIS_KEY_PREFIX_DEFAULT: &str = "ssehub:";
 
 /// Exit code for a configuration error (`EX_CONFIG`-like; sysexits' EX_USAGE).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -177,7 +187,7 @@ pub enum BackplaneKind {
     /// One process; ids and history in memory.
     #[default]
     Memory,
-    /// Several replicas sharing events through Redis (not built yet).
+    /// Several replicas sharing ids, history and events through Redis.
     Redis,
 }
 
@@ -188,11 +198,84 @@ pub struct BackplaneConfig {
     pub redis: RedisConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`; may carry a password, so it is masked in output.
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS; may
+    /// carry a password, so it is masked in output and logs.
     pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Prefix of every key and the pub/sub channel.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            connect_timeout: REDIS_CONNECT_TIMEOUT_DEFAULT,
+            command_timeout: REDIS_COMMAND_TIMEOUT_DEFAULT,
+            key_prefix: REDIS_KEY_PREFIX_DEFAULT.to_owned(),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Checks what can be checked without connecting.
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            }
+        }
+        if self.url.is_empty() {
+            return Err(invalid(
+                "backplane.redis.url",
+                "is required with backplane.kind = \"redis\", e.g. redis://redis:6379/0",
+            ));
+        }
+        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
+            return Err(invalid(
+                "backplane.redis.url",
+                "must start with redis:// or rediss:// (TLS)",
+            ));
+        }
+        if let Err(error) = redis::Client::open(self.url.as_str()) {
+            // The client's message may quote the URL: never its password.
+            let mut shown = self.url.clone();
+            mask_userinfo(&mut shown);
+            return Err(invalid(
+                "backplane.redis.url",
+                format!(
+                    "{shown} is not a Redis URL ({})",
+                    error.to_string().replace(&self.url, &shown)
+                ),
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(invalid(
+                "backplane.redis.connect_timeout",
+                "must be longer than 0s",
+            ));
+        }
+        if self.command_timeout.is_zero() {
+            return Err(invalid(
+                "backplane.redis.command_timeout",
+                "must be longer than 0s",
+            ));
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "backplane.redis.key_prefix",
+                "must be a non-empty string without spaces, e.g. \"ssehub:\"",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -620,10 +703,7 @@ impl Config {
         }
         self.validate_auth()?;
         if self.backplane.kind == BackplaneKind::Redis {
-            return Err(invalid(
-                "backplane.kind",
-                "the redis backplane is not available in this build; use \"memory\"",
-            ));
+            self.backplane.redis.validate()?;
         }
         Ok(())
     }
@@ -878,6 +958,58 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("redis://***@localhost:6379"), "{shown}");
+    }
+
+    #[test]
+    fn redis_keys_load_and_validate() {
+        let config = Config::load_from(
+            None,
+            env_from(&[
+                ("BACKPLANE__KIND", "redis"),
+                ("BACKPLANE__REDIS__URL", "rediss://app:pw@redis:6380/2"),
+                ("BACKPLANE__REDIS__COMMAND_TIMEOUT", "250ms"),
+                ("BACKPLANE__REDIS__KEY_PREFIX", "tenant-a:"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.backplane.kind, BackplaneKind::Redis);
+        assert_eq!(
+            config.backplane.redis.command_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(config.backplane.redis.key_prefix, "tenant-a:");
+        for (key, value, named) in [
+            ("BACKPLANE__REDIS__URL", "", "backplane.redis.url"),
+            (
+                "BACKPLANE__REDIS__URL",
+                "http://redis:6379",
+                "backplane.redis.url",
+            ),
+            (
+                "BACKPLANE__REDIS__URL",
+                "redis://pw@host:notaport",
+                "backplane.redis.url",
+            ),
+            (
+                "BACKPLANE__REDIS__CONNECT_TIMEOUT",
+                "0s",
+                "backplane.redis.connect_timeout",
+            ),
+            (
+                "BACKPLANE__REDIS__KEY_PREFIX",
+                "",
+                "backplane.redis.key_prefix",
+            ),
+        ] {
+            let mut pairs = vec![
+                ("BACKPLANE__KIND", "redis"),
+                ("BACKPLANE__REDIS__URL", "redis://localhost"),
+            ];
+            pairs.push((key, value));
+            let error = Config::load_from(None, env_from(&pairs)).unwrap_err();
+            assert!(error.to_string().contains(named), "{key}={value}: {error}");
+            assert!(!error.to_string().contains("pw@"), "{error}");
+        }
     }
 
     #[test]

@@ -210,6 +210,8 @@ pub struct Snapshot {
     pub subscribers: usize,
     pub live_topics: usize,
     pub phase: Phase,
+    /// The backplane can accept publishes (always, for memory).
+    pub backplane_up: bool,
 }
 
 /// Every metric of one hub. Created with the hub; lives as long as it.
@@ -232,6 +234,11 @@ pub struct Metrics {
     lagged: Counter,
     publish_duration: Histogram,
     fanout_latency: Histogram,
+    backplane_up: Gauge,
+    backplane_reconnects: Counter,
+    backplane_resyncs: Counter,
+    backplane_publish_duration: Histogram,
+    backplane_pubsub_lag: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -391,6 +398,39 @@ impl Metrics {
             fanout_latency.clone(),
         );
 
+        let backplane_up = Gauge::default();
+        registry.register(
+            "backplane_up",
+            "1 while the backplane accepts publishes (memory: always); 0 while Redis is unreachable, hung or refusing writes",
+            backplane_up.clone(),
+        );
+        let backplane_reconnects = Counter::default();
+        registry.register(
+            "backplane_reconnects",
+            "Times this replica connected to Redis again after losing it (the first connection is not counted)",
+            backplane_reconnects.clone(),
+        );
+        let backplane_resyncs = Counter::default();
+        registry.register(
+            "backplane_resyncs",
+            "Times the local subscribers were told to catch up from history: after a reconnect, a missed pub/sub message or a new epoch",
+            backplane_resyncs.clone(),
+        );
+        let backplane_publish_duration = Histogram::new(PUBLISH_DURATION_BUCKETS);
+        registry.register_with_unit(
+            "backplane_publish_duration",
+            "Round trip of one publish call (one event or a batch) to Redis: the script that assigns ids, appends history and publishes",
+            Unit::Seconds,
+            backplane_publish_duration.clone(),
+        );
+        let backplane_pubsub_lag = Histogram::new(FANOUT_LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "backplane_pubsub_lag",
+            "From an event's acceptance in Redis (Redis's clock) to its arrival on this replica's pub/sub connection",
+            Unit::Seconds,
+            backplane_pubsub_lag.clone(),
+        );
+
         registry.register(
             "build",
             "The running ssehub build",
@@ -415,6 +455,11 @@ impl Metrics {
             lagged,
             publish_duration,
             fanout_latency,
+            backplane_up,
+            backplane_reconnects,
+            backplane_resyncs,
+            backplane_publish_duration,
+            backplane_pubsub_lag,
         }
     }
 
@@ -479,10 +524,29 @@ impl Metrics {
         self.fanout_latency.observe(latency.as_secs_f64());
     }
 
+    pub fn backplane_reconnected(&self) {
+        self.backplane_reconnects.inc();
+    }
+
+    pub fn backplane_resynced(&self) {
+        self.backplane_resyncs.inc();
+    }
+
+    /// One publish call's round trip to the backplane's server.
+    pub fn backplane_published(&self, took: Duration) {
+        self.backplane_publish_duration.observe(took.as_secs_f64());
+    }
+
+    /// How long a message took from acceptance to this replica.
+    pub fn backplane_message_lag(&self, lag: Duration) {
+        self.backplane_pubsub_lag.observe(lag.as_secs_f64());
+    }
+
     /// The exposition, OpenMetrics or classic Prometheus text.
     pub fn render(&self, snapshot: Snapshot, openmetrics: bool) -> String {
         self.subscribers.set(snapshot.subscribers as i64);
         self.live_topics.set(snapshot.live_topics as i64);
+        self.backplane_up.set(i64::from(snapshot.backplane_up));
         for (phase, gauge) in Phase::ALL.iter().zip(&self.phase) {
             gauge.set(i64::from(*phase == snapshot.phase));
         }
@@ -543,6 +607,7 @@ mod tests {
             subscribers: 3,
             live_topics: 1,
             phase: Phase::Draining,
+            backplane_up: true,
         }
     }
 

@@ -61,7 +61,8 @@ impl MemoryBackplane {
         let clock = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let epoch = (clock ^ fastrand::u64(..)) & 0xffff_ffff;
+        // Never 0, which names the position of a backplane not yet connected.
+        let epoch = ((clock ^ fastrand::u64(..)) & 0xffff_ffff).max(1);
         // Nothing came before: the live queues start at the epoch's origin.
         fan_out.resync(EventId::new(epoch, 0));
         Self {

@@ -10,6 +10,7 @@
 //! [`Backplane::run`], which the app spawns once and stops after the drain.
 
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::Metrics;
 
 pub use memory::{HistoryLimits, MemoryBackplane};
+pub use redis::RedisBackplane;
 
 /// The local fan-out, as seen by a backplane.
 ///
@@ -138,9 +140,15 @@ pub async fn connect(config: &Config, replica: Replica) -> Result<Arc<dyn Backpl
     };
     match config.backplane.kind {
         BackplaneKind::Memory => Ok(Arc::new(MemoryBackplane::new(limits, replica.fan_out))),
-        BackplaneKind::Redis => Err(ConfigError::Invalid {
-            key: "backplane.kind",
-            reason: "the redis backplane is not available in this build; use \"memory\"".to_owned(),
-        }),
+        BackplaneKind::Redis => {
+            let backplane =
+                RedisBackplane::new(&config.backplane.redis, limits, replica).map_err(|error| {
+                    ConfigError::Invalid {
+                        key: "backplane.redis.url",
+                        reason: error.to_string(),
+                    }
+                })?;
+            Ok(Arc::new(backplane))
+        }
     }
 }

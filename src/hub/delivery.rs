@@ -36,6 +36,10 @@ use crate::metrics::{GapReason, ReplayTrigger};
 /// with a gap frame rather than loop.
 const MAX_REPLAY_ATTEMPTS: usize = 4;
 
+/// The epoch of the live queues before a backplane's first resync (a Redis
+/// backplane that hasn't reached Redis yet). No real epoch is 0.
+const UNPOSITIONED: u64 = 0;
+
 /// Why delivery must go back to history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Catchup {
@@ -164,7 +168,11 @@ impl Delivery {
             // in history or was evicted (then reported); later ones arrive
             // on the live queues.
             let sync = self.queues.sync_point();
-            if self.cursor.epoch != sync.epoch {
+            if self.cursor.epoch == UNPOSITIONED && sync.epoch != UNPOSITIONED {
+                // Opened before the backplane first reached its server: this
+                // stream was promised nothing before now; it joins live.
+                self.cursor = EventId::new(sync.epoch, sync.watermark);
+            } else if self.cursor.epoch != sync.epoch {
                 // contract: resync — history started over under this stream
                 // (or the client's id is of an epoch this replica hasn't
                 // reached): one gap frame, then the new epoch from its start.

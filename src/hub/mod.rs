@@ -208,6 +208,7 @@ impl Hub {
             subscribers: self.subscriber_count(),
             live_topics: self.inner.live_queues.live_topics(),
             phase: self.inner.lifecycle.phase(),
+            backplane_up: self.inner.backplane.is_available(),
         };
         self.inner.metrics.render(snapshot, openmetrics)
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ssehub::config::Config;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with, wait_ready};
 
 /// A backplane the contract runs against: starts whatever server it needs
 /// (kept alive as long as the value) and configures a hub to use it.
@@ -69,6 +69,7 @@ async fn app<B: Backend>(configure: impl FnOnce(&mut Config)) -> (TestApp, B) {
         configure(config);
     })
     .await;
+    wait_ready(&app, true).await;
     (app, backend)
 }
 

@@ -268,3 +268,19 @@ pub async fn read_to_end(response: reqwest::Response) -> StreamEnd {
         ended_at: std::time::Instant::now(),
     }
 }
+
+/// Waits until `/readyz` says `ready` (200) or not (503).
+pub async fn wait_ready(app: &TestApp, ready: bool) {
+    let started = std::time::Instant::now();
+    loop {
+        let status = app.get("/readyz").await.status();
+        if (status == 200) == ready {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "readiness stayed {status} (wanted ready = {ready})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -22,6 +22,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod nginx;
+mod redis;
 mod seed;
 mod slow_subscriber;
 mod spec;

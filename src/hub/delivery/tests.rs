@@ -368,6 +368,7 @@ async fn a_history_that_starts_over_gives_each_stream_one_gap_then_the_new_epoch
                     subscribers: 0,
                     live_topics: 0,
                     phase: crate::hub::Phase::Serving,
+                    backplane_up: true,
                 },
                 false,
             )

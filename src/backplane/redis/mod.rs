@@ -1,0 +1,374 @@
+//! The Redis backplane: several replicas share ids, history and events
+//! through one Redis (a real `redis-server`, 7.0 or later).
+//!
+//! # How it works
+//! - **Publish** runs one script (`scripts::PUBLISH_LUA`) per publish call,
+//!   one event or a whole batch: it assigns contiguous sequence numbers
+//!   from one counter, appends each event to its topic's stream (trimmed by
+//!   `history.size` and `history.ttl`), and publishes one message for the
+//!   call on the hub's channel. Redis runs a script as one step, so a batch
+//!   is atomic and no replica can see ids without history or history
+//!   without the message. The answer is 2xx only once the script returned.
+//! - **Ids** stay `<epoch>-<seq>`. The epoch lives in Redis, so every
+//!   replica hands out and recognises the same ids; the history stream's
+//!   entry id *is* the event id. A Redis that came back empty (or from an
+//!   older snapshot) gets a new, larger epoch: streams get one
+//!   `epoch_changed` gap frame instead of a silent reset.
+//! - **Fan-out**: each replica's reader ([`reader`]) subscribes to the one
+//!   channel and hands every message to the local live queues, in order.
+//!   Also the publishing replica's own events come back this way, so all
+//!   replicas see one order. One channel for the whole hub is what gives
+//!   that order across topics (per-topic channels would interleave
+//!   differently on each replica and break multi-topic resume). What it
+//!   costs: every replica receives every event, also of topics nobody
+//!   follows there, so the hub's total event rate is bounded by what one
+//!   replica can read and parse (tens of thousands of events a second),
+//!   not by the number of replicas. For a fan-out service, where the cost
+//!   is in deliveries (events × subscribers), not events, that is the
+//!   right trade; a hub that needs more publishes than that needs sharding
+//!   by topic into several hubs (key prefixes).
+//! - **No silent loss on the feed**: because a call's seqs are contiguous
+//!   and follow the previous call's, the reader knows the next seq it must
+//!   see. A jump (a message lost when Redis cut the subscriber at its
+//!   output-buffer limit, or a reconnect) makes it resync: read where ids
+//!   stand, and tell every local stream to re-read history from its cursor
+//!   (`FanOut::resync`). On (re)connect it subscribes *first*, then reads
+//!   where ids stand, so every later event arrives on the channel and every
+//!   earlier one is in history; messages already covered are dropped.
+//! - **Exact gaps**: each topic keeps the id of the newest entry trimmed
+//!   from its history (by count or age), so "is anything after this id
+//!   gone?" has an exact answer; see `scripts::HISTORY_LUA`, also for topics
+//!   whose keys expired.
+//! - **Resume on any replica**: `last_id` asks Redis, so an id handed out on
+//!   replica A a moment ago is valid on C before C has received its event;
+//!   C's live queue then skips it when it arrives (no gap, no duplicate).
+//! - **Failure**: a publish needs Redis now: down, hung (no answer within
+//!   `backplane.redis.command_timeout`) or out of memory answers 503 with
+//!   `Retry-After`, and `/readyz` turns 503 while the reader has no working
+//!   session. Streams stay open (heartbeats go on) and the reader reconnects
+//!   with jittered, capped backoff, then resyncs.
+//!
+//! # The one ambiguous case
+//! A publish whose script Redis ran but whose answer did not arrive in time
+//! (Redis stalled after running it, or the connection broke just then) is
+//! answered 503, yet its events exist and are delivered. A publisher that
+//! retries then publishes them twice (with new ids). No protocol can avoid
+//! this without an idempotency key from the publisher; ssehub promises only
+//! the safe half: nothing answered 2xx is lost, and nothing is delivered that
+//! Redis did not store.
+
+mod message;
+mod reader;
+mod scripts;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backplane, BackplaneError, History, HistoryLimits, Replica};
+use crate::config::{RedisConfig, mask_userinfo};
+use crate::hub::{Event, EventDraft, EventId, TopicName};
+
+use scripts::{Keys, Scripts};
+
+/// Keys of a topic outlive its last event by this much, so that a history
+/// read that finds them gone knows every event they held is past the ttl.
+const KEY_LIFETIME_MARGIN: Duration = Duration::from_secs(60);
+
+pub struct RedisBackplane {
+    client: redis::Client,
+    /// The URL with its password masked, for logs.
+    shown_url: String,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    limits: HistoryLimits,
+    keys: Keys,
+    scripts: Scripts,
+    replica: Replica,
+    /// The command connection of the reader's current session: cloned by
+    /// each command (it multiplexes); `None` while there is no session.
+    commands: RwLock<Option<MultiplexedConnection>>,
+    /// True while the reader has a working session (readiness follows).
+    available: AtomicBool,
+    /// The epoch in force as this replica knows it (0 before the first sync).
+    epoch: AtomicU64,
+    /// The newest id the live queues have (handed over or covered by a
+    /// resync). Written by the reader only; publishes wait on it so that
+    /// their 2xx comes after the local hand-off.
+    position: watch::Sender<EventId>,
+}
+
+impl RedisBackplane {
+    /// Builds the backplane without connecting: [`Backplane::run`] does.
+    pub fn new(
+        config: &RedisConfig,
+        limits: HistoryLimits,
+        replica: Replica,
+    ) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let mut shown_url = config.url.clone();
+        mask_userinfo(&mut shown_url);
+        Ok(Self {
+            client,
+            shown_url,
+            connect_timeout: config.connect_timeout,
+            command_timeout: config.command_timeout,
+            limits,
+            keys: Keys::new(&config.key_prefix),
+            scripts: Scripts::new(),
+            replica,
+            commands: RwLock::new(None),
+            available: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            position: watch::Sender::new(EventId::new(0, 0)),
+        })
+    }
+
+    /// The current session's command connection. Reads need only this: the
+    /// replays that a session's first resync triggers run before the
+    /// session is marked available, and must not fail for that.
+    fn connection(&self) -> Result<MultiplexedConnection, BackplaneError> {
+        let commands = self.commands.read().unwrap_or_else(|p| p.into_inner());
+        commands.clone().ok_or_else(|| self.unreachable())
+    }
+
+    /// A connection for a publish: only while the session is fully up
+    /// (synced and healthy), which is also what readiness says.
+    fn publish_connection(&self) -> Result<MultiplexedConnection, BackplaneError> {
+        if !self.available.load(Ordering::Acquire) {
+            return Err(self.unreachable());
+        }
+        self.connection()
+    }
+
+    fn unreachable(&self) -> BackplaneError {
+        BackplaneError::Unavailable {
+            reason: format!("Redis at {} is unreachable; reconnecting", self.shown_url),
+            source: None,
+        }
+    }
+
+    /// Runs a command or script with `backplane.redis.command_timeout`.
+    async fn within_timeout<T>(
+        &self,
+        what: &str,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BackplaneError> {
+        match tokio::time::timeout(self.command_timeout, command).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(BackplaneError::unavailable(
+                format!("Redis refused {what}: {}", error_summary(&error)),
+                error,
+            )),
+            Err(elapsed) => Err(BackplaneError::unavailable(
+                format!(
+                    "Redis did not answer {what} within backplane.redis.command_timeout ({})",
+                    humantime::format_duration(self.command_timeout)
+                ),
+                elapsed,
+            )),
+        }
+    }
+
+    /// Milliseconds the topic keys live after a publish.
+    fn key_lifetime_ms(&self) -> u64 {
+        (self.limits.ttl + KEY_LIFETIME_MARGIN).as_millis() as u64
+    }
+
+    async fn publish_drafts(
+        &self,
+        drafts: Vec<EventDraft>,
+    ) -> Result<Vec<Arc<Event>>, BackplaneError> {
+        let mut connection = self.publish_connection()?;
+        let known = *self.position.borrow();
+        let mut invocation = self.scripts.publish.prepare_invoke();
+        invocation
+            .key(&self.keys.epoch)
+            .key(&self.keys.seq)
+            .key(&self.keys.clock);
+        for draft in &drafts {
+            invocation
+                .key(self.keys.history(draft.topic.as_str()))
+                .key(self.keys.trimmed(draft.topic.as_str()));
+        }
+        invocation
+            .arg(known_epoch(known))
+            .arg(known.seq)
+            .arg(self.limits.size)
+            .arg(self.limits.ttl.as_millis() as u64)
+            .arg(self.key_lifetime_ms())
+            .arg(&self.keys.channel);
+        for draft in &drafts {
+            let json =
+                serde_json::to_string(&draft.to_wire()).expect("a wire event always serializes");
+            invocation.arg(json);
+        }
+        let started = Instant::now();
+        let (epoch, first, accepted_ms): (u64, u64, u64) = self
+            .within_timeout("the publish", invocation.invoke_async(&mut connection))
+            .await?;
+        self.replica.metrics.backplane_published(started.elapsed());
+        let accepted_at = UNIX_EPOCH + Duration::from_millis(accepted_ms);
+        let events: Vec<_> = drafts
+            .into_iter()
+            .enumerate()
+            .map(|(index, draft)| {
+                Event::accept(
+                    draft,
+                    EventId::new(epoch, first + index as u64),
+                    accepted_at,
+                )
+            })
+            .collect();
+        let last = first + events.len() as u64 - 1;
+        // The 2xx waits for this replica's own hand-off (a pub/sub hop, well
+        // under a millisecond): a publisher's next read here sees its event,
+        // and a drain that waited for publishes under way has them in the
+        // queues. Not waiting forever: the event is safe in Redis, and a
+        // feed that stalls is caught up by a resync.
+        let mut position = self.position.subscribe();
+        let _ = tokio::time::timeout(
+            self.command_timeout,
+            position.wait_for(|at| at.epoch != epoch || at.seq >= last),
+        )
+        .await;
+        Ok(events)
+    }
+
+    async fn read_history(
+        &self,
+        topic: &TopicName,
+        after_seq: u64,
+    ) -> Result<History, BackplaneError> {
+        let mut connection = self.connection()?;
+        let mut invocation = self.scripts.history.prepare_invoke();
+        invocation
+            .key(&self.keys.epoch)
+            .key(&self.keys.seq)
+            .key(&self.keys.clock)
+            .key(self.keys.history(topic.as_str()))
+            .key(self.keys.trimmed(topic.as_str()))
+            .arg(after_seq)
+            .arg(self.limits.ttl.as_millis() as u64)
+            .arg(self.key_lifetime_ms());
+        let reply: Vec<redis::Value> = self
+            .within_timeout("a history read", invocation.invoke_async(&mut connection))
+            .await?;
+        parse_history(reply).map_err(|reason| BackplaneError::Unavailable {
+            reason: format!("unreadable history of {topic}: {reason}"),
+            source: None,
+        })
+    }
+
+    async fn read_last_id(&self) -> Result<EventId, BackplaneError> {
+        let mut connection = self.connection()?;
+        let (epoch, seq): (Option<u64>, Option<u64>) = self
+            .within_timeout(
+                "a read of the last id",
+                redis::cmd("MGET")
+                    .arg(&self.keys.epoch)
+                    .arg(&self.keys.seq)
+                    .query_async(&mut connection),
+            )
+            .await?;
+        // No epoch yet: nothing was ever assigned here, every id is foreign.
+        Ok(EventId::new(epoch.unwrap_or(0), seq.unwrap_or(0)))
+    }
+}
+
+/// The epoch argument of the scripts: '' before the first sync.
+fn known_epoch(known: EventId) -> String {
+    if known.epoch == 0 {
+        String::new()
+    } else {
+        known.epoch.to_string()
+    }
+}
+
+/// A Redis error in a few words, never with the URL (which may hold a password).
+fn error_summary(error: &redis::RedisError) -> String {
+    match error.code() {
+        Some(code) => format!("{code} {}", error.detail().unwrap_or_default()),
+        None => error.category().to_owned(),
+    }
+}
+
+/// `{epoch, complete, {id, ms, json, ...}}` from `HISTORY_LUA`.
+fn parse_history(reply: Vec<redis::Value>) -> Result<History, String> {
+    use redis::FromRedisValue;
+    let mut reply = reply.into_iter();
+    let epoch = reply.next().ok_or("empty reply")?;
+    let epoch = String::from_redis_value(epoch).map_err(|e| e.to_string())?;
+    if epoch.is_empty() {
+        return Err("no epoch in Redis yet".to_owned());
+    }
+    let epoch: u64 = epoch.parse().map_err(|_| format!("epoch {epoch:?}"))?;
+    let complete = reply.next().ok_or("no completeness")?;
+    let complete = i64::from_redis_value(complete).map_err(|e| e.to_string())? == 1;
+    let entries = reply.next().ok_or("no entries")?;
+    let entries = Vec::<String>::from_redis_value(entries).map_err(|e| e.to_string())?;
+    let mut events = Vec::with_capacity(entries.len() / 3);
+    for entry in entries.chunks(3) {
+        let [id, ms, json] = entry else {
+            return Err("an entry without its fields".to_owned());
+        };
+        let (entry_epoch, seq) = id.split_once('-').ok_or_else(|| format!("entry id {id}"))?;
+        let id = EventId::new(
+            entry_epoch.parse().map_err(|_| format!("entry id {id}"))?,
+            seq.parse().map_err(|_| format!("entry id {id}"))?,
+        );
+        let ms: u64 = ms.parse().map_err(|_| format!("entry time {ms}"))?;
+        let accepted_at = UNIX_EPOCH + Duration::from_millis(ms);
+        events.push(message::decode(json, id, accepted_at).map_err(|e| e.to_string())?);
+    }
+    Ok(History {
+        epoch,
+        events,
+        complete,
+    })
+}
+
+impl Backplane for RedisBackplane {
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn last_id(&self) -> BoxFuture<'_, Result<EventId, BackplaneError>> {
+        Box::pin(self.read_last_id())
+    }
+
+    fn publish(
+        &self,
+        drafts: Vec<EventDraft>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
+        Box::pin(self.publish_drafts(drafts))
+    }
+
+    fn history<'a>(
+        &'a self,
+        topic: &'a TopicName,
+        after_seq: u64,
+    ) -> BoxFuture<'a, Result<History, BackplaneError>> {
+        Box::pin(self.read_history(topic, after_seq))
+    }
+
+    fn is_available(&self) -> bool {
+        self.available.load(Ordering::Acquire)
+    }
+
+    fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(reader::run(self, stop))
+    }
+}
+
+/// Seconds since the Unix epoch by this replica's clock, in ms.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,214 @@
+//! The Lua scripts the Redis backplane runs, and the keys they touch.
+//!
+//! Everything a publish does happens in one script, so Redis runs it as one
+//! step: no replica ever sees ids assigned but not in history, or in
+//! history but not published. Each script names its keys in `KEYS` (as
+//! Redis asks), built by [`Keys`].
+//!
+//! Numbers cross into Lua as decimal strings; Lua 5.1's numbers are doubles,
+//! exact to 2^53, far above any sequence number or millisecond timestamp,
+//! but printed with `%.14g` by `..`, so every number is formatted with
+//! `int()` before it becomes part of a key, an id or a message.
+
+use redis::Script;
+
+/// Every key and the channel, under `backplane.redis.key_prefix`.
+///
+/// - `<prefix>epoch` (string): the epoch in force; absent in a Redis that
+///   came back empty, and then created anew (see `EPOCH_LUA`).
+/// - `<prefix>seq` (string): the last sequence number assigned.
+/// - `<prefix>clock` (stream): at most one checkpoint a second, `<ms>-0`
+///   with fields `e` (epoch) and `s` (last seq then): bounds the ids of
+///   topics whose keys expired (see `HISTORY_LUA`).
+/// - `<prefix>h:<topic>` (stream): the topic's history, entry ids
+///   `<epoch>-<seq>` (the event id itself), fields `t` (accepted, ms of
+///   Redis's clock) and `e` (the event's wire JSON).
+/// - `<prefix>m:<topic>` (string): the id of the newest entry trimmed from
+///   that history (by count or age): the edge below which a resume has a gap.
+/// - `<prefix>health` (string): written by each replica's health check.
+/// - `<prefix>events` (channel): one message per publish call.
+///
+/// The history and trim keys expire `history.ttl` (plus a margin) after the
+/// topic's last publish, so idle topics cost nothing.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
+    pub epoch: String,
+    pub seq: String,
+    pub clock: String,
+    pub health: String,
+    pub channel: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            epoch: format!("{prefix}epoch"),
+            seq: format!("{prefix}seq"),
+            clock: format!("{prefix}clock"),
+            health: format!("{prefix}health"),
+            channel: format!("{prefix}events"),
+        }
+    }
+
+    /// The history stream of `topic`. The fixed `h:`/`m:` part keeps a
+    /// topic named `x:m` from colliding with another's trim key.
+    pub fn history(&self, topic: &str) -> String {
+        format!("{}h:{topic}", self.prefix)
+    }
+
+    pub fn trimmed(&self, topic: &str) -> String {
+        format!("{}m:{topic}", self.prefix)
+    }
+}
+
+/// Shared by the scripts that may have to start an epoch: `KEYS[1]` epoch,
+/// `KEYS[2]` seq, `ARGV[1]` the epoch this replica knows ('' if none),
+/// `ARGV[2]` the newest seq it has seen in it.
+///
+/// A new epoch starts when the epoch key is gone (a Redis that came back
+/// empty) or when the counter is below what this replica has already seen
+/// in the same epoch (a Redis restarted from an older snapshot: its ids
+/// would be handed out twice). Epochs are Redis's clock in seconds, and
+/// always above the one they replace, so history entries of an older epoch
+/// sort before the new one's.
+const EPOCH_LUA: &str = r#"
+local function int(n) return string.format('%d', n) end
+local clock = redis.call('TIME')
+local now_s = tonumber(clock[1])
+local now = now_s * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local epoch = redis.call('GET', KEYS[1])
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+local known = tonumber(ARGV[1])
+if (not epoch) or (known and tonumber(epoch) == known and seq < tonumber(ARGV[2])) then
+  local fresh = now_s
+  if known and fresh <= known then fresh = known + 1 end
+  if epoch and fresh <= tonumber(epoch) then fresh = tonumber(epoch) + 1 end
+  epoch = int(fresh)
+  redis.call('SET', KEYS[1], epoch)
+end
+"#;
+
+/// One publish call. `KEYS`: epoch, seq, clock, then per event its history
+/// and trim keys. `ARGV`: known epoch, known seq (see `EPOCH_LUA`), history
+/// size, history ttl (ms), key lifetime (ms), channel, then one wire JSON
+/// per event. Returns `{epoch, first seq, accepted ms}`; the ids of the
+/// batch are contiguous from the first.
+///
+/// Trimming: after each append the oldest entries go while the stream is
+/// over `size` or they are older than the ttl (a few per call, so a call
+/// stays short; reads skip expired entries anyway); the newest id trimmed is kept in the trim key, which is
+/// what makes gap detection exact. The message is
+/// `<epoch> <first> <ms> <count>` and one JSON per line (serde_json never
+/// writes a raw line break).
+const PUBLISH_LUA: &str = r#"
+local count = #ARGV - 6
+local first = redis.call('INCRBY', KEYS[2], count) - count + 1
+local size = tonumber(ARGV[3])
+local cutoff = now - tonumber(ARGV[4])
+local lifetime = ARGV[5]
+local lines = { epoch .. ' ' .. int(first) .. ' ' .. int(now) .. ' ' .. int(count) }
+for i = 1, count do
+  local history = KEYS[2 + 2 * i]
+  local trimmed = KEYS[3 + 2 * i]
+  local json = ARGV[6 + i]
+  redis.call('XADD', history, epoch .. '-' .. int(first + i - 1), 't', int(now), 'e', json)
+  local excess = redis.call('XLEN', history) - size
+  -- Over the count, plus two: expired entries go two per publish beyond
+  -- the count, which outpaces the one each publish adds.
+  local head = redis.call('XRANGE', history, '-', '+', 'COUNT', math.max(excess, 0) + 2)
+  local dropped = nil
+  for j, entry in ipairs(head) do
+    if j <= excess or tonumber(entry[2][2]) < cutoff then dropped = entry[1] else break end
+  end
+  if dropped then
+    local e, s = string.match(dropped, '^(%d+)-(%d+)$')
+    redis.call('XTRIM', history, 'MINID', e .. '-' .. int(tonumber(s) + 1))
+    redis.call('SET', trimmed, dropped)
+  end
+  redis.call('PEXPIRE', history, lifetime)
+  redis.call('PEXPIRE', trimmed, lifetime)
+  lines[#lines + 1] = json
+end
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local last_ms = -1
+if #last > 0 then last_ms = tonumber(string.match(last[1][1], '^(%d+)')) end
+if now - last_ms >= 1000 then
+  redis.call('XADD', KEYS[3], int(now) .. '-0', 'e', epoch, 's', int(first + count - 1))
+  redis.call('XTRIM', KEYS[3], 'MINID', int(now - tonumber(lifetime) - 60000))
+end
+redis.call('PUBLISH', ARGV[6], table.concat(lines, '\n'))
+return { epoch, int(first), int(now) }
+"#;
+
+/// The events of one topic after a seq. `KEYS`: epoch, seq, clock, history,
+/// trim key. `ARGV`: after seq, ttl (ms), key lifetime (ms). Returns
+/// `{epoch, complete (1/0), {id, ms, json, id, ms, json, ...}}`, or
+/// `{''}` when no epoch exists yet.
+///
+/// Complete means nothing after the seq is lost: not trimmed (the trim key
+/// is below it), not expired (entries past the ttl are dropped here too,
+/// since trimming by age only happens on publish). A topic whose keys are
+/// gone had its last publish more than the key lifetime ago: its events
+/// are all older than that, so they are bounded by the first clock
+/// checkpoint after that instant (the last seq when it was written).
+const HISTORY_LUA: &str = r#"
+local function int(n) return string.format('%d', n) end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return { '' } end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local after = tonumber(ARGV[1])
+local complete = 1
+local out = {}
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local bound = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local marks = redis.call('XRANGE', KEYS[3], int(now - tonumber(ARGV[3])) .. '-0', '+', 'COUNT', 1)
+  if #marks > 0 then
+    if marks[1][2][2] == epoch then bound = tonumber(marks[1][2][4]) else bound = 0 end
+  end
+  if after < bound then complete = 0 end
+else
+  local marker = redis.call('GET', KEYS[5])
+  if marker then
+    local e, s = string.match(marker, '^(%d+)-(%d+)$')
+    if e == epoch and tonumber(s) > after then complete = 0 end
+  end
+  local cutoff = now - tonumber(ARGV[2])
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[4], '(' .. epoch .. '-' .. ARGV[1], '+')) do
+    if tonumber(entry[2][2]) < cutoff then
+      complete = 0
+    else
+      out[#out + 1] = entry[1]
+      out[#out + 1] = entry[2][2]
+      out[#out + 1] = entry[2][4]
+    end
+  end
+end
+return { epoch, complete, out }
+"#;
+
+/// Where ids stand now, starting an epoch if needed (see `EPOCH_LUA`).
+/// `KEYS`: epoch, seq. Returns `{epoch, seq}`.
+const SYNC_LUA: &str = r#"
+return { epoch, int(seq) }
+"#;
+
+pub(super) struct Scripts {
+    pub publish: Script,
+    pub history: Script,
+    pub sync: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        // `#!lua` (no flags): Redis refuses the whole script up front when
+        // it is over `maxmemory`, rather than failing halfway through.
+        Self {
+            publish: Script::new(&format!("#!lua\n{EPOCH_LUA}{PUBLISH_LUA}")),
+            history: Script::new(&format!("#!lua flags=no-writes\n{HISTORY_LUA}")),
+            sync: Script::new(&format!("#!lua\n{EPOCH_LUA}{SYNC_LUA}")),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! A real `redis-server` (Debian's package, installed by
+//! `scripts/install-test-deps.sh`) on a free loopback port with its own
+//! temporary directory, and the ways the tests hurt it: `kill -9`, a
+//! restart on the same port and directory, `SIGSTOP`/`SIGCONT`, commands.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing on disk: a restart comes back empty.
+    None,
+    /// Append-only file, fsync on every write: a restart keeps everything.
+    AofAlways,
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    persistence: Persistence,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn redis_server() -> PathBuf {
+    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("redis-server is not installed: run scripts/install-test-deps.sh")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    pub fn start(persistence: Persistence) -> Self {
+        Self::start_on(free_port(), persistence)
+    }
+
+    /// On a given port (one a hub was already told about).
+    pub fn start_on(port: u16, persistence: Persistence) -> Self {
+        let mut server = Self {
+            port,
+            persistence,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn launch(&mut self) {
+        let mut command = Command::new(redis_server());
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--dir", self.dir.path().to_str().unwrap()])
+            .args(["--save", "", "--daemonize", "no", "--loglevel", "warning"])
+            .args(["--maxmemory-policy", "noeviction"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match self.persistence {
+            Persistence::None => command.args(["--appendonly", "no"]),
+            Persistence::AofAlways => {
+                command.args(["--appendonly", "yes", "--appendfsync", "always"])
+            }
+        };
+        self.child = Some(command.spawn().expect("spawn redis-server"));
+        let started = Instant::now();
+        while self.try_cli(&["PING"]).as_deref() != Some("PONG") {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`: no chance to save anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts again on the same port and directory (AOF: same data).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        self.launch();
+    }
+
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// Runs a command with `redis-cli`; returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A stopped server can't die of SIGKILL's cleanup until resumed.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill();
+    }
+}
