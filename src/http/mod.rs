@@ -11,6 +11,7 @@ mod observe;
 mod publish;
 mod seed;
 mod sse;
+mod stats;
 
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
@@ -19,8 +20,9 @@ use poem_openapi::{OpenApiService, Tags};
 pub use auth::PublishKeys;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use seed::SeedTopic;
+pub use stats::StatsContext;
 
-use crate::config::CorsConfig;
+use crate::config::{BackplaneKind, CorsConfig};
 use crate::hub::Hub;
 
 #[derive(Tags)]
@@ -41,6 +43,8 @@ pub struct HttpSettings {
     pub cors: CorsConfig,
     pub publish_keys: PublishKeys,
     pub seed_topic: SeedTopic,
+    /// The configured backplane, reported by `/v1/stats`.
+    pub backplane: BackplaneKind,
 }
 
 /// Every OpenAPI-described group of routes.
@@ -50,6 +54,7 @@ type Apis = (
     seed::SeedApi,
     health::HealthApi,
     metrics::MetricsApi,
+    stats::StatsApi,
 );
 
 /// The OpenAPI service, also used to print the spec.
@@ -61,6 +66,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             seed::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,
+            stats::StatsApi,
         ),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
@@ -94,6 +100,10 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .data(hub)
         .data(settings.publish_keys)
         .data(settings.seed_topic)
+        .data(StatsContext {
+            backplane: settings.backplane,
+            started: std::time::Instant::now(),
+        })
         .catch_all_error(|error| async move { error::problem_for_poem_error(error) });
     endpoint
         .with_if(

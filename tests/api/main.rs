@@ -18,5 +18,6 @@ mod nginx;
 mod resume;
 mod seed;
 mod slow_subscriber;
+mod stats;
 mod traces;
 mod wire;
