@@ -22,11 +22,11 @@ source.onmessage = (e) => { state.events.push([e.lastEventId, e.data]); };
 source.addEventListener('gap', (e) => { state.events.push(['gap', e.data]); });
 </script>"#;
 
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     child: Child,
     url: String,
     client: reqwest::Client,
-    session: Option<String>,
+    pub(crate) session: Option<String>,
     _profile: tempfile::TempDir,
 }
 
@@ -39,7 +39,7 @@ fn require(path: &str) -> &str {
 }
 
 impl ChromeDriver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -105,7 +105,7 @@ impl ChromeDriver {
         driver
     }
 
-    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("{}{path}", self.url);
         let request = match method {
             "POST" => self.client.post(url).json(&body),
@@ -120,7 +120,7 @@ impl ChromeDriver {
         response["value"].clone()
     }
 
-    async fn open(&self, url: &str) {
+    pub(crate) async fn open(&self, url: &str) {
         let session = self.session.as_deref().unwrap();
         self.call(
             "POST",
@@ -131,7 +131,7 @@ impl ChromeDriver {
     }
 
     /// Runs `return <expression>` in the page.
-    async fn eval(&self, expression: &str) -> Value {
+    pub(crate) async fn eval(&self, expression: &str) -> Value {
         let session = self.session.as_deref().unwrap();
         self.call(
             "POST",
@@ -142,7 +142,7 @@ impl ChromeDriver {
     }
 
     /// Polls `expression` until `done` says so.
-    async fn wait_for(&self, expression: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&self, expression: &str, done: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
         loop {
             let value = self.eval(expression).await;
