@@ -102,6 +102,7 @@ impl App {
                 seed_topic: SeedTopic(
                     TopicName::parse(&config.event_stream.topic).expect("validated in Config"),
                 ),
+                console: config.console.enabled,
                 backplane: config.backplane.kind,
             },
         );

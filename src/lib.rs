@@ -12,7 +12,7 @@
 //! | [`app`] | assembling hub, backplane and HTTP server around an already bound listener |
 //! | [`hub`] | the domain core: topics, ids, the SSE encoder, fan-out, subscriptions, drain state. No HTTP, no Redis |
 //! | [`backplane`] | where ids and history come from (`memory` now); the trait a Redis backplane implements |
-//! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, problem+json errors |
+//! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, `/v1/stats`, the console at `/` (assets embedded), problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
 //! | [`shutdown`] | the drain sequence and signal handling |
 //! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, trace context in and out of events |

@@ -4,6 +4,7 @@
 
 mod auth;
 mod body_limit;
+pub mod console;
 mod error;
 mod health;
 mod metrics;
@@ -35,6 +36,8 @@ enum ApiTags {
     Seed,
     /// Probes and metrics for load balancers, orchestrators and monitoring.
     Operations,
+    /// The browser console.
+    Console,
 }
 
 /// What the routes need besides the hub.
@@ -43,6 +46,8 @@ pub struct HttpSettings {
     pub cors: CorsConfig,
     pub publish_keys: PublishKeys,
     pub seed_topic: SeedTopic,
+    /// `console.enabled`.
+    pub console: bool,
     /// The configured backplane, reported by `/v1/stats`.
     pub backplane: BackplaneKind,
 }
@@ -55,6 +60,7 @@ type Apis = (
     health::HealthApi,
     metrics::MetricsApi,
     stats::StatsApi,
+    console::ConsoleApi,
 );
 
 /// The OpenAPI service, also used to print the spec.
@@ -67,6 +73,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             health::HealthApi,
             metrics::MetricsApi,
             stats::StatsApi,
+            console::ConsoleApi,
         ),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
@@ -85,7 +92,8 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
-        .nest("/docs", docs);
+        .nest("/docs", docs)
+        .at("/console/:name", poem::get(console::asset));
     let observe = observe::Observe::new(
         hub.metrics().clone(),
         <Apis as poem_openapi::OpenApi>::meta()
@@ -100,6 +108,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .data(hub)
         .data(settings.publish_keys)
         .data(settings.seed_topic)
+        .data(console::ConsoleEnabled(settings.console))
         .data(StatsContext {
             backplane: settings.backplane,
             started: std::time::Instant::now(),

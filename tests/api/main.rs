@@ -8,6 +8,7 @@ mod process;
 mod batch;
 mod binary;
 mod browser;
+mod console;
 mod drain;
 mod errors;
 mod fanout;
