@@ -55,13 +55,14 @@ fn hub_with_subscribers(subscribers: usize) -> (Hub, Vec<Frames>) {
         max_subscribers: subscribers,
         max_topics_per_subscription: 1,
         max_event_bytes: 64 * 1024,
+        queue: 64,
     };
-    let hub = Hub::new(settings, 64, |fan_out| {
+    let hub = Hub::new(settings, |replica| {
         let limits = HistoryLimits {
             size: 1000,
             ttl: Duration::from_secs(3600),
         };
-        Arc::new(MemoryBackplane::new(limits, fan_out)) as Arc<dyn Backplane>
+        Arc::new(MemoryBackplane::new(limits, replica.fan_out)) as Arc<dyn Backplane>
     });
     let topic = TopicName::parse("t").unwrap();
     let mut streams: Vec<Frames> = (0..subscribers)

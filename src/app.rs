@@ -5,13 +5,12 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Server;
 use tokio_util::sync::CancellationToken;
 
-use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
+use crate::backplane;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, PublishKeys, SeedTopic};
 use crate::hub::{Hub, HubSettings, TopicName};
@@ -22,21 +21,22 @@ use crate::shutdown::{self, DrainReport};
 /// a client that stopped reading) get this long before they are dropped.
 const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Longest pause between two sweeps of expired history.
-const EXPIRY_SWEEP_MAX: Duration = Duration::from_secs(30);
-
 pub struct App {
     config: Config,
     hub: Hub,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     publish_keys: PublishKeys,
-    memory: Option<Arc<MemoryBackplane>>,
 }
 
 impl App {
-    /// Everything but serving: fails only on configuration it can't use.
-    pub fn build(config: Config, listener: std::net::TcpListener) -> Result<Self, ConfigError> {
+    /// Everything but serving: fails only on configuration it can't use (a
+    /// backplane server that can't be reached yet is not such a failure:
+    /// the hub starts not ready and keeps trying).
+    pub async fn build(
+        config: Config,
+        listener: std::net::TcpListener,
+    ) -> Result<Self, ConfigError> {
         let publish_keys = PublishKeys::new(config.publish_keys()?);
         let settings = HubSettings {
             heartbeat: (!config.heartbeat.interval.is_zero()).then_some(config.heartbeat.interval),
@@ -44,17 +44,9 @@ impl App {
             max_subscribers: config.limits.max_subscribers,
             max_topics_per_subscription: config.limits.max_topics_per_subscription,
             max_event_bytes: config.limits.max_event_bytes,
+            queue: config.stream.queue,
         };
-        let limits = HistoryLimits {
-            size: config.history.size,
-            ttl: config.history.ttl,
-        };
-        let mut memory = None;
-        let hub = Hub::new(settings, config.stream.queue, |fan_out| {
-            let backplane = Arc::new(MemoryBackplane::new(limits, fan_out));
-            memory = Some(backplane.clone());
-            backplane as Arc<dyn Backplane>
-        });
+        let hub = Hub::connect(settings, |replica| backplane::connect(&config, replica)).await?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {
@@ -67,7 +59,6 @@ impl App {
             listener,
             local_addr,
             publish_keys,
-            memory,
         })
     }
 
@@ -88,7 +79,6 @@ impl App {
             listener,
             local_addr,
             publish_keys,
-            memory,
         } = self;
         let stop_accepting = CancellationToken::new();
         let stop_server = CancellationToken::new();
@@ -115,16 +105,10 @@ impl App {
                     Some(CONNECTION_CLOSE_GRACE),
                 ),
         );
-        let sweeper = memory.map(|memory| {
-            let every = (config.history.ttl / 4).clamp(Duration::from_millis(10), EXPIRY_SWEEP_MAX);
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(every);
-                loop {
-                    ticks.tick().await;
-                    memory.expire(std::time::Instant::now());
-                }
-            })
-        });
+        // Stopped only after the drain: streams get every event accepted
+        // before it, and a Redis backplane delivers them through this task.
+        let stop_backplane = CancellationToken::new();
+        let backplane_task = tokio::spawn(hub.backplane().clone().run(stop_backplane.clone()));
         if publish_keys.is_open() {
             tracing::warn!(
                 "publishing is open to anyone who can reach {local_addr}: set auth.publish_keys to require a key"
@@ -135,8 +119,9 @@ impl App {
         shutdown.await;
         let report = shutdown::drain(&hub, &config.drain, &stop_accepting).await;
         stop_server.cancel();
-        if let Some(sweeper) = sweeper {
-            sweeper.abort();
+        stop_backplane.cancel();
+        if let Err(error) = backplane_task.await {
+            tracing::error!(%error, "the backplane task failed");
         }
         server
             .await

@@ -10,8 +10,8 @@
 //! | --- | --- |
 //! | [`config`] | the typed configuration, its layers (defaults < TOML < `SSEHUB_*`) and validation |
 //! | [`app`] | assembling hub, backplane and HTTP server around an already bound listener |
-//! | [`hub`] | the domain core: topics, ids, the SSE encoder, fan-out, subscriptions, drain state. No HTTP, no Redis |
-//! | [`backplane`] | where ids and history come from (`memory` now); the trait a Redis backplane implements |
+//! | [`hub`] | the domain core: topics, ids, the SSE encoder, the topics' live queues, subscriptions and their delivery logic, drain state. No HTTP, no Redis |
+//! | [`backplane`] | where ids and history come from (`memory` now): the trait, the fan-out contract, `connect` from the config and the background `run` |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, `/v1/stats`, the console at `/` (assets embedded), problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
 //! | [`shutdown`] | the drain sequence and signal handling |
@@ -19,9 +19,10 @@
 //! | [`metrics`] | the Prometheus metrics of one hub and their exposition |
 //!
 //! A publish travels `http::publish` → [`hub::Hub::publish`] → [`backplane::Backplane::publish`]
-//! (id, history) → [`backplane::FanOut`] (the hub's live queues) → each
-//! subscriber's stream in `hub::subscription`, which writes the event's
-//! frame — encoded once, at acceptance — to its connection.
+//! (id, history) → [`backplane::FanOut`] ([`hub::LiveQueues`]) → each
+//! subscriber's stream in `hub::subscription`, whose delivery
+//! (`hub::delivery`) writes the event's frame — encoded once, at
+//! acceptance — to its connection.
 //!
 //! Observability follows the same path: `http::observe` opens the request's
 //! server span (a child of the caller's `traceparent`), `hub::observe` the

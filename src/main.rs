@@ -32,10 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("ssehub: configuration error: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
-        }
+        Err(error) => return bad_config(error),
     };
     if cli.print_config {
         print!("{}", config.to_masked_toml());
@@ -47,10 +44,7 @@ fn main() -> ExitCode {
     }
     let traces = match TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok()) {
         Ok(traces) => traces,
-        Err(error) => {
-            eprintln!("ssehub: configuration error: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
-        }
+        Err(error) => return bad_config(error),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,16 +60,19 @@ fn main() -> ExitCode {
     let telemetry = match runtime.block_on(async { telemetry::init(&config.log, traces.as_ref()) })
     {
         Ok(telemetry) => telemetry,
-        Err(error) => {
-            eprintln!("ssehub: configuration error: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
-        }
+        Err(error) => return bad_config(error),
     };
     let code = runtime.block_on(run(config, started));
     // After the drain, before exit: the last spans (the drain's own
     // subscriptions among them) are exported while the runtime still runs.
     telemetry.shutdown();
     code
+}
+
+/// Says what is wrong with the configuration and exits 64.
+fn bad_config(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ssehub: configuration error: {error}");
+    ExitCode::from(EXIT_BAD_CONFIG as u8)
 }
 
 async fn run(config: Config, started: Instant) -> ExitCode {
@@ -94,12 +91,9 @@ async fn run(config: Config, started: Instant) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = match App::build(config, listener) {
+    let app = match App::build(config, listener).await {
         Ok(app) => app,
-        Err(error) => {
-            eprintln!("ssehub: configuration error: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
-        }
+        Err(error) => return bad_config(error),
     };
     tracing::info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,

@@ -21,6 +21,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::hub::Phase;
+
 /// One label, e.g. `reason="client_gone"`; values are always from a fixed list.
 type Label = [(&'static str, &'static str); 1];
 
@@ -134,26 +136,64 @@ pub enum ReplayTrigger {
     Resume,
     /// The subscriber fell a whole live queue behind.
     Lagged,
+    /// The backplane resynced this replica (after a reconnect to Redis).
+    Resync,
 }
 
-/// The reasons a gap frame gives (`hub::subscription`'s `GapReason`).
-const GAP_REASONS: [&str; 4] = [
-    "history_exceeded",
-    "unknown_epoch",
-    "lagged",
-    "history_unavailable",
-];
+impl ReplayTrigger {
+    const ALL: [Self; 3] = [Self::Resume, Self::Lagged, Self::Resync];
 
-/// The drain phases, as `hub::Phase` names them.
-const PHASES: [&str; 3] = ["serving", "draining", "closing"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resume => "resume",
+            Self::Lagged => "lagged",
+            Self::Resync => "resync",
+        }
+    }
+}
+
+/// Why a subscriber was told it lost events (the `reason` of a gap frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// The resume id is older than the history still held.
+    HistoryExceeded,
+    /// The resume id comes from another epoch (e.g. before a restart).
+    UnknownEpoch,
+    /// The subscriber fell behind its live queue and history.
+    Lagged,
+    /// History could not be read (backplane down).
+    HistoryUnavailable,
+    /// The backplane's history started over under an open stream (a Redis
+    /// that came back empty): nothing from before can be replayed.
+    EpochChanged,
+}
+
+impl GapReason {
+    pub const ALL: [Self; 5] = [
+        Self::HistoryExceeded,
+        Self::UnknownEpoch,
+        Self::Lagged,
+        Self::HistoryUnavailable,
+        Self::EpochChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HistoryExceeded => "history_exceeded",
+            Self::UnknownEpoch => "unknown_epoch",
+            Self::Lagged => "lagged",
+            Self::HistoryUnavailable => "history_unavailable",
+            Self::EpochChanged => "epoch_changed",
+        }
+    }
+}
 
 /// Hub state read at scrape time.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
     pub subscribers: usize,
     pub live_topics: usize,
-    /// Index into `serving`, `draining`, `closing`.
-    pub phase: usize,
+    pub phase: Phase,
 }
 
 /// Every metric of one hub. Created with the hub; lives as long as it.
@@ -161,15 +201,15 @@ pub struct Metrics {
     registry: Registry,
     subscribers: Gauge,
     live_topics: Gauge,
-    phase: [Gauge; 3],
+    phase: [Gauge; Phase::ALL.len()],
     subscriptions_opened: Counter,
-    subscriptions_closed: [Counter; 5],
-    publish_requests: [Counter; 6],
-    events_published: [Counter; 6],
+    subscriptions_closed: [Counter; SubscriptionEnd::ALL.len()],
+    publish_requests: [Counter; PublishOutcome::ALL.len()],
+    events_published: [Counter; PublishOutcome::ALL.len()],
     deliveries: Counter,
     sent_bytes: Counter,
-    replays: [Counter; 2],
-    gap_frames: [Counter; 4],
+    replays: [Counter; ReplayTrigger::ALL.len()],
+    gap_frames: [Counter; GapReason::ALL.len()],
     lagged: Counter,
     publish_duration: Histogram,
     fanout_latency: Histogram,
@@ -219,7 +259,11 @@ impl Metrics {
             live_topics.clone(),
         );
         let phase_family = Family::<Label, Gauge>::default();
-        let phase = PHASES.map(|name| phase_family.get_or_create(&[("phase", name)]).clone());
+        let phase = Phase::ALL.map(|phase| {
+            phase_family
+                .get_or_create(&[("phase", phase.as_str())])
+                .clone()
+        });
         registry.register(
             "drain_phase",
             "1 for the current drain phase: serving, draining (readiness fails) or closing (streams ending)",
@@ -270,16 +314,16 @@ impl Metrics {
         let replays = labelled(
             &mut registry,
             "history_replays",
-            "Reads of history for a subscriber: on resume (Last-Event-ID) or after it lagged",
+            "Reads of history for a subscriber: on resume (Last-Event-ID), after it lagged, or after a backplane resync",
             "trigger",
-            ["resume", "lagged"],
+            ReplayTrigger::ALL.map(ReplayTrigger::as_str),
         );
         let gap_frames = labelled(
             &mut registry,
             "gap_frames",
             "Gap frames sent (events a subscriber could not be given), by reason",
             "reason",
-            GAP_REASONS,
+            GapReason::ALL.map(GapReason::as_str),
         );
         let lagged = Counter::default();
         registry.register(
@@ -355,10 +399,8 @@ impl Metrics {
         self.replays[trigger as usize].inc();
     }
 
-    pub fn gap_frame(&self, reason: &str) {
-        if let Some(index) = GAP_REASONS.iter().position(|r| *r == reason) {
-            self.gap_frames[index].inc();
-        }
+    pub fn gap_frame(&self, reason: GapReason) {
+        self.gap_frames[reason as usize].inc();
     }
 
     pub fn lagged(&self) {
@@ -382,8 +424,8 @@ impl Metrics {
     pub fn render(&self, snapshot: Snapshot, openmetrics: bool) -> String {
         self.subscribers.set(snapshot.subscribers as i64);
         self.live_topics.set(snapshot.live_topics as i64);
-        for (index, gauge) in self.phase.iter().enumerate() {
-            gauge.set(i64::from(index == snapshot.phase));
+        for (phase, gauge) in Phase::ALL.iter().zip(&self.phase) {
+            gauge.set(i64::from(*phase == snapshot.phase));
         }
         let mut text = String::with_capacity(8 * 1024);
         // Writing into a String can't fail.
@@ -456,7 +498,7 @@ pub struct CounterSnapshot {
     pub lagged: u64,
     /// Gap frames sent, every reason.
     pub gap_frames: u64,
-    /// Reads of history for a subscriber, every trigger.
+    /// Reads of history for a subscriber, every trigger (resume, lag, resync).
     pub history_replays: u64,
 }
 
@@ -491,7 +533,7 @@ mod tests {
         Snapshot {
             subscribers: 3,
             live_topics: 1,
-            phase: 1,
+            phase: Phase::Draining,
         }
     }
 
@@ -535,8 +577,8 @@ mod tests {
         let metrics = Metrics::new();
         metrics.delivered(3, 120);
         metrics.sent(10);
-        metrics.gap_frame("lagged");
-        metrics.gap_frame("unknown_epoch");
+        metrics.gap_frame(GapReason::Lagged);
+        metrics.gap_frame(GapReason::UnknownEpoch);
         metrics.lagged();
         metrics.publish_request(PublishOutcome::Accepted, Duration::ZERO);
         metrics.publish_request(PublishOutcome::RejectedTooLarge, Duration::ZERO);

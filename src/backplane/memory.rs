@@ -6,9 +6,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::{self, BoxFuture};
+use tokio_util::sync::CancellationToken;
 
 use super::{Backplane, BackplaneError, FanOut, History};
 use crate::hub::{Event, EventDraft, EventId, TopicName};
+
+/// Longest pause between two sweeps of expired history.
+const EXPIRY_SWEEP_MAX: Duration = Duration::from_secs(30);
+/// Shortest pause between two sweeps, for very short `history.ttl`s.
+const EXPIRY_SWEEP_MIN: Duration = Duration::from_millis(10);
 
 /// History bounds, from `history.size` and `history.ttl`.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +46,9 @@ struct State {
 
 #[derive(Default)]
 struct TopicHistory {
-    events: VecDeque<Arc<Event>>,
+    /// Each event with the monotonic instant it was accepted at (expiry
+    /// follows this process's clock, not the wall clock the event carries).
+    events: VecDeque<(Instant, Arc<Event>)>,
     /// Sequence number of the newest event evicted from this topic (0: none).
     evicted_through: u64,
 }
@@ -54,6 +62,8 @@ impl MemoryBackplane {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let epoch = (clock ^ fastrand::u64(..)) & 0xffff_ffff;
+        // Nothing came before: the live queues start at the epoch's origin.
+        fan_out.resync(EventId::new(epoch, 0));
         Self {
             epoch,
             limits,
@@ -71,7 +81,7 @@ impl MemoryBackplane {
     }
 
     /// Drops expired events everywhere and forgets topics left empty, so idle
-    /// topics don't hold memory. Called periodically by the app.
+    /// topics don't hold memory. Called periodically by [`Backplane::run`].
     pub fn expire(&self, now: Instant) {
         let mut state = self.state();
         let state = &mut *state;
@@ -96,9 +106,9 @@ impl MemoryBackplane {
 
 impl TopicHistory {
     fn evict(&mut self, limits: HistoryLimits, now: Instant) {
-        while let Some(oldest) = self.events.front() {
+        while let Some((accepted_at, oldest)) = self.events.front() {
             let too_many = self.events.len() > limits.size;
-            let too_old = now.saturating_duration_since(oldest.accepted_at) > limits.ttl;
+            let too_old = now.saturating_duration_since(*accepted_at) > limits.ttl;
             if !(too_many || too_old) {
                 break;
             }
@@ -113,16 +123,22 @@ impl Backplane for MemoryBackplane {
         self.epoch
     }
 
+    fn last_id(&self) -> BoxFuture<'_, Result<EventId, BackplaneError>> {
+        let last = EventId::new(self.epoch, self.state().last_seq);
+        Box::pin(future::ready(Ok(last)))
+    }
+
     fn publish(
         &self,
         drafts: Vec<EventDraft>,
     ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
         let now = Instant::now();
+        let wall_clock = SystemTime::now();
         let mut state = self.state();
         let mut accepted = Vec::with_capacity(drafts.len());
         for draft in drafts {
             state.last_seq += 1;
-            let event = Event::accept(draft, EventId::new(self.epoch, state.last_seq), now);
+            let event = Event::accept(draft, EventId::new(self.epoch, state.last_seq), wall_clock);
             let forgotten_through = state.forgotten_through;
             // A topic created anew may have had events before it was
             // forgotten: assume the worst about those.
@@ -133,10 +149,12 @@ impl Backplane for MemoryBackplane {
                     events: VecDeque::new(),
                     evicted_through: forgotten_through,
                 });
-            topic.events.push_back(event.clone());
+            topic.events.push_back((now, event.clone()));
             topic.evict(self.limits, now);
             accepted.push(event);
         }
+        // contract: fan-out order — under the lock that assigned the ids, so
+        // calls are serialized and in id order across topics.
         self.fan_out.fan_out(&accepted);
         drop(state);
         Box::pin(future::ready(Ok(accepted)))
@@ -152,20 +170,39 @@ impl Backplane for MemoryBackplane {
         let forgotten_through = state.forgotten_through;
         let history = match state.topics.get_mut(topic) {
             None => History {
+                epoch: self.epoch,
                 events: Vec::new(),
                 complete: after_seq >= forgotten_through,
             },
             Some(topic) => {
                 topic.evict(self.limits, now);
                 // Sequence numbers increase along the queue: binary search.
-                let start = topic.events.partition_point(|e| e.id.seq <= after_seq);
+                let start = topic.events.partition_point(|(_, e)| e.id.seq <= after_seq);
                 History {
-                    events: topic.events.range(start..).cloned().collect(),
+                    epoch: self.epoch,
+                    events: topic
+                        .events
+                        .range(start..)
+                        .map(|(_, event)| event.clone())
+                        .collect(),
                     complete: after_seq >= topic.evicted_through,
                 }
             }
         };
         Box::pin(future::ready(Ok(history)))
+    }
+
+    fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        let every = (self.limits.ttl / 4).clamp(EXPIRY_SWEEP_MIN, EXPIRY_SWEEP_MAX);
+        Box::pin(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => self.expire(Instant::now()),
+                    _ = stop.cancelled() => return,
+                }
+            }
+        })
     }
 }
 
@@ -177,6 +214,7 @@ mod tests {
     struct Discard;
     impl FanOut for Discard {
         fn fan_out(&self, _: &[Arc<Event>]) {}
+        fn resync(&self, _: EventId) {}
     }
 
     fn backplane(size: usize, ttl: Duration) -> MemoryBackplane {

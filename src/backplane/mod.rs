@@ -1,30 +1,68 @@
 //! Backplanes: where ids come from, where history lives, and how an accepted
 //! event reaches the fan-out of every replica.
 //!
-//! The hub talks to a `dyn Backplane` only. `memory` serves one process;
-//! a Redis backplane (several replicas) implements the same trait: it assigns
-//! ids in Redis, keeps history there, and calls [`FanOut::fan_out`] on each
-//! replica as events arrive from Redis.
+//! The hub talks to a `dyn Backplane` only, built by [`connect`] from the
+//! configuration. `memory` serves one process; a Redis backplane (several
+//! replicas) implements the same trait: it assigns ids in Redis, keeps
+//! history there, and calls [`FanOut::fan_out`] on each replica as events
+//! arrive from Redis. Whatever a backplane must do in the background (the
+//! memory backplane's expiry sweep, a Redis reader) runs in
+//! [`Backplane::run`], which the app spawns once and stops after the drain.
 
 mod memory;
 
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Event, EventDraft, TopicName};
+use crate::config::{BackplaneKind, Config, ConfigError};
+use crate::hub::{Event, EventDraft, EventId, TopicName};
+use crate::metrics::Metrics;
 
 pub use memory::{HistoryLimits, MemoryBackplane};
 
-/// The local fan-out, as seen by a backplane. Called with accepted events in
-/// id order; must not block (it only hands events to in-memory queues).
+/// The local fan-out, as seen by a backplane.
+///
+/// The contract a backplane MUST keep (multi-topic delivery relies on it,
+/// see "contract: fan-out order" in `hub::delivery`):
+/// - **id order across topics**: `fan_out` receives events in increasing id
+///   order, over all topics together, and never an event at or below one it
+///   was already given (within an epoch);
+/// - **serialized**: calls to `fan_out` and `resync` never overlap; a
+///   backplane makes them from one place at a time (the memory backplane
+///   under its lock, a Redis backplane from its one reader task);
+/// - **no waiting**: both only hand events or markers to in-memory queues and
+///   return at once, so a backplane may call them while holding a lock.
 pub trait FanOut: Send + Sync + 'static {
+    /// Hands accepted events to the local subscribers' live queues.
     fn fan_out(&self, events: &[Arc<Event>]);
+
+    /// Tells every local subscriber to re-read history from its cursor up to
+    /// `through` (a backplane that lost its feed for a while calls it after
+    /// reconnecting; nothing up to `through` will come through `fan_out`).
+    /// When `through.epoch` differs from the epoch the subscribers are in,
+    /// history started over (e.g. Redis came back empty): each stream gets
+    /// one gap frame and continues in the new epoch, never a silent reset.
+    /// Every backplane calls it once before its first `fan_out`, to say where
+    /// the live queues start.
+    fn resync(&self, through: EventId);
+}
+
+/// What a backplane is given of the replica it serves.
+#[derive(Clone)]
+pub struct Replica {
+    /// Where accepted events go on this process.
+    pub fan_out: Arc<dyn FanOut>,
+    /// The hub's metrics, for the backplane's own figures.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Events of one topic after a given position, oldest first.
 #[derive(Debug, Default)]
 pub struct History {
+    /// The epoch the events (and the position asked about) belong to.
+    pub epoch: u64,
     pub events: Vec<Arc<Event>>,
     /// False when some event after the position is no longer held (evicted by
     /// count or age): the subscriber must be told about the gap.
@@ -34,13 +72,35 @@ pub struct History {
 #[derive(Debug, thiserror::Error)]
 pub enum BackplaneError {
     /// The backplane can't accept or serve events right now (e.g. Redis down).
-    #[error("the backplane is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the backplane is unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl BackplaneError {
+    pub fn unavailable(
+        reason: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Unavailable {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 pub trait Backplane: Send + Sync + 'static {
-    /// Names the id space of this history; ids of another epoch predate it.
+    /// The epoch in force: names the id space of the history; ids of another
+    /// epoch predate it.
     fn epoch(&self) -> u64;
+
+    /// The newest id assigned anywhere (on any replica), so that "is this
+    /// `Last-Event-ID` ours and not from the future?" has one answer on
+    /// every replica, even before this one has received that event.
+    fn last_id(&self) -> BoxFuture<'_, Result<EventId, BackplaneError>>;
 
     /// Assigns ids to `drafts`, stores them in history and hands them to the
     /// fan-out, all or none. Returns them in id order.
@@ -49,7 +109,8 @@ pub trait Backplane: Send + Sync + 'static {
         drafts: Vec<EventDraft>,
     ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>>;
 
-    /// Events of `topic` with a sequence number above `after_seq`.
+    /// Events of `topic` with a sequence number above `after_seq` in the
+    /// epoch in force.
     fn history<'a>(
         &'a self,
         topic: &'a TopicName,
@@ -59,5 +120,27 @@ pub trait Backplane: Send + Sync + 'static {
     /// False while the backplane can't accept publishes (readiness follows).
     fn is_available(&self) -> bool {
         true
+    }
+
+    /// The backplane's background work, until `stop` is cancelled. Spawned
+    /// once by the app; it keeps running through the drain so that streams
+    /// get every event accepted before it.
+    fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()>;
+}
+
+/// Builds the backplane `config.backplane.kind` names. Fails only on
+/// configuration it can't use: a backplane server that can't be reached yet
+/// is not an error (the hub starts not ready and `run` keeps trying).
+pub async fn connect(config: &Config, replica: Replica) -> Result<Arc<dyn Backplane>, ConfigError> {
+    let limits = HistoryLimits {
+        size: config.history.size,
+        ttl: config.history.ttl,
+    };
+    match config.backplane.kind {
+        BackplaneKind::Memory => Ok(Arc::new(MemoryBackplane::new(limits, replica.fan_out))),
+        BackplaneKind::Redis => Err(ConfigError::Invalid {
+            key: "backplane.kind",
+            reason: "the redis backplane is not available in this build; use \"memory\"".to_owned(),
+        }),
     }
 }

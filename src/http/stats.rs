@@ -123,7 +123,7 @@ pub struct DeliveryStats {
     pub lagged: u64,
     /// Gap frames sent: events some subscriber could not be given.
     pub gap_frames: u64,
-    /// Reads of history for a subscriber (resume, lag).
+    /// Reads of history for a subscriber (resume, lag, backplane resync).
     pub history_replays: u64,
 }
 

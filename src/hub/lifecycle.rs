@@ -25,6 +25,18 @@ pub enum Phase {
     Closing,
 }
 
+impl Phase {
+    pub const ALL: [Self; 3] = [Self::Serving, Self::Draining, Self::Closing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Serving => "serving",
+            Self::Draining => "draining",
+            Self::Closing => "closing",
+        }
+    }
+}
+
 pub struct Lifecycle {
     phase: AtomicU8,
     /// Publishes under way. Closing waits for them, so that every event

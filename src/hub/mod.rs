@@ -12,16 +12,31 @@
 //!   ("invariant: slow subscriber")
 //! - **Encode once**: an event's frame is built when it is accepted and then
 //!   shared as `Bytes` by history and every subscriber. ("invariant: encode once")
+//!
+//! What the hub relies on from a backplane is stated on
+//! [`crate::backplane::FanOut`] (id order across topics, serialized calls,
+//! resync) and tagged where delivery depends on it ("contract: fan-out
+//! order", "contract: resync").
+//!
+//! Files: `subscription` is a stream's loop and timers; `delivery` moves
+//! events from history and live queues into frames (resume, dedup, order,
+//! lag, resync); `live_queues` are the per-topic queues the backplane fans
+//! out into and `live_feed` one subscription's receivers on them;
+//! `frame_batch` gathers frames into one write.
 
+mod delivery;
 mod encoder;
 mod event;
 mod event_id;
+mod frame_batch;
 mod lifecycle;
+mod live_feed;
+mod live_queues;
 mod observe;
-mod registry;
 mod subscription;
 mod topic;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,16 +44,16 @@ use std::time::Duration;
 pub use encoder::{
     EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, event_frame, retry_hint,
 };
-pub use event::{Event, EventDraft, TraceContext};
+pub use event::{Event, EventDraft, InvalidWireEvent, TraceContext, WireEvent};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use lifecycle::{Lifecycle, Phase};
-pub use registry::Registry;
+pub use live_queues::LiveQueues;
 pub use subscription::Subscription;
 pub use topic::{InvalidTopicName, TOPIC_MAX_CHARS, TOPIC_RULE, TopicName};
 
 use tracing::Instrument;
 
-use crate::backplane::{Backplane, BackplaneError, FanOut};
+use crate::backplane::{Backplane, BackplaneError, Replica};
 use crate::metrics::{Metrics, Snapshot};
 
 /// The hub's share of the configuration.
@@ -51,6 +66,8 @@ pub struct HubSettings {
     pub max_subscribers: usize,
     pub max_topics_per_subscription: usize,
     pub max_event_bytes: usize,
+    /// Ring length of each topic's live queue, in events (`stream.queue`).
+    pub queue: usize,
 }
 
 /// Cheap to clone: every request handler holds one.
@@ -61,12 +78,13 @@ pub struct Hub {
 
 struct HubInner {
     settings: HubSettings,
-    registry: Arc<Registry>,
+    /// The topics' live queues: where the backplane fans out to.
+    live_queues: Arc<LiveQueues>,
     backplane: Arc<dyn Backplane>,
     lifecycle: Lifecycle,
     /// Open subscriptions, for the `max_subscribers` limit.
     subscribers: AtomicUsize,
-    /// Shared with the registry and every subscription.
+    /// Shared with the live queues, the backplane and every subscription.
     metrics: Arc<Metrics>,
 }
 
@@ -110,25 +128,48 @@ pub struct SubscribeRequest {
 }
 
 impl Hub {
-    /// Builds a hub around the backplane that `make_backplane` returns; it
-    /// receives the hub's fan-out to deliver accepted events into.
-    pub fn new(
+    /// Builds a hub around the backplane that `connect` returns; it is
+    /// given the hub's live queues to fan accepted events out into (see
+    /// `crate::backplane::connect`).
+    pub async fn connect<F, E>(
         settings: HubSettings,
-        queue: usize,
-        make_backplane: impl FnOnce(Arc<dyn FanOut>) -> Arc<dyn Backplane>,
-    ) -> Self {
+        connect: impl FnOnce(Replica) -> F,
+    ) -> Result<Self, E>
+    where
+        F: Future<Output = Result<Arc<dyn Backplane>, E>>,
+    {
         let metrics = Arc::new(Metrics::new());
-        let registry = Arc::new(Registry::new(queue, metrics.clone()));
-        let backplane = make_backplane(registry.clone());
-        Self {
+        let live_queues = Arc::new(LiveQueues::new(settings.queue, metrics.clone()));
+        let replica = Replica {
+            fan_out: live_queues.clone(),
+            metrics: metrics.clone(),
+        };
+        let backplane = connect(replica).await?;
+        Ok(Self {
             inner: Arc::new(HubInner {
                 settings,
-                registry,
+                live_queues,
                 backplane,
                 lifecycle: Lifecycle::default(),
                 subscribers: AtomicUsize::new(0),
                 metrics,
             }),
+        })
+    }
+
+    /// [`Hub::connect`] for a backplane that is built at once (tests,
+    /// benchmarks).
+    pub fn new(
+        settings: HubSettings,
+        make_backplane: impl FnOnce(Replica) -> Arc<dyn Backplane>,
+    ) -> Self {
+        let connect = |replica| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(make_backplane(replica)))
+        };
+        match futures_util::FutureExt::now_or_never(Self::connect(settings, connect)) {
+            Some(Ok(hub)) => hub,
+            Some(Err(never)) => match never {},
+            None => unreachable!("a ready future completes at once"),
         }
     }
 
@@ -140,8 +181,8 @@ impl Hub {
     pub fn render_metrics(&self, openmetrics: bool) -> String {
         let snapshot = Snapshot {
             subscribers: self.subscriber_count(),
-            live_topics: self.inner.registry.live_topics(),
-            phase: self.inner.lifecycle.phase() as usize,
+            live_topics: self.inner.live_queues.live_topics(),
+            phase: self.inner.lifecycle.phase(),
         };
         self.inner.metrics.render(snapshot, openmetrics)
     }
@@ -164,7 +205,7 @@ impl Hub {
 
     /// Topics with at least one subscriber on this process.
     pub fn live_topic_count(&self) -> usize {
-        self.inner.registry.live_topics()
+        self.inner.live_queues.live_topics()
     }
 
     /// Ready to take traffic: not draining, backplane reachable.

@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::SystemTime;
 
 use tracing::Span;
 use tracing::field::Empty;
@@ -30,7 +30,7 @@ use super::PublishError;
 use super::event::{Event, EventDraft};
 use super::event_id::ResumePoint;
 use super::topic::TopicName;
-use crate::metrics::{Metrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
+use crate::metrics::{GapReason, Metrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
 use crate::telemetry::{self, SPAN_TARGET};
 
 /// Most span links one subscription records (one per gap).
@@ -158,7 +158,11 @@ impl FanOutObserver {
     /// spans and in the metrics.
     pub(super) fn finish(self, metrics: &Metrics, events: &[Arc<Event>], receivers: usize) {
         if let Some(first) = events.first() {
-            metrics.fanned_out(Instant::now().saturating_duration_since(first.accepted_at));
+            // Wall clocks: across replicas this includes their clock skew.
+            let latency = SystemTime::now()
+                .duration_since(first.accepted_at)
+                .unwrap_or_default();
+            metrics.fanned_out(latency);
         }
         self.span.record("ssehub.fan_out.receivers", receivers);
     }
@@ -267,7 +271,7 @@ impl SubscriptionObserver {
     }
 
     /// A gap frame went out; `resumes_at` is the event delivery resumes with.
-    pub(super) fn gap(&mut self, reason: &'static str, resumes_at: Option<&Arc<Event>>) {
+    pub(super) fn gap(&mut self, reason: GapReason, resumes_at: Option<&Arc<Event>>) {
         self.gaps += 1;
         self.metrics.gap_frame(reason);
         if self.links < MAX_LINKS

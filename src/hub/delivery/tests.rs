@@ -1,0 +1,377 @@
+//! Delivery driven without HTTP: a hub over a scripted backplane whose
+//! history, fan-out and epoch the test controls one step at a time, so the
+//! cases a real backplane produces only under races (an event in history
+//! but not yet fanned out, a lost feed, a history that started over) are
+//! each one line.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::future::{self, BoxFuture};
+use futures_util::{FutureExt, Stream, StreamExt};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::backplane::{Backplane, BackplaneError, FanOut, History};
+use crate::hub::{
+    Event, EventDraft, EventId, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName,
+};
+
+/// A backplane whose every step is explicit: `append` assigns an id and
+/// stores the event without fanning it out (an event still in flight to
+/// this replica), `hand_over` fans out, `restart_empty` starts a new epoch.
+struct Scripted {
+    fan_out: Arc<dyn FanOut>,
+    /// Events kept per topic (older ones are evicted and reported).
+    size: usize,
+    state: Mutex<ScriptedState>,
+}
+
+#[derive(Default)]
+struct ScriptedState {
+    epoch: u64,
+    last_seq: u64,
+    topics: HashMap<TopicName, (Vec<Arc<Event>>, u64)>,
+}
+
+impl Scripted {
+    fn new(fan_out: Arc<dyn FanOut>, size: usize) -> Self {
+        fan_out.resync(EventId::new(1, 0));
+        Self {
+            fan_out,
+            size,
+            state: Mutex::new(ScriptedState {
+                epoch: 1,
+                ..ScriptedState::default()
+            }),
+        }
+    }
+
+    fn append(&self, topic: &str) -> Arc<Event> {
+        let mut state = self.state.lock().unwrap();
+        state.last_seq += 1;
+        let id = EventId::new(state.epoch, state.last_seq);
+        let event = Event::accept(draft(topic, &id.to_string()), id, SystemTime::now());
+        let (events, evicted_through) = state.topics.entry(event.topic.clone()).or_default();
+        events.push(event.clone());
+        if events.len() > self.size {
+            *evicted_through = events.remove(0).id.seq;
+        }
+        event
+    }
+
+    fn hand_over(&self, events: &[Arc<Event>]) {
+        self.fan_out.fan_out(events);
+    }
+
+    fn publish(&self, topic: &str) -> Arc<Event> {
+        let event = self.append(topic);
+        self.hand_over(std::slice::from_ref(&event));
+        event
+    }
+
+    /// Resync the live queues at the newest id (as after a reconnect).
+    fn resync(&self) {
+        let state = self.state.lock().unwrap();
+        self.fan_out
+            .resync(EventId::new(state.epoch, state.last_seq));
+    }
+
+    fn restart_empty(&self, epoch: u64) {
+        *self.state.lock().unwrap() = ScriptedState {
+            epoch,
+            ..ScriptedState::default()
+        };
+        self.fan_out.resync(EventId::new(epoch, 0));
+    }
+}
+
+impl Backplane for Scripted {
+    fn epoch(&self) -> u64 {
+        self.state.lock().unwrap().epoch
+    }
+
+    fn last_id(&self) -> BoxFuture<'_, Result<EventId, BackplaneError>> {
+        let state = self.state.lock().unwrap();
+        Box::pin(future::ready(Ok(EventId::new(state.epoch, state.last_seq))))
+    }
+
+    fn publish(
+        &self,
+        _: Vec<EventDraft>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
+        unimplemented!("the tests publish through `Scripted` directly")
+    }
+
+    fn history<'a>(
+        &'a self,
+        topic: &'a TopicName,
+        after_seq: u64,
+    ) -> BoxFuture<'a, Result<History, BackplaneError>> {
+        let state = self.state.lock().unwrap();
+        let (events, evicted_through) = state.topics.get(topic).cloned().unwrap_or_default();
+        Box::pin(future::ready(Ok(History {
+            epoch: state.epoch,
+            events: events
+                .into_iter()
+                .filter(|e| e.id.seq > after_seq)
+                .collect(),
+            complete: after_seq >= evicted_through,
+        })))
+    }
+
+    fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(async move { stop.cancelled().await })
+    }
+}
+
+fn draft(topic: &str, data: &str) -> EventDraft {
+    EventDraft {
+        topic: TopicName::parse(topic).unwrap(),
+        event_type: None,
+        retry: None,
+        data: data.to_owned(),
+        trace: None,
+    }
+}
+
+fn hub(queue: usize, size: usize) -> (Hub, Arc<Scripted>) {
+    let settings = HubSettings {
+        heartbeat: None,
+        retry: Duration::from_secs(3),
+        max_subscribers: 100,
+        max_topics_per_subscription: 4,
+        max_event_bytes: 1024,
+        queue,
+    };
+    let mut scripted = None;
+    let hub = Hub::new(settings, |replica| {
+        let backplane = Arc::new(Scripted::new(replica.fan_out, size));
+        scripted = Some(backplane.clone());
+        backplane as Arc<dyn Backplane>
+    });
+    (hub, scripted.unwrap())
+}
+
+type Frames = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+fn subscribe(hub: &Hub, topics: &[&str], resume: ResumePoint) -> Frames {
+    let request = SubscribeRequest {
+        topics: topics
+            .iter()
+            .map(|t| TopicName::parse(t).unwrap())
+            .collect(),
+        resume,
+    };
+    Box::pin(hub.subscribe(request).unwrap().into_frames())
+}
+
+/// What the stream has ready now, as text (every backplane call here is
+/// ready at once, so nothing is left pending behind it).
+fn ready_text(frames: &mut Frames) -> String {
+    let mut text = String::new();
+    while let Some(Some(chunk)) = frames.next().now_or_never() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
+}
+
+/// Event ids and gap frames (as their JSON data), in stream order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Id(String),
+    Gap(Value),
+}
+
+fn seen(text: &str) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(id) = line.strip_prefix("id: ") {
+            seen.push(Seen::Id(id.to_owned()));
+        } else if line == "event: gap" {
+            let data = lines.next().unwrap().strip_prefix("data: ").unwrap();
+            seen.push(Seen::Gap(serde_json::from_str(data).unwrap()));
+        }
+    }
+    seen
+}
+
+fn ids(events: &[Arc<Event>]) -> Vec<Seen> {
+    events.iter().map(|e| Seen::Id(e.id.to_string())).collect()
+}
+
+fn gap_reason(seen: &Seen) -> &str {
+    match seen {
+        Seen::Gap(info) => info["reason"].as_str().unwrap(),
+        Seen::Id(id) => panic!("expected a gap frame, got event {id}"),
+    }
+}
+
+#[tokio::test]
+async fn a_resume_replays_history_then_goes_live_without_duplicates() {
+    let (hub, backplane) = hub(16, 100);
+    let published: Vec<_> = (0..5).map(|_| backplane.publish("t")).collect();
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::After(published[1].id));
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&published[2..]));
+
+    let live = backplane.publish("t");
+    // A duplicate hand-over (as after an overlap of history and live feed).
+    backplane.hand_over(&published[3..]);
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&[live]));
+}
+
+#[tokio::test]
+async fn several_topics_come_in_id_order_from_history_and_live_queues() {
+    let (hub, backplane) = hub(16, 100);
+    let published: Vec<_> = (0..6)
+        .map(|n| backplane.publish(if n % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    let mut frames = subscribe(&hub, &["a", "b"], ResumePoint::After(published[1].id));
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&published[2..]));
+
+    // One hand-over of a batch across topics: b's queue is read after a's,
+    // yet delivery follows the ids.
+    let batch = [
+        backplane.append("b"),
+        backplane.append("a"),
+        backplane.append("b"),
+    ];
+    backplane.hand_over(&batch);
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&batch));
+}
+
+#[tokio::test]
+async fn an_id_assigned_elsewhere_and_not_yet_here_resumes_without_gap_or_duplicate() {
+    let (hub, backplane) = hub(16, 100);
+    // Published on another replica: in history, not yet in this one's queues.
+    let in_flight = backplane.append("t");
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::After(in_flight.id));
+    assert_eq!(seen(&ready_text(&mut frames)), vec![], "nothing to replay");
+
+    backplane.hand_over(std::slice::from_ref(&in_flight));
+    let next = backplane.publish("t");
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&[next]));
+}
+
+#[tokio::test]
+async fn an_id_beyond_anything_assigned_is_not_trusted() {
+    let (hub, backplane) = hub(16, 100);
+    let held = backplane.publish("t");
+    let future = EventId::new(held.id.epoch, held.id.seq + 10);
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::After(future));
+    let seen = seen(&ready_text(&mut frames));
+    assert_eq!(gap_reason(&seen[0]), "unknown_epoch");
+    assert_eq!(seen[1..], ids(&[held]));
+}
+
+#[tokio::test]
+async fn a_subscriber_past_its_queue_catches_up_from_history_without_a_gap() {
+    let (hub, backplane) = hub(4, 100);
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::Live);
+    ready_text(&mut frames);
+    let published: Vec<_> = (0..20).map(|_| backplane.publish("t")).collect();
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&published));
+}
+
+#[tokio::test]
+async fn a_subscriber_past_its_queue_and_history_gets_one_gap_frame() {
+    let (hub, backplane) = hub(4, 5);
+    let mut frames = subscribe(&hub, &["a", "b"], ResumePoint::Live);
+    ready_text(&mut frames);
+    let first = backplane.publish("a");
+    assert_eq!(
+        seen(&ready_text(&mut frames)),
+        ids(std::slice::from_ref(&first))
+    );
+    let published: Vec<_> = (0..20).map(|_| backplane.publish("a")).collect();
+    let seen = seen(&ready_text(&mut frames));
+    assert_eq!(gap_reason(&seen[0]), "lagged");
+    let Seen::Gap(info) = &seen[0] else {
+        unreachable!()
+    };
+    assert_eq!(info["last_event_id"], first.id.to_string());
+    assert_eq!(info["resumes_at"], published[15].id.to_string());
+    assert_eq!(seen[1..], ids(&published[15..]));
+}
+
+#[tokio::test]
+async fn a_resync_replays_what_the_live_queues_never_got() {
+    let (hub, backplane) = hub(16, 100);
+    let mut single = subscribe(&hub, &["a"], ResumePoint::Live);
+    let mut multi = subscribe(&hub, &["a", "b"], ResumePoint::Live);
+    ready_text(&mut single);
+    ready_text(&mut multi);
+    let delivered = backplane.publish("a");
+    assert_eq!(
+        seen(&ready_text(&mut single)),
+        ids(std::slice::from_ref(&delivered))
+    );
+    assert_eq!(seen(&ready_text(&mut multi)), ids(&[delivered]));
+
+    // The feed was cut: these reached history but not this replica.
+    let missed = [
+        backplane.append("a"),
+        backplane.append("b"),
+        backplane.append("a"),
+    ];
+    backplane.resync();
+    // The feed is back; one late copy of a covered event arrives as well.
+    backplane.hand_over(&missed[2..]);
+    let after = backplane.publish("a");
+
+    let a_only = [missed[0].clone(), missed[2].clone(), after.clone()];
+    assert_eq!(seen(&ready_text(&mut single)), ids(&a_only));
+    let all = [
+        missed[0].clone(),
+        missed[1].clone(),
+        missed[2].clone(),
+        after,
+    ];
+    assert_eq!(seen(&ready_text(&mut multi)), ids(&all));
+}
+
+#[tokio::test]
+async fn a_history_that_starts_over_gives_each_stream_one_gap_then_the_new_epoch() {
+    let (hub, backplane) = hub(16, 100);
+    let mut single = subscribe(&hub, &["a"], ResumePoint::Live);
+    let mut multi = subscribe(&hub, &["a", "b"], ResumePoint::Live);
+    ready_text(&mut single);
+    ready_text(&mut multi);
+    let old: Vec<_> = (0..5).map(|_| backplane.publish("a")).collect();
+    assert_eq!(seen(&ready_text(&mut single)), ids(&old));
+    assert_eq!(seen(&ready_text(&mut multi)), ids(&old));
+
+    backplane.restart_empty(7);
+    // The new epoch counts from 1 again, below every old cursor.
+    let new = [backplane.publish("b"), backplane.publish("a")];
+    for (frames, expected) in [
+        (&mut single, vec![new[1].clone()]),
+        (&mut multi, new.to_vec()),
+    ] {
+        let seen = seen(&ready_text(frames));
+        assert_eq!(gap_reason(&seen[0]), "epoch_changed");
+        let Seen::Gap(info) = &seen[0] else {
+            unreachable!()
+        };
+        assert_eq!(info["last_event_id"], old[4].id.to_string());
+        assert_eq!(seen[1..], ids(&expected), "one gap, then the new epoch");
+    }
+    assert_eq!(
+        hub.metrics()
+            .render(
+                crate::metrics::Snapshot {
+                    subscribers: 0,
+                    live_topics: 0,
+                    phase: crate::hub::Phase::Serving,
+                },
+                false,
+            )
+            .lines()
+            .find(|l| l.starts_with("ssehub_gap_frames_total{reason=\"epoch_changed\"}")),
+        Some("ssehub_gap_frames_total{reason=\"epoch_changed\"} 2")
+    );
+}

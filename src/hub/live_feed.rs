@@ -1,0 +1,69 @@
+//! One subscription's receivers on the live queues of its topics.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::stream::{SelectAll, Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::live_queues::{Live, LiveQueues};
+use super::topic::TopicName;
+
+pub(super) type LiveItem = Result<Live, BroadcastStreamRecvError>;
+
+enum Receivers {
+    One(BroadcastStream<Live>),
+    Many(SelectAll<BroadcastStream<Live>>),
+}
+
+/// The live queues of a subscription; dropping it detaches from them, so a
+/// topic nobody follows any more costs nothing.
+pub(super) struct LiveFeed {
+    receivers: Option<Receivers>,
+    topics: Vec<TopicName>,
+    queues: Arc<LiveQueues>,
+}
+
+impl LiveFeed {
+    /// Attaches to the queue of each topic (creating it if needed).
+    pub(super) fn attach(queues: Arc<LiveQueues>, topics: &[TopicName]) -> Self {
+        let mut streams: Vec<_> = topics
+            .iter()
+            .map(|topic| BroadcastStream::new(queues.attach(topic)))
+            .collect();
+        let receivers = if streams.len() == 1 {
+            Receivers::One(streams.pop().expect("one topic"))
+        } else {
+            Receivers::Many(futures_util::stream::select_all(streams))
+        };
+        Self {
+            receivers: Some(receivers),
+            topics: topics.to_vec(),
+            queues,
+        }
+    }
+}
+
+impl Stream for LiveFeed {
+    type Item = LiveItem;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.receivers.as_mut() {
+            Some(Receivers::One(feed)) => feed.poll_next_unpin(cx),
+            Some(Receivers::Many(feeds)) => feeds.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        // Receivers first, so the queues see the topic without them.
+        drop(self.receivers.take());
+        for topic in &self.topics {
+            self.queues.detach(topic);
+        }
+    }
+}
