@@ -70,6 +70,7 @@ fn hub_with_subscribers(subscribers: usize) -> (Hub, Vec<Frames>) {
             let request = SubscribeRequest {
                 topics: vec![topic.clone()],
                 resume: ResumePoint::Live,
+                expires_at: None,
             };
             Box::pin(hub.subscribe(request).unwrap().into_frames()) as Frames
         })

@@ -361,7 +361,12 @@ import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 secret = next(d for d in docs if d["kind"] == "Secret")["metadata"]["name"]
 deployment = next(d for d in docs if d["kind"] == "Deployment")
-mounted = [v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+volumes = deployment["spec"]["template"]["spec"]["volumes"]
+mounted = [v["secret"]["secretName"] for v in volumes if "secret" in v] + [
+    source["secret"]["name"]
+    for v in volumes if "projected" in v
+    for source in v["projected"]["sources"] if "secret" in source
+]
 if mounted != [secret]:
     raise SystemExit(f"the Deployment mounts {mounted}, kustomize generated {secret}")
 print(f"note: kustomize generated Secret {secret} and the Deployment mounts it")

@@ -10,9 +10,10 @@ use std::time::Duration;
 use poem::Server;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::backplane;
 use crate::config::{Config, ConfigError};
-use crate::http::{self, HttpSettings, PublishKeys, SeedTopic};
+use crate::http::{self, HttpSettings, SeedTopic};
 use crate::hub::{Hub, HubSettings, TopicName};
 use crate::listener::DrainingAcceptor;
 use crate::shutdown::{self, DrainReport};
@@ -26,7 +27,7 @@ pub struct App {
     hub: Hub,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
-    publish_keys: PublishKeys,
+    authenticator: Authenticator,
 }
 
 impl App {
@@ -37,7 +38,6 @@ impl App {
         config: Config,
         listener: std::net::TcpListener,
     ) -> Result<Self, ConfigError> {
-        let publish_keys = PublishKeys::new(config.publish_keys()?);
         let settings = HubSettings {
             heartbeat: (!config.heartbeat.interval.is_zero()).then_some(config.heartbeat.interval),
             retry: config.stream.retry,
@@ -47,6 +47,7 @@ impl App {
             queue: config.stream.queue,
         };
         let hub = Hub::connect(settings, |replica| backplane::connect(&config, replica)).await?;
+        let authenticator = Authenticator::from_config(&config, hub.metrics().clone())?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {
@@ -58,7 +59,7 @@ impl App {
             hub,
             listener,
             local_addr,
-            publish_keys,
+            authenticator,
         })
     }
 
@@ -78,7 +79,7 @@ impl App {
             hub,
             listener,
             local_addr,
-            publish_keys,
+            authenticator,
         } = self;
         let stop_accepting = CancellationToken::new();
         let stop_server = CancellationToken::new();
@@ -88,7 +89,7 @@ impl App {
             HttpSettings {
                 max_body_bytes: config.limits.max_body_bytes,
                 cors: config.cors.clone(),
-                publish_keys: publish_keys.clone(),
+                authenticator: authenticator.clone(),
                 seed_topic: SeedTopic(
                     TopicName::parse(&config.event_stream.topic).expect("validated in Config"),
                 ),
@@ -109,11 +110,8 @@ impl App {
         // before it, and a Redis backplane delivers them through this task.
         let stop_backplane = CancellationToken::new();
         let backplane_task = tokio::spawn(hub.backplane().clone().run(stop_backplane.clone()));
-        if publish_keys.is_open() {
-            tracing::warn!(
-                "publishing is open to anyone who can reach {local_addr}: set auth.publish_keys to require a key"
-            );
-        }
+        let auth_tasks = authenticator.spawn_background();
+        authenticator.log_summary(local_addr);
         tracing::info!(%local_addr, backplane = ?config.backplane.kind, "ssehub ready");
 
         shutdown.await;
@@ -122,6 +120,9 @@ impl App {
         stop_backplane.cancel();
         if let Err(error) = backplane_task.await {
             tracing::error!(%error, "the backplane task failed");
+        }
+        for task in auth_tasks {
+            task.abort();
         }
         server
             .await

@@ -10,7 +10,8 @@
 //! | --- | --- |
 //! | [`config`] | the typed configuration, its layers (defaults < TOML < `SSEHUB_*`) and validation |
 //! | [`app`] | assembling hub, backplane and HTTP server around an already bound listener |
-//! | [`hub`] | the domain core: topics, ids, the SSE encoder, the topics' live queues, subscriptions and their delivery logic, drain state. No HTTP, no Redis |
+//! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh), topic patterns, grants, rate limits, the client address behind trusted proxies. No HTTP types |
+//! | [`hub`] | the domain core: topics, ids, the SSE encoder, the topics' live queues, subscriptions and their delivery logic, drain state, shedding (the one answer to a subscribe not served now). No HTTP, no Redis |
 //! | [`backplane`] | where ids and history come from (`memory` now): the trait, the fan-out contract, `connect` from the config and the background `run` |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, `/v1/stats`, the console at `/` (assets embedded), problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
@@ -32,6 +33,7 @@
 //! a gap. Counters are bumped at the same places, per batch on the hot path.
 
 pub mod app;
+pub mod auth;
 pub mod backplane;
 pub mod config;
 pub mod http;

@@ -21,6 +21,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::auth::{Action, RateLimit, rejection_reasons};
 use crate::hub::Phase;
 
 /// One label, e.g. `reason="client_gone"`; values are always from a fixed list.
@@ -52,19 +53,27 @@ pub enum SubscriptionEnd {
     Drained,
     /// Ended at the drain deadline (`drain.timeout`), still with a hint.
     Cut,
+    /// Ended at the `exp` of the token that opened it, with a
+    /// `token_expired` frame.
+    TokenExpired,
     /// Shed on arrival: the hub was at `limits.max_subscribers`.
     ShedCapacity,
     /// Shed on arrival: the hub was draining.
     ShedDraining,
+    /// Shed on arrival: its client address is over
+    /// `rate_limits.subscribe_per_address`.
+    ShedRateLimited,
 }
 
 impl SubscriptionEnd {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::ClientGone,
         Self::Drained,
         Self::Cut,
+        Self::TokenExpired,
         Self::ShedCapacity,
         Self::ShedDraining,
+        Self::ShedRateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,8 +81,10 @@ impl SubscriptionEnd {
             Self::ClientGone => "client_gone",
             Self::Drained => "drained",
             Self::Cut => "cut",
+            Self::TokenExpired => "token_expired",
             Self::ShedCapacity => "shed_capacity",
             Self::ShedDraining => "shed_draining",
+            Self::ShedRateLimited => "shed_rate_limited",
         }
     }
 }
@@ -89,6 +100,8 @@ pub enum PublishOutcome {
     RejectedUnauthorized,
     /// 413: an event or the body over its limit.
     RejectedTooLarge,
+    /// 429: over a publish rate limit.
+    RejectedRateLimited,
     /// 503: draining, or the backplane is down.
     Unavailable,
     /// Anything else (a bug if it ever counts).
@@ -96,11 +109,12 @@ pub enum PublishOutcome {
 }
 
 impl PublishOutcome {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Accepted,
         Self::RejectedInvalid,
         Self::RejectedUnauthorized,
         Self::RejectedTooLarge,
+        Self::RejectedRateLimited,
         Self::Unavailable,
         Self::Error,
     ];
@@ -111,6 +125,7 @@ impl PublishOutcome {
             Self::RejectedInvalid => "rejected_invalid",
             Self::RejectedUnauthorized => "rejected_unauthorized",
             Self::RejectedTooLarge => "rejected_too_large",
+            Self::RejectedRateLimited => "rejected_rate_limited",
             Self::Unavailable => "unavailable",
             Self::Error => "error",
         }
@@ -123,6 +138,7 @@ impl PublishOutcome {
             400 | 415 | 422 => Self::RejectedInvalid,
             401 | 403 => Self::RejectedUnauthorized,
             413 => Self::RejectedTooLarge,
+            429 => Self::RejectedRateLimited,
             503 => Self::Unavailable,
             _ => Self::Error,
         }
@@ -206,6 +222,9 @@ pub struct Metrics {
     subscriptions_closed: [Counter; SubscriptionEnd::ALL.len()],
     publish_requests: [Counter; PublishOutcome::ALL.len()],
     events_published: [Counter; PublishOutcome::ALL.len()],
+    /// By `Action` (rows) and `auth::rejection_reasons()` (columns).
+    auth_rejections: Vec<Counter>,
+    rate_limited: [Counter; RateLimit::ALL.len()],
     deliveries: Counter,
     sent_bytes: Counter,
     replays: [Counter; ReplayTrigger::ALL.len()],
@@ -298,6 +317,31 @@ impl Metrics {
             PublishOutcome::ALL.map(PublishOutcome::as_str),
         );
 
+        let rejection_family = Family::<[(&'static str, &'static str); 2], Counter>::default();
+        let auth_rejections = Action::ALL
+            .iter()
+            .flat_map(|action| {
+                let family = &rejection_family;
+                rejection_reasons().map(move |reason| {
+                    family
+                        .get_or_create(&[("action", action.label()), ("reason", reason)])
+                        .clone()
+                })
+            })
+            .collect();
+        registry.register(
+            "auth_rejections",
+            "Requests refused for their credentials (401, 403), by action and reason",
+            rejection_family,
+        );
+        let rate_limited = labelled(
+            &mut registry,
+            "rate_limited",
+            "Requests over a rate limit: publishes answered 429, subscribes shed",
+            "limit",
+            RateLimit::ALL.map(RateLimit::as_str),
+        );
+
         let deliveries = Counter::default();
         registry.register(
             "deliveries",
@@ -362,6 +406,8 @@ impl Metrics {
             subscriptions_closed,
             publish_requests,
             events_published,
+            auth_rejections,
+            rate_limited,
             deliveries,
             sent_bytes,
             replays,
@@ -378,6 +424,19 @@ impl Metrics {
 
     pub fn subscription_closed(&self, end: SubscriptionEnd) {
         self.subscriptions_closed[end as usize].inc();
+    }
+
+    /// A request refused for its credentials; `reason` is one of
+    /// `auth::rejection_reasons()`.
+    pub fn auth_rejected(&self, action: Action, reason: &str) {
+        let reasons = rejection_reasons().count();
+        if let Some(column) = rejection_reasons().position(|known| known == reason) {
+            self.auth_rejections[action as usize * reasons + column].inc();
+        }
+    }
+
+    pub fn rate_limited(&self, limit: RateLimit) {
+        self.rate_limited[limit as usize].inc();
     }
 
     /// One written batch: `events` deliveries in `bytes` bytes.
@@ -482,7 +541,7 @@ fn openmetrics_to_prometheus(openmetrics: &str) -> String {
 pub struct CounterSnapshot {
     /// SSE streams answered 200, shed ones included.
     pub subscriptions_opened: u64,
-    /// Of those, shed on arrival (at capacity or draining).
+    /// Of those, shed on arrival (at capacity, draining or rate limited).
     pub subscriptions_shed: u64,
     /// Publish requests answered 2xx.
     pub publish_requests_accepted: u64,
@@ -510,9 +569,14 @@ impl Metrics {
         let requests_accepted = self.publish_requests[accepted].get();
         CounterSnapshot {
             subscriptions_opened: self.subscriptions_opened.get(),
-            subscriptions_shed: self.subscriptions_closed[SubscriptionEnd::ShedCapacity as usize]
-                .get()
-                + self.subscriptions_closed[SubscriptionEnd::ShedDraining as usize].get(),
+            subscriptions_shed: [
+                SubscriptionEnd::ShedCapacity,
+                SubscriptionEnd::ShedDraining,
+                SubscriptionEnd::ShedRateLimited,
+            ]
+            .iter()
+            .map(|end| self.subscriptions_closed[*end as usize].get())
+            .sum(),
             publish_requests_accepted: requests_accepted,
             publish_requests_rejected: requests - requests_accepted,
             events_accepted: self.events_published[accepted].get(),
@@ -588,13 +652,14 @@ mod tests {
         metrics.subscription_opened();
         metrics.subscription_opened();
         metrics.subscription_closed(SubscriptionEnd::ShedCapacity);
+        metrics.subscription_closed(SubscriptionEnd::ShedRateLimited);
         metrics.subscription_closed(SubscriptionEnd::ClientGone);
         metrics.replayed(ReplayTrigger::Resume);
         assert_eq!(
             metrics.counters(),
             CounterSnapshot {
                 subscriptions_opened: 2,
-                subscriptions_shed: 1,
+                subscriptions_shed: 2,
                 publish_requests_accepted: 1,
                 publish_requests_rejected: 2,
                 events_accepted: 4,

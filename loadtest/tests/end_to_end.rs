@@ -142,7 +142,7 @@ fn publish(topics: &Topics, topic: &str, body: &[u8], fault: Fault) {
         Fault::DropEvery(_) => vec![frame],
         Fault::DuplicateEvery(n) if number % n == n - 1 => vec![frame.clone(), frame],
         Fault::DuplicateEvery(_) => vec![frame],
-        Fault::SwapPairs if number % 2 == 0 => {
+        Fault::SwapPairs if number.is_multiple_of(2) => {
             state.held = Some(frame);
             vec![]
         }

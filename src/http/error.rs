@@ -12,6 +12,7 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object};
 
+use crate::auth::AuthError;
 use crate::hub::{InvalidEventType, InvalidTopicName, PublishError, SubscribeError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -36,9 +37,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub slug: &'static str,
     pub detail: String,
-    /// Sent as `Retry-After` (whole seconds) on 429 and 503.
+    /// Sent as `Retry-After` (whole seconds, rounded up) on 429 and 503.
     pub retry_after: Option<Duration>,
 }
+
+/// `WWW-Authenticate` of a 401 (RFC 6750 section 3): a missing token, or
+/// one that was presented and refused.
+const CHALLENGE: &str = "Bearer realm=\"ssehub\"";
+const CHALLENGE_INVALID_TOKEN: &str = "Bearer realm=\"ssehub\", error=\"invalid_token\"";
 
 /// Seconds a client should wait before publishing again to a hub that is
 /// draining or whose backplane is down: long enough for a load balancer to
@@ -93,13 +99,19 @@ impl IntoResponse for ApiError {
         if let Some(after) = self.retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(after.as_secs().max(1)),
+                HeaderValue::from(after.as_millis().div_ceil(1000).max(1) as u64),
             );
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let challenge = if self.slug == "invalid-token" {
+                CHALLENGE_INVALID_TOKEN
+            } else {
+                CHALLENGE
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
@@ -117,10 +129,21 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
         400,
         "Malformed request: bad JSON, unknown field, bad topic name",
     ),
-    (401, "Missing or wrong bearer key"),
+    (
+        401,
+        "No token, or one that was refused (`WWW-Authenticate` says which)",
+    ),
+    (
+        403,
+        "The token does not cover this topic (the detail names it)",
+    ),
     (413, "Event or body larger than the configured limit"),
     (415, "Content-Type is not application/json"),
     (422, "A field has a value the hub can't accept"),
+    (
+        429,
+        "Over a publish rate limit; retry after `Retry-After` seconds",
+    ),
     (
         503,
         "Draining or backplane down; retry after `Retry-After` seconds",
@@ -189,17 +212,31 @@ impl From<PublishError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let detail = error.to_string();
+        match error {
+            AuthError::Missing { .. } => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            }
+            AuthError::Rejected { .. } => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid-token", detail)
+            }
+            AuthError::Forbidden { .. } => Self::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            AuthError::RateLimited { retry_after, .. } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+            },
+        }
+    }
+}
+
 impl From<SubscribeError> for ApiError {
     fn from(error: SubscribeError) -> Self {
         match error {
             SubscribeError::NoTopics => Self::bad_request("no-topic", error.to_string()),
             SubscribeError::TooManyTopics { .. } => {
                 Self::bad_request("too-many-topics", error.to_string())
-            }
-            // The SSE route sheds these with `200` + `retry:` instead (see
-            // `http::subscribe`): EventSource never retries after a 503.
-            SubscribeError::Closing | SubscribeError::AtCapacity { .. } => {
-                Self::unavailable("unavailable", error.to_string())
             }
         }
     }

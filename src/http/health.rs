@@ -6,6 +6,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::error::ApiError;
+use crate::auth::Authenticator;
 use crate::hub::{Hub, Phase};
 
 #[derive(Debug, Object)]
@@ -41,10 +42,15 @@ impl HealthApi {
     /// Readiness
     ///
     /// 503 from the moment a drain starts (so load balancers stop sending
-    /// new clients) and while the backplane is unreachable.
+    /// new clients), while the backplane is unreachable, and until a JWKS
+    /// named by URL has been read once.
     #[oai(path = "/readyz", method = "get")]
-    async fn readyz(&self, hub: Data<&Hub>) -> Result<HealthResponse, ApiError> {
-        if hub.is_ready() {
+    async fn readyz(
+        &self,
+        hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+    ) -> Result<HealthResponse, ApiError> {
+        if hub.is_ready() && auth.is_ready() {
             return Ok(HealthResponse::Ok(Json(Status {
                 status: "ready".to_owned(),
                 subscribers: hub.subscriber_count() as u64,
@@ -52,6 +58,11 @@ impl HealthApi {
         }
         Err(if hub.lifecycle().phase() != Phase::Serving {
             ApiError::unavailable("draining", "the hub is draining before shutdown")
+        } else if !auth.is_ready() {
+            ApiError::unavailable(
+                "keys-unavailable",
+                "the JWKS (auth.jwt.jwks) has not been read yet",
+            )
         } else {
             ApiError::unavailable("backplane-unavailable", "the backplane is unreachable")
         })

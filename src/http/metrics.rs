@@ -10,6 +10,9 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
+use super::credentials::MetricsCredential;
+use super::error::ApiError;
+use crate::auth::Authenticator;
 use crate::hub::Hub;
 use crate::metrics::{OPENMETRICS_TEXT, PROMETHEUS_TEXT};
 
@@ -59,20 +62,23 @@ impl MetricsApi {
     async fn metrics(
         &self,
         hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        credential: MetricsCredential,
         /// `application/openmetrics-text` selects OpenMetrics.
         #[oai(name = "Accept")]
         accept: Header<Option<String>>,
-    ) -> MetricsResponse {
+    ) -> Result<MetricsResponse, ApiError> {
+        auth.authorize_metrics(credential.0.as_ref())?;
         let openmetrics = accept
             .0
             .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-        MetricsResponse::Ok(MetricsText {
+        Ok(MetricsResponse::Ok(MetricsText {
             text: hub.render_metrics(openmetrics),
             content_type: if openmetrics {
                 OPENMETRICS_TEXT
             } else {
                 PROMETHEUS_TEXT
             },
-        })
+        }))
     }
 }

@@ -2,9 +2,9 @@
 //! domain results into responses. Routes, the OpenAPI spec and middleware
 //! are assembled in [`routes`].
 
-mod auth;
 mod body_limit;
 pub mod console;
+mod credentials;
 mod error;
 mod health;
 mod metrics;
@@ -18,11 +18,11 @@ use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-pub use auth::PublishKeys;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use seed::SeedTopic;
 pub use stats::StatsContext;
 
+use crate::auth::Authenticator;
 use crate::config::{BackplaneKind, CorsConfig};
 use crate::hub::Hub;
 
@@ -44,7 +44,7 @@ enum ApiTags {
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub cors: CorsConfig,
-    pub publish_keys: PublishKeys,
+    pub authenticator: Authenticator,
     pub seed_topic: SeedTopic,
     /// `console.enabled`.
     pub console: bool,
@@ -55,7 +55,7 @@ pub struct HttpSettings {
 /// Every OpenAPI-described group of routes.
 type Apis = (
     publish::PublishApi,
-    sse::SubscribeApi,
+    sse::EventsApi,
     seed::SeedApi,
     health::HealthApi,
     metrics::MetricsApi,
@@ -68,7 +68,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             publish::PublishApi,
-            sse::SubscribeApi,
+            sse::EventsApi,
             seed::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,
@@ -106,7 +106,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         })
         .with(observe)
         .data(hub)
-        .data(settings.publish_keys)
+        .data(settings.authenticator)
         .data(settings.seed_topic)
         .data(console::ConsoleEnabled(settings.console))
         .data(StatsContext {

@@ -1,6 +1,5 @@
 //! Publish routes: one event to a topic, or a batch across topics.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -12,8 +11,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
 use super::ApiTags;
-use super::auth::PublishKeys;
+use super::credentials::PublisherCredential;
 use super::error::ApiError;
+use crate::auth::Authenticator;
 use crate::hub::{EventDraft, EventType, Hub, TopicName};
 
 /// Longest `retry` an event may set on clients: a day. Longer values are
@@ -136,16 +136,21 @@ impl PublishApi {
     #[oai(path = "/v1/topics/:topic/events", method = "post")]
     async fn publish(
         &self,
-        request: &Request,
         hub: Data<&Hub>,
-        keys: Data<&PublishKeys>,
+        auth: Data<&Authenticator>,
+        credential: PublisherCredential,
         /// Topic name: 1-128 of `A-Z a-z 0-9 . _ - : ~`.
         topic: Path<String>,
         body: Json<PublishRequest>,
     ) -> Result<PublishResponse, ApiError> {
-        keys.authorize(request)?;
         let Json(body) = body;
         let draft = draft(&topic, body.data, body.event, body.retry)?;
+        auth.authorize_publish(
+            credential.credential.as_ref(),
+            credential.client,
+            &[&draft.topic],
+        )
+        .await?;
         let accepted = hub.publish(vec![draft]).await?;
         let event = &accepted[0];
         Ok(PublishResponse::Accepted(Json(Accepted {
@@ -153,40 +158,40 @@ impl PublishApi {
             topic: event.topic.to_string(),
         })))
     }
+}
 
-    /// Publish a batch of events
-    ///
-    /// All events are accepted or none is; a bad item rejects the batch and
-    /// the error names its index (`events[3]`).
-    #[oai(path = "/v1/events", method = "post")]
-    async fn publish_batch(
-        &self,
-        request: &Request,
-        hub: Data<&Hub>,
-        keys: Data<&PublishKeys>,
-        body: Json<BatchRequest>,
-    ) -> Result<BatchResponse, ApiError> {
-        keys.authorize(request)?;
-        let Json(BatchRequest { events }) = body;
-        let drafts = events
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| {
-                draft(&item.topic, item.data, item.event, item.retry)
-                    .map_err(|error| error.at(&format!("events[{index}]")))
+/// Publishes a batch (`POST /v1/events`, declared in `sse::EventsApi`).
+///
+/// All events are accepted or none is; a bad item rejects the batch and
+/// the error names its index (`events[3]`).
+pub(super) async fn publish_batch(
+    hub: Data<&Hub>,
+    auth: Data<&Authenticator>,
+    credential: PublisherCredential,
+    body: Json<BatchRequest>,
+) -> Result<BatchResponse, ApiError> {
+    let Json(BatchRequest { events }) = body;
+    let drafts = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            draft(&item.topic, item.data, item.event, item.retry)
+                .map_err(|error| error.at(&format!("events[{index}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let topics: Vec<&TopicName> = drafts.iter().map(|draft| &draft.topic).collect();
+    auth.authorize_publish(credential.credential.as_ref(), credential.client, &topics)
+        .await?;
+    let accepted = hub.publish(drafts).await?;
+    Ok(BatchResponse::Accepted(Json(BatchAccepted {
+        events: accepted
+            .iter()
+            .map(|event| Accepted {
+                id: event.id.to_string(),
+                topic: event.topic.to_string(),
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let accepted = hub.publish(drafts).await?;
-        Ok(BatchResponse::Accepted(Json(BatchAccepted {
-            events: accepted
-                .iter()
-                .map(|event| Accepted {
-                    id: event.id.to_string(),
-                    topic: event.topic.to_string(),
-                })
-                .collect(),
-        })))
-    }
+            .collect(),
+    })))
 }
 
 /// Turns request fields into a validated draft.

@@ -4,7 +4,6 @@
 //! "data":"<message>"}`, a bad request → `400 {"status":"fail","data":
 //! "request validation error: ..."}`; GET streams `event: message` frames.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Form, Json};
@@ -15,9 +14,10 @@ use serde::Deserialize;
 use std::borrow::Cow;
 
 use super::ApiTags;
-use super::auth::PublishKeys;
+use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::ApiError;
-use super::sse::{StreamResponse, open_stream, resume_point};
+use super::sse::{StreamResponse, open_authorized_stream, resume_point};
+use crate::auth::Authenticator;
 use crate::hub::{EventDraft, EventType, Hub, SubscribeRequest, TopicName};
 
 /// The seeds' limit: `binding:"required,max=100"` (characters, not bytes).
@@ -162,13 +162,18 @@ impl SeedApi {
     #[oai(path = "/event-stream", method = "post")]
     async fn post_message(
         &self,
-        request: &Request,
         hub: Data<&Hub>,
-        keys: Data<&PublishKeys>,
+        auth: Data<&Authenticator>,
+        credential: PublisherCredential,
         topic: Data<&SeedTopic>,
         body: SeedMessageBody,
     ) -> Result<SeedPostResponse, ApiError> {
-        keys.authorize(request)?;
+        auth.authorize_publish(
+            credential.credential.as_ref(),
+            credential.client,
+            &[&topic.0.0],
+        )
+        .await?;
         let message = match body {
             SeedMessageBody::Json(Json(body)) => body.message.0,
             // Form bodies go through serde, not poem-openapi's parser: check
@@ -200,6 +205,8 @@ impl SeedApi {
     async fn stream_messages(
         &self,
         hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        credential: SubscriberCredential,
         topic: Data<&SeedTopic>,
         /// Resume after this event id (for clients that can't set headers).
         #[oai(name = "lastEventId")]
@@ -209,12 +216,16 @@ impl SeedApi {
         last_event_id_header: Header<Option<String>>,
     ) -> Result<StreamResponse, ApiError> {
         let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
-        open_stream(
+        open_authorized_stream(
             &hub,
+            &auth,
+            credential,
             SubscribeRequest {
                 topics: vec![topic.0.0.clone()],
                 resume,
+                expires_at: None,
             },
         )
+        .await
     }
 }

@@ -10,16 +10,16 @@ use poem::http::header;
 use poem::web::Data;
 use poem::{Body, IntoResponse, Response};
 use poem_openapi::param::{Header, Query};
-use poem_openapi::payload::Payload;
+use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
+use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::ApiError;
-use crate::hub::{
-    EventId, Hub, ResumePoint, SubscribeError, SubscribeRequest, TopicName, retry_hint,
-};
-use crate::metrics::SubscriptionEnd;
+use super::publish::{self, BatchRequest, BatchResponse};
+use crate::auth::Authenticator;
+use crate::hub::{Admission, EventId, Hub, ResumePoint, ShedReason, SubscribeRequest, TopicName};
 
 /// An SSE response body; documented in the spec as `text/event-stream`.
 pub struct EventStreamBody(Body);
@@ -67,19 +67,39 @@ pub enum StreamResponse {
     Stream(EventStreamBody),
 }
 
-pub struct SubscribeApi;
+/// Both methods of `/v1/events`: poem-openapi writes each `OpenApi` impl's
+/// paths separately, so a path split over two impls would appear twice in
+/// the spec (and Swagger UI would show only one of its operations).
+pub struct EventsApi;
 
-#[OpenApi(tag = "ApiTags::Subscribe")]
-impl SubscribeApi {
+#[OpenApi]
+impl EventsApi {
+    /// Publish a batch of events
+    ///
+    /// All events are accepted or none is; a bad item rejects the batch and
+    /// the error names its index (`events[3]`).
+    #[oai(path = "/v1/events", method = "post", tag = "ApiTags::Publish")]
+    async fn publish_batch(
+        &self,
+        hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        credential: PublisherCredential,
+        body: Json<BatchRequest>,
+    ) -> Result<BatchResponse, ApiError> {
+        publish::publish_batch(hub, auth, credential, body).await
+    }
+
     /// Subscribe to topics (SSE)
     ///
     /// One connection can follow several topics (`?topic=a&topic=b`). Resume
     /// after a reconnect with the `Last-Event-ID` header (browsers send it
     /// automatically) or the `lastEventId` query parameter.
-    #[oai(path = "/v1/events", method = "get")]
+    #[oai(path = "/v1/events", method = "get", tag = "ApiTags::Subscribe")]
     async fn subscribe(
         &self,
         hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        credential: SubscriberCredential,
         /// Topics to follow; repeat the parameter for several.
         topic: Query<Vec<String>>,
         /// Resume after this event id (for clients that can't set headers).
@@ -95,33 +115,43 @@ impl SubscribeApi {
             .map(|name| TopicName::parse(name))
             .collect::<Result<Vec<_>, _>>()?;
         let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
-        open_stream(&hub, SubscribeRequest { topics, resume })
+        open_authorized_stream(
+            &hub,
+            &auth,
+            credential,
+            SubscribeRequest {
+                topics,
+                resume,
+                expires_at: None,
+            },
+        )
+        .await
     }
 }
 
-/// Opens a stream, or sheds the subscriber in a way EventSource retries.
-pub fn open_stream(hub: &Hub, request: SubscribeRequest) -> Result<StreamResponse, ApiError> {
-    match hub.subscribe(request) {
-        Ok(subscription) => Ok(StreamResponse::Stream(EventStreamBody::from_frames(
-            subscription.into_frames(),
-        ))),
-        Err(error @ (SubscribeError::Closing | SubscribeError::AtCapacity { .. })) => {
-            // 200 + retry hint + end: the browser comes back after the
-            // (jittered) delay, here or at another replica.
-            let hint = retry_hint(hub.jittered_retry());
-            let metrics = hub.metrics();
-            metrics.subscription_opened();
-            metrics.subscription_closed(match error {
-                SubscribeError::Closing => SubscriptionEnd::ShedDraining,
-                _ => SubscriptionEnd::ShedCapacity,
-            });
-            metrics.sent(hint.len());
-            Ok(StreamResponse::Stream(EventStreamBody::from_frames(
-                futures_util::stream::iter([hint]),
-            )))
-        }
-        Err(other) => Err(other.into()),
-    }
+/// Opens a stream once the subscriber may have it: over its address's rate
+/// it is shed (a 200 stream, as every shed), without the right token it
+/// gets 401/403 (a retry can't fix that).
+pub async fn open_authorized_stream(
+    hub: &Hub,
+    auth: &Authenticator,
+    credential: SubscriberCredential,
+    subscribe: SubscribeRequest,
+) -> Result<StreamResponse, ApiError> {
+    let admission = if auth.admit_subscriber(credential.client).is_err() {
+        Admission::Shed(hub.shed(ShedReason::RateLimited))
+    } else {
+        let verdict = auth
+            .authorize_subscribe(credential.credential.as_ref(), &subscribe.topics)
+            .await?;
+        hub.subscribe(SubscribeRequest {
+            expires_at: verdict.expires_at,
+            ..subscribe
+        })?
+    };
+    Ok(StreamResponse::Stream(EventStreamBody::from_frames(
+        admission.into_frames(),
+    )))
 }
 
 /// An id this hub could not have made (malformed, or from another system)

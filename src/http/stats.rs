@@ -98,7 +98,7 @@ pub struct SubscriberStats {
     pub limit: u64,
     /// Streams answered since the start, shed ones included.
     pub opened: u64,
-    /// Subscribes shed on arrival (at the limit, or draining) since the start.
+    /// Subscribes shed on arrival (at the limit, draining or rate limited) since the start.
     pub shed: u64,
 }
 

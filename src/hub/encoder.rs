@@ -146,9 +146,39 @@ pub fn gap_frame(
     frame.freeze()
 }
 
+/// The SSE event type of the frame that ends a stream at its token's `exp`.
+pub const TOKEN_EXPIRED_EVENT: &str = "token_expired";
+
+/// The last frame of a stream whose token expired: `event: token_expired`,
+/// data `{"reason":"token_expired","exp":<the token's exp, Unix seconds>}`.
+/// Like `gap`, it carries no `id`, so the page can reopen its stream with
+/// `lastEventId` set to the last event it really received.
+pub fn token_expired_frame(expired_at: std::time::SystemTime) -> Bytes {
+    let exp = expired_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let json = serde_json::json!({ "reason": TOKEN_EXPIRED_EVENT, "exp": exp });
+    let mut frame = BytesMut::with_capacity(80);
+    frame.put_slice(b"event: ");
+    frame.put_slice(TOKEN_EXPIRED_EVENT.as_bytes());
+    frame.put_slice(b"\ndata: ");
+    frame.put_slice(json.to_string().as_bytes());
+    frame.put_slice(b"\n\n");
+    frame.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expiry_frame_names_its_event_and_the_exp_without_an_id() {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        assert_eq!(
+            &token_expired_frame(at)[..],
+            b"event: token_expired\ndata: {\"exp\":1767225600,\"reason\":\"token_expired\"}\n\n"
+        );
+    }
 
     fn frame_text(data: &str) -> String {
         let bytes = event_frame(EventId::new(1, 2), None, None, data);

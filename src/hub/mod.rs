@@ -33,21 +33,24 @@ mod lifecycle;
 mod live_feed;
 mod live_queues;
 mod observe;
+mod shed;
 mod subscription;
 mod topic;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use encoder::{
-    EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, data_lines, event_frame, retry_hint,
+    EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, TOKEN_EXPIRED_EVENT, data_lines,
+    event_frame, retry_hint, token_expired_frame,
 };
 pub use event::{Event, EventDraft, InvalidWireEvent, TraceContext, WireEvent};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use lifecycle::{Lifecycle, Phase};
 pub use live_queues::LiveQueues;
+pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
 pub use topic::{InvalidTopicName, TOPIC_MAX_CHARS, TOPIC_RULE, TopicName};
 
@@ -106,12 +109,9 @@ pub enum PublishError {
     Backplane(#[from] BackplaneError),
 }
 
+/// A subscribe that no retry can fix (a shed is not an error: see [`Admission`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
-    #[error("the hub is shutting down; reconnect to another replica")]
-    Closing,
-    #[error("the hub is at its subscriber limit ({limit}, limits.max_subscribers)")]
-    AtCapacity { limit: usize },
     #[error("name at least one topic, e.g. ?topic=orders.42")]
     NoTopics,
     #[error(
@@ -120,11 +120,34 @@ pub enum SubscribeError {
     TooManyTopics { count: usize, limit: usize },
 }
 
+/// What the hub makes of a valid subscribe.
+pub enum Admission {
+    /// An open stream.
+    Open(Subscription),
+    /// Not now: a `retry:` hint and the end (see [`shed`](Shed)).
+    Shed(Shed),
+}
+
+impl Admission {
+    /// The SSE bytes, whichever the answer.
+    pub fn into_frames(self) -> impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static {
+        match self {
+            Self::Open(subscription) => {
+                futures_util::future::Either::Left(subscription.into_frames())
+            }
+            Self::Shed(shed) => futures_util::future::Either::Right(shed.into_frames()),
+        }
+    }
+}
+
 /// What a subscriber asks for.
 #[derive(Debug, Clone)]
 pub struct SubscribeRequest {
     pub topics: Vec<TopicName>,
     pub resume: ResumePoint,
+    /// The stream ends by then, with a `token_expired` frame: the `exp` of
+    /// the token it was opened with. `None`: no token was needed.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Hub {
@@ -254,7 +277,9 @@ impl Hub {
     /// is read, so an event published while a resume is being set up is
     /// either in the history read or in the live queue (invariant: no
     /// silent loss); overlaps are removed by id.
-    pub fn subscribe(&self, request: SubscribeRequest) -> Result<Subscription, SubscribeError> {
+    /// At capacity or while draining the subscriber is shed (the one
+    /// answer EventSource retries), not refused.
+    pub fn subscribe(&self, request: SubscribeRequest) -> Result<Admission, SubscribeError> {
         let settings = &self.inner.settings;
         let mut topics = request.topics;
         topics.sort();
@@ -269,15 +294,26 @@ impl Hub {
             });
         }
         if self.inner.lifecycle.phase() == Phase::Closing {
-            return Err(SubscribeError::Closing);
+            return Ok(Admission::Shed(self.shed(ShedReason::Draining)));
         }
-        let limit = settings.max_subscribers;
         let count = self.inner.subscribers.fetch_add(1, Ordering::AcqRel);
         let seat = SubscriberSeat { hub: self.clone() };
-        if count >= limit {
-            return Err(SubscribeError::AtCapacity { limit });
+        if count >= settings.max_subscribers {
+            drop(seat);
+            return Ok(Admission::Shed(self.shed(ShedReason::Capacity)));
         }
-        Ok(Subscription::open(seat, topics, request.resume))
+        Ok(Admission::Open(Subscription::open(
+            seat,
+            topics,
+            request.resume,
+            request.expires_at,
+        )))
+    }
+
+    /// Sheds a subscriber for `reason`: also for callers that decide to
+    /// shed before asking the hub (a rate limit).
+    pub fn shed(&self, reason: ShedReason) -> Shed {
+        Shed::new(self, reason)
     }
 
     /// A reconnection delay with jitter, for streams the hub ends on purpose,

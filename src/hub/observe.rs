@@ -285,6 +285,11 @@ impl SubscriptionObserver {
     pub(super) fn ended(&mut self, end: SubscriptionEnd) {
         self.end = end;
     }
+
+    /// Why the stream ended (`client_gone` until told otherwise).
+    pub(super) fn end(&self) -> SubscriptionEnd {
+        self.end
+    }
 }
 
 impl Drop for SubscriptionObserver {

@@ -6,7 +6,7 @@
 //! The stream is polled by the connection's own task; there is no extra task
 //! per subscriber, and an idle one costs a parked future and a queue cursor.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::Stream;
@@ -36,12 +36,19 @@ pub struct Subscription {
     /// Attached at open, before any history is read (see `Hub::subscribe`).
     feed: LiveFeed,
     resume: ResumePoint,
+    /// When the token that opened the stream expires; the stream ends then.
+    expires_at: Option<SystemTime>,
     /// Keeps the drain waiting until this stream has ended.
     stream_token: TaskTrackerToken,
 }
 
 impl Subscription {
-    pub(super) fn open(seat: SubscriberSeat, topics: Vec<TopicName>, resume: ResumePoint) -> Self {
+    pub(super) fn open(
+        seat: SubscriberSeat,
+        topics: Vec<TopicName>,
+        resume: ResumePoint,
+        expires_at: Option<SystemTime>,
+    ) -> Self {
         let hub = &seat.hub;
         let feed = LiveFeed::attach(hub.inner.live_queues.clone(), &topics);
         let stream_token = hub.inner.lifecycle.stream_token();
@@ -50,6 +57,7 @@ impl Subscription {
             topics,
             feed,
             resume,
+            expires_at,
             stream_token,
         }
     }
@@ -62,6 +70,7 @@ impl Subscription {
             topics,
             feed,
             resume,
+            expires_at,
             stream_token,
         } = self;
         let hub = seat.hub.clone();
@@ -95,6 +104,13 @@ impl Subscription {
             let closing_signal = lifecycle.closing().cancelled();
             tokio::pin!(closing_signal);
             let mut closing = false;
+            // The token's `exp` on the runtime's clock (a wall-clock time
+            // already past is now).
+            let expiry = expires_at.map(|at| {
+                Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+            });
+            let expiry_timer = tokio::time::sleep_until(expiry.unwrap_or(last_write + FAR_FUTURE));
+            tokio::pin!(expiry_timer);
 
             loop {
                 // The live feed comes first: when it has an event, nothing
@@ -108,6 +124,8 @@ impl Subscription {
                     _ = &mut cut => Step::End(SubscriptionEnd::Cut),
                     _ = &mut closing_signal, if !closing => Step::CloseAt(lifecycle.close_slot()),
                     _ = &mut close_timer, if closing => Step::End(SubscriptionEnd::Drained),
+                    // Never kept open past its token's expiry.
+                    _ = &mut expiry_timer, if expiry.is_some() => Step::End(SubscriptionEnd::TokenExpired),
                     _ = &mut heartbeat_timer, if heartbeat.is_some() => Step::Heartbeat,
                 };
                 match step {
@@ -152,9 +170,15 @@ impl Subscription {
             while let Some(chunk) = delivery.next_chunk() {
                 yield chunk;
             }
-            let hint = encoder::retry_hint(hub.jittered_retry());
-            delivery.observer.wrote(hint.len());
-            yield hint;
+            // A stream ended for its token gets the frame the page
+            // recognises (it fetches a new token and reopens); the others a
+            // jittered hint for when to come back.
+            let last = match (delivery.observer.end(), expires_at) {
+                (SubscriptionEnd::TokenExpired, Some(at)) => encoder::token_expired_frame(at),
+                _ => encoder::retry_hint(hub.jittered_retry()),
+            };
+            delivery.observer.wrote(last.len());
+            yield last;
             // Ends the subscription (its span, its count, its queues) now,
             // not whenever the server drops the finished body.
             drop(delivery);
@@ -204,6 +228,7 @@ mod tests {
         let request = SubscribeRequest {
             topics: vec![TopicName::parse("t").unwrap()],
             resume: ResumePoint::Live,
+            expires_at: None,
         };
         Box::pin(hub.subscribe(request).unwrap().into_frames())
     }
@@ -217,6 +242,43 @@ mod tests {
             trace: None,
         };
         hub.publish(vec![draft]).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_at_its_token_expiry_with_the_expiry_frame() {
+        let hub = hub();
+        let lifetime = Duration::from_secs(40);
+        let expires_at = std::time::SystemTime::now() + lifetime;
+        let request = SubscribeRequest {
+            topics: vec![TopicName::parse("t").unwrap()],
+            resume: ResumePoint::Live,
+            expires_at: Some(expires_at),
+        };
+        let mut frames = Box::pin(hub.subscribe(request).unwrap().into_frames());
+        let opened = Instant::now();
+        frames.next().await.unwrap();
+        publish(&hub).await;
+        assert!(frames.next().await.unwrap().starts_with(b"id: "));
+        let mut last = None;
+        while let Some(frame) = frames.next().await {
+            last = Some(frame);
+        }
+        let ended = opened.elapsed();
+        assert!(
+            ended >= lifetime - Duration::from_secs(1)
+                && ended <= lifetime + Duration::from_secs(1),
+            "ended after {ended:?}"
+        );
+        let last = last.unwrap();
+        assert!(
+            last.starts_with(b"event: token_expired\ndata: {\"exp\":"),
+            "{last:?}"
+        );
+        let metrics = hub.render_metrics(false);
+        assert!(
+            metrics.contains("ssehub_subscriptions_closed_total{reason=\"token_expired\"} 1\n"),
+            "{metrics}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,9 +2,13 @@
 //! real `ssehub` binary as a child process), real HTTP and a real SSE parser.
 
 mod helpers;
+mod jwt;
 mod otlp;
 mod process;
 
+mod auth;
+mod auth_browser;
+mod auth_process;
 mod batch;
 mod binary;
 mod browser;

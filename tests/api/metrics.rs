@@ -10,7 +10,7 @@ use ssehub::hub::{EventDraft, TopicName};
 use crate::helpers::{PATIENCE, TestApp, body_text, spawn_app, spawn_app_with};
 
 /// One scrape, parsed by a Prometheus text parser.
-struct Metrics(Scrape);
+pub(crate) struct Metrics(Scrape);
 
 impl Metrics {
     fn find(&self, name: &str, labels: &[(&str, &str)]) -> &Value {
@@ -29,7 +29,7 @@ impl Metrics {
     }
 
     /// A counter's value; fails unless the parser typed it as a counter.
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         match self.find(name, labels) {
             Value::Counter(value) => *value,
             other => panic!("{name} is not a counter: {other:?}"),
@@ -56,7 +56,7 @@ impl Metrics {
     }
 }
 
-async fn scrape(app: &TestApp) -> Metrics {
+pub(crate) async fn scrape(app: &TestApp) -> Metrics {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert_eq!(

@@ -58,7 +58,41 @@ Whether the chart renders its own Secret: for publisher keys it manages, or
 for a Redis URL given in values. Returns "true" or "".
 */}}
 {{- define "ssehub.managesSecret" -}}
-{{- if or (and .Values.auth.enabled (not .Values.auth.existingSecret)) (and (eq .Values.backplane.kind "redis") .Values.backplane.redis.url (not .Values.backplane.redis.existingSecret)) -}}
+{{- if or (and .Values.auth.enabled (not .Values.auth.existingSecret)) (and (eq .Values.backplane.kind "redis") .Values.backplane.redis.url (not .Values.backplane.redis.existingSecret)) (include "ssehub.jwtInChartSecret" .) (and .Values.auth.metrics.enabled .Values.auth.metrics.keys (not .Values.auth.metrics.existingSecret)) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the chart's Secret holds a JWT secret or public key. Returns "true" or "".
+*/}}
+{{- define "ssehub.jwtInChartSecret" -}}
+{{- if and (not .Values.auth.jwt.existingSecret) (or .Values.auth.jwt.secret .Values.auth.jwt.publicKey) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+Whether an HMAC secret / a PEM public key is mounted. Return "true" or "".
+*/}}
+{{- define "ssehub.hasJwtSecret" -}}
+{{- $jwt := .Values.auth.jwt }}
+{{- if or (and (not $jwt.existingSecret) $jwt.secret) (and $jwt.existingSecret $jwt.existingSecretKeys.secret) -}}
+true
+{{- end }}
+{{- end }}
+{{- define "ssehub.hasJwtPublicKey" -}}
+{{- $jwt := .Values.auth.jwt }}
+{{- if or (and (not $jwt.existingSecret) $jwt.publicKey) (and $jwt.existingSecret $jwt.existingSecretKeys.publicKey) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+Whether any secret file is mounted at /etc/ssehub/secrets. Returns "true" or "".
+*/}}
+{{- define "ssehub.mountsSecrets" -}}
+{{- if or .Values.auth.enabled (include "ssehub.hasJwtSecret" .) (include "ssehub.hasJwtPublicKey" .) .Values.auth.metrics.enabled -}}
 true
 {{- end }}
 {{- end }}
@@ -122,6 +156,12 @@ Included by every template that matters, so any render fails.
 {{- end }}
 {{- if and .Values.autoscaling.enabled (lt (int64 .Values.autoscaling.maxReplicas) (int64 .Values.autoscaling.minReplicas)) }}
 {{- fail "\n\nssehub: autoscaling.maxReplicas is below autoscaling.minReplicas." }}
+{{- end }}
+{{- if and (eq .Values.auth.subscribe "jwt") (not (include "ssehub.hasJwtSecret" .)) (not (include "ssehub.hasJwtPublicKey" .)) (not .Values.auth.jwt.jwks) }}
+{{- fail "\n\nssehub: auth.subscribe is jwt but no key verifies tokens: set auth.jwt.secret, auth.jwt.publicKey, auth.jwt.jwks, or auth.jwt.existingSecret with existingSecretKeys." }}
+{{- end }}
+{{- if and .Values.auth.metrics.enabled (not .Values.auth.metrics.keys) (not .Values.auth.metrics.existingSecret) }}
+{{- fail "\n\nssehub: auth.metrics.enabled needs auth.metrics.keys or auth.metrics.existingSecret (the key Prometheus sends)." }}
 {{- end }}
 {{- /* The relations ssehub itself checks at start (config.rs), caught before anything is deployed. */}}
 {{- $drain := .Values.config.drain }}

@@ -165,6 +165,7 @@ fn subscribe(hub: &Hub, topics: &[&str], resume: ResumePoint) -> Frames {
             .map(|t| TopicName::parse(t).unwrap())
             .collect(),
         resume,
+        expires_at: None,
     };
     Box::pin(hub.subscribe(request).unwrap().into_frames())
 }

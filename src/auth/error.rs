@@ -1,0 +1,183 @@
+//! The auth boundary's one error enum, and the reasons a token is refused.
+//! `http::error` maps them to statuses (401, 403, 429); the reason lists of
+//! the metrics are derived from these enums.
+
+use std::time::Duration;
+
+use crate::hub::TopicName;
+
+/// What the credentials were for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Publish,
+    Subscribe,
+    ReadMetrics,
+}
+
+impl Action {
+    pub const ALL: [Self; 3] = [Self::Publish, Self::Subscribe, Self::ReadMetrics];
+
+    /// The `action` label of `ssehub_auth_rejections_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Subscribe => "subscribe",
+            Self::ReadMetrics => "metrics",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Subscribe => "subscribe",
+            Self::ReadMetrics => "read metrics",
+        }
+    }
+}
+
+/// Why a presented token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    /// Not three base64url parts, a header or claims that aren't JSON, an
+    /// unknown `alg` (`none` included).
+    Malformed,
+    /// The signature does not verify with the key it names (or any key).
+    BadSignature,
+    /// `exp` is past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `iss` is not `auth.jwt.issuer`, or missing while one is required.
+    WrongIssuer,
+    /// `aud` does not name `auth.jwt.audience`, or is missing while required.
+    WrongAudience,
+    /// No configured key of the token's algorithm family, or no JWKS key
+    /// with its `kid`.
+    UnknownKey,
+    /// The `alg` is one no configured key accepts (e.g. HS256 where only
+    /// an RSA key is configured: the "alg confusion" attack).
+    AlgorithmNotAccepted,
+    /// Registered claims fine, but `exp` is missing or the `ssehub` claim
+    /// is not `{"publish": [patterns], "subscribe": [patterns]}`.
+    InvalidClaims,
+    /// A bearer value that is neither a JWT nor one of the static keys.
+    UnknownStaticKey,
+}
+
+impl TokenRejection {
+    pub const ALL: [Self; 10] = [
+        Self::Malformed,
+        Self::BadSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::UnknownKey,
+        Self::AlgorithmNotAccepted,
+        Self::InvalidClaims,
+        Self::UnknownStaticKey,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::UnknownKey => "unknown_key",
+            Self::AlgorithmNotAccepted => "algorithm_not_accepted",
+            Self::InvalidClaims => "invalid_claims",
+            Self::UnknownStaticKey => "unknown_static_key",
+        }
+    }
+
+    /// What a person should do about it.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::Malformed => {
+                "the token is not a well-formed JWT (three base64url parts, JSON header and claims, a known `alg`)"
+            }
+            Self::BadSignature => "the token's signature does not verify",
+            Self::Expired => "the token has expired (`exp`); fetch a new one",
+            Self::NotYetValid => "the token is not valid yet (`nbf`)",
+            Self::WrongIssuer => "the token's `iss` is not the configured issuer (auth.jwt.issuer)",
+            Self::WrongAudience => {
+                "the token's `aud` does not name the configured audience (auth.jwt.audience)"
+            }
+            Self::UnknownKey => {
+                "no configured key verifies this token (its `kid` is not in the key set, or no key of its algorithm is configured)"
+            }
+            Self::AlgorithmNotAccepted => "the token's `alg` is not accepted by any configured key",
+            Self::InvalidClaims => {
+                "the token's claims are not usable: `exp` is required and `ssehub` must be {\"publish\": [patterns], \"subscribe\": [patterns]} with valid patterns"
+            }
+            Self::UnknownStaticKey => {
+                "the bearer value is not a JWT and not one of the configured keys (auth.publish_keys; auth.metrics_keys for /metrics)"
+            }
+        }
+    }
+}
+
+/// Which rate limit a request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    PublishPerPublisher,
+    PublishPerAddress,
+    SubscribePerAddress,
+}
+
+impl RateLimit {
+    pub const ALL: [Self; 3] = [
+        Self::PublishPerPublisher,
+        Self::PublishPerAddress,
+        Self::SubscribePerAddress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PublishPerPublisher => "publish_per_publisher",
+            Self::PublishPerAddress => "publish_per_address",
+            Self::SubscribePerAddress => "subscribe_per_address",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("{}", missing_detail(*.action, .accepted))]
+    Missing {
+        action: Action,
+        /// Where a token may be presented for this action.
+        accepted: &'static str,
+    },
+    #[error("{}", .rejection.explain())]
+    Rejected {
+        action: Action,
+        rejection: TokenRejection,
+    },
+    #[error("the token does not allow to {} topic `{topic}`", .action.as_str())]
+    Forbidden { action: Action, topic: TopicName },
+    #[error(
+        "rate limited ({}); retry after {} ms",
+        .limit.as_str(),
+        .retry_after.as_millis()
+    )]
+    RateLimited {
+        limit: RateLimit,
+        retry_after: Duration,
+    },
+}
+
+fn missing_detail(action: Action, accepted: &str) -> String {
+    format!("{} needs a token: {accepted}", capitalised(action.as_str()))
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}

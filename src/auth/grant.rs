@@ -1,0 +1,66 @@
+//! A grant: what one set of credentials allows.
+
+use std::time::SystemTime;
+
+use super::pattern::TopicPattern;
+use crate::hub::TopicName;
+
+/// Who publishes, for the per-publisher rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PublisherId {
+    /// The n-th static key of `auth.publish_keys` (and the file).
+    StaticKey(usize),
+    /// A JWT's issuer and subject.
+    Subject { issuer: String, subject: String },
+    /// A JWT without a subject: limited by the token itself (its signature).
+    Token(String),
+}
+
+/// The topics an action is allowed on.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Every,
+    Patterns(Vec<TopicPattern>),
+}
+
+/// What the presented credentials allow.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub publisher: PublisherId,
+    /// The token's `sub`, which `{sub}` in its patterns stands for.
+    pub subject: Option<String>,
+    pub publish: Scope,
+    pub subscribe: Scope,
+    /// The token's `exp`; `None` for static keys.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Grant {
+    /// A static key: the operator's own, good for every topic.
+    pub fn static_key(index: usize) -> Self {
+        Self {
+            publisher: PublisherId::StaticKey(index),
+            subject: None,
+            publish: Scope::Every,
+            subscribe: Scope::Every,
+            expires_at: None,
+        }
+    }
+
+    pub fn may_publish(&self, topic: &TopicName) -> bool {
+        self.allows(&self.publish, topic)
+    }
+
+    pub fn may_subscribe(&self, topic: &TopicName) -> bool {
+        self.allows(&self.subscribe, topic)
+    }
+
+    fn allows(&self, scope: &Scope, topic: &TopicName) -> bool {
+        match scope {
+            Scope::Every => true,
+            Scope::Patterns(patterns) => patterns
+                .iter()
+                .any(|pattern| pattern.matches(topic.as_str(), self.subject.as_deref())),
+        }
+    }
+}

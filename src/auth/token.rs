@@ -1,0 +1,212 @@
+//! JWT verification (by `jsonwebtoken`) into a [`Grant`].
+//!
+//! The token's `alg` picks the key family before anything is verified:
+//! HMAC tokens (HS256/384/512) are checked with `auth.jwt.secret` only, and
+//! RSA/EC/EdDSA tokens with the public key file or the JWKS only. So an
+//! HS256 token "signed" with the RSA public key as its secret is refused
+//! (alg confusion), and `alg: none` is not an algorithm at all.
+//!
+//! Claims: `exp` is required; `nbf`, `iss` and `aud` are checked when
+//! present, and `iss`/`aud` are required when `auth.jwt.issuer` /
+//! `auth.jwt.audience` are set. The grant comes from
+//! `{"ssehub": {"publish": [patterns], "subscribe": [patterns]}}`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::error::TokenRejection;
+use super::grant::{Grant, PublisherId, Scope};
+use super::jwks::Jwks;
+use super::keys::VerifyingKey;
+use super::pattern::TopicPattern;
+
+/// Most patterns one claim list may hold; each subscribe checks every topic
+/// against them, so the list bounds that work.
+const MAX_PATTERNS_PER_CLAIM: usize = 256;
+
+/// What the token's claims are checked against.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRules {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// The keys tokens are verified with.
+pub struct TokenVerifier {
+    secret: Option<DecodingKey>,
+    public_key: Option<VerifyingKey>,
+    jwks: Option<Arc<Jwks>>,
+    rules: ClaimRules,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    iss: Option<String>,
+    exp: f64,
+    #[serde(default)]
+    ssehub: SsehubClaim,
+}
+
+#[derive(Deserialize, Default)]
+struct SsehubClaim {
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    subscribe: Vec<String>,
+}
+
+impl TokenVerifier {
+    pub fn new(
+        secret: Option<Vec<u8>>,
+        public_key: Option<VerifyingKey>,
+        jwks: Option<Arc<Jwks>>,
+        rules: ClaimRules,
+    ) -> Result<Self, String> {
+        let secret = secret
+            .map(|secret| DecodingKey::from_secret(&secret))
+            .transpose()
+            .map_err(|error| format!("unusable secret: {error}"))?;
+        Ok(Self {
+            secret,
+            public_key,
+            jwks,
+            rules,
+        })
+    }
+
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
+    }
+
+    /// Verifies `token` and reads its grant.
+    pub async fn verify(&self, token: &str) -> Result<Grant, TokenRejection> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
+        let algorithm = header.alg;
+        let keys: Vec<DecodingKey> = if algorithm.family() == AlgorithmFamily::Hmac {
+            let secret = self
+                .secret
+                .clone()
+                .ok_or(TokenRejection::AlgorithmNotAccepted)?;
+            vec![secret]
+        } else {
+            if self.public_key.is_none() && self.jwks.is_none() {
+                return Err(TokenRejection::AlgorithmNotAccepted);
+            }
+            let mut keys: Vec<VerifyingKey> = self.public_key.iter().cloned().collect();
+            if let Some(jwks) = &self.jwks {
+                keys.extend(jwks.keys_for(header.kid.as_deref()).await);
+            }
+            if keys.is_empty() {
+                return Err(TokenRejection::UnknownKey);
+            }
+            let accepting: Vec<DecodingKey> = keys
+                .into_iter()
+                .filter(|key| key.accepts(algorithm))
+                .map(|key| key.key)
+                .collect();
+            if accepting.is_empty() {
+                return Err(TokenRejection::AlgorithmNotAccepted);
+            }
+            accepting
+        };
+        let validation = self.validation(algorithm);
+        let mut outcome = Err(TokenRejection::BadSignature);
+        for key in &keys {
+            outcome = jsonwebtoken::decode::<serde_json::Value>(token, key, &validation)
+                .map(|data| data.claims)
+                .map_err(|error| rejection(error.kind()));
+            // Another key may verify it (a JWKS without `kid`s); any other
+            // verdict is about the token, not the key.
+            if outcome != Err(TokenRejection::BadSignature) {
+                break;
+            }
+        }
+        let claims = outcome?;
+        grant(claims, token)
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.rules.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(issuer) = &self.rules.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &self.rules.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // Nothing to compare with: a token's `aud` is not ours to judge.
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+}
+
+fn rejection(kind: &ErrorKind) -> TokenRejection {
+    match kind {
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat => TokenRejection::BadSignature,
+        ErrorKind::ExpiredSignature => TokenRejection::Expired,
+        ErrorKind::ImmatureSignature => TokenRejection::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenRejection::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenRejection::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => TokenRejection::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => TokenRejection::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+            TokenRejection::InvalidClaims
+        }
+        ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => {
+            TokenRejection::AlgorithmNotAccepted
+        }
+        _ => TokenRejection::Malformed,
+    }
+}
+
+fn grant(claims: serde_json::Value, token: &str) -> Result<Grant, TokenRejection> {
+    let claims: Claims =
+        serde_json::from_value(claims).map_err(|_| TokenRejection::InvalidClaims)?;
+    let patterns = |list: Vec<String>| -> Result<Scope, TokenRejection> {
+        if list.len() > MAX_PATTERNS_PER_CLAIM {
+            return Err(TokenRejection::InvalidClaims);
+        }
+        list.iter()
+            .map(|text| TopicPattern::parse(text))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Scope::Patterns)
+            .map_err(|_| TokenRejection::InvalidClaims)
+    };
+    if !claims.exp.is_finite() || claims.exp < 0.0 {
+        return Err(TokenRejection::InvalidClaims);
+    }
+    let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(claims.exp);
+    let publisher = match &claims.sub {
+        Some(subject) => PublisherId::Subject {
+            issuer: claims.iss.clone().unwrap_or_default(),
+            subject: subject.clone(),
+        },
+        // The signature is what makes the token unique.
+        None => PublisherId::Token(token.rsplit('.').next().unwrap_or_default().to_owned()),
+    };
+    Ok(Grant {
+        publisher,
+        publish: patterns(claims.ssehub.publish)?,
+        subscribe: patterns(claims.ssehub.subscribe)?,
+        subject: claims.sub,
+        expires_at: Some(expires_at),
+    })
+}
