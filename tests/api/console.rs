@@ -11,8 +11,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use ssehub::config::SubscribeAuth;
+
 use crate::browser::ChromeDriver;
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::jwt::{Minter, SECRET, claims, now};
 use crate::nginx::{Nginx, Variant};
 
 /// Where the screenshots go: Cargo's scratch directory for integration tests.
@@ -163,6 +166,16 @@ impl ChromeDriver {
         .as_array()
         .unwrap()
         .clone()
+    }
+
+    /// Sets a field's value at once (for long values such as tokens).
+    async fn set_value(&self, css: &str, value: &str) {
+        self.eval(&format!(
+            "(() => {{ document.querySelector({}).value = {}; return true; }})()",
+            serde_json::to_string(css).unwrap(),
+            serde_json::to_string(value).unwrap()
+        ))
+        .await;
     }
 
     async fn text(&self, css: &str) -> String {
@@ -667,4 +680,114 @@ async fn the_console_works_from_the_keyboard_alone() {
         .eval("getComputedStyle(document.activeElement).outlineStyle")
         .await;
     assert_eq!(outline, "solid", "no visible focus on the publish button");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_sends_keys_and_tokens_and_shows_a_token_expiry() {
+    const KEY: &str = "static-publisher-key-for-the-console";
+    let Rig {
+        app,
+        nginx: _nginx,
+        browser,
+    } = rig(|c| {
+        c.auth.jwt.secret = Some(SECRET.to_owned());
+        c.auth.publish_keys = vec![KEY.to_owned()];
+        c.auth.subscribe = SubscribeAuth::Jwt;
+    })
+    .await;
+    let minter = Minter::hs256(SECRET);
+
+    // Without a key the publish is refused, readably; with it, accepted.
+    browser.publish_in_page("user.42", "1", "json").await;
+    let refusal = browser.text("#publish-result").await;
+    assert!(refusal.contains("401 Unauthorized"), "{refusal}");
+    browser.type_into("#publish-form [name=key]", KEY).await;
+    browser.publish_in_page("user.42", "1", "json").await;
+    assert!(
+        browser
+            .text("#publish-result")
+            .await
+            .contains("202 Accepted")
+    );
+
+    // Without a token the subscribe is refused, and the page says why.
+    browser
+        .type_into("#subscribe-form [name=topics]", "user.42")
+        .await;
+    browser.click("#connect").await;
+    browser.wait_for_state("failed").await;
+    assert!(
+        browser.text("#log li.refused").await.contains("401"),
+        "{}",
+        browser.text("#log").await
+    );
+
+    // A token that expires in three or four seconds: the stream ends at
+    // its exp. (Set, not typed: typing a JWT takes a while on a busy
+    // machine; the publish goes straight to the hub for the same reason.)
+    let mut short = claims("42", &[], &["user.{sub}"], 0);
+    short["exp"] = json!(now() + 4);
+    browser
+        .set_value("#subscribe-form [name=token]", &minter.token(&short))
+        .await;
+    browser.click("#connect").await;
+    browser.wait_for_state("open").await;
+    let accepted = app
+        .client
+        .post(app.url("/v1/topics/user.42/events"))
+        .bearer_auth(KEY)
+        .json(&json!({"data": "before exp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let before = browser.wait_for_events(1).await;
+    let expired = browser
+        .wait_for_text("#log li.expired", "Token expired")
+        .await;
+    assert!(expired.contains(&before[0]), "{expired}");
+    browser.wait_for_state("closed").await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#subscribe-form [name=resume]').value")
+            .await,
+        before[0].as_str(),
+        "the page offers to resume where it was"
+    );
+    browser
+        .publish_in_page("user.42", r#""while away""#, "json")
+        .await;
+    browser
+        .screenshot("08-token-expired-desktop-light", Screen::Desktop)
+        .await;
+
+    // A new token resumes after the last event received.
+    let fresh = claims("42", &[], &["user.{sub}"], 60);
+    browser
+        .set_value("#subscribe-form [name=token]", &minter.token(&fresh))
+        .await;
+    browser.click("#connect").await;
+    browser.wait_for_state("open").await;
+    browser.wait_for_events(2).await;
+    assert_eq!(
+        browser.text("#log li.event:last-child pre.data").await,
+        "while away"
+    );
+
+    // Keys and tokens stayed in the fields.
+    assert_eq!(
+        browser
+            .eval("localStorage.length + sessionStorage.length + document.cookie.length")
+            .await,
+        0
+    );
+    let log = browser.browser_log().await;
+    let left = unexpected(
+        &log,
+        &[
+            "/ssehub/v1/topics/user.42/events",
+            "/ssehub/v1/events?topic=user.42",
+        ],
+    );
+    assert!(left.is_empty(), "unexpected browser log: {left:#?}");
 }

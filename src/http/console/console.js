@@ -125,6 +125,7 @@ const subscription = {
   lastComment: '',
   opens: 0,
   dropping: false,
+  tokenExpired: false, // the hub said so: don't reconnect with the same token
 };
 
 const log = $('#log');
@@ -144,6 +145,7 @@ function note(text, kind = 'note') {
 
 function showEvent(event) {
   if (event.type === 'gap') return showGap(event);
+  if (event.type === 'token_expired') return showTokenExpired(event);
   const entry = el('li', 'event');
   entry.dataset.id = event.id;
   entry.dataset.type = event.type;
@@ -180,6 +182,24 @@ function showGap(event) {
     el('p', null, `Events ${after}were missed: ${why}. ${where}`),
   );
   if (!gap.reason) entry.append(el('pre', 'data', event.data));
+  logEntry(entry);
+}
+
+/**
+ * The stream's token reached its `exp`: the hub ends the stream. Reconnecting
+ * with the same token would be refused, so the page waits for a new one and
+ * offers to resume where it was.
+ */
+function showTokenExpired(event) {
+  let exp = null;
+  try { exp = JSON.parse(event.data).exp; } catch { /* shown without the time */ }
+  const when = Number.isInteger(exp) ? ` at ${clock(new Date(exp * 1000)).slice(0, 8)}` : '';
+  subscription.tokenExpired = true;
+  const entry = el('li', 'expired');
+  entry.append(
+    el('div', 'meta', null, el('time', null, clock()), el('strong', null, 'Token expired'), el('code', 'reason', 'token_expired')),
+    el('p', null, `The stream's token expired${when}, so the hub ended the stream. Enter a new access_token and connect: the page resumes after ${subscription.lastEventId || 'the start'}.`),
+  );
   logEntry(entry);
 }
 
@@ -267,6 +287,13 @@ function streamEnded(controller, why) {
   subscription.controller = null;
   subscription.dropping = false;
   if (!subscription.wanted) return;
+  if (subscription.tokenExpired) {
+    subscription.wanted = false;
+    $('#subscribe-form').elements.resume.value = subscription.lastEventId;
+    $('#subscribe-form').elements.token.value = '';
+    setConnection('closed', 'Token expired: enter a new access_token and connect to resume.');
+    return;
+  }
   const resume = subscription.lastEventId ? `, resuming after ${subscription.lastEventId}` : '';
   note(`${why} Reconnecting in ${subscription.retry} ms${resume}.`, 'note warn');
   setConnection('reconnecting', `${why} Reconnecting in ${subscription.retry} ms (retry)${resume}.`);
@@ -298,6 +325,7 @@ $('#subscribe-form').addEventListener('submit', (event) => {
     retry: RETRY_DEFAULT_MS,
     comments: 0,
     lastComment: '',
+    tokenExpired: false,
   });
   openStream();
 });
