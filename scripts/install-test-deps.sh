@@ -4,7 +4,10 @@
 #   - chromium and chromium-driver (Debian) for the browser EventSource test;
 #   - cargo-nextest (crates.io) if missing;
 #   - the deployment tools (helm, kubernetes-validate, linters) via
-#     scripts/install-deploy-tools.sh, cached in .tools/.
+#     scripts/install-deploy-tools.sh, cached in .tools/;
+#   - schemathesis for the API fuzzing (scripts/fuzz/api.sh), pinned with
+#     everything it pulls in by scripts/fuzz/requirements.txt, in its own
+#     venv (.tools/fuzz-venv, or FUZZ_VENV).
 # Idempotent; runs unattended as root on Debian.
 set -euo pipefail
 
@@ -32,3 +35,20 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 bash "$ROOT/scripts/install-deploy-tools.sh"
+
+# The API fuzzer, in a venv of its own so its pins never meet the deploy
+# linters'. Reinstalled only when the requirements file changes.
+install_fuzz_tools() {
+  local venv="${FUZZ_VENV:-$ROOT/.tools/fuzz-venv}"
+  local requirements="$ROOT/scripts/fuzz/requirements.txt"
+  local stamp="$venv/.requirements"
+  if [[ -x "$venv/bin/st" && -f "$stamp" ]] && cmp -s "$stamp" "$requirements"; then
+    return
+  fi
+  echo "install-test-deps: schemathesis into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    --requirement "$requirements"
+  cp "$requirements" "$stamp"
+}
+install_fuzz_tools

@@ -36,6 +36,11 @@ pub const MAX_TOPICS_PER_SUBSCRIPTION_DEFAULT: usize = 16;
 pub const MAX_EVENT_BYTES_DEFAULT: usize = 64 * 1024;
 /// Largest publish request body in bytes (a batch holds many events).
 pub const MAX_BODY_BYTES_DEFAULT: usize = 1024 * 1024;
+/// How long a publish body may take to arrive in full. A 1 MiB body needs
+/// under a second on any link a publisher should use; a body still arriving
+/// after 10 s is trickled (slowloris on the body) or stalled, and holds a
+/// connection and a partly filled buffer meanwhile.
+pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Readiness turns 503 and the hub keeps serving this long, so load
 /// balancers stop routing new clients here before anything closes.
 pub const DRAIN_DELAY_DEFAULT: Duration = Duration::from_secs(5);
@@ -125,6 +130,9 @@ pub struct LimitsConfig {
     pub max_topics_per_subscription: usize,
     pub max_event_bytes: usize,
     pub max_body_bytes: usize,
+    /// See [`BODY_READ_TIMEOUT_DEFAULT`]; 408 beyond.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -444,6 +452,7 @@ impl Default for LimitsConfig {
             max_topics_per_subscription: MAX_TOPICS_PER_SUBSCRIPTION_DEFAULT,
             max_event_bytes: MAX_EVENT_BYTES_DEFAULT,
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -580,6 +589,9 @@ impl Config {
         }
         if self.limits.max_event_bytes == 0 {
             return Err(invalid("limits.max_event_bytes", "must be at least 1"));
+        }
+        if self.limits.body_read_timeout.is_zero() {
+            return Err(invalid("limits.body_read_timeout", "must be above zero"));
         }
         if self.limits.max_body_bytes < self.limits.max_event_bytes {
             return Err(invalid(

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if cli.print_openapi {
-        println!("{}", ssehub::http::api_service().spec());
+        println!("{}", ssehub::http::openapi_document());
         return ExitCode::SUCCESS;
     }
     let traces = match TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok()) {

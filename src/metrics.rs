@@ -135,7 +135,7 @@ impl PublishOutcome {
     pub fn from_status(status: u16) -> Self {
         match status {
             200..=299 => Self::Accepted,
-            400 | 415 | 422 => Self::RejectedInvalid,
+            400 | 408 | 415 | 422 => Self::RejectedInvalid,
             401 | 403 => Self::RejectedUnauthorized,
             413 => Self::RejectedTooLarge,
             429 => Self::RejectedRateLimited,

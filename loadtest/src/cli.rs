@@ -24,6 +24,12 @@ pub enum Command {
     Scenarios,
     /// Print a markdown table comparing two targets' runs from JSON-lines files.
     Compare(CompareArgs),
+    /// Subscribe/disconnect cycles against one ssehub process, then check
+    /// that its memory, descriptors and subscriber slots came back.
+    Churn(crate::churn::ChurnArgs),
+    /// Hours of a scenario plus churn against one server, sampling memory,
+    /// descriptors, CPU and p99 every interval into JSON lines and a chart.
+    Soak(Box<crate::soak::SoakArgs>),
     /// Internal: a subscriber process, driven over stdin/stdout by `run`.
     #[command(hide = true)]
     Worker,

@@ -55,6 +55,15 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     Ok(report.passed)
 }
 
+/// Churns subscriptions; `Ok(false)` when the server did not give back
+/// what they held.
+pub async fn churn(args: &crate::churn::ChurnArgs) -> Result<bool> {
+    let report = crate::churn::churn(args).await?;
+    println!("{}", report.table());
+    append_json(args.json_out.as_deref(), &report)?;
+    Ok(report.passed)
+}
+
 pub fn list_scenarios() -> Result<()> {
     for (name, _) in BUILT_IN {
         let scenario = Scenario::load(name)?;
@@ -63,7 +72,7 @@ pub fn list_scenarios() -> Result<()> {
     Ok(())
 }
 
-fn append_json(path: Option<&Path>, record: &impl Serialize) -> Result<()> {
+pub fn append_json(path: Option<&Path>, record: &impl Serialize) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
     let mut file = std::fs::OpenOptions::new()
         .create(true)

@@ -13,7 +13,10 @@
 //! - `latency`, `server_stats`, `figures`, `report`: measuring and reporting
 //! - `plot`, `progress`, `compare`: SVG charts, the progress bar, side-by-side tables
 //! - `limits`: the open-file limit that sets subscribers per process
+//! - `churn`: many short subscriptions, then memory, fds and slots compared
+//! - `soak`: a scenario round after round plus churn, sampled into a chart
 
+mod churn;
 mod cli;
 mod commands;
 mod compare;
@@ -32,6 +35,7 @@ mod saturate;
 mod scenario;
 mod seq_set;
 mod server_stats;
+mod soak;
 mod sse;
 mod subscriber;
 mod target;
@@ -49,6 +53,14 @@ const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code when the harness itself could not do its job.
 const EXIT_HARNESS_ERROR: u8 = 2;
 
+/// A one-thread runtime: the harness must not take the server's cores.
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -58,6 +70,13 @@ fn main() -> ExitCode {
             print!("{table}");
             true
         }),
+        Command::Churn(args) => {
+            current_thread().and_then(|runtime| runtime.block_on(commands::churn(&args)))
+        }
+        Command::Soak(args) => {
+            limits::raise_open_file_limit();
+            current_thread().and_then(|runtime| runtime.block_on(soak::soak(&args)))
+        }
         Command::Run(args) => {
             limits::raise_open_file_limit();
             // The coordinator only schedules publishes and reads worker

@@ -1,7 +1,11 @@
-//! Request body limit (`limits.max_body_bytes`), for chunked bodies too.
+//! Request body limits: size (`limits.max_body_bytes`), for chunked bodies
+//! too, and time (`limits.body_read_timeout`).
 //!
 //! poem's `SizeLimit` only reads `Content-Length` and refuses requests
 //! without it; publishers that stream a chunked body must be bounded as well.
+//! Every body is read in full here, within the deadline, before a handler
+//! sees it: a body trickled byte by byte or cut half-way is refused as a
+//! whole (408, 400), so nothing of it is ever accepted.
 
 use poem::http::StatusCode;
 use poem::{Endpoint, Middleware, Request, Result};
@@ -10,6 +14,7 @@ use super::error::ApiError;
 
 pub struct BodyLimit {
     pub max_bytes: usize,
+    pub read_timeout: std::time::Duration,
 }
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
@@ -19,6 +24,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
         BodyLimitEndpoint {
             inner,
             max_bytes: self.max_bytes,
+            read_timeout: self.read_timeout,
         }
     }
 }
@@ -26,6 +32,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
 pub struct BodyLimitEndpoint<E> {
     inner: E,
     max_bytes: usize,
+    read_timeout: std::time::Duration,
 }
 
 impl<E: Endpoint> BodyLimitEndpoint<E> {
@@ -58,23 +65,38 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             .is_some();
         match declared {
             Some(length) if length > self.max_bytes as u64 => return Err(self.too_large().into()),
+            Some(0) => return self.inner.call(request).await,
             Some(_) => {}
             None if !chunked => return self.inner.call(request).await,
-            None => {
-                let body = request.take_body();
-                let bytes =
-                    body.into_bytes_limit(self.max_bytes)
-                        .await
-                        .map_err(|error| match error {
-                            poem::error::ReadBodyError::PayloadTooLarge => self.too_large(),
-                            other => ApiError::bad_request(
-                                "unreadable-body",
-                                format!("the request body could not be read: {other}"),
-                            ),
-                        })?;
-                request.set_body(bytes);
-            }
+            None => {}
         }
+        let body = request.take_body();
+        let read = tokio::time::timeout(self.read_timeout, body.into_bytes_limit(self.max_bytes));
+        let bytes = match read.await {
+            Err(_elapsed) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-timeout",
+                    format!(
+                        "the request body did not arrive in full within {} (limits.body_read_timeout); nothing was accepted",
+                        humantime::format_duration(self.read_timeout)
+                    ),
+                )
+                .into());
+            }
+            Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => {
+                return Err(self.too_large().into());
+            }
+            Ok(Err(other)) => {
+                return Err(ApiError::bad_request(
+                    "unreadable-body",
+                    format!("the request body could not be read: {other}; nothing was accepted"),
+                )
+                .into());
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+        request.set_body(bytes);
         self.inner.call(request).await
     }
 }

@@ -137,6 +137,10 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
         403,
         "The token does not cover this topic (the detail names it)",
     ),
+    (
+        408,
+        "The body did not arrive in full within limits.body_read_timeout",
+    ),
     (413, "Event or body larger than the configured limit"),
     (415, "Content-Type is not application/json"),
     (422, "A field has a value the hub can't accept"),
@@ -150,27 +154,72 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     ),
 ];
 
+/// The problem responses of `statuses` (a subset of [`DOCUMENTED_STATUSES`]).
+fn problem_responses(documented: impl Fn(u16) -> bool) -> MetaResponses {
+    MetaResponses {
+        responses: DOCUMENTED_STATUSES
+            .iter()
+            .filter(|(status, _)| documented(*status))
+            .map(|(status, description)| MetaResponse {
+                description,
+                status: Some(*status),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: PROBLEM_JSON,
+                    schema: <Problem as poem_openapi::types::Type>::schema_ref(),
+                }],
+                headers: vec![],
+            })
+            .collect(),
+    }
+}
+
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: DOCUMENTED_STATUSES
-                .iter()
-                .map(|(status, description)| MetaResponse {
-                    description,
-                    status: Some(*status),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        content_type: PROBLEM_JSON,
-                        schema: <Problem as poem_openapi::types::Type>::schema_ref(),
-                    }],
-                    headers: vec![],
-                })
-                .collect(),
-        }
+        problem_responses(|_| true)
     }
 
     fn register(registry: &mut Registry) {
         <Problem as poem_openapi::types::Type>::register(registry);
+    }
+}
+
+/// An [`ApiError`] of the tutorials' `POST /event-stream`, whose own
+/// response answers every bad request with its JSend 400: the spec lists
+/// only the problem statuses that route can still answer (a refused token,
+/// body over the limit, a draining hub), so it never shows two bodies for
+/// one status.
+#[derive(Debug)]
+pub struct SeedRouteError(pub ApiError);
+
+/// What [`SeedRouteError`] documents.
+const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 413, 429, 503];
+
+impl ApiResponse for SeedRouteError {
+    fn meta() -> MetaResponses {
+        problem_responses(|status| SEED_ROUTE_STATUSES.contains(&status))
+    }
+
+    fn register(registry: &mut Registry) {
+        ApiError::register(registry);
+    }
+}
+
+impl IntoResponse for SeedRouteError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl From<SeedRouteError> for poem::Error {
+    fn from(error: SeedRouteError) -> Self {
+        error.0.into()
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for SeedRouteError {
+    fn from(error: E) -> Self {
+        Self(error.into())
     }
 }
 

@@ -2,15 +2,18 @@
 //! domain results into responses. Routes, the OpenAPI spec and middleware
 //! are assembled in [`routes`].
 
+mod allow;
 mod body_limit;
 pub mod console;
 mod credentials;
 mod error;
+mod fields;
 mod health;
 mod metrics;
 mod observe;
 mod publish;
 mod seed;
+mod spec;
 mod sse;
 mod stats;
 
@@ -43,6 +46,7 @@ enum ApiTags {
 /// What the routes need besides the hub.
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
     pub cors: CorsConfig,
     pub authenticator: Authenticator,
     pub seed_topic: SeedTopic,
@@ -63,10 +67,10 @@ type Apis = (
     console::ConsoleApi,
 );
 
-/// The OpenAPI service, also used to print the spec.
-pub fn api_service() -> OpenApiService<Apis, ()> {
+/// The OpenAPI service.
+pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
     OpenApiService::new(
-        (
+        spec::MergedPaths((
             publish::PublishApi,
             sse::EventsApi,
             seed::SeedApi,
@@ -74,7 +78,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             metrics::MetricsApi,
             stats::StatsApi,
             console::ConsoleApi,
-        ),
+        )),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
     )
@@ -84,15 +88,21 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     )
 }
 
+/// The OpenAPI document as served at `/openapi.json` (and printed by
+/// `--print-openapi`).
+pub fn openapi_document() -> String {
+    spec::document(&api_service())
+}
+
 /// Every route, the spec, Swagger UI, and the middleware around them.
 pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let api = api_service();
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    let document = spec::document(&api);
+    let docs = spec::swagger_ui_endpoint(&api, &document);
     let route = Route::new()
         .nest("/", api)
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .at("/openapi.json", spec::document_endpoint(document))
+        .at("/docs", docs)
         .at("/console/:name", poem::get(console::asset));
     let observe = observe::Observe::new(
         hub.metrics().clone(),
@@ -103,6 +113,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let endpoint = route
         .with(body_limit::BodyLimit {
             max_bytes: settings.max_body_bytes,
+            read_timeout: settings.body_read_timeout,
         })
         .with(observe)
         .data(hub)
@@ -113,7 +124,17 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
             backplane: settings.backplane,
             started: std::time::Instant::now(),
         })
-        .catch_all_error(|error| async move { error::problem_for_poem_error(error) });
+        .catch_all_error(|error| async move { error::problem_for_poem_error(error) })
+        .with(allow::AllowedMethods::new(
+            <Apis as poem_openapi::OpenApi>::meta()
+                .into_iter()
+                .flat_map(|api| api.paths)
+                .flat_map(|path| {
+                    path.operations
+                        .into_iter()
+                        .map(move |operation| (path.path.clone(), operation.method))
+                }),
+        ));
     endpoint
         .with_if(
             !settings.cors.allowed_origins.is_empty(),

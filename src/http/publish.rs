@@ -14,11 +14,8 @@ use super::ApiTags;
 use super::credentials::PublisherCredential;
 use super::error::ApiError;
 use crate::auth::Authenticator;
+use super::fields::{BatchEvents, EventTypeField, MAX_EVENT_RETRY_MS, RetryField, TopicField};
 use crate::hub::{EventDraft, EventType, Hub, TopicName};
-
-/// Longest `retry` an event may set on clients: a day. Longer values are
-/// almost certainly unit mistakes (seconds vs milliseconds... of a year).
-const MAX_EVENT_RETRY_MS: u64 = 24 * 3600 * 1000;
 
 /// An event's `data`: any JSON value, but present. (poem-openapi reads a
 /// missing `serde_json::Value` as `null`; a publisher that forgot the field
@@ -71,9 +68,9 @@ pub struct PublishRequest {
     pub data: EventData,
     /// SSE event type (`event:` field); subscribers listen for it with
     /// `addEventListener(type)`. Default: `message`.
-    pub event: Option<String>,
+    pub event: Option<EventTypeField>,
     /// Reconnection delay, in milliseconds, to set on receiving clients.
-    pub retry: Option<u64>,
+    pub retry: Option<RetryField>,
 }
 
 /// One event of a batch.
@@ -81,20 +78,20 @@ pub struct PublishRequest {
 #[oai(deny_unknown_fields)]
 pub struct BatchItem {
     /// Topic to publish to.
-    pub topic: String,
+    pub topic: TopicField,
     /// See `PublishRequest.data`.
     pub data: EventData,
     /// See `PublishRequest.event`.
-    pub event: Option<String>,
+    pub event: Option<EventTypeField>,
     /// See `PublishRequest.retry`.
-    pub retry: Option<u64>,
+    pub retry: Option<RetryField>,
 }
 
 /// Several events, possibly to several topics, accepted all or none.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct BatchRequest {
-    pub events: Vec<BatchItem>,
+    pub events: BatchEvents<BatchItem>,
 }
 
 /// Where an accepted event went.
@@ -140,11 +137,11 @@ impl PublishApi {
         auth: Data<&Authenticator>,
         credential: PublisherCredential,
         /// Topic name: 1-128 of `A-Z a-z 0-9 . _ - : ~`.
-        topic: Path<String>,
+        topic: Path<TopicField>,
         body: Json<PublishRequest>,
     ) -> Result<PublishResponse, ApiError> {
         let Json(body) = body;
-        let draft = draft(&topic, body.data, body.event, body.retry)?;
+        let draft = draft(&topic.0.0, body.data, body.event, body.retry)?;
         auth.authorize_publish(
             credential.credential.as_ref(),
             credential.client,
@@ -170,12 +167,14 @@ pub(super) async fn publish_batch(
     credential: PublisherCredential,
     body: Json<BatchRequest>,
 ) -> Result<BatchResponse, ApiError> {
-    let Json(BatchRequest { events }) = body;
+    let Json(BatchRequest {
+        events: BatchEvents(events),
+    }) = body;
     let drafts = events
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            draft(&item.topic, item.data, item.event, item.retry)
+            draft(&item.topic.0, item.data, item.event, item.retry)
                 .map_err(|error| error.at(&format!("events[{index}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -198,12 +197,15 @@ pub(super) async fn publish_batch(
 pub fn draft(
     topic: &str,
     data: EventData,
-    event: Option<String>,
-    retry: Option<u64>,
+    event: Option<EventTypeField>,
+    retry: Option<RetryField>,
 ) -> Result<EventDraft, ApiError> {
     let topic = TopicName::parse(topic)?;
-    let event_type = event.as_deref().map(EventType::parse).transpose()?;
-    let retry = match retry {
+    let event_type = event
+        .as_ref()
+        .map(|event| EventType::parse(&event.0))
+        .transpose()?;
+    let retry = match retry.map(|retry| retry.0) {
         Some(ms) if ms > MAX_EVENT_RETRY_MS => {
             return Err(ApiError::new(
                 poem::http::StatusCode::UNPROCESSABLE_ENTITY,

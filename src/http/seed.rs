@@ -4,6 +4,7 @@
 //! "data":"<message>"}`, a bad request → `400 {"status":"fail","data":
 //! "request validation error: ..."}`; GET streams `event: message` frames.
 
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Form, Json};
@@ -15,8 +16,8 @@ use std::borrow::Cow;
 
 use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
-use super::error::ApiError;
-use super::sse::{StreamResponse, open_authorized_stream, resume_point};
+use super::error::{ApiError, SeedRouteError};
+use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
 use crate::hub::{EventDraft, EventType, Hub, SubscribeRequest, TopicName};
 
@@ -167,7 +168,7 @@ impl SeedApi {
         credential: PublisherCredential,
         topic: Data<&SeedTopic>,
         body: SeedMessageBody,
-    ) -> Result<SeedPostResponse, ApiError> {
+    ) -> Result<SeedPostResponse, SeedRouteError> {
         auth.authorize_publish(
             credential.credential.as_ref(),
             credential.client,
@@ -204,6 +205,7 @@ impl SeedApi {
     #[oai(path = "/event-stream", method = "get")]
     async fn stream_messages(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: SubscriberCredential,
@@ -213,9 +215,10 @@ impl SeedApi {
         last_event_id_query: Query<Option<String>>,
         /// Resume after this event id.
         #[oai(name = "Last-Event-ID")]
-        last_event_id_header: Header<Option<String>>,
+        _last_event_id_header: Header<Option<String>>,
     ) -> Result<StreamResponse, ApiError> {
-        let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
+        // The header is read raw: see `resume_from`.
+        let resume = resume_from(request, last_event_id_query.0);
         open_authorized_stream(
             &hub,
             &auth,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use poem::http::header;
 use poem::web::Data;
-use poem::{Body, IntoResponse, Response};
+use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
@@ -17,6 +17,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::ApiError;
+use super::fields::TopicField;
 use super::publish::{self, BatchRequest, BatchResponse};
 use crate::auth::Authenticator;
 use crate::hub::{Admission, EventId, Hub, ResumePoint, ShedReason, SubscribeRequest, TopicName};
@@ -97,24 +98,25 @@ impl EventsApi {
     #[oai(path = "/v1/events", method = "get", tag = "ApiTags::Subscribe")]
     async fn subscribe(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: SubscriberCredential,
         /// Topics to follow; repeat the parameter for several.
-        topic: Query<Vec<String>>,
+        topic: Query<Vec<TopicField>>,
         /// Resume after this event id (for clients that can't set headers).
         #[oai(name = "lastEventId")]
         last_event_id_query: Query<Option<String>>,
         /// Resume after this event id.
         #[oai(name = "Last-Event-ID")]
-        last_event_id_header: Header<Option<String>>,
+        _last_event_id_header: Header<Option<String>>,
     ) -> Result<StreamResponse, ApiError> {
         let topics = topic
             .0
             .iter()
-            .map(|name| TopicName::parse(name))
+            .map(|name| TopicName::parse(&name.0))
             .collect::<Result<Vec<_>, _>>()?;
-        let resume = resume_point(last_event_id_header.0.or(last_event_id_query.0));
+        let resume = resume_from(request, last_event_id_query.0);
         open_authorized_stream(
             &hub,
             &auth,
@@ -152,6 +154,24 @@ pub async fn open_authorized_stream(
     Ok(StreamResponse::Stream(EventStreamBody::from_frames(
         admission.into_frames(),
     )))
+}
+
+/// Where a subscriber resumes: the `Last-Event-ID` header, else the
+/// `lastEventId` query parameter.
+///
+/// The header is read here rather than through its (documented) parameter:
+/// poem-openapi reads a header value that is not visible ASCII as no header
+/// at all, which would resume such a client live and skip what it missed
+/// without a word. Any value a client sends is either one of our ids or a
+/// foreign one (gap frame, then all history).
+pub fn resume_from(request: &Request, query: Option<String>) -> ResumePoint {
+    match request.headers().get("last-event-id") {
+        Some(raw) => match std::str::from_utf8(raw.as_bytes()) {
+            Ok(text) => resume_point(Some(text.to_owned())),
+            Err(_) => ResumePoint::Foreign,
+        },
+        None => resume_point(query),
+    }
 }
 
 /// An id this hub could not have made (malformed, or from another system)

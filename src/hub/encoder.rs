@@ -17,8 +17,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::event_id::EventId;
 
-/// The longest event type, in bytes. Browsers only match it to listeners.
-pub const EVENT_TYPE_MAX_BYTES: usize = 64;
+/// The longest event type, in characters (what JSON Schema's `maxLength`
+/// counts, so the published spec states the same rule). Browsers only match
+/// it to listeners.
+pub const EVENT_TYPE_MAX_CHARS: usize = 64;
 
 /// An `event:` value that can't inject a field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub enum InvalidEventType {
     Empty,
     #[error("`event` must not contain CR, LF or NUL (they would start a new SSE field)")]
     LineBreak,
-    #[error("`event` must be at most {EVENT_TYPE_MAX_BYTES} bytes")]
+    #[error("`event` must be at most {EVENT_TYPE_MAX_CHARS} characters")]
     TooLong,
 }
 
@@ -40,7 +42,7 @@ impl EventType {
             Err(InvalidEventType::Empty)
         } else if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
             Err(InvalidEventType::LineBreak)
-        } else if value.len() > EVENT_TYPE_MAX_BYTES {
+        } else if value.chars().count() > EVENT_TYPE_MAX_CHARS {
             Err(InvalidEventType::TooLong)
         } else {
             Ok(Self(value.to_owned()))
@@ -217,7 +219,7 @@ mod tests {
 
     #[test]
     fn capacity_estimate_is_never_short() {
-        let event_type = EventType::parse(&"e".repeat(EVENT_TYPE_MAX_BYTES)).unwrap();
+        let event_type = EventType::parse(&"e".repeat(EVENT_TYPE_MAX_CHARS)).unwrap();
         let data = "x\r\n\r\ny\rz\n".repeat(50);
         let bytes = event_frame(
             EventId::new(u64::MAX, u64::MAX),
@@ -233,7 +235,7 @@ mod tests {
         for bad in ["a\nid: 9", "a\rb", "a\0", ""] {
             assert!(EventType::parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(EventType::parse(&"e".repeat(EVENT_TYPE_MAX_BYTES + 1)).is_err());
+        assert!(EventType::parse(&"e".repeat(EVENT_TYPE_MAX_CHARS + 1)).is_err());
     }
 
     #[test]

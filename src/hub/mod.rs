@@ -36,6 +36,8 @@ mod observe;
 mod shed;
 mod subscription;
 mod topic;
+#[cfg(test)]
+mod wire_properties;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,7 +45,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 pub use encoder::{
-    EVENT_TYPE_MAX_BYTES, EventType, InvalidEventType, TOKEN_EXPIRED_EVENT, data_lines,
+    EVENT_TYPE_MAX_CHARS, EventType, InvalidEventType, TOKEN_EXPIRED_EVENT, data_lines,
     event_frame, retry_hint, token_expired_frame,
 };
 pub use event::{Event, EventDraft, InvalidWireEvent, TraceContext, WireEvent};

@@ -1,0 +1,245 @@
+//! Request fields whose OpenAPI schema states the rule the hub enforces, so
+//! the spec a client (or a fuzzer) reads matches what the server accepts.
+//!
+//! Each type only checks the JSON type here; the rule itself is checked
+//! where the field becomes a domain value ([`super::publish::draft`]), so a
+//! value of the right type but breaking the rule keeps its precise status
+//! and problem type (`invalid-topic` 400, `invalid-event-type` 422, …)
+//! instead of poem-openapi's generic parse error.
+
+use std::borrow::Cow;
+
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{
+    ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
+};
+use serde_json::Value;
+
+use crate::hub::{EVENT_TYPE_MAX_CHARS, TOPIC_MAX_CHARS};
+
+/// `TopicName`'s alphabet as an ECMA-262 pattern (what OpenAPI uses).
+const TOPIC_PATTERN: &str = "^[A-Za-z0-9._:~-]+$";
+
+/// `EventType`'s rule: no character that would end the `event:` line.
+const EVENT_TYPE_PATTERN: &str = "^[^\\r\\n\\u0000]+$";
+
+/// Longest `retry` an event may set on clients, in milliseconds: a day.
+/// Longer values are almost certainly unit mistakes (seconds taken for
+/// milliseconds).
+pub const MAX_EVENT_RETRY_MS: u64 = 24 * 3600 * 1000;
+
+/// Implements the poem-openapi traits of a newtype over a JSON value that
+/// documents `schema` and parses any value `accept` takes.
+macro_rules! documented_field {
+    ($name:ident, $raw:ty, $type_name:literal, $schema:expr, $accept:expr) => {
+        impl Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = $raw;
+            type RawElementValueType = $raw;
+
+            fn name() -> Cow<'static, str> {
+                $type_name.into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Inline(Box::new($schema))
+            }
+
+            fn as_raw_value(&self) -> Option<&$raw> {
+                Some(&self.0)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a $raw> + 'a> {
+                Box::new(std::iter::once(&self.0))
+            }
+        }
+
+        impl ParseFromJSON for $name {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                let accept: fn(Value) -> Option<$raw> = $accept;
+                match value {
+                    Some(value) => match accept(value.clone()) {
+                        Some(raw) => Ok(Self(raw)),
+                        None => Err(ParseError::expected_type(value)),
+                    },
+                    None => Err(ParseError::expected_input()),
+                }
+            }
+        }
+
+        impl ToJSON for $name {
+            fn to_json(&self) -> Option<Value> {
+                serde_json::to_value(&self.0).ok()
+            }
+        }
+    };
+}
+
+fn string_only(value: Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// A topic name as sent (path segment or batch field).
+#[derive(Debug, Clone)]
+pub struct TopicField(pub String);
+
+documented_field!(
+    TopicField,
+    String,
+    "string(topic)",
+    MetaSchema {
+        min_length: Some(1),
+        max_length: Some(TOPIC_MAX_CHARS),
+        pattern: Some(TOPIC_PATTERN.to_owned()),
+        ..MetaSchema::new("string")
+    },
+    string_only
+);
+
+impl ParseFromParameter for TopicField {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// An `event` type as sent; `null` is the same as leaving it out (JSON
+/// encoders of optional fields write either).
+#[derive(Debug, Clone)]
+pub struct EventTypeField(pub String);
+
+documented_field!(
+    EventTypeField,
+    String,
+    "string(event-type)",
+    MetaSchema {
+        min_length: Some(1),
+        max_length: Some(EVENT_TYPE_MAX_CHARS),
+        pattern: Some(EVENT_TYPE_PATTERN.to_owned()),
+        nullable: true,
+        ..MetaSchema::new("string")
+    },
+    string_only
+);
+
+/// A `retry` in milliseconds as sent: any non-negative integer parses, one
+/// over [`MAX_EVENT_RETRY_MS`] is refused later with its own message;
+/// `null` is the same as leaving it out.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryField(pub u64);
+
+documented_field!(
+    RetryField,
+    u64,
+    "integer(retry-ms)",
+    MetaSchema {
+        format: Some("int64"),
+        minimum: Some(0.0),
+        maximum: Some(MAX_EVENT_RETRY_MS as f64),
+        nullable: true,
+        ..MetaSchema::new("integer")
+    },
+    |value| value.as_u64()
+);
+
+/// The `events` of a batch: at least one (an empty batch is refused later
+/// with `empty-batch`).
+#[derive(Debug)]
+pub struct BatchEvents<T>(pub Vec<T>);
+
+impl<T: Type + ParseFromJSON + ToJSON> Type for BatchEvents<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Vec<T>;
+    type RawElementValueType = T;
+
+    fn name() -> Cow<'static, str> {
+        format!("list_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            items: Some(Box::new(T::schema_ref())),
+            min_items: Some(1),
+            ..MetaSchema::new("array")
+        }))
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Vec<T>> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a T> + 'a> {
+        Box::new(self.0.iter())
+    }
+}
+
+impl<T: Type + ParseFromJSON + ToJSON> ParseFromJSON for BatchEvents<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        Vec::<T>::parse_from_json(value)
+            .map(Self)
+            .map_err(ParseError::propagate)
+    }
+}
+
+impl<T: Type + ParseFromJSON + ToJSON> ToJSON for BatchEvents<T> {
+    fn to_json(&self) -> Option<Value> {
+        self.0.to_json()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The characters of a `^[...]+$` pattern's class (ranges expanded).
+    fn class_of(pattern: &str) -> Vec<char> {
+        let class: Vec<char> = pattern
+            .strip_prefix("^[")
+            .and_then(|rest| rest.strip_suffix("]+$"))
+            .unwrap()
+            .chars()
+            .collect();
+        let mut chars = Vec::new();
+        let mut at = 0;
+        while at < class.len() {
+            if at + 2 < class.len() && class[at + 1] == '-' {
+                chars.extend(class[at]..=class[at + 2]);
+                at += 3;
+            } else {
+                chars.push(class[at]);
+                at += 1;
+            }
+        }
+        chars
+    }
+
+    #[test]
+    fn the_documented_topic_pattern_is_the_topic_rule() {
+        let documented = class_of(TOPIC_PATTERN);
+        for byte in 0u8..=255 {
+            let name = (byte as char).to_string();
+            let by_rule = crate::hub::TopicName::parse(&name).is_ok();
+            assert_eq!(by_rule, documented.contains(&(byte as char)), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn strings_stay_strings() {
+        assert!(TopicField::parse_from_json(Some(Value::from(42))).is_err());
+        assert!(EventTypeField::parse_from_json(Some(Value::Bool(true))).is_err());
+        assert!(RetryField::parse_from_json(Some(Value::from(-1))).is_err());
+        assert!(RetryField::parse_from_json(Some(Value::from(1.5))).is_err());
+        assert_eq!(
+            RetryField::parse_from_json(Some(Value::from(u64::MAX)))
+                .unwrap()
+                .0,
+            u64::MAX
+        );
+    }
+}
