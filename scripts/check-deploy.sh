@@ -223,23 +223,37 @@ container = next(c for c in deployment["spec"]["template"]["spec"]["containers"]
 path = os.path.join(workdir, "ssehub.toml")
 open(path, "w").write(configmap["data"]["ssehub.toml"])
 env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+# Values from Secrets are not in the render: stand-ins of the right shape. The
+# Redis one is recognisable, so that the output shows whether the variable the
+# Deployment sets is the one ssehub reads.
+REDIS_STAND_IN = "redis://redis-stand-in.invalid:6379/0"
 for item in container.get("env", []):
-    # Values from Secrets are not in the render: stand-ins of the right shape.
-    env[item["name"]] = item.get("value", "redis://127.0.0.1:6379/0" if "REDIS" in item["name"] else "x")
+    env[item["name"]] = item.get("value", REDIS_STAND_IN if "REDIS" in item["name"] else "x")
 args = container["args"]
 assert args[:2] == ["--config", "/etc/ssehub/ssehub.toml"], args
-def run(extra):
-    return subprocess.run([binary, "--config", path, "--print-config"], env={**env, **extra},
+def run(config, extra):
+    return subprocess.run([binary, "--config", config, "--print-config"], env={**env, **extra},
                           capture_output=True, text=True, timeout=30)
-result = run({})
+result = run(path, {})
 if result.returncode != 0 and "not available in this build" in result.stderr:
     print("note: this ssehub build has no Redis backplane; checked with backplane.kind = memory instead")
-    result = run({"SSEHUB_BACKPLANE__KIND": "memory"})
+    result = run(path, {"SSEHUB_BACKPLANE__KIND": "memory"})
+if result.returncode != 0 and "[backplane.redis]" in open(path).read() and "unknown field" in result.stderr:
+    # A build from before the Redis backplane knows only backplane.redis.url:
+    # check the rest of the config without the newer Redis keys.
+    print("note: this ssehub build has no Redis backplane; its timeouts and key prefix were left out of the check")
+    stripped = os.path.join(workdir, "without-redis-keys.toml")
+    open(stripped, "w").writelines(line for line in open(path)
+                                   if not line.startswith(("connect_timeout", "command_timeout", "key_prefix")))
+    result = run(stripped, {"SSEHUB_BACKPLANE__KIND": "memory"})
 if result.returncode != 0:
     raise SystemExit(f"ssehub rejected the rendered config (exit {result.returncode}):\n{result.stderr}")
 listen = env.get("SSEHUB_LISTEN")
 if listen and f'listen = "{listen}"' not in result.stdout:
     raise SystemExit(f"ssehub does not listen on {listen}:\n{result.stdout}")
+if "SSEHUB_BACKPLANE__REDIS__URL" in env and f'url = "{REDIS_STAND_IN}"' not in result.stdout:
+    raise SystemExit("ssehub did not take backplane.redis.url from the Deployment's "
+                     f"SSEHUB_BACKPLANE__REDIS__URL:\n{result.stdout}")
 print(f"note: accepted by {binary}")
 PY
 
@@ -248,6 +262,69 @@ ssehub_accepts() { # ssehub_accepts RENDER
   dir="$(mktemp -d "$WORK/ssehub-config.XXXX")"
   "$PY" "$WORK/ssehub-config.py" "$1" "$SSEHUB_BIN" "$dir"
 }
+
+cat >"$WORK/redis-wiring.py" <<'PY'
+# With backplane.kind redis: the Redis URL reaches the container as
+# SSEHUB_BACKPLANE__REDIS__URL from a Secret that exists in the render (the
+# chart's, holding the URL of the values) or is named by the values
+# (existingSecret); it is never in the ConfigMap; the ConfigMap carries the
+# other Redis settings; several pods roll one at a time.
+import base64, sys, tomllib, yaml
+render, values_file = sys.argv[1:3]
+docs = [d for d in yaml.safe_load_all(open(render)) if d]
+values = yaml.safe_load(open(values_file)) if values_file != "-" else {}
+values = values or {}
+redis = values.get("backplane", {}).get("redis", {})
+def kind(name):
+    return [d for d in docs if d["kind"] == name]
+configmap, deployment = kind("ConfigMap")[0], kind("Deployment")[0]
+config = tomllib.loads(configmap["data"]["ssehub.toml"])
+backplane = config.get("backplane", {})
+if backplane.get("kind") != "redis":
+    print("note: memory backplane, nothing to wire")
+    raise SystemExit(0)
+problems = []
+if "url" in backplane.get("redis", {}):
+    problems.append("the Redis URL (which may hold a password) is in the ConfigMap")
+for key, value_key in (("connect_timeout", "connectTimeout"), ("command_timeout", "commandTimeout"),
+                       ("key_prefix", "keyPrefix")):
+    if backplane.get("redis", {}).get(key, "") != redis.get(value_key, ""):
+        problems.append(f"ConfigMap backplane.redis.{key} = {backplane.get('redis', {}).get(key)!r}, "
+                        f"values say {redis.get(value_key, '')!r}")
+pod = deployment["spec"]["template"]["spec"]
+container = next(c for c in pod["containers"] if c["name"] == "ssehub")
+env = [e for e in container.get("env", []) if e["name"] == "SSEHUB_BACKPLANE__REDIS__URL"]
+if len(env) != 1 or "secretKeyRef" not in env[0].get("valueFrom", {}):
+    problems.append(f"SSEHUB_BACKPLANE__REDIS__URL must come once from a secretKeyRef, got {env}")
+else:
+    ref = env[0]["valueFrom"]["secretKeyRef"]
+    secrets = {s["metadata"]["name"]: s for s in kind("Secret")}
+    if redis.get("existingSecret"):
+        if (ref["name"], ref["key"]) != (redis["existingSecret"], redis.get("existingSecretKey", "redis-url")):
+            problems.append(f"secretKeyRef {ref} is not the existing Secret of the values")
+        if any("redis-url" in s.get("data", {}) for s in secrets.values()):
+            problems.append("the chart's Secret holds a Redis URL although existingSecret is set")
+        wired = f"existing Secret {ref['name']}, key {ref['key']}"
+    else:
+        secret = secrets.get(ref["name"])
+        if secret is None or ref["key"] not in secret.get("data", {}):
+            problems.append(f"secretKeyRef {ref} names no key of a Secret in the render")
+        elif base64.b64decode(secret["data"][ref["key"]]).decode() != redis.get("url"):
+            problems.append("the chart's Secret does not hold backplane.redis.url")
+        wired = f"the chart's Secret {ref['name']}, key {ref['key']}"
+autoscaled = bool(kind("HorizontalPodAutoscaler"))
+replicas = kind("HorizontalPodAutoscaler")[0]["spec"]["maxReplicas"] if autoscaled else deployment["spec"].get("replicas", 1)
+if replicas > 1:
+    rolling = deployment["spec"].get("strategy", {}).get("rollingUpdate", {})
+    if rolling.get("maxUnavailable") not in (0, "0%"):
+        problems.append(f"{replicas} pods but the rolling update may take pods down early: {rolling}")
+    if not kind("PodDisruptionBudget"):
+        problems.append(f"{replicas} pods and no PodDisruptionBudget")
+if problems:
+    raise SystemExit("\n".join(problems))
+print(f"note: Redis URL from {wired} as SSEHUB_BACKPLANE__REDIS__URL; up to {replicas} pods, "
+      f"rolling maxUnavailable 0{', PDB' if kind('PodDisruptionBudget') else ''}")
+PY
 
 must_reject() { # must_reject VALUES_FILE
   local file="$1" output
@@ -290,13 +367,23 @@ PY
 
 # ------------------------------------------------------------- k8s render ----
 
-K8S_HEADER="# Generated from helm/ssehub with k8s/values.yaml by scripts/check-deploy.sh --update-k8s. Do not edit."
+# Each directory of plain manifests: k8s/ (the chart's defaults, one pod) and
+# k8s/redis/ (three pods on an external Redis), each rendered from its own
+# values.yaml. The header names that file, so each generated file says where
+# it comes from.
+K8S_VARIANTS=(k8s k8s/redis)
+k8s_header() { # k8s_header DIR
+  echo "# Generated from helm/ssehub with $1/values.yaml by scripts/check-deploy.sh --update-k8s. Do not edit."
+}
 
 cat >"$WORK/split.py" <<'PY'
 # Splits a helm template output into one file per template, for k8s/, and
-# writes the kustomization.yaml that lists them.
+# writes the kustomization.yaml that lists them. The Secrets the Deployment
+# reads are made by kustomize's secretGenerator from files the user writes
+# (never committed): the publisher keys always, the Redis URL when the
+# Deployment reads one.
 import os, re, sys
-render, out_dir, header = sys.argv[1], sys.argv[2], sys.argv[3]
+render, out_dir, header, here = sys.argv[1:5]
 files = {}
 for chunk in re.split(r"^---\n", open(render).read(), flags=re.M):
     match = re.match(r"# Source: [^/]+/templates/(\S+)\n", chunk)
@@ -309,69 +396,93 @@ for name, docs in files.items():
     with open(os.path.join(out_dir, name), "w") as f:
         f.write(header + "\n---\n" + "---\n".join(docs))
     order.append(name)
+redis = "SSEHUB_BACKPLANE__REDIS__URL" in "".join(files.get("deployment.yaml", []))
 with open(os.path.join(out_dir, "kustomization.yaml"), "w") as f:
     f.write(header + "\n")
-    f.write("# Usage: write the publisher keys (one per line) to k8s/publish-keys, then\n"
-            "#   kubectl apply -k k8s/\n")
+    f.write(f"# Usage: write the publisher keys (one per line) to {here}/publish-keys")
+    f.write(f"\n# and the Redis URL as `redis-url=redis://...` to {here}/redis.env, then\n" if redis else ", then\n")
+    f.write(f"#   kubectl apply -k {here}/\n")
     f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
     f.write("namespace: ssehub\n")
     f.write("resources:\n" + "".join(f"  - {name}\n" for name in order))
-    f.write("# The publisher keys Secret the Deployment mounts (auth.existingSecret in\n"
-            "# k8s/values.yaml). kustomize appends a content hash to its name and rewrites\n"
-            "# the reference, so changing the keys rolls the pods.\n")
+    f.write("# The Secrets the Deployment reads (auth.existingSecret"
+            + (" and backplane.redis.existingSecret" if redis else "")
+            + f" in\n# {here}/values.yaml). kustomize appends a content hash to their names and\n"
+            "# rewrites the references, so changing them rolls the pods.\n")
     f.write("secretGenerator:\n  - name: ssehub-publish-keys\n    files:\n      - publish-keys\n")
+    if redis:
+        # An env file rather than a file per key: `echo URL > file` would put
+        # its newline into the URL.
+        f.write("  - name: ssehub-redis\n    envs:\n      - redis.env\n")
 PY
 
-render_k8s() { # render_k8s OUT_DIR
-  local out="$1"
+render_k8s() { # render_k8s VARIANT OUT_DIR
+  local variant="$1" out="$2"
   mkdir -p "$out"
-  render k8s/values.yaml "$WORK/k8s-render.yaml" --skip-tests && "$PY" "$WORK/split.py" "$WORK/k8s-render.yaml" "$out" "$K8S_HEADER"
+  local rendered="$WORK/render-${variant//\//-}.yaml"
+  render "$variant/values.yaml" "$rendered" --skip-tests &&
+    "$PY" "$WORK/split.py" "$rendered" "$out" "$(k8s_header "$variant")" "$variant"
 }
 
-k8s_in_sync() {
-  rm -rf "$WORK/k8s"
-  render_k8s "$WORK/k8s" || return 1
+k8s_in_sync() { # k8s_in_sync VARIANT
+  local variant="$1" fresh="$WORK/fresh-${1//\//-}"
+  rm -rf "$fresh"
+  render_k8s "$variant" "$fresh" || return 1
   local status=0 file
-  for file in "$WORK"/k8s/*; do
-    if ! diff -u "k8s/$(basename "$file")" "$file"; then
+  for file in "$fresh"/*; do
+    if ! diff -u "$variant/$(basename "$file")" "$file"; then
       status=1
     fi
   done
   # Generated files whose template no longer renders.
-  for file in k8s/*.yaml; do
-    if head -n 1 "$file" | grep -qF "$K8S_HEADER" && [[ ! -e "$WORK/k8s/$(basename "$file")" ]]; then
+  for file in "$variant"/*.yaml; do
+    if head -n 1 "$file" | grep -qF "$(k8s_header "$variant")" && [[ ! -e "$fresh/$(basename "$file")" ]]; then
       echo "stale generated file: $file"
       status=1
     fi
   done
   if [[ $status -ne 0 ]]; then
-    echo "k8s/ differs from the chart's render: run scripts/check-deploy.sh --update-k8s"
+    echo "$variant/ differs from the chart's render: run scripts/check-deploy.sh --update-k8s"
   fi
   return $status
 }
 
-kustomize_build() {
-  rm -rf "$WORK/kustomize"
-  cp -r k8s "$WORK/kustomize"
-  printf 'example-publisher-key-0123456789\n' >"$WORK/kustomize/publish-keys"
-  "$KUBECTL" kustomize "$WORK/kustomize" >"$WORK/kustomized.yaml" || return 1
-  # The Deployment must mount the generated (hash-suffixed) Secret.
-  "$PY" - "$WORK/kustomized.yaml" <<'PY' || return 1
-import sys, yaml
+kustomize_build() { # kustomize_build VARIANT
+  local variant="$1" dir="$WORK/kustomize-${1//\//-}"
+  rm -rf "$dir"
+  cp -r "$variant" "$dir"
+  printf 'example-publisher-key-0123456789\n' >"$dir/publish-keys"
+  printf 'redis-url=redis://:example-password@redis.redis.svc:6379/0\n' >"$dir/redis.env"
+  "$KUBECTL" kustomize "$dir" >"$dir.yaml" || return 1
+  # The Deployment must read the generated (hash-suffixed) Secrets.
+  "$PY" - "$dir.yaml" <<'PY' || return 1
+import base64, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-secret = next(d for d in docs if d["kind"] == "Secret")["metadata"]["name"]
+generated = {d["metadata"]["name"].rsplit("-", 1)[0]: d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
 deployment = next(d for d in docs if d["kind"] == "Deployment")
-volumes = deployment["spec"]["template"]["spec"]["volumes"]
+pod = deployment["spec"]["template"]["spec"]
+volumes = pod["volumes"]
 mounted = [v["secret"]["secretName"] for v in volumes if "secret" in v] + [
     source["secret"]["name"]
     for v in volumes if "projected" in v
     for source in v["projected"]["sources"] if "secret" in source
 ]
-if mounted != [secret]:
-    raise SystemExit(f"the Deployment mounts {mounted}, kustomize generated {secret}")
-print(f"note: kustomize generated Secret {secret} and the Deployment mounts it")
+if mounted != [generated["ssehub-publish-keys"]]:
+    raise SystemExit(f"the Deployment mounts {mounted}, kustomize generated {generated}")
+refs = [e["valueFrom"]["secretKeyRef"] for c in pod["containers"] for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})]
+for ref in refs:
+    if ref["name"] not in generated.values():
+        raise SystemExit(f"the Deployment reads {ref}, kustomize generated {generated}")
+secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+for ref in refs:
+    url = base64.b64decode(secrets[ref["name"]].get("data", {}).get(ref["key"], "")).decode()
+    if url != "redis://:example-password@redis.redis.svc:6379/0":
+        raise SystemExit(f"the Deployment reads {ref}, which holds {url!r}, not the URL of redis.env")
+print(f"note: kustomize generated {', '.join(sorted(generated.values()))} and the Deployment reads "
+      + ("them" if refs else "the keys Secret"))
 PY
-  kubernetes_validate "$WORK/kustomized.yaml" "$KUBE_NEWEST"
+  kubernetes_validate "$dir.yaml" "$KUBE_NEWEST"
 }
 
 # ----------------------------------------------------------------- docker ----
@@ -552,17 +663,20 @@ no_machine_paths() {
   # pattern is split so that this line does not match itself).
   local pattern='(/wo''rk/|/ro''ot/|/ho''me/)'
   ! grep -rnE "$pattern" nginx Dockerfile .dockerignore helm k8s .yamllint.yaml \
-    scripts/install-deploy-tools.sh scripts/check-deploy.sh
+    scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh \
+    scripts/scale-out.sh scripts/lib
 }
 
 # ------------------------------------------------------------------ run ------
 
 if $UPDATE_K8S; then
-  for file in k8s/*.yaml; do
-    head -n 1 "$file" | grep -qF "$K8S_HEADER" && rm -f "$file"
+  for variant in "${K8S_VARIANTS[@]}"; do
+    for file in "$variant"/*.yaml; do
+      head -n 1 "$file" | grep -qF "$(k8s_header "$variant")" && rm -f "$file"
+    done
+    render_k8s "$variant" "$variant" || { echo "FAIL could not render $variant/"; exit 1; }
+    echo "$variant/ regenerated from the chart"
   done
-  render_k8s k8s || { echo "FAIL could not render k8s/"; exit 1; }
-  echo "k8s/ regenerated from the chart"
 fi
 
 echo "== Helm chart ($("$HELM" version --short); kubernetes-validate $KUBE_MIN and $KUBE_NEWEST)"
@@ -570,7 +684,7 @@ check "values.yaml: every value documented with '# --'" "$PY" "$WORK/values-docs
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 
 value_sets=("-")
-for file in "$CHART"/ci/*-values.yaml; do
+for file in "$CHART"/ci/*-values.yaml "$CHART"/examples/*.yaml; do
   value_sets+=("$file")
 done
 for values in "${value_sets[@]}"; do
@@ -578,7 +692,7 @@ for values in "${value_sets[@]}"; do
     label="default values"
     out="$WORK/render-default.yaml"
   else
-    label="$(basename "$values")"
+    label="${values#"$CHART"/}"
     out="$WORK/render-$(basename "$values" .yaml).yaml"
   fi
   [[ "$values" != "-" ]] && check "helm lint --strict -f $label" "$HELM" lint --strict "$CHART" -f "$values"
@@ -591,6 +705,9 @@ for values in "${value_sets[@]}"; do
     check "CRD schema: $crds ($label)" validate_crds "$out"
   fi
   check "grace period covers preStop + drain ($label)" "$PY" "$WORK/grace.py" "$out"
+  if grep -q 'SSEHUB_BACKPLANE__REDIS__URL' "$out"; then
+    check "Redis URL wired from a Secret, pods roll one at a time ($label)" "$PY" "$WORK/redis-wiring.py" "$out" "$values"
+  fi
   if [[ -n "$SSEHUB_BIN" ]]; then
     check "ssehub --print-config accepts the rendered config ($label)" ssehub_accepts "$out"
   fi
@@ -603,17 +720,22 @@ for file in "$CHART"/ci/bad/*.yaml; do
   check "rejected: ci/bad/$(basename "$file")" must_reject "$file"
 done
 
-echo "== Plain manifests (k8s/)"
-check "k8s/ equals the chart's render with k8s/values.yaml" k8s_in_sync
-check "kubectl kustomize k8s/ builds and validates ($KUBE_NEWEST)" kustomize_build
+echo "== Plain manifests (${K8S_VARIANTS[*]})"
+for variant in "${K8S_VARIANTS[@]}"; do
+  check "$variant/ equals the chart's render with $variant/values.yaml" k8s_in_sync "$variant"
+  check "kubectl kustomize $variant/ builds and validates ($KUBE_NEWEST)" kustomize_build "$variant"
+done
+check "Redis URL wired from a Secret, pods roll one at a time (k8s/redis)" \
+  "$PY" "$WORK/redis-wiring.py" "$WORK/render-k8s-redis.yaml" k8s/redis/values.yaml
 
 echo "== Container"
 check "hadolint Dockerfile" "$HADOLINT" --no-color Dockerfile
 check "Dockerfile copies what the workspace needs" dockerfile_context
 
 echo "== Scripts"
-check "shellcheck scripts/install-deploy-tools.sh scripts/check-deploy.sh" \
-  "$SHELLCHECK" scripts/install-deploy-tools.sh scripts/check-deploy.sh
+SCRIPTS=(scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh
+  scripts/scale-out.sh scripts/lib/replicas.sh)
+check "shellcheck ${SCRIPTS[*]}" "$SHELLCHECK" -x "${SCRIPTS[@]}"
 
 echo "== YAML"
 check "yamllint --strict ." "$YAMLLINT" --strict .

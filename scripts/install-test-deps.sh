@@ -2,6 +2,7 @@
 # Installs what the test suite needs and the machine lacks:
 #   - nginx (Debian) for the tests that put nginx in front of ssehub;
 #   - chromium and chromium-driver (Debian) for the browser EventSource test;
+#   - redis-server (Debian) for the several-replica tests and the rolling restart;
 #   - cargo-nextest (crates.io) if missing;
 #   - the deployment tools (helm, kubernetes-validate, linters) via
 #     scripts/install-deploy-tools.sh, cached in .tools/;
@@ -19,14 +20,17 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-
 # A real browser for the EventSource test (Debian's builds; no download).
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+# A real Redis for the several-replica tests and the rolling-restart proof.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ((${#missing[@]})); then
   echo "install-test-deps: apt-get install ${missing[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian starts the packaged nginx as a service; the tests run their own.
+# Debian starts the packaged nginx and Redis as services; the tests run their own.
 if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now nginx >/dev/null 2>&1 || true
+  systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -1,6 +1,8 @@
 //! Command-line arguments.
 
 use crate::compare::CompareArgs;
+use crate::disrupt::DisruptArgs;
+use crate::figures::VerdictRules;
 use crate::scenario::LoadOverrides;
 use crate::target::TargetArgs;
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +46,10 @@ pub struct RunArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub load: LoadOverrides,
+    #[command(flatten)]
+    pub disrupt: DisruptArgs,
+    #[command(flatten)]
+    pub verdict: VerdictRules,
     /// Server process to measure (CPU from /proc/<pid>/stat, RSS from
     /// /proc/<pid>/status), children included. Repeatable.
     #[arg(long = "server-pid", value_name = "PID")]

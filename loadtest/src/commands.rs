@@ -1,12 +1,13 @@
 //! What each subcommand does, from parsed arguments to output and verdict.
 
 use crate::cli::RunArgs;
+use crate::disrupt::Disruption;
 use crate::progress::Progress;
 use crate::run::{self, RunSettings};
 use crate::scenario::{BUILT_IN, Scenario};
 use crate::target::Target;
 use crate::{plot, saturate};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -15,11 +16,20 @@ use std::path::Path;
 pub async fn run(args: RunArgs) -> Result<bool> {
     let mut scenario = Scenario::load(&args.scenario)?;
     scenario.apply(&args.load)?;
+    let disruption = Disruption::from_args(&args.disrupt);
+    if disruption.is_some() && scenario.saturate.is_some() {
+        bail!("--disrupt runs one scenario; a saturate scenario runs many");
+    }
+    if disruption.is_some() && scenario.publish.is_none() {
+        bail!("--disrupt needs a scenario that publishes");
+    }
     let settings = RunSettings {
         target: Target::from_args(&args.target)?,
         server_pids: args.server_pids.clone(),
         label: args.label.clone(),
         scenario,
+        disruption,
+        verdict: args.verdict.clone(),
     };
     let progress = Progress::new(args.quiet);
     let json_out = args.json_out.as_deref();

@@ -9,6 +9,7 @@
 //! - `worker_pool`, `protocol`, `worker`: the coordinator/worker processes
 //! - `subscriber`, `http`, `sse`: one lean SSE client connection
 //! - `publisher`: the open-loop publish schedule
+//! - `disrupt`: a command run in the middle of publishing (a rolling restart)
 //! - `payload`, `seq_set`, `verify`: what is sent, and checking what arrives
 //! - `latency`, `server_stats`, `figures`, `report`: measuring and reporting
 //! - `plot`, `progress`, `compare`: SVG charts, the progress bar, side-by-side tables
@@ -20,6 +21,7 @@ mod churn;
 mod cli;
 mod commands;
 mod compare;
+mod disrupt;
 mod figures;
 mod http;
 mod latency;

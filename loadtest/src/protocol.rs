@@ -35,6 +35,16 @@ pub struct WorkerPlan {
     pub client_threads: u32,
     /// Largest event accepted before a stream is declared broken.
     pub max_event_bytes: usize,
+    /// Reopen streams that end, as EventSource does; `None`: an ended stream
+    /// stays closed (and counts as closed early).
+    #[serde(default)]
+    pub reconnect: Option<ReconnectPlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconnectPlan {
+    /// Wait before reconnecting when the server never sent `retry:`.
+    pub default_retry_ms: u64,
 }
 
 impl WorkerPlan {
@@ -47,6 +57,10 @@ impl WorkerPlan {
 pub struct Expectation {
     /// Per topic this worker subscribes to: the publishes answered 2xx.
     pub acked: Vec<(u32, SeqSet)>,
+    /// Per topic: the publishes the server answered as not taken (4xx, 503),
+    /// which nobody may receive.
+    #[serde(default)]
+    pub refused: Vec<(u32, SeqSet)>,
     pub drain_timeout_ms: u64,
 }
 
@@ -56,7 +70,7 @@ pub enum FromWorker {
     Progress(WorkerProgress),
     /// Every subscriber has connected or failed.
     Connected(ConnectSummary),
-    Report(WorkerReport),
+    Report(Box<WorkerReport>),
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -97,4 +111,26 @@ pub struct WorkerReport {
     pub drained: bool,
     pub last_delivery_unix_nanos: Option<u64>,
     pub latency: LatencyDump,
+    #[serde(default)]
+    pub reconnects: ReconnectDump,
 }
+
+/// Reconnects of one worker's subscribers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReconnectDump {
+    /// Streams reopened after they ended.
+    pub count: u64,
+    /// Reconnect attempts that failed (refused, timed out) and were tried again.
+    pub failed_attempts: u64,
+    /// Subscribers that stopped reconnecting: an HTTP status other than 200
+    /// (EventSource gives up for good on those) or too many failed attempts.
+    pub gave_up: u64,
+    /// From the end of a stream to its reopening, in µs (the `retry:` wait included).
+    pub latency: HistogramDump,
+    /// Reopened streams per `RECONNECT_BUCKET` of unix time: `(bucket, count)`.
+    pub per_bucket: Vec<(u64, u64)>,
+}
+
+/// Width of the buckets reconnects are counted in: fine enough to show a
+/// burst within a second.
+pub const RECONNECT_BUCKET_NANOS: u64 = 250_000_000;

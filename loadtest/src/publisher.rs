@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Head start before the first publish is due, so connections are dialed
@@ -31,7 +31,11 @@ pub struct PublishPlan {
     pub run_id: String,
     pub topics: u32,
     pub rate_per_second: f64,
+    /// Publishes to schedule, unless `stop` ends the schedule first.
     pub count: u64,
+    /// Ends the schedule when it turns true (open-ended runs: publishing goes
+    /// on until a disruption is over). Publishes already due are still sent.
+    pub stop: Option<watch::Receiver<bool>>,
     pub payload_bytes: usize,
     pub connections: u32,
     pub timeout: Duration,
@@ -47,6 +51,8 @@ pub struct PublishProgress {
 pub struct PublishOutcome {
     /// Per topic: publishes answered 2xx.
     pub acked: Vec<SeqSet>,
+    /// Per topic: publishes the server said it did not take (see `is_refusal`).
+    pub refused: Vec<SeqSet>,
     pub scheduled: u64,
     pub acked_count: u64,
     /// Answered, but not 2xx.
@@ -81,6 +87,7 @@ impl TopicProgress {
 struct Ledger {
     topics: Vec<TopicProgress>,
     acked: Vec<SeqSet>,
+    refused: Vec<SeqSet>,
     outcome_counts: BTreeMap<u16, u64>,
     errors: u64,
     error_examples: Vec<String>,
@@ -103,6 +110,7 @@ pub async fn publish(
     let ledger = Arc::new(Mutex::new(Ledger {
         topics: (0..topics).map(|_| TopicProgress::default()).collect(),
         acked: vec![SeqSet::default(); topics],
+        refused: vec![SeqSet::default(); topics],
         outcome_counts: BTreeMap::new(),
         errors: 0,
         error_examples: Vec::new(),
@@ -137,10 +145,26 @@ pub async fn publish(
 
     let start = Instant::now() + START_DELAY;
     let first_due_unix_nanos = unix_nanos() + START_DELAY.as_nanos() as u64;
+    let mut stop = plan.stop.clone();
+    let mut scheduled = 0;
     for index in 0..plan.count {
         let offset = Duration::from_secs_f64(index as f64 / plan.rate_per_second);
         let due = start + offset;
+        if stop.as_ref().is_some_and(|stop| *stop.borrow()) {
+            break;
+        }
         if due > Instant::now() {
+            if let Some(stop) = stop.as_mut() {
+                let stopped = tokio::select! {
+                    () = tokio::time::sleep_until(due) => false,
+                    // A dropped sender stops the schedule too: nobody is
+                    // left to end it.
+                    changed = stop.changed() => changed.is_err() || *stop.borrow(),
+                };
+                if stopped {
+                    break;
+                }
+            }
             tokio::time::sleep_until(due).await;
         }
         let job = Job {
@@ -150,6 +174,7 @@ pub async fn publish(
         if sender.send(job).is_err() {
             break;
         }
+        scheduled += 1;
     }
     drop(sender);
     for connection in connections {
@@ -164,7 +189,8 @@ pub async fn publish(
     let answered: u64 = ledger.outcome_counts.values().sum();
     Ok(PublishOutcome {
         acked: ledger.acked,
-        scheduled: plan.count,
+        refused: ledger.refused,
+        scheduled,
         acked_count,
         rejected: answered - acked_count,
         errors: ledger.errors,
@@ -223,10 +249,20 @@ async fn send_one(
     ledger.topics[topic as usize].mark_answered(seq);
     if (200..300).contains(&status) {
         ledger.acked[topic as usize].insert(seq);
+    } else if is_refusal(status) {
+        ledger.refused[topic as usize].insert(seq);
     }
     let micros = answered_at.saturating_sub(job.due_unix_nanos) / 1_000;
     ledger.ack_latency.saturating_record(micros.max(1));
     ledger.last_answer_unix_nanos = ledger.last_answer_unix_nanos.max(answered_at);
+}
+
+/// Answers that say the server did not take the publish, so nobody may
+/// receive it: 4xx (bad request, auth, limits) and 503 (draining, backplane
+/// down). Not 502/504: a proxy answers those when it lost the upstream, which
+/// may have taken the publish before it went.
+fn is_refusal(status: u16) -> bool {
+    (400..500).contains(&status) || status == 503
 }
 
 fn record_error(ledger: &Mutex<Ledger>, message: String) {
@@ -240,6 +276,12 @@ fn record_error(ledger: &Mutex<Ledger>, message: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_servers_own_refusals_count_as_not_taken() {
+        assert!(is_refusal(400) && is_refusal(413) && is_refusal(429) && is_refusal(503));
+        assert!(!is_refusal(202) && !is_refusal(502) && !is_refusal(504) && !is_refusal(500));
+    }
 
     #[test]
     fn completed_before_advances_only_over_a_full_prefix() {

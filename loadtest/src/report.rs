@@ -32,6 +32,13 @@ pub struct RunReport {
     pub harness_cpu_seconds: f64,
     /// Latency per second of the publish schedule.
     pub timeline: Vec<TimelinePoint>,
+    /// Streams reopened after they ended (runs with reconnecting subscribers).
+    #[serde(default)]
+    pub reconnect: Option<ReconnectFigures>,
+    /// The command run in the middle of publishing (`--disrupt`), and the
+    /// latency before, during and after it.
+    #[serde(default)]
+    pub disruption: Option<DisruptionFigures>,
     pub passed: bool,
     /// Why the run did not pass, in words.
     pub problems: Vec<String>,
@@ -140,6 +147,53 @@ pub struct TimelinePoint {
     pub max_ms: f64,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReconnectFigures {
+    pub reconnects: u64,
+    /// Attempts that failed (refused, no answer) and were tried again.
+    pub failed_attempts: u64,
+    /// Subscribers that stopped trying (a status other than 200, or too many failures).
+    pub gave_up: u64,
+    /// From a stream's end to its reopening, the `retry:` wait included.
+    pub latency_ms: Percentiles,
+    /// The drain windows the disruption announced, each with its reconnects.
+    pub drain_windows: Vec<DrainWindowFigures>,
+    /// Over all drain windows: reconnects / window seconds.
+    pub mean_per_second: f64,
+    /// Over all drain windows: the busiest bucket, as a rate.
+    pub max_per_second: f64,
+    /// Reconnects that fell in no drain window.
+    pub outside_windows: u64,
+    /// Reconnects per bucket: (seconds since the first publish was due, count).
+    pub timeline: Vec<(f64, u64)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DrainWindowFigures {
+    pub label: String,
+    /// Seconds since the first publish was due.
+    pub start_s: f64,
+    pub seconds: f64,
+    pub reconnects: u64,
+    pub mean_per_second: f64,
+    pub max_per_second: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DisruptionFigures {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// When it started, in seconds since the first publish was due, and how long it ran.
+    pub start_s: f64,
+    pub seconds: f64,
+    /// Delivery latency of the publishes due before it started, while it ran
+    /// (seconds of the schedule that overlap it), and after it ended.
+    pub latency_before_ms: Percentiles,
+    pub latency_during_ms: Percentiles,
+    pub latency_after_ms: Percentiles,
+}
+
 /// `kind = "saturate"`: the result of stepping the rate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SaturateReport {
@@ -239,6 +293,60 @@ impl RunReport {
                 ),
             );
         }
+        if let Some(x) = &self.disruption {
+            row(
+                "disruption",
+                format!(
+                    "{:?} from {:.1} s for {:.1} s, exit {}{}",
+                    x.command,
+                    x.start_s,
+                    x.seconds,
+                    x.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                    if x.timed_out { " (timed out)" } else { "" }
+                ),
+            );
+            for (name, p) in [
+                ("latency ms p50/p99 before", &x.latency_before_ms),
+                ("latency ms p50/p99 during", &x.latency_during_ms),
+                ("latency ms p50/p99 after", &x.latency_after_ms),
+            ] {
+                row(
+                    name,
+                    format!("{:.2} / {:.2} ({} deliveries)", p.p50, p.p99, p.count),
+                );
+            }
+        }
+        if let Some(r) = &self.reconnect {
+            row(
+                "reconnects / failed attempts / gave up",
+                format!("{} / {} / {}", r.reconnects, r.failed_attempts, r.gave_up),
+            );
+            row(
+                "reconnect wait ms p50/p99/max",
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.max
+                ),
+            );
+            for w in &r.drain_windows {
+                row(
+                    &format!("reconnects/s in {} mean / max", w.label),
+                    format!(
+                        "{:.1} / {:.1} ({} over {:.1} s from {:.1} s)",
+                        w.mean_per_second, w.max_per_second, w.reconnects, w.seconds, w.start_s
+                    ),
+                );
+            }
+            if !r.drain_windows.is_empty() {
+                row(
+                    "reconnects/s in drain windows mean / max",
+                    format!(
+                        "{:.1} / {:.1}; {} outside them",
+                        r.mean_per_second, r.max_per_second, r.outside_windows
+                    ),
+                );
+            }
+        }
         let v = &self.verification.audit;
         row(
             "lost / duplicated / out of order",
@@ -248,6 +356,7 @@ impl RunReport {
             "unacked deliveries / gap frames",
             format!("{} / {}", v.unacked_deliveries, d.gap_frames),
         );
+        row("refused but delivered", format!("{}", v.refused_delivered));
         row(
             "foreign events / streams closed early",
             format!("{} / {}", d.foreign_events, d.closed_early),

@@ -3,16 +3,19 @@
 //! workers what was acked, collect their audits, sample the server between
 //! phases, and hand everything to `figures` for the report.
 
-use crate::figures::{self, RunResults};
+use crate::disrupt::{self, Disruption, DisruptionOutcome};
+use crate::figures::{self, RunResults, VerdictRules};
 use crate::http::url::HttpUrl;
 use crate::limits;
 use crate::progress::Progress;
 use crate::protocol::{
-    ConnectSummary, Expectation, FromWorker, ToWorker, WorkerPlan, WorkerProgress, WorkerReport,
+    ConnectSummary, Expectation, FromWorker, ReconnectPlan, ToWorker, WorkerPlan, WorkerProgress,
+    WorkerReport,
 };
 use crate::publisher::{self, PublishOutcome, PublishPlan, PublishProgress};
 use crate::report::RunReport;
 use crate::scenario::{PublishLoad, Scenario};
+use crate::seq_set::SeqSet;
 use crate::server_stats::{self, ServerSample};
 use crate::subscriber::unix_nanos;
 use crate::target::{self, Target};
@@ -38,6 +41,10 @@ pub struct RunSettings {
     pub target: Target,
     pub server_pids: Vec<u32>,
     pub label: Option<String>,
+    /// A command to run in the middle of publishing; publishing then lasts
+    /// until it is over (see `disrupt`).
+    pub disruption: Option<Disruption>,
+    pub verdict: VerdictRules,
 }
 
 /// What the coordinator knows about its workers so far.
@@ -65,7 +72,7 @@ impl WorkerStates {
                 self.connected[worker] = Some(summary)
             }
             PoolEvent::Message(worker, FromWorker::Report(report)) => {
-                self.reports[worker] = Some(report)
+                self.reports[worker] = Some(*report)
             }
             PoolEvent::Gone(worker, reason) => {
                 bail!("subscriber worker {worker} {reason} (see its messages above)")
@@ -139,9 +146,13 @@ pub async fn run_once(
     let server_connected = sample_server(&settings.server_pids)?;
     let harness_connected = server_stats::sample(&[std::process::id()])?;
 
+    let mut disruption = None;
     let outcome = match publish {
         Some(load) => {
-            Some(publish_phase(settings, load, &run_id, &mut pool, &mut states, progress).await?)
+            let (outcome, disrupted) =
+                publish_phase(settings, load, &run_id, &mut pool, &mut states, progress).await?;
+            disruption = disrupted;
+            Some(outcome)
         }
         None => {
             progress.phase("idle", scenario.idle.hold.as_secs());
@@ -152,19 +163,18 @@ pub async fn run_once(
 
     progress.phase("draining", plans.len() as u64);
     for (worker, plan) in plans.iter().enumerate() {
-        let expectation = Expectation {
-            acked: topics_of(plan)
+        let per_topic = |sets: fn(&PublishOutcome) -> &Vec<SeqSet>| {
+            topics_of(plan)
                 .into_iter()
                 .map(|topic| {
-                    (
-                        topic,
-                        outcome
-                            .as_ref()
-                            .map(|o| o.acked[topic as usize].clone())
-                            .unwrap_or_default(),
-                    )
+                    let set = outcome.as_ref().map(|o| sets(o)[topic as usize].clone());
+                    (topic, set.unwrap_or_default())
                 })
-                .collect(),
+                .collect()
+        };
+        let expectation = Expectation {
+            acked: per_topic(|o| &o.acked),
+            refused: per_topic(|o| &o.refused),
             drain_timeout_ms: scenario.drain.timeout.as_millis() as u64,
         };
         pool.send(worker, &ToWorker::Expect(expectation)).await?;
@@ -200,6 +210,7 @@ pub async fn run_once(
             _ => None,
         },
         harness: [harness_connected, harness_end],
+        disruption,
     }))
 }
 
@@ -210,12 +221,29 @@ async fn publish_phase(
     pool: &mut WorkerPool,
     states: &mut WorkerStates,
     progress: &Progress,
-) -> Result<PublishOutcome> {
+) -> Result<(PublishOutcome, Option<DisruptionOutcome>)> {
+    // With a disruption, publishing is open-ended: it stops once the
+    // disruption and the recovery after it are over.
+    let (stop, disrupting) = match settings.disruption.clone() {
+        Some(disruption) => {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            (
+                Some(stopped),
+                Some(tokio::spawn(disrupt::run(disruption, stop))),
+            )
+        }
+        None => (None, None),
+    };
     let plan = PublishPlan {
         run_id: run_id.to_owned(),
         topics: settings.scenario.topics,
         rate_per_second: load.rate_per_second,
-        count: load.total(),
+        count: if stop.is_some() {
+            u64::MAX
+        } else {
+            load.total()
+        },
+        stop,
         payload_bytes: load.payload_bytes,
         connections: load.connections,
         timeout: load.timeout,
@@ -224,15 +252,18 @@ async fn publish_phase(
     let address = HttpUrl::parse(&target::render(&settings.target.publish_url, "x", ""))?
         .resolve()
         .await?;
-    progress.phase("publishing", plan.count);
+    progress.phase(
+        "publishing",
+        if disrupting.is_some() { 0 } else { plan.count },
+    );
     let counters = Arc::new(PublishProgress::default());
     let mut publishing = tokio::spawn(publisher::publish(plan, address, counters.clone()));
     let mut refresh = tokio::time::interval(PROGRESS_REFRESH);
     let started = Instant::now();
     let delivered_before = states.total().deliveries;
-    loop {
+    let outcome = loop {
         tokio::select! {
-            result = &mut publishing => return result.context("publisher task")?,
+            result = &mut publishing => break result.context("publisher task")??,
             event = pool.next_event() => states.absorb(event?)?,
             _ = refresh.tick() => {
                 let delivered = states.total().deliveries - delivered_before;
@@ -240,7 +271,12 @@ async fn publish_phase(
                 progress.update(counters.answered.load(Ordering::Relaxed), format!("{rate:.0} deliveries/s"));
             }
         }
-    }
+    };
+    let disruption = match disrupting {
+        Some(task) => Some(task.await.context("disruption task")??),
+        None => None,
+    };
+    Ok((outcome, disruption))
 }
 
 /// Absorbs worker messages until `done` holds, refreshing the progress bar.
@@ -300,6 +336,9 @@ fn plan_workers(scenario: &Scenario, target: &Target, run_id: &str) -> Vec<Worke
                 connect_timeout_ms: scenario.connect.timeout.as_millis() as u64,
                 client_threads: scenario.connect.client_threads,
                 max_event_bytes: MAX_EVENT_BYTES,
+                reconnect: scenario.reconnect.enabled.then_some(ReconnectPlan {
+                    default_retry_ms: scenario.reconnect.default_retry.as_millis() as u64,
+                }),
             };
             first_subscriber += subscribers;
             plan
@@ -377,6 +416,7 @@ mod tests {
             connect_timeout_ms: 1,
             client_threads: 1,
             max_event_bytes: 1,
+            reconnect: None,
         };
         assert_eq!(topics_of(&plan), BTreeSet::from([5_000, 5_001, 5_002]));
     }

@@ -23,6 +23,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("idle-10k", include_str!("../scenarios/idle-10k.toml")),
     ("idle-20k", include_str!("../scenarios/idle-20k.toml")),
     ("topics-10k", include_str!("../scenarios/topics-10k.toml")),
+    (
+        "rolling-restart",
+        include_str!("../scenarios/rolling-restart.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +51,32 @@ pub struct Scenario {
     pub drain: DrainLoad,
     /// Present: the publish rate is stepped up until the run is no longer clean.
     pub saturate: Option<SaturateLoad>,
+    #[serde(default)]
+    pub reconnect: ReconnectLoad,
+}
+
+/// What a subscriber does when its stream ends: by default nothing (the
+/// stream counts as closed early); with `enabled`, what EventSource does —
+/// wait the server's `retry:` time (or `default_retry`) and reopen with
+/// `Last-Event-ID`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconnectLoad {
+    pub enabled: bool,
+    /// The wait before reconnecting when the server sent no `retry:`.
+    #[serde(with = "humantime_serde")]
+    pub default_retry: Duration,
+}
+
+impl Default for ReconnectLoad {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            // What browsers use when the server says nothing (Chromium and
+            // Firefox: 3 s, the HTML spec's suggestion).
+            default_retry: Duration::from_secs(3),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,6 +252,9 @@ pub struct LoadOverrides {
     /// Idle hold time when nothing is published (e.g. `30s`).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub hold: Option<Duration>,
+    /// Reopen streams that end, with `Last-Event-ID`, honouring `retry:`.
+    #[arg(long)]
+    pub reconnect: bool,
 }
 
 impl Scenario {
@@ -268,6 +301,9 @@ impl Scenario {
         }
         if let Some(v) = o.hold {
             self.idle.hold = v;
+        }
+        if o.reconnect {
+            self.reconnect.enabled = true;
         }
         let publish_overridden = o.rate.is_some()
             || o.duration.is_some()

@@ -20,6 +20,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::churn::{Churner, process_figures};
+use crate::figures::VerdictRules;
 use crate::progress::Progress;
 use crate::run::{self, RunSettings};
 use crate::scenario::{LoadOverrides, Scenario};
@@ -122,6 +123,8 @@ pub async fn soak(args: &SoakArgs) -> Result<bool> {
         server_pids: vec![args.server_pid],
         label: Some("soak".to_owned()),
         scenario,
+        disruption: None,
+        verdict: VerdictRules::default(),
     };
     let progress = Progress::new(true);
     let running = Arc::new(AtomicBool::new(true));

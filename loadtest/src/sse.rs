@@ -1,9 +1,12 @@
 //! Incremental `text/event-stream` parser (WHATWG HTML §9.2.6), trimmed to
-//! what the harness checks: `data`, `id` and `event`. Input may be split
-//! anywhere; a line cut by a read waits in a small buffer that keeps its
-//! capacity, so a steady stream allocates nothing.
+//! what the harness checks: `data`, `id` and `event`, plus the two things a
+//! reconnecting client keeps across connections, the last event id and the
+//! `retry:` reconnection time. Input may be split anywhere; a line cut by a
+//! read waits in a small buffer that keeps its capacity, so a steady stream
+//! allocates nothing.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A dispatched event; borrows the parser's buffers until the next `feed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,11 +43,19 @@ pub struct SseParser {
     partial_line: Vec<u8>,
     data: Vec<u8>,
     event_type: Vec<u8>,
-    last_event_id: Vec<u8>,
+    /// The spec's "last event ID buffer": set by `id:` lines.
+    id_buffer: Vec<u8>,
+    /// The event source's last event ID: the buffer as it was when the last
+    /// event was dispatched. An `id:` of an event cut off by the connection's
+    /// end never gets here, so a reconnect never skips that event.
+    dispatched_event_id: Vec<u8>,
     /// The previous input ended with CR; an LF starting the next one belongs to it.
     after_cr: bool,
     /// No line has ended yet: a BOM may only open the stream's first line.
     at_stream_start: bool,
+    /// The last valid `retry:` field, in ms: how long to wait before
+    /// reconnecting. Like `last_event_id`, it outlives the connection.
+    reconnection_time_ms: Option<u64>,
     /// Comment lines seen (heartbeats and stream-open comments).
     pub comments: u64,
     /// Guards memory against a runaway line or event.
@@ -57,12 +68,36 @@ impl SseParser {
             partial_line: Vec::new(),
             data: Vec::new(),
             event_type: Vec::new(),
-            last_event_id: Vec::new(),
+            id_buffer: Vec::new(),
+            dispatched_event_id: Vec::new(),
             after_cr: false,
             at_stream_start: true,
+            reconnection_time_ms: None,
             comments: 0,
             limit_bytes,
         }
+    }
+
+    /// The id of the last dispatched event, to send as `Last-Event-ID` on reconnect.
+    pub fn last_event_id(&self) -> &[u8] {
+        &self.dispatched_event_id
+    }
+
+    /// The reconnection time the server asked for with `retry:`, if any.
+    pub fn reconnection_time(&self) -> Option<Duration> {
+        self.reconnection_time_ms.map(Duration::from_millis)
+    }
+
+    /// Starts a new connection's stream: what was cut off with the old one
+    /// (a partial line, an undispatched event) is dropped, as EventSource
+    /// does; the last event id and reconnection time are kept.
+    pub fn reset_for_new_connection(&mut self) {
+        self.partial_line.clear();
+        self.data.clear();
+        self.event_type.clear();
+        self.id_buffer.clone_from(&self.dispatched_event_id);
+        self.after_cr = false;
+        self.at_stream_start = true;
     }
 
     /// Parses the next bytes of the stream, calling `on_event` for each
@@ -148,16 +183,30 @@ impl SseParser {
                 self.event_type.extend_from_slice(value);
             }
             b"id" if !value.contains(&0) => {
-                self.last_event_id.clear();
-                self.last_event_id.extend_from_slice(value);
+                self.id_buffer.clear();
+                self.id_buffer.extend_from_slice(value);
             }
-            // `retry` and unknown fields change nothing the harness checks.
+            // Only ASCII digits count (WHATWG); anything else is ignored.
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                // More digits than a u64 holds: the longest wait we can express.
+                self.reconnection_time_ms = Some(
+                    std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(u64::MAX),
+                );
+            }
+            // Unknown fields change nothing the harness checks.
             _ => {}
         }
         Ok(())
     }
 
     fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
+        // Even an event without data sets the last event ID (WHATWG, dispatch step 1).
+        if self.dispatched_event_id != self.id_buffer {
+            self.dispatched_event_id.clone_from(&self.id_buffer);
+        }
         if !self.data.is_empty() {
             let data = &self.data[..self.data.len() - 1];
             let event_type = if self.event_type == b"message" {
@@ -168,7 +217,7 @@ impl SseParser {
             on_event(SseEvent {
                 event_type,
                 data,
-                last_event_id: &self.last_event_id,
+                last_event_id: &self.id_buffer,
             });
         }
         self.data.clear();
@@ -261,6 +310,46 @@ mod tests {
     fn id_with_nul_is_ignored_and_field_without_colon_is_empty() {
         let (events, _) = parse_in_pieces(b"id: 1\n\nid: a\0b\ndata\n\n", 64);
         assert_eq!(events, vec![owned("", "", "1")]);
+    }
+
+    #[test]
+    fn retry_sets_the_reconnection_time_only_when_all_digits() {
+        let mut parser = SseParser::new(1024);
+        assert_eq!(parser.reconnection_time(), None);
+        parser.feed(b"retry: 2500\n\n", &mut |_| {}).unwrap();
+        assert_eq!(
+            parser.reconnection_time(),
+            Some(Duration::from_millis(2500))
+        );
+        parser
+            .feed(b"retry: 10s\nretry:\nretry: -1\n\n", &mut |_| {})
+            .unwrap();
+        assert_eq!(
+            parser.reconnection_time(),
+            Some(Duration::from_millis(2500))
+        );
+    }
+
+    #[test]
+    fn a_new_connection_keeps_the_id_and_retry_but_drops_a_cut_event() {
+        let mut parser = SseParser::new(1024);
+        let mut events = Vec::new();
+        parser
+            .feed(
+                b"retry: 700\nid: 5\ndata: whole\n\nid: 6\ndata: cut",
+                &mut |event| events.push(event.data.to_vec()),
+            )
+            .unwrap();
+        parser.reset_for_new_connection();
+        assert_eq!(parser.last_event_id(), b"5");
+        assert_eq!(parser.reconnection_time(), Some(Duration::from_millis(700)));
+        parser
+            .feed(b"\xEF\xBB\xBFid: 7\ndata: next\n\n", &mut |event| {
+                events.push(event.data.to_vec())
+            })
+            .unwrap();
+        assert_eq!(events, vec![b"whole".to_vec(), b"next".to_vec()]);
+        assert_eq!(parser.last_event_id(), b"7");
     }
 
     #[test]

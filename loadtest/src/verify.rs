@@ -51,13 +51,15 @@ impl DeliveryLedger {
         delivery
     }
 
-    /// Compares the deliveries with the publishes answered 2xx on the topic.
-    pub fn audit(&self, acked: &SeqSet) -> Audit {
+    /// Compares the deliveries with the publishes answered 2xx on the topic,
+    /// and with those the server said it did not take.
+    pub fn audit(&self, acked: &SeqSet, refused: &SeqSet) -> Audit {
         Audit {
             lost: acked.count_missing_from(&self.received),
             duplicated: self.duplicates,
             out_of_order: self.out_of_order,
             unacked_deliveries: self.received.count_missing_from(acked),
+            refused_delivered: refused.count() - refused.count_missing_from(&self.received),
         }
     }
 }
@@ -75,6 +77,10 @@ pub struct Audit {
     /// out on the publisher's side). Reported, not a failure: a timed-out
     /// publish may well have been accepted.
     pub unacked_deliveries: u64,
+    /// Deliveries of publishes the server answered as not taken (4xx, 503):
+    /// a refused publish must reach nobody.
+    #[serde(default)]
+    pub refused_delivered: u64,
 }
 
 impl Audit {
@@ -83,6 +89,7 @@ impl Audit {
         self.duplicated += other.duplicated;
         self.out_of_order += other.out_of_order;
         self.unacked_deliveries += other.unacked_deliveries;
+        self.refused_delivered += other.refused_delivered;
     }
 }
 
@@ -104,7 +111,7 @@ mod tests {
             assert_eq!(ledger.record(seq, completed_before), Delivery::Fresh);
         }
         let acked: SeqSet = (0..100).collect();
-        let audit = ledger.audit(&acked);
+        let audit = ledger.audit(&acked, &SeqSet::default());
         assert_eq!(audit, Audit::default());
     }
 
@@ -114,16 +121,18 @@ mod tests {
         for seq in [0, 1, 1, 3, 5] {
             ledger.record(seq, seq);
         }
-        // 2 and 4 were acked but never came; 5 came but was not acked.
+        // 2 and 4 were acked but never came; 5 came but was not acked; 5
+        // and 6 were refused, and 5 came all the same.
         let acked: SeqSet = (0..5).collect();
-        let audit = ledger.audit(&acked);
+        let audit = ledger.audit(&acked, &[5, 6].into_iter().collect());
         assert_eq!(
             audit,
             Audit {
                 lost: 2,
                 duplicated: 1,
                 out_of_order: 0,
-                unacked_deliveries: 1
+                unacked_deliveries: 1,
+                refused_delivered: 1,
             }
         );
     }
@@ -134,7 +143,7 @@ mod tests {
         assert_eq!(ledger.record(0, 0), Delivery::Fresh);
         assert_eq!(ledger.record(2, 2), Delivery::Fresh);
         assert_eq!(ledger.record(1, 1), Delivery::OutOfOrder);
-        let audit = ledger.audit(&(0..3).collect());
+        let audit = ledger.audit(&(0..3).collect(), &SeqSet::default());
         assert_eq!((audit.lost, audit.out_of_order), (0, 1));
     }
 
@@ -162,6 +171,7 @@ mod tests {
             duplicated: 2,
             out_of_order: 3,
             unacked_deliveries: 4,
+            refused_delivered: 5,
         });
         total.add(Audit {
             lost: 1,
@@ -169,5 +179,6 @@ mod tests {
         });
         assert_eq!(total.lost, 2);
         assert_eq!(total.unacked_deliveries, 4);
+        assert_eq!(total.refused_delivered, 5);
     }
 }

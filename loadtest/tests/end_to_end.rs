@@ -1,6 +1,9 @@
 //! The harness end to end against a tiny fake SSE server that can misbehave
 //! on purpose: a clean server passes, and each kind of fault is caught and
-//! counted, with a non-zero exit code for CI.
+//! counted, with a non-zero exit code for CI. The server ends streams when
+//! asked to, so that reconnecting subscribers (`--reconnect`) are tested too:
+//! a server that resumes from `Last-Event-ID` passes, one that resumes wrong
+//! is caught.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,13 +23,39 @@ enum Fault {
     DuplicateEvery(u64),
     /// Holds each even-numbered publish back and delivers it after the next.
     SwapPairs,
+    /// Ends every stream after every n-th event (with `retry: 20`) and, on a
+    /// reconnect, resumes as asked after `Last-Event-ID`.
+    EndStreamsEvery(u64),
+    /// Ends streams like `EndStreamsEvery`, but a reconnect gets live events only.
+    EndStreamsAndForgetEvery(u64),
+    /// Ends streams like `EndStreamsEvery`, but a reconnect gets the whole history.
+    EndStreamsAndReplayAllEvery(u64),
+}
+
+impl Fault {
+    fn ends_streams_every(self) -> Option<u64> {
+        match self {
+            Fault::EndStreamsEvery(n)
+            | Fault::EndStreamsAndForgetEvery(n)
+            | Fault::EndStreamsAndReplayAllEvery(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// What a stream task is sent: a frame, or the order to end the response.
+enum Push {
+    Frame(Vec<u8>),
+    End,
 }
 
 #[derive(Default)]
 struct Topic {
-    subscribers: Vec<mpsc::UnboundedSender<Vec<u8>>>,
+    subscribers: Vec<mpsc::UnboundedSender<Push>>,
     published: u64,
     held: Option<Vec<u8>>,
+    /// Every frame published, by number, for resuming.
+    history: Vec<Vec<u8>>,
 }
 
 type Topics = Arc<Mutex<HashMap<String, Topic>>>;
@@ -34,16 +63,35 @@ type Topics = Arc<Mutex<HashMap<String, Topic>>>;
 /// Serves `GET /sub/<topic>` as chunked SSE and `POST /pub/<topic>` (raw
 /// body) on a keep-alive connection, like Nchan's URL scheme.
 async fn start_fake_server(fault: Fault) -> SocketAddr {
+    start_fake_server_with_control(fault).await.0
+}
+
+/// Also returns a control address: any connection to it ends every open
+/// stream at once, as a restarting server would.
+async fn start_fake_server_with_control(fault: Fault) -> (SocketAddr, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control_address = control.local_addr().unwrap();
     let topics: Topics = Arc::default();
+    let ended = topics.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = control.accept().await.unwrap();
+            for topic in ended.lock().unwrap().values_mut() {
+                for subscriber in topic.subscribers.drain(..) {
+                    let _ = subscriber.send(Push::End);
+                }
+            }
+        }
+    });
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(serve_connection(stream, topics.clone(), fault));
         }
     });
-    address
+    (address, control_address)
 }
 
 async fn serve_connection(mut stream: TcpStream, topics: Topics, fault: Fault) {
@@ -74,7 +122,12 @@ async fn serve_connection(mut stream: TcpStream, topics: Topics, fault: Fault) {
         let body = buffer[head_end..head_end + content_length].to_vec();
         buffer.drain(..head_end + content_length);
         if let (Some(topic), "GET") = (path.strip_prefix("/sub/"), method) {
-            return stream_events(stream, topics, topic.to_owned()).await;
+            let last_event_id = head.lines().find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("last-event-id:")
+                    .map(|v| v.trim().parse::<u64>().unwrap())
+            });
+            return stream_events(stream, topics, topic.to_owned(), last_event_id, fault).await;
         }
         if let (Some(topic), "POST") = (path.strip_prefix("/pub/"), method) {
             publish(&topics, topic, &body, fault);
@@ -105,29 +158,66 @@ async fn read_until_head_end(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Op
     }
 }
 
-async fn stream_events(mut stream: TcpStream, topics: Topics, topic: String) {
+async fn stream_events(
+    mut stream: TcpStream,
+    topics: Topics,
+    topic: String,
+    last_event_id: Option<u64>,
+    fault: Fault,
+) {
     let (sender, mut events) = mpsc::unbounded_channel();
-    // Registered before the head goes out: once the client sees 200, it's subscribed.
-    topics
-        .lock()
-        .unwrap()
-        .entry(topic)
-        .or_default()
-        .subscribers
-        .push(sender);
+    // Registered before the head goes out: once the client sees 200, it's
+    // subscribed; the replay is taken under the same lock, so nothing falls
+    // between history and live.
+    let replay: Vec<Vec<u8>> = {
+        let mut topics = topics.lock().unwrap();
+        let state = topics.entry(topic).or_default();
+        state.subscribers.push(sender);
+        match (last_event_id, fault) {
+            (None, _) | (Some(_), Fault::EndStreamsAndForgetEvery(_)) => Vec::new(),
+            (Some(_), Fault::EndStreamsAndReplayAllEvery(_)) => state.history.clone(),
+            (Some(id), _) => state
+                .history
+                .iter()
+                .skip(id as usize + 1)
+                .cloned()
+                .collect(),
+        }
+    };
     let head =
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
-    if stream.write_all(head).await.is_err()
-        || stream.write_all(b"6\r\n: ok\n\n\r\n").await.is_err()
-    {
+    let opening = b"retry: 20\n: ok\n\n";
+    let opening = [
+        format!("{:x}\r\n", opening.len()).as_bytes(),
+        opening,
+        b"\r\n",
+    ]
+    .concat();
+    if stream.write_all(head).await.is_err() || stream.write_all(&opening).await.is_err() {
         return;
     }
-    while let Some(frame) = events.recv().await {
+    let mut sent = 0;
+    let mut replayed = replay.into_iter().map(Push::Frame);
+    loop {
+        let push = match replayed.next() {
+            Some(push) => push,
+            None => match events.recv().await {
+                Some(push) => push,
+                None => return,
+            },
+        };
+        let Push::Frame(frame) = push else { break };
         let chunk = [format!("{:x}\r\n", frame.len()).as_bytes(), &frame, b"\r\n"].concat();
         if stream.write_all(&chunk).await.is_err() {
             return;
         }
+        sent += 1;
+        if fault.ends_streams_every().is_some_and(|n| sent % n == 0) {
+            break;
+        }
     }
+    // The end of the chunked body: the response is over, the client reconnects.
+    let _ = stream.write_all(b"0\r\n\r\n").await;
 }
 
 fn publish(topics: &Topics, topic: &str, body: &[u8], fault: Fault) {
@@ -136,6 +226,7 @@ fn publish(topics: &Topics, topic: &str, body: &[u8], fault: Fault) {
     let number = state.published;
     state.published += 1;
     let frame = [format!("id: {number}\ndata: ").as_bytes(), body, b"\n\n"].concat();
+    state.history.push(frame.clone());
     let frames = match fault {
         Fault::None => vec![frame],
         Fault::DropEvery(n) if number % n == n - 1 => vec![],
@@ -150,16 +241,22 @@ fn publish(topics: &Topics, topic: &str, body: &[u8], fault: Fault) {
             .into_iter()
             .flatten()
             .collect(),
+        _ => vec![frame],
     };
     for frame in frames {
-        for subscriber in &state.subscribers {
-            let _ = subscriber.send(frame.clone());
-        }
+        // Streams that ended are gone from the list once their send fails.
+        state
+            .subscribers
+            .retain(|subscriber| subscriber.send(Push::Frame(frame.clone())).is_ok());
     }
 }
 
 /// Runs the harness against the fake server; returns the exit code and the run's JSON record.
 async fn run_harness(address: SocketAddr) -> (i32, serde_json::Value) {
+    run_harness_with(address, &[]).await
+}
+
+async fn run_harness_with(address: SocketAddr, extra: &[String]) -> (i32, serde_json::Value) {
     let dir = std::env::temp_dir().join(format!(
         "ssehub-loadtest-e2e-{}-{}",
         std::process::id(),
@@ -191,6 +288,7 @@ timeout = "1s"
     let harness = env!("CARGO_BIN_EXE_ssehub-loadtest");
     let output = tokio::task::spawn_blocking({
         let (scenario, json) = (scenario.clone(), json.clone());
+        let extra = extra.to_vec();
         move || {
             Command::new(harness)
                 .args([
@@ -206,6 +304,7 @@ timeout = "1s"
                     "--json-out",
                     json.to_str().unwrap(),
                 ])
+                .args(extra)
                 .output()
                 .unwrap()
         }
@@ -267,4 +366,102 @@ async fn swapped_events_are_out_of_order_and_fail_the_run() {
     // 10 swapped pairs per topic, each seen by its 10 subscribers.
     assert_eq!(audit(&record), (0, 0, 2 * 10 * 10));
     assert_eq!(code, 1);
+}
+
+fn reconnect() -> Vec<String> {
+    vec!["--reconnect".into()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_subscribers_resume_without_loss() {
+    let server = start_fake_server(Fault::EndStreamsEvery(7)).await;
+    let (code, record) = run_harness_with(server, &reconnect()).await;
+    assert_eq!(audit(&record), (0, 0, 0), "{record:#}");
+    assert_eq!(record["delivery"]["deliveries"], 20 * 20);
+    // 20 events per topic, streams end after every 7th: twice per subscriber
+    // (after the 7th and the 14th), 20 subscribers.
+    assert_eq!(record["reconnect"]["reconnects"], 2 * 20);
+    assert_eq!(record["reconnect"]["gave_up"], 0);
+    assert_eq!(record["delivery"]["closed_early"], 0);
+    assert_eq!(record["passed"], true, "{record:#}");
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reconnect_an_ended_stream_fails_the_run() {
+    let server = start_fake_server(Fault::EndStreamsEvery(7)).await;
+    let (code, record) = run_harness(server).await;
+    assert_eq!(record["delivery"]["closed_early"], 20);
+    assert_eq!(record["reconnect"], serde_json::Value::Null);
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_that_forgets_is_caught_as_lost() {
+    let server = start_fake_server(Fault::EndStreamsAndForgetEvery(7)).await;
+    let (code, record) = run_harness_with(server, &reconnect()).await;
+    let (lost, duplicated, _) = audit(&record);
+    assert!(lost > 0, "{record:#}");
+    assert_eq!(duplicated, 0);
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_that_replays_everything_is_caught_as_duplicated() {
+    let server = start_fake_server(Fault::EndStreamsAndReplayAllEvery(7)).await;
+    let (code, record) = run_harness_with(server, &reconnect()).await;
+    // Each reconnect starts again from the first event, so the stream never
+    // gets further than its first ends: duplicates, and the rest never comes.
+    let (_, duplicated, _) = audit(&record);
+    assert!(duplicated > 0, "{record:#}");
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disruption_is_timed_and_its_reconnects_counted_in_its_drain_window() {
+    let (server, control) = start_fake_server_with_control(Fault::None).await;
+    // Marks a window from now on for 1.5 s, then ends every stream.
+    let command = format!(
+        "echo drain fake 0 1500; bash -c 'exec 3<>/dev/tcp/127.0.0.1/{}'; sleep 1",
+        control.port()
+    );
+    let extra = [
+        "--reconnect",
+        "--rate",
+        "100",
+        "--disrupt",
+        &command,
+        // Latency phases are taken in whole seconds of the schedule: over
+        // two seconds before and after leave at least one whole second each.
+        "--disrupt-after",
+        "2200ms",
+        "--recover-for",
+        "2200ms",
+    ]
+    .map(String::from);
+    let (code, record) = run_harness_with(server, &extra).await;
+    assert_eq!(audit(&record), (0, 0, 0), "{record:#}");
+    assert_eq!(record["reconnect"]["reconnects"], 20, "{record:#}");
+    let window = &record["reconnect"]["drain_windows"][0];
+    assert_eq!(window["label"], "fake");
+    assert_eq!(window["reconnects"], 20, "{record:#}");
+    assert_eq!(record["reconnect"]["outside_windows"], 0);
+    let disruption = &record["disruption"];
+    assert_eq!(disruption["exit_code"], 0);
+    assert!(
+        disruption["seconds"].as_f64().unwrap() >= 1.0,
+        "{disruption:#}"
+    );
+    // Publishing went on through it: 100/s for at least 2.1 + 1 + 2.2 s.
+    assert!(
+        record["publish"]["acked"].as_u64().unwrap() >= 500,
+        "{record:#}"
+    );
+    for phase in ["latency_before_ms", "latency_during_ms", "latency_after_ms"] {
+        assert!(
+            disruption[phase]["count"].as_u64().unwrap() > 0,
+            "{phase}: {disruption:#}"
+        );
+    }
+    assert_eq!(code, 0);
 }

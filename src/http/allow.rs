@@ -94,10 +94,10 @@ impl<E: Endpoint> Endpoint for AllowEndpoint<E> {
     async fn call(&self, request: Request) -> Result<Self::Output> {
         let path = request.uri().path().to_owned();
         let mut response = self.inner.call(request).await?.into_response();
-        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-            if let Some(allow) = self.allowed.allow_for(&path) {
-                response.headers_mut().insert(header::ALLOW, allow.clone());
-            }
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = self.allowed.allow_for(&path)
+        {
+            response.headers_mut().insert(header::ALLOW, allow.clone());
         }
         Ok(response)
     }

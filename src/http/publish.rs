@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::ApiTags;
 use super::credentials::PublisherCredential;
 use super::error::ApiError;
-use crate::auth::Authenticator;
 use super::fields::{BatchEvents, EventTypeField, MAX_EVENT_RETRY_MS, RetryField, TopicField};
+use crate::auth::Authenticator;
 use crate::hub::{EventDraft, EventType, Hub, TopicName};
 
 /// An event's `data`: any JSON value, but present. (poem-openapi reads a

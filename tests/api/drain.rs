@@ -229,6 +229,9 @@ async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
         .unwrap();
     assert_eq!(publish.status(), 503);
     assert!(publish.headers().contains_key("retry-after"));
+    // Read to the end so the connection goes back to the pool: the listener
+    // is closed, a new connection would be refused.
+    publish.bytes().await.unwrap();
     let subscribe = client
         .get(hub.url("/v1/events?topic=t"))
         .send()

@@ -54,6 +54,18 @@ Name of the Secret that holds the publisher keys: the user's, or the chart's.
 {{- end }}
 
 {{/*
+The Secret and key that hold the Redis URL: the user's (existingSecret and
+existingSecretKey), or the chart's own Secret, key redis-url.
+*/}}
+{{- define "ssehub.redisSecretName" -}}
+{{- .Values.backplane.redis.existingSecret | default (include "ssehub.fullname" .) }}
+{{- end }}
+
+{{- define "ssehub.redisSecretKey" -}}
+{{- ternary .Values.backplane.redis.existingSecretKey "redis-url" (not (empty .Values.backplane.redis.existingSecret)) }}
+{{- end }}
+
+{{/*
 Whether the chart renders its own Secret: for publisher keys it manages, or
 for a Redis URL given in values. Returns "true" or "".
 */}}
@@ -149,10 +161,13 @@ Included by every template that matters, so any render fails.
 {{- define "ssehub.validate" -}}
 {{- $max := include "ssehub.maxReplicas" . | int64 }}
 {{- if and (gt $max 1) (eq .Values.backplane.kind "memory") }}
-{{- fail (printf "\n\nssehub: %d replicas need the Redis backplane (backplane.kind: redis and backplane.redis.url).\nWith backplane.kind: memory each pod only sees the events published to itself: a subscriber\nconnected to one pod would miss every event published through another, and no gap would tell it.\nEither set replicaCount: 1 (and autoscaling.maxReplicas: 1, or autoscaling.enabled: false),\nor configure the Redis backplane." $max) }}
+{{- fail (printf "\n\nssehub: %d replicas need the Redis backplane (backplane.kind: redis, with backplane.redis.url or backplane.redis.existingSecret).\nWith backplane.kind: memory each pod only sees the events published to itself: a subscriber\nconnected to one pod would miss every event published through another, and no gap would tell it.\nEither set replicaCount: 1 (and autoscaling.maxReplicas: 1, or autoscaling.enabled: false),\nor configure the Redis backplane." $max) }}
 {{- end }}
 {{- if and (eq .Values.backplane.kind "redis") (not .Values.backplane.redis.url) (not .Values.backplane.redis.existingSecret) }}
 {{- fail "\n\nssehub: backplane.kind is redis but no Redis is named: set backplane.redis.url, or backplane.redis.existingSecret (and existingSecretKey)." }}
+{{- end }}
+{{- if and (eq .Values.backplane.kind "redis") .Values.backplane.redis.url .Values.backplane.redis.existingSecret }}
+{{- fail (printf "\n\nssehub: backplane.redis.url and backplane.redis.existingSecret (%s) are both set: the pods would read the URL from the Secret and ignore backplane.redis.url. Set one of them." .Values.backplane.redis.existingSecret) }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (lt (int64 .Values.autoscaling.maxReplicas) (int64 .Values.autoscaling.minReplicas)) }}
 {{- fail "\n\nssehub: autoscaling.maxReplicas is below autoscaling.minReplicas." }}

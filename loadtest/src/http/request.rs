@@ -32,9 +32,15 @@ impl Header {
 }
 
 /// `GET` of an SSE stream. `Cache-Control: no-cache` is what EventSource
-/// sends; some servers switch to streaming mode on `Accept` alone.
-pub fn sse_get(url: &HttpUrl, headers: &[Header]) -> Vec<u8> {
+/// sends; some servers switch to streaming mode on `Accept` alone. A
+/// reconnect carries the last event id seen, as EventSource does.
+pub fn sse_get(url: &HttpUrl, headers: &[Header], last_event_id: &[u8]) -> Vec<u8> {
     let mut request = head("GET", url, headers);
+    if !last_event_id.is_empty() {
+        request.extend_from_slice(b"Last-Event-ID: ");
+        request.extend_from_slice(last_event_id);
+        request.extend_from_slice(b"\r\n");
+    }
     request.extend_from_slice(b"Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n");
     request
 }
@@ -72,11 +78,25 @@ mod tests {
     #[test]
     fn writes_an_sse_get_with_extra_headers() {
         let url = HttpUrl::parse("http://127.0.0.1:8081/sub/a").unwrap();
-        let request = sse_get(&url, &[Header::parse("Authorization: Bearer k").unwrap()]);
+        let request = sse_get(
+            &url,
+            &[Header::parse("Authorization: Bearer k").unwrap()],
+            b"",
+        );
         assert_eq!(
             String::from_utf8(request).unwrap(),
             "GET /sub/a HTTP/1.1\r\nHost: 127.0.0.1:8081\r\nAuthorization: Bearer k\r\n\
              Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_sends_the_last_event_id() {
+        let url = HttpUrl::parse("http://h:1/sub/a").unwrap();
+        let request = String::from_utf8(sse_get(&url, &[], b"3-41")).unwrap();
+        assert!(
+            request.contains("\r\nLast-Event-ID: 3-41\r\nAccept: text/event-stream\r\n"),
+            "{request}"
         );
     }
 
