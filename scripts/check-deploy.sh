@@ -604,10 +604,40 @@ EOF
   "$NGINX" -t -q -e "$prefix/error.log" -p "$prefix/" -c "$prefix/nginx.conf"
 }
 
+nginx_prefix_snippet() {
+  # snippet-prefix.conf (ssehub under /ssehub/) beside a site of its own.
+  local prefix="$WORK/nginx-prefix"
+  mkdir -p "$prefix"
+  cat >"$prefix/nginx.conf" <<EOF
+pid nginx.pid;
+error_log error.log;
+events {}
+http {
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+    access_log off;
+    upstream ssehub {
+        server 127.0.0.1:8080;
+        keepalive 32;
+        keepalive_timeout 25s;
+    }
+    server {
+        listen 127.0.0.1:18082;
+        location / { return 200 "the site's own pages"; }
+        include $ROOT/nginx/snippet-prefix.conf;
+    }
+}
+EOF
+  "$NGINX" -t -q -e "$prefix/error.log" -p "$prefix/" -c "$prefix/nginx.conf"
+}
+
 nginx_sse_settings() {
-  # Both nginx files carry the settings an event stream needs.
+  # Every nginx file carries the settings an event stream needs.
   local file needle status=0
-  for file in nginx/ssehub.conf nginx/snippet-location.conf; do
+  for file in nginx/ssehub.conf nginx/snippet-location.conf nginx/snippet-prefix.conf; do
     # shellcheck disable=SC2016 # nginx variables, literally
     for needle in 'proxy_http_version 1.1;' 'proxy_set_header Connection "";' 'proxy_buffering off;' \
       'proxy_cache off;' 'gzip off;' 'proxy_read_timeout 120s;' 'client_max_body_size 1m;' \
@@ -713,8 +743,9 @@ check "yamllint --strict ." "$YAMLLINT" --strict .
 echo "== nginx ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
 check "nginx -t nginx/nginx.conf + nginx/ssehub.conf" nginx_conf main
 check "nginx -t nginx/snippet-location.conf in an existing server" nginx_snippet
+check "nginx -t nginx/snippet-prefix.conf under /ssehub/ in an existing server" nginx_prefix_snippet
 check "nginx: test hooks present, buffering-on variant valid" nginx_test_hooks
-check "nginx: SSE settings in both files, body limit = max_body_bytes" nginx_sse_settings
+check "nginx: SSE settings in every file, body limit = max_body_bytes" nginx_sse_settings
 
 echo "== Repository hygiene"
 check "no machine-specific absolute paths in deployment files" no_machine_paths

@@ -94,6 +94,8 @@ impl App {
                 seed_topic: SeedTopic(
                     TopicName::parse(&config.event_stream.topic).expect("validated in Config"),
                 ),
+                console: config.console.enabled,
+                backplane: config.backplane.kind,
             },
         );
         let server = tokio::spawn(

@@ -102,6 +102,7 @@ pub struct Config {
     pub event_stream: EventStreamConfig,
     pub telemetry: TelemetryConfig,
     pub rate_limits: RateLimitsConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -425,6 +426,21 @@ pub struct TelemetryConfig {
     pub service_name: String,
 }
 
+/// The browser console at `/` (see `crate::http::console`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console. It is a static page that uses the public API with
+    /// the visitor's own key, so it grants nothing the API doesn't.
+    pub enabled: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum OtlpProtocol {
     /// OTLP over HTTP/1.1 with protobuf bodies (the OpenTelemetry default).
@@ -481,6 +497,7 @@ impl Default for Config {
             event_stream: EventStreamConfig::default(),
             telemetry: TelemetryConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -921,6 +938,16 @@ mod tests {
         assert_eq!(config.heartbeat.interval, Duration::from_secs(5));
         assert_eq!(config.history.size, 20, "env wins over file");
         assert_eq!(config.stream.retry, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_console_is_on_by_default_and_can_be_turned_off() {
+        assert!(Config::default().console.enabled);
+        let config = Config::load_from(None, env_from(&[("CONSOLE__ENABLED", "false")])).unwrap();
+        assert!(!config.console.enabled);
+        let error =
+            Config::load_from(None, env_from(&[("CONSOLE__ENABLED", "maybe")])).unwrap_err();
+        assert!(error.to_string().contains("console.enabled"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh), topic patterns, grants, rate limits, the client address behind trusted proxies. No HTTP types |
 //! | [`hub`] | the domain core: topics, ids, the SSE encoder, the topics' live queues, subscriptions and their delivery logic, drain state, shedding (the one answer to a subscribe not served now). No HTTP, no Redis |
 //! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync) — the trait, the fan-out contract, `connect` from the config and the background `run` |
-//! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, problem+json errors |
+//! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, `/v1/stats`, the console at `/` (assets embedded), problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
 //! | [`shutdown`] | the drain sequence and signal handling |
 //! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, trace context in and out of events |

@@ -598,6 +598,61 @@ fn openmetrics_to_prometheus(openmetrics: &str) -> String {
     out
 }
 
+/// The counters' values at one moment, read without going through the
+/// exposition text (for `GET /v1/stats`; the console derives rates from two
+/// readings). Totals since the hub started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// SSE streams answered 200, shed ones included.
+    pub subscriptions_opened: u64,
+    /// Of those, shed on arrival (at capacity, draining or rate limited).
+    pub subscriptions_shed: u64,
+    /// Publish requests answered 2xx.
+    pub publish_requests_accepted: u64,
+    /// Publish requests answered with an error status, whatever the reason.
+    pub publish_requests_rejected: u64,
+    /// Events accepted (a batch counts each of its events).
+    pub events_accepted: u64,
+    /// Events written to subscriber streams.
+    pub deliveries: u64,
+    /// Bytes written to SSE streams.
+    pub sent_bytes: u64,
+    /// Times a subscriber fell a whole live queue behind.
+    pub lagged: u64,
+    /// Gap frames sent, every reason.
+    pub gap_frames: u64,
+    /// Reads of history for a subscriber, every trigger (resume, lag, resync).
+    pub history_replays: u64,
+}
+
+impl Metrics {
+    pub fn counters(&self) -> CounterSnapshot {
+        let total = |counters: &[Counter]| counters.iter().map(Counter::get).sum::<u64>();
+        let accepted = PublishOutcome::Accepted as usize;
+        let requests = total(&self.publish_requests);
+        let requests_accepted = self.publish_requests[accepted].get();
+        CounterSnapshot {
+            subscriptions_opened: self.subscriptions_opened.get(),
+            subscriptions_shed: [
+                SubscriptionEnd::ShedCapacity,
+                SubscriptionEnd::ShedDraining,
+                SubscriptionEnd::ShedRateLimited,
+            ]
+            .iter()
+            .map(|end| self.subscriptions_closed[*end as usize].get())
+            .sum(),
+            publish_requests_accepted: requests_accepted,
+            publish_requests_rejected: requests - requests_accepted,
+            events_accepted: self.events_published[accepted].get(),
+            deliveries: self.deliveries.get(),
+            sent_bytes: self.sent_bytes.get(),
+            lagged: self.lagged.get(),
+            gap_frames: total(&self.gap_frames),
+            history_replays: total(&self.replays),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,6 +698,42 @@ mod tests {
         assert!(
             text.contains("# TYPE ssehub_deliveries counter\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_counter_snapshot_reads_the_same_counters_as_the_exposition() {
+        let metrics = Metrics::new();
+        metrics.delivered(3, 120);
+        metrics.sent(10);
+        metrics.gap_frame(GapReason::Lagged);
+        metrics.gap_frame(GapReason::UnknownEpoch);
+        metrics.lagged();
+        metrics.publish_request(PublishOutcome::Accepted, Duration::ZERO);
+        metrics.publish_request(PublishOutcome::RejectedTooLarge, Duration::ZERO);
+        metrics.publish_request(PublishOutcome::Unavailable, Duration::ZERO);
+        metrics.events_published(PublishOutcome::Accepted, 4);
+        metrics.events_published(PublishOutcome::RejectedTooLarge, 1);
+        metrics.subscription_opened();
+        metrics.subscription_opened();
+        metrics.subscription_closed(SubscriptionEnd::ShedCapacity);
+        metrics.subscription_closed(SubscriptionEnd::ShedRateLimited);
+        metrics.subscription_closed(SubscriptionEnd::ClientGone);
+        metrics.replayed(ReplayTrigger::Resume);
+        assert_eq!(
+            metrics.counters(),
+            CounterSnapshot {
+                subscriptions_opened: 2,
+                subscriptions_shed: 2,
+                publish_requests_accepted: 1,
+                publish_requests_rejected: 2,
+                events_accepted: 4,
+                deliveries: 3,
+                sent_bytes: 130,
+                lagged: 1,
+                gap_frames: 2,
+                history_replays: 1,
+            }
         );
     }
 

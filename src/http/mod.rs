@@ -4,6 +4,7 @@
 
 mod allow;
 mod body_limit;
+pub mod console;
 mod credentials;
 mod error;
 mod fields;
@@ -14,6 +15,7 @@ mod publish;
 mod seed;
 mod spec;
 mod sse;
+mod stats;
 
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
@@ -21,9 +23,10 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use seed::SeedTopic;
+pub use stats::StatsContext;
 
 use crate::auth::Authenticator;
-use crate::config::CorsConfig;
+use crate::config::{BackplaneKind, CorsConfig};
 use crate::hub::Hub;
 
 #[derive(Tags)]
@@ -36,6 +39,8 @@ enum ApiTags {
     Seed,
     /// Probes and metrics for load balancers, orchestrators and monitoring.
     Operations,
+    /// The browser console.
+    Console,
 }
 
 /// What the routes need besides the hub.
@@ -45,6 +50,10 @@ pub struct HttpSettings {
     pub cors: CorsConfig,
     pub authenticator: Authenticator,
     pub seed_topic: SeedTopic,
+    /// `console.enabled`.
+    pub console: bool,
+    /// The configured backplane, reported by `/v1/stats`.
+    pub backplane: BackplaneKind,
 }
 
 /// Every OpenAPI-described group of routes.
@@ -54,6 +63,8 @@ type Apis = (
     seed::SeedApi,
     health::HealthApi,
     metrics::MetricsApi,
+    stats::StatsApi,
+    console::ConsoleApi,
 );
 
 /// The OpenAPI service.
@@ -65,6 +76,8 @@ pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
             seed::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,
+            stats::StatsApi,
+            console::ConsoleApi,
         )),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
@@ -89,7 +102,8 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec::document_endpoint(document))
-        .at("/docs", docs);
+        .at("/docs", docs)
+        .at("/console/:name", poem::get(console::asset));
     let observe = observe::Observe::new(
         hub.metrics().clone(),
         <Apis as poem_openapi::OpenApi>::meta()
@@ -105,6 +119,11 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .data(hub)
         .data(settings.authenticator)
         .data(settings.seed_topic)
+        .data(console::ConsoleEnabled(settings.console))
+        .data(StatsContext {
+            backplane: settings.backplane,
+            started: std::time::Instant::now(),
+        })
         .catch_all_error(|error| async move { error::problem_for_poem_error(error) })
         .with(allow::AllowedMethods::new(
             <Apis as poem_openapi::OpenApi>::meta()

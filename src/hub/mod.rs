@@ -229,6 +229,11 @@ impl Hub {
         self.inner.subscribers.load(Ordering::Relaxed)
     }
 
+    /// Topics with at least one subscriber on this process.
+    pub fn live_topic_count(&self) -> usize {
+        self.inner.live_queues.live_topics()
+    }
+
     /// Ready to take traffic: not draining, backplane reachable.
     pub fn is_ready(&self) -> bool {
         self.inner.lifecycle.phase() == Phase::Serving && self.inner.backplane.is_available()

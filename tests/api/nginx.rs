@@ -29,6 +29,8 @@ pub struct Variant {
     /// An HTML page nginx serves at `/browser-test.html` (same origin as
     /// the API, so the page needs no CORS).
     pub page: Option<&'static str>,
+    /// Also serves ssehub under `/ssehub/`, with `nginx/snippet-prefix.conf`.
+    pub path_prefix: bool,
 }
 
 fn nginx_binary() -> PathBuf {
@@ -94,6 +96,18 @@ impl Nginx {
             site = site.replacen(
                 "server_name _;",
                 "server_name _;\n    location = /browser-test.html { root html; default_type text/html; }",
+                1,
+            );
+        }
+        if variant.path_prefix {
+            std::fs::copy(
+                root.join("snippet-prefix.conf"),
+                prefix.path().join("snippet-prefix.conf"),
+            )
+            .unwrap();
+            site = site.replacen(
+                "server_name _;",
+                "server_name _;\n    include snippet-prefix.conf;",
                 1,
             );
         }
