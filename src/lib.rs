@@ -14,6 +14,7 @@
 //! | [`backplane`] | where ids and history come from (`memory` now); the trait a Redis backplane implements |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
+//! | [`server`] | the HTTP/1 front: accept loop, request heads, the lean writer for event streams, hand-off to hyper for everything else |
 //! | [`shutdown`] | the drain sequence and signal handling |
 //! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, trace context in and out of events |
 //! | [`metrics`] | the Prometheus metrics of one hub and their exposition |
@@ -37,5 +38,6 @@ pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;

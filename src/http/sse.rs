@@ -20,6 +20,7 @@ use crate::hub::{
     EventId, Hub, ResumePoint, SubscribeError, SubscribeRequest, TopicName, retry_hint,
 };
 use crate::metrics::SubscriptionEnd;
+use crate::server::EventStreamMarker;
 
 /// An SSE response body; documented in the spec as `text/event-stream`.
 pub struct EventStreamBody(Body);
@@ -54,6 +55,8 @@ impl IntoResponse for EventStreamBody {
             // nginx would otherwise buffer the stream (even with its
             // `proxy_buffering on` default); this header wins per response.
             .header("x-accel-buffering", "no")
+            // The lean writer takes streams it recognises by this marker.
+            .extension(EventStreamMarker)
             .body(self.0)
     }
 }
