@@ -130,16 +130,18 @@ impl DrainingAcceptor {
 
 /// Failed accepts are logged once per interval, with how many there were,
 /// instead of 20 lines a second while the process is out of descriptors.
+/// A process that hovers at its limit flaps between failing and accepting;
+/// both lines stay within one per interval then.
 #[derive(Default)]
 struct AcceptFailures {
     last_logged: Option<Instant>,
     since_logged: u64,
-    failing: bool,
+    /// A failure was logged and no recovery since.
+    announced: bool,
 }
 
 impl AcceptFailures {
     fn failed(&mut self, error: &io::Error) {
-        self.failing = true;
         self.since_logged += 1;
         let due = self
             .last_logged
@@ -155,14 +157,13 @@ impl AcceptFailures {
             );
             self.last_logged = Some(Instant::now());
             self.since_logged = 0;
+            self.announced = true;
         }
     }
 
     fn recovered(&mut self) {
-        if std::mem::take(&mut self.failing) {
+        if std::mem::take(&mut self.announced) {
             tracing::info!("accepting connections again");
-            self.last_logged = None;
-            self.since_logged = 0;
         }
     }
 }

@@ -45,6 +45,8 @@ pub async fn serve(
     let mut deadline = Instant::now() + shared.settings.header_read_timeout;
     loop {
         let head = tokio::select! {
+            // A head already in the buffer (pipelined) is still served.
+            biased;
             head = head::read(&stream, &mut buffered, deadline) => head,
             _ = stopping.cancelled() => return,
         };
@@ -63,7 +65,14 @@ pub async fn serve(
             BodyFraming::Length(bytes) => {
                 let io = OneMessage::new(stream, buffered, request.len as u64 + bytes);
                 let answer = Answer::Endpoint;
-                Box::pin(hand_off::serve_one(&shared, io, answer, remote.clone(), &stopping)).await
+                Box::pin(hand_off::serve_one(
+                    &shared,
+                    io,
+                    answer,
+                    remote.clone(),
+                    &stopping,
+                ))
+                .await
             }
             BodyFraming::Empty => {
                 Box::pin(answer_bodyless(
@@ -112,7 +121,12 @@ async fn answer_bodyless(
         ..
     } = request;
     let is_head = parts.method == Method::HEAD;
-    let parts = RequestParts::from((parts, shared.local_addr.clone(), remote.clone(), Scheme::HTTP));
+    let parts = RequestParts::from((
+        parts,
+        shared.local_addr.clone(),
+        remote.clone(),
+        Scheme::HTTP,
+    ));
     // Boxed: its state would otherwise stay part of this future (and so of
     // the connection's memory) for as long as the stream runs.
     let response = Box::pin(
@@ -182,7 +196,10 @@ async fn refuse(mut stream: TcpStream, error: HeadError) {
         stream.write_all(&body).await?;
         stream.shutdown().await
     };
-    if tokio::time::timeout(LINGER_AFTER_REFUSAL, write).await.is_err() {
+    if tokio::time::timeout(LINGER_AFTER_REFUSAL, write)
+        .await
+        .is_err()
+    {
         return;
     }
     let linger = async {

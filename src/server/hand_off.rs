@@ -10,8 +10,8 @@
 //! cancels the answer under way.
 
 use std::convert::Infallible;
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -228,7 +228,11 @@ pub async fn serve_rest(
     }
 }
 
-fn poem_request(request: hyper::Request<Incoming>, local: LocalAddr, remote: RemoteAddr) -> Request {
+fn poem_request(
+    request: hyper::Request<Incoming>,
+    local: LocalAddr,
+    remote: RemoteAddr,
+) -> Request {
     Request::from((request, local, remote, Scheme::HTTP))
 }
 

@@ -18,9 +18,9 @@
 //!   (invariant: a slow subscriber never slows anyone else — it only falls
 //!   behind on its own queue cursor).
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -362,7 +362,7 @@ mod tests {
             concat(&outgoing),
             b"HEAD\r\n\r\n13\r\ndata: a\n\ndata: bb\n\n\r\n0\r\n\r\n"
         );
-        outgoing.advance(10);
+        outgoing.advance(9);
         assert_eq!(
             concat(&outgoing),
             b"3\r\ndata: a\n\ndata: bb\n\n\r\n0\r\n\r\n"

@@ -4,6 +4,7 @@
 mod helpers;
 mod otlp;
 mod process;
+mod raw;
 
 mod batch;
 mod binary;
@@ -11,6 +12,8 @@ mod browser;
 mod drain;
 mod errors;
 mod fanout;
+mod hostile;
+mod lean;
 mod limits;
 mod logs;
 mod metrics;
