@@ -21,8 +21,10 @@
 //!
 //! A publish travels `http::publish` → [`hub::Hub::publish`] → [`backplane::Backplane::publish`]
 //! (id, history) → [`backplane::FanOut`] (the hub's live queues) → each
-//! subscriber's stream in `hub::subscription`, which writes the event's
-//! frame — encoded once, at acceptance — to its connection.
+//! subscriber's stream in `hub::subscription`, which yields the event's
+//! frame — encoded once, at acceptance — to the [`server`]'s lean writer,
+//! which writes it to the subscriber's socket (no HTTP server in between
+//! once the stream is open; see `server`'s module documentation).
 //!
 //! Observability follows the same path: `http::observe` opens the request's
 //! server span (a child of the caller's `traceparent`), `hub::observe` the

@@ -137,7 +137,10 @@ async fn answer_bodyless(
     .await;
     if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
         let io = OneMessage::new(stream, buffered, len as u64);
-        return hand_off::serve_one(shared, io, Answer::Ready(response), remote, stopping).await;
+        // Boxed like the endpoint call: hyper's connection state must not
+        // be part of a stream's future.
+        let answer = Answer::Ready(response);
+        return Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
     }
     buffered.drain(..len);
     let end = write_event_stream(shared, &stream, response, &mut buffered, keep_alive).await;
