@@ -28,11 +28,11 @@ pub const STREAM_RETRY_DEFAULT: Duration = Duration::from_secs(3);
 /// bound, so this stays small to keep per-topic memory low (64 slots ≈ 3 KiB).
 pub const STREAM_QUEUE_DEFAULT: usize = 64;
 /// How long a stream's socket may accept nothing (its client stopped
-/// reading, its TCP window is full) before the hub ends the stream: twice
-/// the heartbeat interval, so a client that merely reads slowly, or a
-/// mobile one between cells, is not cut, while a dead one frees its slot
-/// within a minute.
-pub const STREAM_WRITE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// reading, its TCP window is full) before the hub ends the stream: four
+/// heartbeat intervals, so a client that merely pauses (a busy tab, a
+/// mobile one between cells) is not cut, while a dead one frees its slot
+/// within a minute. (nginx's `send_timeout`, the same idea, defaults to 60 s.)
+pub const STREAM_WRITE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// Time a client has to send a complete request head (from the accept, or
 /// from the first byte of a later request on the connection): nginx's
 /// `client_header_timeout` is 60 s; 10 s is ample for any real client and

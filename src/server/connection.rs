@@ -44,10 +44,13 @@ pub async fn serve(
     // may wait for its next request as long as it likes).
     let mut deadline = Instant::now() + shared.settings.header_read_timeout;
     loop {
+        // Every await of this loop but the cheap ones is on a boxed future:
+        // the task's own allocation is as large as its largest state, and it
+        // lives as long as the connection, streams included.
         let head = tokio::select! {
             // A head already in the buffer (pipelined) is still served.
             biased;
-            head = head::read(&stream, &mut buffered, deadline) => head,
+            head = Box::pin(head::read(&stream, &mut buffered, deadline)) => head,
             _ = stopping.cancelled() => return,
         };
         let request = match head {
@@ -58,7 +61,7 @@ pub async fn serve(
                 Box::pin(hand_off::serve_rest(&shared, io, remote, &stopping)).await;
                 return;
             }
-            Err(error) => return refuse(stream, error).await,
+            Err(error) => return Box::pin(refuse(stream, error)).await,
         };
         let keep_alive = request.keep_alive;
         let next = match request.body {
@@ -143,6 +146,10 @@ async fn answer_bodyless(
         return Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
     }
     buffered.drain(..len);
+    if buffered.is_empty() {
+        // The head's buffer is not kept for the life of the stream.
+        buffered = Vec::new();
+    }
     let end = write_event_stream(shared, &stream, response, &mut buffered, keep_alive).await;
     (end == StreamEnd::Finished).then(|| OneMessage::new(stream, buffered, 0))
 }
@@ -154,8 +161,11 @@ async fn write_event_stream(
     after: &mut Vec<u8>,
     keep_alive: bool,
 ) -> StreamEnd {
+    // The response's headers are not kept for the life of the stream: the
+    // head is all that is written of them.
     let (parts, body) = response.into_parts();
     let head = stream_writer::response_head(parts.status, &parts.headers, keep_alive);
+    drop(parts);
     let end = stream_writer::write_stream(
         stream,
         head,
