@@ -1,65 +1,83 @@
 #!/usr/bin/env bash
 # Heap profile of idle streams: where the memory of one idle subscriber goes.
 #
-#   scripts/dhat-idle.sh            # 2,000 idle streams (default)
-#   STREAMS=5000 scripts/dhat-idle.sh
+#   scripts/dhat-idle.sh            # 1,000 idle streams (default)
+#   STREAMS=2000 scripts/dhat-idle.sh
 #
-# Builds ssehub (release) with the `dhat-heap` feature into its own copy
-# (target/dhat/ssehub; the normal release binary is rebuilt without it by
-# the next plain build), holds STREAMS idle subscribers open with the
-# load-test harness, stops the hub with SIGTERM (dhat writes its profile
-# when the process exits) and prints the bytes live at the heap's peak per
-# stream, grouped by allocation site. Loopback only; the run is bounded by
-# the idle scenario's own hold time.
+# Runs the release binary under Valgrind's DHAT (installed from Debian when
+# missing), opens STREAMS idle subscribers on one topic (raw HTTP/1.1, as a
+# browser's EventSource does), stops the hub with SIGTERM (DHAT writes its
+# profile at exit) and prints the bytes live at the heap's peak per stream,
+# grouped by the allocation site that asked for them. Loopback only; bounded
+# by STREAMS and a 300 s timeout.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-STREAMS="${STREAMS:-2000}"
-PORT="${PORT:-18090}"
+STREAMS="${STREAMS:-1000}"
 OUT_DIR="$TARGET_DIR/dhat"
+BIN="${BIN_SSEHUB:-$TARGET_DIR/release/ssehub}"
 mkdir -p "$OUT_DIR"
 
-(cd "$ROOT" && cargo build --release -p ssehub -p ssehub-loadtest --features ssehub/dhat-heap)
-cp "$TARGET_DIR/release/ssehub" "$OUT_DIR/ssehub"
+if ! command -v valgrind >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind >/dev/null
+fi
+[ "${SKIP_BUILD:-0}" = 1 ] || (cd "$ROOT" && cargo build --release -p ssehub)
 
-cd "$OUT_DIR"
-rm -f dhat-heap.json
-SSEHUB_LISTEN="127.0.0.1:$PORT" SSEHUB_LIMITS__MAX_SUBSCRIBERS=$((STREAMS + 100)) \
-    ./ssehub >"$OUT_DIR/ssehub.log" 2>&1 &
-hub=$!
-trap 'kill "$hub" 2>/dev/null || true' EXIT
+profile="$OUT_DIR/dhat.json"
+log="$OUT_DIR/ssehub.log"
+rm -f "$profile"
+SSEHUB_LISTEN=127.0.0.1:0 SSEHUB_LIMITS__MAX_SUBSCRIBERS=$((STREAMS + 100)) SSEHUB_DRAIN__DELAY=0s \
+    timeout 300 valgrind --tool=dhat --dhat-out-file="$profile" "$BIN" >"$log" 2>&1 &
 for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
+    grep -q 'listening on' "$log" && break
+    sleep 0.3
 done
-"$TARGET_DIR/release/ssehub-loadtest" run idle-10k --subscribers "$STREAMS" \
-    --base-url "http://127.0.0.1:$PORT" --server-pid "$hub" --quiet
-kill -TERM "$hub"
-wait "$hub" || true
-trap - EXIT
+port="$(grep -o 'listening on 127.0.0.1:[0-9]*' "$log" | head -n 1 | cut -d: -f2)"
+python3 - "$port" "$STREAMS" <<'PY'
+import resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+port, count = int(sys.argv[1]), int(sys.argv[2])
+streams = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /v1/events?topic=idle HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n")
+    streams.append(s)
+for s in streams:
+    assert b"stream open" in s.recv(4096)
+time.sleep(2)
+PY
+pkill -TERM -f "valgrind.bin --tool=dhat --dhat-out-file=$profile" || true
+for _ in $(seq 1 100); do
+    pgrep -f "valgrind.bin --tool=dhat --dhat-out-file=$profile" >/dev/null || break
+    sleep 0.3
+done
 
-python3 - "$OUT_DIR/dhat-heap.json" "$STREAMS" <<'PY'
+python3 - "$profile" "$STREAMS" <<'PY'
 import json, re, sys
 profile = json.load(open(sys.argv[1]))
 streams = int(sys.argv[2])
 frames = profile["ftbl"]
-# The first frame that says who asked for the memory, skipping the
-# allocator, std's collections and the async machinery in between.
-skip = re.compile(r"dhat::|alloc::|core::|std::|<alloc|<core|<std|hashbrown::|bytes::bytes_mut|\[root\]|__rust|futures_util::|async_stream::|tokio::runtime::task::(raw|harness|core)")
+# The first frame that says who asked: past the allocator, std and the
+# generic wrappers.
+generic = re.compile(r"vgpreload|malloc|alloc::|<alloc|core::|<core|std::|hashbrown|raw_vec|boxed\.rs|\(library/")
 def site(pp):
     for index in pp["fs"]:
-        text = frames[index]
-        if not skip.search(text):
-            name = re.sub(r"^0x[0-9a-f]+: ", "", text)
-            return re.sub(r" \(.*\)$", "", name)[:110]
+        text = re.sub(r"^0x[0-9A-Fa-f]+: ", "", frames[index])
+        if not generic.search(text):
+            return text[:140]
     return "?"
 sites = {}
 for pp in profile["pps"]:
-    sites[site(pp)] = sites.get(site(pp), 0) + pp["gb"]
+    # Only allocations made about once per stream, not the hub's own.
+    if pp.get("gbk", 0) >= streams * 0.9:
+        key = site(pp)
+        sites[key] = sites.get(key, 0) + pp["gb"]
 total = sum(sites.values())
-print(f"heap at its peak: {total / 1024:.0f} KiB, {total / streams:.0f} bytes per stream ({streams} streams)")
-print("bytes/stream  site")
-for name, live in sorted(sites.items(), key=lambda item: -item[1])[:15]:
-    print(f"{live / streams:11.0f}  {name}")
+print(f"live at the heap's peak, per idle stream ({streams} streams): {total / streams:.0f} bytes")
+for name, live in sorted(sites.items(), key=lambda item: -item[1])[:12]:
+    print(f"{live / streams:8.0f}  {name}")
 PY

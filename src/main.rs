@@ -27,15 +27,7 @@ struct Cli {
     print_openapi: bool,
 }
 
-/// Heap profiling for `scripts/dhat-idle.sh`; off in every normal build.
-#[cfg(feature = "dhat-heap")]
-#[global_allocator]
-static ALLOCATOR: dhat::Alloc = dhat::Alloc;
-
 fn main() -> ExitCode {
-    // Writes `dhat-heap.json` when main returns (after the drain).
-    #[cfg(feature = "dhat-heap")]
-    let _profiler = dhat::Profiler::new_heap();
     let started = Instant::now();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
