@@ -23,8 +23,13 @@ pub(super) async fn run(
             accepted = acceptor.accept() => accepted,
             _ = stop.cancelled() => break,
         };
-        let serve = connection::serve(shared.clone(), stream, remote, stop.clone());
-        connections.spawn(cut.clone().run_until_cancelled_owned(serve));
+        connections.spawn(connection::serve(
+            shared.clone(),
+            stream,
+            remote,
+            stop.clone(),
+            cut.clone(),
+        ));
     }
     drop(acceptor);
     connections.close();

@@ -29,7 +29,26 @@ use crate::http::ApiError;
 /// instead of a reset (nginx's lingering close, shorter).
 const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 
+/// Serves the connection until it ends, or until `cut` (the grace after
+/// stopping has run out).
 pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    stopping: CancellationToken,
+    cut: CancellationToken,
+) {
+    // Boxed once, at its exact size: a future that holds another inline
+    // (`run_until_cancelled` does) keeps room for it more than once, and
+    // this allocation lives as long as the connection.
+    let requests = Box::pin(serve_requests(shared, stream, remote, stopping));
+    tokio::select! {
+        _ = requests => {}
+        _ = cut.cancelled() => {}
+    }
+}
+
+async fn serve_requests(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
@@ -63,10 +82,17 @@ pub async fn serve(
             }
             Err(error) => return Box::pin(refuse(stream, error)).await,
         };
-        let keep_alive = request.keep_alive;
-        let next = match request.body {
+        let RequestHead {
+            parts,
+            len,
+            body,
+            keep_alive,
+        } = request;
+        let next = match body {
             BodyFraming::Length(bytes) => {
-                let io = OneMessage::new(stream, buffered, request.len as u64 + bytes);
+                // hyper reads the head again, and the body.
+                drop(parts);
+                let io = OneMessage::new(stream, buffered, len as u64 + bytes);
                 let answer = Answer::Endpoint;
                 Box::pin(hand_off::serve_one(
                     &shared,
@@ -78,15 +104,26 @@ pub async fn serve(
                 .await
             }
             BodyFraming::Empty => {
-                Box::pin(answer_bodyless(
-                    &shared,
-                    stream,
-                    buffered,
-                    request,
-                    remote.clone(),
-                    &stopping,
-                ))
-                .await
+                let is_head = parts.method == Method::HEAD;
+                let response = Box::pin(call_endpoint(&shared, parts, remote.clone())).await;
+                if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
+                    let io = OneMessage::new(stream, buffered, len as u64);
+                    let answer = Answer::Ready(response);
+                    Box::pin(hand_off::serve_one(
+                        &shared,
+                        io,
+                        answer,
+                        remote.clone(),
+                        &stopping,
+                    ))
+                    .await
+                } else {
+                    buffered.drain(..len);
+                    Box::pin(stream_response(
+                        &shared, stream, buffered, response, keep_alive,
+                    ))
+                    .await
+                }
             }
         };
         let Some(io) = next else { return };
@@ -107,45 +144,28 @@ pub async fn serve(
     }
 }
 
-/// A request without a body: the endpoint answers it here; an event
-/// stream is written by the lean writer, anything else by hyper.
-async fn answer_bodyless(
+/// A request without a body, answered by the endpoint right here.
+async fn call_endpoint(
+    shared: &Shared,
+    parts: poem::http::request::Parts,
+    remote: RemoteAddr,
+) -> Response {
+    let parts = RequestParts::from((parts, shared.local_addr.clone(), remote, Scheme::HTTP));
+    shared
+        .endpoint
+        .get_response(Request::from_parts(parts, Body::empty()))
+        .await
+}
+
+/// Writes an event stream with the lean writer; gives the connection back
+/// when the stream has finished cleanly.
+async fn stream_response(
     shared: &Shared,
     stream: TcpStream,
     mut buffered: Vec<u8>,
-    request: RequestHead,
-    remote: RemoteAddr,
-    stopping: &CancellationToken,
+    response: Response,
+    keep_alive: bool,
 ) -> Option<OneMessage> {
-    let RequestHead {
-        parts,
-        len,
-        keep_alive,
-        ..
-    } = request;
-    let is_head = parts.method == Method::HEAD;
-    let parts = RequestParts::from((
-        parts,
-        shared.local_addr.clone(),
-        remote.clone(),
-        Scheme::HTTP,
-    ));
-    // Boxed: its state would otherwise stay part of this future (and so of
-    // the connection's memory) for as long as the stream runs.
-    let response = Box::pin(
-        shared
-            .endpoint
-            .get_response(Request::from_parts(parts, Body::empty())),
-    )
-    .await;
-    if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
-        let io = OneMessage::new(stream, buffered, len as u64);
-        // Boxed like the endpoint call: hyper's connection state must not
-        // be part of a stream's future.
-        let answer = Answer::Ready(response);
-        return Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
-    }
-    buffered.drain(..len);
     if buffered.is_empty() {
         // The head's buffer is not kept for the life of the stream.
         buffered = Vec::new();

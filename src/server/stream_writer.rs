@@ -141,16 +141,22 @@ impl Writer<'_> {
             if let Some(end) = self.watch_reads(cx) {
                 return Poll::Ready(end);
             }
-            if self.outgoing.is_empty() {
-                if self.body_done {
-                    return Poll::Ready(StreamEnd::Finished);
-                }
+            // Frames join the next write until it has begun: the response
+            // head goes out with the stream's first frames.
+            let gathering = self.outgoing.written == 0
+                && self.outgoing.frames.is_empty()
+                && !self.outgoing.last_chunk;
+            if gathering && !self.body_done {
                 if let Err(end) = self.gather(cx) {
                     return Poll::Ready(end);
                 }
-                if self.outgoing.is_empty() {
-                    return Poll::Pending;
-                }
+            }
+            if self.outgoing.is_empty() {
+                return if self.body_done {
+                    Poll::Ready(StreamEnd::Finished)
+                } else {
+                    Poll::Pending
+                };
             }
             match self.write(cx) {
                 Poll::Ready(Ok(())) => self.stalled = None,
