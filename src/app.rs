@@ -7,7 +7,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use poem::Server;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
@@ -16,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, SeedTopic};
 use crate::hub::{Hub, HubSettings, TopicName};
 use crate::listener::DrainingAcceptor;
+use crate::server::{self, ServerSettings};
 use crate::shutdown::{self, DrainReport};
 
 /// Once the streams are closed, connections still open (idle keep-alive,
@@ -98,15 +98,17 @@ impl App {
                 backplane: config.backplane.kind,
             },
         );
-        let server = tokio::spawn(
-            Server::new_with_acceptor(acceptor)
-                .name("ssehub")
-                .run_with_graceful_shutdown(
-                    endpoint,
-                    stop_server.clone().cancelled_owned(),
-                    Some(CONNECTION_CLOSE_GRACE),
-                ),
-        );
+        let server = tokio::spawn(server::serve(
+            acceptor,
+            endpoint,
+            ServerSettings {
+                header_read_timeout: config.limits.header_read_timeout,
+                write_timeout: (!config.stream.write_timeout.is_zero())
+                    .then_some(config.stream.write_timeout),
+            },
+            stop_server.clone(),
+            CONNECTION_CLOSE_GRACE,
+        ));
         // Stopped only after the drain: streams get every event accepted
         // before it, and a Redis backplane delivers them through this task.
         let stop_backplane = CancellationToken::new();
@@ -127,7 +129,7 @@ impl App {
         }
         server
             .await
-            .map_err(|error| io::Error::other(format!("server task failed: {error}")))??;
+            .map_err(|error| io::Error::other(format!("server task failed: {error}")))?;
         tracing::info!(
             closed = report.streams_closed,
             cut = report.streams_cut,

@@ -27,6 +27,17 @@ pub const STREAM_RETRY_DEFAULT: Duration = Duration::from_secs(3);
 /// must catch up from history. Only bursts need to fit: history is the real
 /// bound, so this stays small to keep per-topic memory low (64 slots ≈ 3 KiB).
 pub const STREAM_QUEUE_DEFAULT: usize = 64;
+/// How long a stream's socket may accept nothing (its client stopped
+/// reading, its TCP window is full) before the hub ends the stream: four
+/// heartbeat intervals, so a client that merely pauses (a busy tab, a
+/// mobile one between cells) is not cut, while a dead one frees its slot
+/// within a minute. (nginx's `send_timeout`, the same idea, defaults to 60 s.)
+pub const STREAM_WRITE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+/// Time a client has to send a complete request head (from the accept, or
+/// from the first byte of a later request on the connection): nginx's
+/// `client_header_timeout` is 60 s; 10 s is ample for any real client and
+/// frees slowloris connections six times sooner.
+pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Open streams per process; each costs a few KiB and one file descriptor.
 pub const MAX_SUBSCRIBERS_DEFAULT: usize = 10_000;
 /// Topics one connection may follow; browsers allow ~6 connections per
@@ -131,6 +142,9 @@ pub struct StreamConfig {
     pub retry: Duration,
     /// Per-topic live queue length (events), see [`STREAM_QUEUE_DEFAULT`].
     pub queue: usize,
+    /// See [`STREAM_WRITE_TIMEOUT_DEFAULT`]; `0s` never ends a stalled stream.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -143,6 +157,9 @@ pub struct LimitsConfig {
     /// See [`BODY_READ_TIMEOUT_DEFAULT`]; 408 beyond.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// See [`HEADER_READ_TIMEOUT_DEFAULT`].
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -524,6 +541,7 @@ impl Default for StreamConfig {
         Self {
             retry: STREAM_RETRY_DEFAULT,
             queue: STREAM_QUEUE_DEFAULT,
+            write_timeout: STREAM_WRITE_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -536,6 +554,7 @@ impl Default for LimitsConfig {
             max_event_bytes: MAX_EVENT_BYTES_DEFAULT,
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
+            header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -683,6 +702,12 @@ impl Config {
                     "must be at least limits.max_event_bytes ({})",
                     self.limits.max_event_bytes
                 ),
+            ));
+        }
+        if self.limits.header_read_timeout.is_zero() {
+            return Err(invalid(
+                "limits.header_read_timeout",
+                "must be longer than 0s (no request could arrive)",
             ));
         }
         if self.drain.timeout < self.drain.delay {

@@ -15,6 +15,7 @@
 //! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync) — the trait, the fan-out contract, `connect` from the config and the background `run` |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), seed routes, probes, `/v1/stats`, the console at `/` (assets embedded), problem+json errors |
 //! | [`listener`] | binding (or inheriting via `LISTEN_FDS`) the socket, and an acceptor the drain can stop |
+//! | [`server`] | the HTTP/1 front: accept loop, request heads, the lean writer for event streams, hand-off to hyper for everything else |
 //! | [`shutdown`] | the drain sequence and signal handling |
 //! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, trace context in and out of events |
 //! | [`metrics`] | the Prometheus metrics of one hub and their exposition |
@@ -22,8 +23,10 @@
 //! A publish travels `http::publish` → [`hub::Hub::publish`] → [`backplane::Backplane::publish`]
 //! (id, history) → [`backplane::FanOut`] ([`hub::LiveQueues`]) → each
 //! subscriber's stream in `hub::subscription`, whose delivery
-//! (`hub::delivery`) writes the event's frame — encoded once, at
-//! acceptance — to its connection.
+//! (`hub::delivery`) yields the event's frame — encoded once, at
+//! acceptance — to the [`server`]'s lean writer, which writes it to the
+//! subscriber's socket (no HTTP server in between once the stream is open;
+//! see `server`'s module documentation).
 //!
 //! Observability follows the same path: `http::observe` opens the request's
 //! server span (a child of the caller's `traceparent`), `hub::observe` the
@@ -40,5 +43,6 @@ pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -6,9 +6,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use poem::http::uri::Scheme;
-use poem::listener::Acceptor;
-use poem::web::{LocalAddr, RemoteAddr};
+use std::time::Instant;
+
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +17,11 @@ use tokio_util::sync::CancellationToken;
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying
-/// again, instead of spinning on the error.
+/// again, instead of spinning on the error: 20 tries a second cost nothing
+/// and pick up a freed descriptor within a blink.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// At most one log line per this while accepting keeps failing.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// File descriptors kept free for everything but client connections: the
 /// listener, logs, outgoing connections (exporters, a backplane).
@@ -75,6 +77,7 @@ pub struct DrainingAcceptor {
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
     stop: CancellationToken,
+    failures: AcceptFailures,
 }
 
 impl DrainingAcceptor {
@@ -85,34 +88,33 @@ impl DrainingAcceptor {
             listener: Some(TcpListener::from_std(listener)?),
             local_addr,
             stop,
+            failures: AcceptFailures::default(),
         })
     }
-}
 
-impl Acceptor for DrainingAcceptor {
-    type Io = TcpStream;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        vec![LocalAddr(self.local_addr.into())]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
-    async fn accept(&mut self) -> io::Result<(TcpStream, LocalAddr, RemoteAddr, Scheme)> {
+    /// The next connection; never returns once `stop` is cancelled.
+    ///
+    /// When accepting fails (out of file descriptors: the connection stays
+    /// in the kernel's queue) it pauses before trying again, so the loop
+    /// never spins, and logs once per [`ACCEPT_ERROR_LOG_INTERVAL`]; the
+    /// connections already open are served meanwhile.
+    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         while let Some(listener) = &self.listener {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, remote)) => {
+                        self.failures.recovered();
                         // Events are small and latency matters: don't let
                         // Nagle hold a frame back waiting for an ACK.
                         let _ = stream.set_nodelay(true);
-                        return Ok((
-                            stream,
-                            LocalAddr(self.local_addr.into()),
-                            RemoteAddr(remote.into()),
-                            Scheme::HTTP,
-                        ));
+                        return (stream, remote);
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "accept failed; pausing before the next accept");
+                        self.failures.failed(&error);
                         tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     }
                 },
@@ -123,5 +125,45 @@ impl Acceptor for DrainingAcceptor {
             }
         }
         std::future::pending().await
+    }
+}
+
+/// Failed accepts are logged once per interval, with how many there were,
+/// instead of 20 lines a second while the process is out of descriptors.
+/// A process that hovers at its limit flaps between failing and accepting;
+/// both lines stay within one per interval then.
+#[derive(Default)]
+struct AcceptFailures {
+    last_logged: Option<Instant>,
+    since_logged: u64,
+    /// A failure was logged and no recovery since.
+    announced: bool,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, error: &io::Error) {
+        self.since_logged += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL);
+        if due {
+            tracing::warn!(
+                %error,
+                failed_accepts = self.since_logged,
+                "accept failed; open connections are still served, new ones wait in the \
+                 listen queue (retrying every {} ms, logged at most every {} s)",
+                ACCEPT_ERROR_PAUSE.as_millis(),
+                ACCEPT_ERROR_LOG_INTERVAL.as_secs()
+            );
+            self.last_logged = Some(Instant::now());
+            self.since_logged = 0;
+            self.announced = true;
+        }
+    }
+
+    fn recovered(&mut self) {
+        if std::mem::take(&mut self.announced) {
+            tracing::info!("accepting connections again");
+        }
     }
 }

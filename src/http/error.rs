@@ -14,6 +14,7 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::auth::AuthError;
 use crate::hub::{InvalidEventType, InvalidTopicName, PublishError, SubscribeError};
+use crate::server::HeadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -114,6 +115,25 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// A request head the server refused before any route saw it.
+impl From<HeadError> for ApiError {
+    fn from(error: HeadError) -> Self {
+        let detail = error.to_string();
+        match error {
+            HeadError::UriTooLong => Self::new(StatusCode::URI_TOO_LONG, "uri_too_long", detail),
+            HeadError::TooLarge => Self::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_head_too_large",
+                detail,
+            ),
+            HeadError::Malformed(_) => Self::bad_request("malformed_request", detail),
+            HeadError::TimedOut => {
+                Self::new(StatusCode::REQUEST_TIMEOUT, "request_head_timeout", detail)
+            }
+        }
     }
 }
 

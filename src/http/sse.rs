@@ -21,6 +21,7 @@ use super::fields::TopicField;
 use super::publish::{self, BatchRequest, BatchResponse};
 use crate::auth::Authenticator;
 use crate::hub::{Admission, EventId, Hub, ResumePoint, ShedReason, SubscribeRequest, TopicName};
+use crate::server::EventStreamMarker;
 
 /// An SSE response body; documented in the spec as `text/event-stream`.
 pub struct EventStreamBody(Body);
@@ -55,6 +56,8 @@ impl IntoResponse for EventStreamBody {
             // nginx would otherwise buffer the stream (even with its
             // `proxy_buffering on` default); this header wins per response.
             .header("x-accel-buffering", "no")
+            // The lean writer takes streams it recognises by this marker.
+            .extension(EventStreamMarker)
             .body(self.0)
     }
 }

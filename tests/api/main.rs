@@ -5,6 +5,7 @@ mod helpers;
 mod jwt;
 mod otlp;
 mod process;
+mod raw;
 
 mod auth;
 mod auth_browser;
@@ -19,6 +20,8 @@ mod drain;
 mod errors;
 mod fanout;
 mod fuzz_findings;
+mod hostile;
+mod lean;
 mod limits;
 mod logs;
 mod metrics;

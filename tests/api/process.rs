@@ -18,6 +18,32 @@ impl HubProcess {
     /// Starts the binary with `env` on top of a clean environment and waits
     /// for it to log its address.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with(env, |_| {})
+    }
+
+    /// Like [`HubProcess::start`], with the process's open-file limit (soft
+    /// and hard) set to `open_files`.
+    pub fn start_with_open_file_limit(env: &[(&str, &str)], open_files: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        Self::start_with(env, |command| {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec here.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: open_files,
+                        rlim_max: open_files,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    fn start_with(env: &[(&str, &str)], configure: impl FnOnce(&mut Command)) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
         for (key, _) in std::env::vars() {
             if key.starts_with("SSEHUB_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
@@ -31,6 +57,7 @@ impl HubProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        configure(&mut command);
         let mut child = command.spawn().expect("spawn ssehub");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));

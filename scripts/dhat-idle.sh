@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Heap profile of idle streams: where the memory of one idle subscriber goes.
+#
+#   scripts/dhat-idle.sh            # 1,000 idle streams (default)
+#   STREAMS=2000 scripts/dhat-idle.sh
+#
+# Runs the release binary under Valgrind's DHAT (installed from Debian when
+# missing), opens STREAMS idle subscribers on one topic (raw HTTP/1.1, as a
+# browser's EventSource does), stops the hub with SIGTERM (DHAT writes its
+# profile at exit) and prints the bytes live at the heap's peak per stream,
+# grouped by the allocation site that asked for them. Loopback only; bounded
+# by STREAMS and a 300 s timeout.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+STREAMS="${STREAMS:-1000}"
+OUT_DIR="$TARGET_DIR/dhat"
+BIN="${BIN_SSEHUB:-$TARGET_DIR/release/ssehub}"
+mkdir -p "$OUT_DIR"
+
+if ! command -v valgrind >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind >/dev/null
+fi
+[ "${SKIP_BUILD:-0}" = 1 ] || (cd "$ROOT" && cargo build --release -p ssehub)
+
+profile="$OUT_DIR/dhat.json"
+log="$OUT_DIR/ssehub.log"
+rm -f "$profile"
+SSEHUB_LISTEN=127.0.0.1:0 SSEHUB_LIMITS__MAX_SUBSCRIBERS=$((STREAMS + 100)) SSEHUB_DRAIN__DELAY=0s \
+    timeout 300 valgrind --tool=dhat --dhat-out-file="$profile" "$BIN" >"$log" 2>&1 &
+for _ in $(seq 1 100); do
+    grep -q 'listening on' "$log" && break
+    sleep 0.3
+done
+port="$(grep -o 'listening on 127.0.0.1:[0-9]*' "$log" | head -n 1 | cut -d: -f2)"
+python3 - "$port" "$STREAMS" <<'PY'
+import resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+port, count = int(sys.argv[1]), int(sys.argv[2])
+streams = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /v1/events?topic=idle HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n")
+    streams.append(s)
+for s in streams:
+    received = b""
+    while b"stream open" not in received:
+        chunk = s.recv(4096)
+        assert chunk, "a stream closed early"
+        received += chunk
+time.sleep(2)
+PY
+pkill -TERM -f "valgrind.bin --tool=dhat --dhat-out-file=$profile" || true
+for _ in $(seq 1 100); do
+    pgrep -f "valgrind.bin --tool=dhat --dhat-out-file=$profile" >/dev/null || break
+    sleep 0.3
+done
+
+python3 - "$profile" "$STREAMS" <<'PY'
+import json, re, sys
+profile = json.load(open(sys.argv[1]))
+streams = int(sys.argv[2])
+frames = profile["ftbl"]
+# The first frame that says who asked: past the allocator, std and the
+# generic wrappers.
+generic = re.compile(r"vgpreload|malloc|alloc::|<alloc|core::|<core|std::|hashbrown|raw_vec|boxed\.rs|\(library/")
+def site(pp):
+    for index in pp["fs"]:
+        text = re.sub(r"^0x[0-9A-Fa-f]+: ", "", frames[index])
+        if not generic.search(text):
+            return text[:140]
+    return "?"
+sites = {}
+for pp in profile["pps"]:
+    # Only allocations made about once per stream, not the hub's own.
+    if pp.get("gbk", 0) >= streams * 0.9:
+        key = site(pp)
+        sites[key] = sites.get(key, 0) + pp["gb"]
+total = sum(sites.values())
+print(f"live at the heap's peak, per idle stream ({streams} streams): {total / streams:.0f} bytes")
+for name, live in sorted(sites.items(), key=lambda item: -item[1])[:12]:
+    print(f"{live / streams:8.0f}  {name}")
+PY

@@ -1,0 +1,243 @@
+//! One client connection, request by request: every head is read here
+//! ([`head`]), the endpoint answers, and the answer is written by the lean
+//! writer (an event stream) or by hyper (everything else). After each
+//! request the connection comes back here, so a subscribe that follows
+//! publishes on a keep-alive connection (nginx's upstream `keepalive`) is
+//! served as lean as one on a fresh connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::http::Method;
+use poem::http::uri::Scheme;
+use poem::web::RemoteAddr;
+use poem::{Body, Endpoint, IntoResponse, Request, RequestParts, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::hand_off::{self, Answer, OneMessage};
+use super::head::{self, BodyFraming, Head, HeadError, RequestHead};
+use super::stream_writer::{self, StreamEnd};
+use super::{EventStreamMarker, Shared};
+use crate::http::ApiError;
+
+/// After refusing a head, the connection is read (and discarded) this long
+/// before it closes, so that the client, still sending, reads the answer
+/// instead of a reset (nginx's lingering close, shorter).
+const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(1);
+
+/// Serves the connection until it ends, or until `cut` (the grace after
+/// stopping has run out).
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    stopping: CancellationToken,
+    cut: CancellationToken,
+) {
+    // Boxed once, at its exact size: a future that holds another inline
+    // (`run_until_cancelled` does) keeps room for it more than once, and
+    // this allocation lives as long as the connection.
+    let requests = Box::pin(serve_requests(shared, stream, remote, stopping));
+    tokio::select! {
+        _ = requests => {}
+        _ = cut.cancelled() => {}
+    }
+}
+
+async fn serve_requests(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    stopping: CancellationToken,
+) {
+    let remote = RemoteAddr(remote.into());
+    let mut stream = stream;
+    // Bytes read but not yet used; empty (and unallocated) between requests.
+    let mut buffered = Vec::new();
+    // The first head is due `header_read_timeout` after the accept; later
+    // ones that long after their first byte (an idle keep-alive connection
+    // may wait for its next request as long as it likes).
+    let mut deadline = Instant::now() + shared.settings.header_read_timeout;
+    loop {
+        // Every await of this loop but the cheap ones is on a boxed future:
+        // the task's own allocation is as large as its largest state, and it
+        // lives as long as the connection, streams included.
+        let head = tokio::select! {
+            // A head already in the buffer (pipelined) is still served.
+            biased;
+            head = Box::pin(head::read(&stream, &mut buffered, deadline)) => head,
+            _ = stopping.cancelled() => return,
+        };
+        let request = match head {
+            Ok(Head::Request(request)) => request,
+            Ok(Head::Closed) => return,
+            Ok(Head::HandToHyper) => {
+                let io = OneMessage::new(stream, buffered, 0);
+                Box::pin(hand_off::serve_rest(&shared, io, remote, &stopping)).await;
+                return;
+            }
+            Err(error) => return Box::pin(refuse(stream, error)).await,
+        };
+        let RequestHead {
+            parts,
+            len,
+            body,
+            keep_alive,
+        } = request;
+        let next = match body {
+            BodyFraming::Length(bytes) => {
+                // hyper reads the head again, and the body.
+                drop(parts);
+                let io = OneMessage::new(stream, buffered, len as u64 + bytes);
+                let answer = Answer::Endpoint;
+                Box::pin(hand_off::serve_one(
+                    &shared,
+                    io,
+                    answer,
+                    remote.clone(),
+                    &stopping,
+                ))
+                .await
+            }
+            BodyFraming::Empty => {
+                let is_head = parts.method == Method::HEAD;
+                let response = Box::pin(call_endpoint(&shared, parts, remote.clone())).await;
+                if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
+                    let io = OneMessage::new(stream, buffered, len as u64);
+                    let answer = Answer::Ready(response);
+                    Box::pin(hand_off::serve_one(
+                        &shared,
+                        io,
+                        answer,
+                        remote.clone(),
+                        &stopping,
+                    ))
+                    .await
+                } else {
+                    buffered.drain(..len);
+                    Box::pin(stream_response(
+                        &shared, stream, buffered, response, keep_alive,
+                    ))
+                    .await
+                }
+            }
+        };
+        let Some(io) = next else { return };
+        (stream, buffered) = io.into_parts();
+        if !keep_alive || stopping.is_cancelled() {
+            let _ = stream.shutdown().await;
+            return;
+        }
+        if buffered.is_empty() {
+            // Release the head's buffer while the connection idles.
+            buffered = Vec::new();
+            tokio::select! {
+                ready = stream.readable() => if ready.is_err() { return },
+                _ = stopping.cancelled() => return,
+            }
+        }
+        deadline = Instant::now() + shared.settings.header_read_timeout;
+    }
+}
+
+/// A request without a body, answered by the endpoint right here.
+async fn call_endpoint(
+    shared: &Shared,
+    parts: poem::http::request::Parts,
+    remote: RemoteAddr,
+) -> Response {
+    let parts = RequestParts::from((parts, shared.local_addr.clone(), remote, Scheme::HTTP));
+    shared
+        .endpoint
+        .get_response(Request::from_parts(parts, Body::empty()))
+        .await
+}
+
+/// Writes an event stream with the lean writer; gives the connection back
+/// when the stream has finished cleanly.
+async fn stream_response(
+    shared: &Shared,
+    stream: TcpStream,
+    mut buffered: Vec<u8>,
+    response: Response,
+    keep_alive: bool,
+) -> Option<OneMessage> {
+    if buffered.is_empty() {
+        // The head's buffer is not kept for the life of the stream.
+        buffered = Vec::new();
+    }
+    let end = write_event_stream(shared, &stream, response, &mut buffered, keep_alive).await;
+    (end == StreamEnd::Finished).then(|| OneMessage::new(stream, buffered, 0))
+}
+
+async fn write_event_stream(
+    shared: &Shared,
+    stream: &TcpStream,
+    response: Response,
+    after: &mut Vec<u8>,
+    keep_alive: bool,
+) -> StreamEnd {
+    // The response's headers are not kept for the life of the stream: the
+    // head is all that is written of them.
+    let (parts, body) = response.into_parts();
+    let head = stream_writer::response_head(parts.status, &parts.headers, keep_alive);
+    drop(parts);
+    let end = stream_writer::write_stream(
+        stream,
+        head,
+        body.into(),
+        after,
+        shared.settings.write_timeout,
+    )
+    .await;
+    if end == StreamEnd::WriteTimedOut {
+        tracing::debug!(
+            target: "ssehub::http",
+            "a subscriber's socket accepted nothing for stream.write_timeout; stream ended"
+        );
+    }
+    end
+}
+
+/// Answers a head that can't be served with its problem document, then
+/// closes the connection.
+async fn refuse(mut stream: TcpStream, error: HeadError) {
+    let response = ApiError::from(error).into_response();
+    let (parts, body) = response.into_parts();
+    let body = body.into_bytes().await.unwrap_or_default();
+    let mut answer = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_str(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if let Ok(value) = value.to_str() {
+            answer.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    answer.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n",
+        body.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    ));
+    let write = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await
+    };
+    if tokio::time::timeout(LINGER_AFTER_REFUSAL, write)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let linger = async {
+        let mut discard = [0u8; 4096];
+        while matches!(stream.read(&mut discard).await, Ok(read) if read > 0) {}
+    };
+    let _ = tokio::time::timeout(LINGER_AFTER_REFUSAL, linger).await;
+}

@@ -1,0 +1,87 @@
+//! ssehub's own HTTP/1 front: the accept loop, request heads read here, and
+//! event streams written without an HTTP server behind them.
+//!
+//! # How a stream is served
+//! 1. [`accept`] takes the connection and spawns its task (one per
+//!    connection, nothing else).
+//! 2. [`connection`] reads each request head with [`head`] (`httparse`,
+//!    within `limits.header_read_timeout` and [`head::MAX_REQUEST_HEAD_BYTES`])
+//!    and builds the poem `Request` from it. Routing, middleware (CORS, body
+//!    limit, spans, metrics, auth, shedding) and handlers are the poem
+//!    endpoint's, unchanged: this module never looks at paths.
+//! 3. A request without a body is answered by the endpoint right there. If
+//!    the response carries an [`EventStreamMarker`], [`stream_writer`]
+//!    writes its head and frames to the socket itself; the connection then
+//!    costs its socket, its task, the stream's own state and no HTTP
+//!    buffers. Any other response, and every request with a body, is
+//!    written by hyper ([`hand_off`]), one request at a time, and the
+//!    connection comes back for its next head (keep-alive, pipelining).
+//! 4. What only hyper should handle (HTTP/2 with prior knowledge, HTTP/1.0,
+//!    chunked request bodies, upgrades) is handed to hyper for the rest of
+//!    the connection.
+//!
+//! # The stream marker
+//! [`EventStreamMarker`] is the one contract between the routes and this
+//! module: a response whose extensions hold it is a `200` whose body is a
+//! stream of SSE frames that lasts until the body ends (drain, a shed hint,
+//! an expired credential — whatever ends it, the route decides) or the
+//! client leaves. The lean writer sends it chunked, as hyper would; a route
+//! that sets the marker must not set `Content-Length`. Responses without the
+//! marker are never touched here.
+
+mod accept;
+mod connection;
+mod hand_off;
+pub mod head;
+mod stream_writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::endpoint::BoxEndpoint;
+use poem::web::LocalAddr;
+use poem::{EndpointExt, IntoEndpoint, Response};
+use tokio_util::sync::CancellationToken;
+
+pub use head::HeadError;
+
+use crate::listener::DrainingAcceptor;
+
+/// Set in a response's extensions by the routes that return an event stream
+/// (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct EventStreamMarker;
+
+/// The server's own limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    /// `limits.header_read_timeout`.
+    pub header_read_timeout: Duration,
+    /// `stream.write_timeout`; `None` waits forever.
+    pub write_timeout: Option<Duration>,
+}
+
+/// What every connection task shares.
+struct Shared {
+    endpoint: Arc<BoxEndpoint<'static, Response>>,
+    local_addr: LocalAddr,
+    settings: ServerSettings,
+}
+
+/// Serves connections from `acceptor` until `stop` is cancelled; then open
+/// connections finish what they are doing (idle ones close at once) and,
+/// after `close_grace`, whatever is left is dropped.
+pub async fn serve(
+    acceptor: DrainingAcceptor,
+    endpoint: impl IntoEndpoint<Endpoint: 'static>,
+    settings: ServerSettings,
+    stop: CancellationToken,
+    close_grace: Duration,
+) {
+    let shared = Arc::new(Shared {
+        endpoint: Arc::new(endpoint.into_endpoint().map_to_response().boxed()),
+        local_addr: LocalAddr(acceptor.local_addr().into()),
+        settings,
+    });
+    accept::run(acceptor, shared, stop, close_grace).await;
+}

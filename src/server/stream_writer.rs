@@ -1,0 +1,397 @@
+//! The lean writer: once the endpoint has answered a subscribe with an
+//! event stream, this writes the response head and the stream's frames to
+//! the socket itself, HTTP/1.1 chunked, exactly as hyper would have, with
+//! no HTTP machinery (buffers, dispatcher) left behind per stream.
+//!
+//! - Everything the stream has ready goes out in one vectored write: the
+//!   frames waiting (up to [`MAX_WRITE_BYTES`]) become one chunk, so a
+//!   subscriber that fell behind catches up in one syscall. No coalescing
+//!   window: the hub already batches what is queued when the stream wakes,
+//!   and waiting for more would only add latency.
+//! - The read half is watched while the stream runs: EOF or an error means
+//!   the client is gone, and the stream (its slot, its queues) ends at once,
+//!   not at the next write. Bytes the client sends meanwhile (a pipelined
+//!   request) are kept for after the stream.
+//! - A socket that accepts nothing for `stream.write_timeout` ends the
+//!   stream: a subscriber that stopped reading can't hold its slot forever.
+//!   Until then the hub holds at most one write's worth of frames for it
+//!   (invariant: a slow subscriber never slows anyone else — it only falls
+//!   behind on its own queue cursor).
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Body as _;
+use poem::http::{HeaderMap, StatusCode, header};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use super::head::MAX_REQUEST_HEAD_BYTES;
+
+/// The response body as poem hands it over.
+pub type StreamBody = http_body_util::combinators::BoxBody<Bytes, io::Error>;
+
+/// Most bytes of frames gathered into one write; the hub's own batches are
+/// as large, so one of them is never split.
+pub const MAX_WRITE_BYTES: usize = 64 * 1024;
+/// Most frames gathered into one write (each is one `iovec`; Linux takes
+/// 1024 per call).
+const MAX_WRITE_FRAMES: usize = 64;
+/// Bytes read per look at the read half. Usually the read finds nothing
+/// or EOF; a pipelined request is read in pieces this size.
+const READ_PROBE_BYTES: usize = 512;
+/// Ends the chunked body (RFC 9112 §7.1).
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+const CRLF: &[u8] = b"\r\n";
+
+/// How a stream's connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The stream finished and its last chunk was written: the connection
+    /// may carry another request.
+    Finished,
+    /// EOF or an error on the socket.
+    PeerGone,
+    /// The socket accepted nothing for `stream.write_timeout`.
+    WriteTimedOut,
+    /// The body failed; the client sees the connection close without the
+    /// last chunk, as hyper does.
+    BodyFailed,
+}
+
+/// The head of a streaming response, byte for byte what hyper writes for
+/// it: status line, the response's headers in order, `connection: close`
+/// when the connection ends after it, `transfer-encoding`, `date`.
+pub fn response_head(status: StatusCode, headers: &HeaderMap, keep_alive: bool) -> Bytes {
+    let mut head = BytesMut::with_capacity(256);
+    head.put_slice(b"HTTP/1.1 ");
+    head.put_slice(status.as_str().as_bytes());
+    head.put_u8(b' ');
+    head.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.put_slice(CRLF);
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        head.put_slice(name.as_str().as_bytes());
+        head.put_slice(b": ");
+        head.put_slice(value.as_bytes());
+        head.put_slice(CRLF);
+    }
+    if !keep_alive && !super::head::has_token(headers, header::CONNECTION, "close") {
+        head.put_slice(b"connection: close\r\n");
+    }
+    head.put_slice(b"transfer-encoding: chunked\r\n");
+    if !headers.contains_key(header::DATE) {
+        head.put_slice(b"date: ");
+        head.put_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        head.put_slice(CRLF);
+    }
+    head.put_slice(CRLF);
+    head.freeze()
+}
+
+/// Writes `head`, then `body` as chunks, until the body ends, the peer
+/// goes away or the socket stalls for `write_timeout`. `after` collects
+/// bytes the client sends meanwhile.
+pub async fn write_stream(
+    stream: &TcpStream,
+    head: Bytes,
+    body: StreamBody,
+    after: &mut Vec<u8>,
+    write_timeout: Option<Duration>,
+) -> StreamEnd {
+    let mut writer = Writer {
+        stream,
+        body,
+        body_done: false,
+        outgoing: Outgoing {
+            head: Some(head),
+            ..Outgoing::default()
+        },
+        after,
+        watching_reads: true,
+        write_timeout,
+        stalled: None,
+    };
+    std::future::poll_fn(|cx| writer.poll(cx)).await
+}
+
+struct Writer<'a> {
+    stream: &'a TcpStream,
+    body: StreamBody,
+    body_done: bool,
+    outgoing: Outgoing,
+    after: &'a mut Vec<u8>,
+    /// Off once `after` is full: then only a failed write notices a
+    /// vanished client.
+    watching_reads: bool,
+    write_timeout: Option<Duration>,
+    /// Armed while the socket accepts nothing.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl Writer<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<StreamEnd> {
+        loop {
+            if let Some(end) = self.watch_reads(cx) {
+                return Poll::Ready(end);
+            }
+            // Frames join the next write until it has begun: the response
+            // head goes out with the stream's first frames.
+            let gathering = self.outgoing.written == 0
+                && self.outgoing.frames.is_empty()
+                && !self.outgoing.last_chunk;
+            if gathering
+                && !self.body_done
+                && let Err(end) = self.gather(cx)
+            {
+                return Poll::Ready(end);
+            }
+            if self.outgoing.is_empty() {
+                return if self.body_done {
+                    Poll::Ready(StreamEnd::Finished)
+                } else {
+                    Poll::Pending
+                };
+            }
+            match self.write(cx) {
+                Poll::Ready(Ok(())) => self.stalled = None,
+                Poll::Ready(Err(_)) => return Poll::Ready(StreamEnd::PeerGone),
+                Poll::Pending => return self.poll_stall(cx),
+            }
+        }
+    }
+
+    /// Reads whatever the client sent: EOF or an error ends the stream.
+    fn watch_reads(&mut self, cx: &mut Context<'_>) -> Option<StreamEnd> {
+        while self.watching_reads {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(Err(_)) => return Some(StreamEnd::PeerGone),
+                Poll::Ready(Ok(())) => {}
+            }
+            let room = (MAX_REQUEST_HEAD_BYTES - self.after.len()).min(READ_PROBE_BYTES);
+            if room == 0 {
+                self.watching_reads = false;
+                return None;
+            }
+            let mut probe = [0u8; READ_PROBE_BYTES];
+            match self.stream.try_read(&mut probe[..room]) {
+                Ok(0) => return Some(StreamEnd::PeerGone),
+                Ok(read) => self.after.extend_from_slice(&probe[..read]),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Some(StreamEnd::PeerGone),
+            }
+        }
+        None
+    }
+
+    /// Takes every frame the body has ready, up to one write's worth.
+    fn gather(&mut self, cx: &mut Context<'_>) -> Result<(), StreamEnd> {
+        let outgoing = &mut self.outgoing;
+        while outgoing.frames.len() < MAX_WRITE_FRAMES && outgoing.frames_len < MAX_WRITE_BYTES {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => break,
+                Poll::Ready(None) => {
+                    self.body_done = true;
+                    outgoing.last_chunk = true;
+                    break;
+                }
+                Poll::Ready(Some(Err(_))) => return Err(StreamEnd::BodyFailed),
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        outgoing.frames_len += data.len();
+                        outgoing.frames.push(data);
+                    }
+                }
+            }
+        }
+        outgoing.seal();
+        Ok(())
+    }
+
+    /// Writes until `outgoing` is empty (`Ready(Ok)`) or the socket is full.
+    fn write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.outgoing.written < self.outgoing.total_len() {
+            if self.stream.poll_write_ready(cx)?.is_pending() {
+                return Poll::Pending;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES + 4];
+            let count = self.outgoing.slices(&mut slices);
+            match self.stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(written) => {
+                    // Progress: the socket is slow, not stalled.
+                    self.stalled = None;
+                    self.outgoing.advance(written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+        self.outgoing.clear();
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<StreamEnd> {
+        let Some(limit) = self.write_timeout else {
+            return Poll::Pending;
+        };
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(StreamEnd::WriteTimedOut),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// One write's worth: the response head (first write only), then the
+/// frames as one chunk, then the last chunk when the body has ended.
+#[derive(Default)]
+struct Outgoing {
+    head: Option<Bytes>,
+    /// `{size:x}\r\n` for the frames; at most 16 hex digits.
+    chunk_size: [u8; 18],
+    chunk_size_len: usize,
+    frames: Vec<Bytes>,
+    frames_len: usize,
+    last_chunk: bool,
+    /// Bytes of the above already written.
+    written: usize,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.head.is_none() && self.frames.is_empty() && !self.last_chunk
+    }
+
+    /// Bytes of this write, written or not.
+    fn total_len(&self) -> usize {
+        let head = self.head.as_ref().map_or(0, Bytes::len);
+        let chunk = if self.frames.is_empty() {
+            0
+        } else {
+            self.chunk_size_len + self.frames_len + CRLF.len()
+        };
+        let last = if self.last_chunk { LAST_CHUNK.len() } else { 0 };
+        head + chunk + last
+    }
+
+    /// Writes the chunk size line once the frames are gathered.
+    fn seal(&mut self) {
+        if self.frames.is_empty() {
+            return;
+        }
+        let capacity = self.chunk_size.len();
+        let mut line = &mut self.chunk_size[..];
+        let _ = io::Write::write_fmt(&mut line, format_args!("{:x}\r\n", self.frames_len));
+        let left = line.len();
+        self.chunk_size_len = capacity - left;
+    }
+
+    /// Every part in order, as slices, minus what is written already.
+    fn slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut skip = self.written;
+        let mut count = 0;
+        let mut push = |part: &'a [u8]| {
+            if skip >= part.len() {
+                skip -= part.len();
+            } else {
+                out[count] = IoSlice::new(&part[skip..]);
+                skip = 0;
+                count += 1;
+            }
+        };
+        if let Some(head) = &self.head {
+            push(head);
+        }
+        if !self.frames.is_empty() {
+            push(&self.chunk_size[..self.chunk_size_len]);
+            for frame in &self.frames {
+                push(frame);
+            }
+            push(CRLF);
+        }
+        if self.last_chunk {
+            push(LAST_CHUNK);
+        }
+        count
+    }
+
+    fn advance(&mut self, written: usize) {
+        self.written += written;
+    }
+
+    /// Everything written: the frames are released (the hub's buffers are
+    /// shared with every other subscriber), the vector kept for the next
+    /// write.
+    fn clear(&mut self) {
+        self.head = None;
+        self.frames.clear();
+        self.frames_len = 0;
+        self.last_chunk = false;
+        self.written = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn concat(outgoing: &Outgoing) -> Vec<u8> {
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES + 4];
+        let count = outgoing.slices(&mut slices);
+        slices[..count].iter().flat_map(|s| s.to_vec()).collect()
+    }
+
+    #[test]
+    fn waiting_frames_go_out_as_one_chunk_after_the_head() {
+        let mut outgoing = Outgoing {
+            head: Some(Bytes::from_static(b"HEAD\r\n\r\n")),
+            ..Outgoing::default()
+        };
+        for frame in ["data: a\n\n", "data: bb\n\n"] {
+            outgoing.frames_len += frame.len();
+            outgoing.frames.push(Bytes::from_static(frame.as_bytes()));
+        }
+        outgoing.last_chunk = true;
+        outgoing.seal();
+        assert_eq!(
+            concat(&outgoing),
+            b"HEAD\r\n\r\n13\r\ndata: a\n\ndata: bb\n\n\r\n0\r\n\r\n"
+        );
+        outgoing.advance(9);
+        assert_eq!(
+            concat(&outgoing),
+            b"3\r\ndata: a\n\ndata: bb\n\n\r\n0\r\n\r\n"
+        );
+        outgoing.clear();
+        assert!(outgoing.is_empty());
+    }
+
+    #[test]
+    fn the_head_reads_like_hypers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+        headers.insert(header::CACHE_CONTROL, "no-cache".parse().unwrap());
+        let head = response_head(StatusCode::OK, &headers, false);
+        let text = std::str::from_utf8(&head).unwrap();
+        assert!(
+            text.starts_with(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+                 connection: close\r\ntransfer-encoding: chunked\r\ndate: "
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
+    }
+}
