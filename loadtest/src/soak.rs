@@ -79,6 +79,10 @@ pub struct SoakSample {
 /// Longest wait after a round for its subscribers to be gone.
 const ROUND_SETTLE: Duration = Duration::from_secs(30);
 
+/// How often the churn's resume history is published again: well inside any
+/// `history.ttl` a soak is run with (a minute is the shortest that makes sense).
+const CHURN_HISTORY_REFRESH: Duration = Duration::from_secs(30);
+
 /// Churn cycles in flight for as long as `running` holds, on a thread of
 /// its own so that it never delays the scenario's publish schedule.
 fn start_churn(
@@ -93,11 +97,20 @@ fn start_churn(
             .enable_all()
             .build()?;
         runtime.block_on(async {
-            let churner = Churner::prepare(&url, 200).await?;
+            let mut churner = Churner::prepare(&url, 200).await?;
+            let mut prepared_at = std::time::Instant::now();
             let mut next = 0;
             // Small batches, so a stop request is seen within a second.
             const BATCH: u64 = 200;
             while running.load(Ordering::Relaxed) {
+                // The mid-resume cycles replay the history published by
+                // `prepare`; a hub with a short `history.ttl` expires it
+                // during an hour's soak, and those resumes would then get a
+                // gap frame instead of a replay. Publish it afresh in time.
+                if prepared_at.elapsed() >= CHURN_HISTORY_REFRESH {
+                    churner = Churner::prepare(&url, 200).await?;
+                    prepared_at = std::time::Instant::now();
+                }
                 let counts = churner.cycles(next, BATCH, concurrency).await;
                 next += BATCH;
                 cycles.fetch_add(BATCH - counts.failed, Ordering::Relaxed);
