@@ -35,7 +35,7 @@
 #   --retry D [500ms]        ssehub stream.retry: clients wait 1-2x this to reconnect
 #   --before D [5s]          publishing before the first restart
 #   --after D [5s]           publishing after the last restart
-#   --max-spike RATIO [4]    see "The burst rule" below
+#   --max-spike RATIO [5]    see "The burst rule" below
 #   --burst-calibration      the control run: the replicas close all their
 #                            streams at once (drain.spread 0) while the drain
 #                            windows keep the nominal spread; the burst rule
@@ -52,8 +52,10 @@
 # runs (100-250 reconnects a window: counting noise, and a 2-core machine at
 # load 2.5-10). All closed at once, they come only through the retry jitter,
 # within one retry: (spread + retry) / retry, 7 at CI size; measured 5.3-7.6
-# (--burst-calibration, 6 windows). The limit, 4, sits between the two with
-# room either way. The rule can only tell them apart when retry is well below
+# (--burst-calibration, 6 windows). At load 17-19 both smear: an even spread
+# measured up to 4.7 once, a burst 3.2-7.8. The limit, 5, sits between the two
+# at ordinary load and keeps a starved CI machine from failing an even spread;
+# a regression to closing all at once still shows in most windows. The rule can only tell them apart when retry is well below
 # the spread (with retry 3s and spread 10s a burst would measure 4.3), hence
 # --retry 1s (a burst: 11) for the big run; the script warns when the
 # settings can't tell.
@@ -118,7 +120,7 @@ DRAIN_SPREAD=3s
 RETRY=500ms
 BEFORE=5s
 AFTER=5s
-MAX_SPIKE=4
+MAX_SPIKE=5
 BURST_CALIBRATION=0
 PROFILE=debug
 JSON_OUT=""

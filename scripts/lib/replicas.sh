@@ -145,13 +145,14 @@ EOF
   # that several replicas need (nginx/README.md, "Several replicas"):
   # - a publish that a draining replica answers 503 (it took nothing) goes to
   #   the next replica, POST or not;
-  # - a replica that refused a connection is skipped for 1 s only, so the fresh
-  #   process on its port gets its share soon.
+  # - a replica that failed 3 times is skipped for 1 s only, so the fresh
+  #   process on its port gets its share soon (3, not 1: one stray reset must
+  #   not take a healthy replica out too, or all three can be out at once).
   NGINX_PORT="$(free_port)"
   mkdir -p "$STATE/nginx"
   upstream=""
   for index in $(seq 1 "$REPLICAS"); do
-    upstream+="server 127.0.0.1:$(cat "$STATE/port-$index") max_fails=1 fail_timeout=1s; "
+    upstream+="server 127.0.0.1:$(cat "$STATE/port-$index") max_fails=3 fail_timeout=1s; "
   done
   # Two connections per stream (client and upstream): room for the subscribers
   # in each of the two workers, within the 20,000 open files a process may hold.
