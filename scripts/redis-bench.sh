@@ -136,6 +136,7 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.jsonl"))):
            "publishes": publishes,
            "ssehub_cpu_us_per_delivery": 1e6 * server_cpu / deliveries if deliveries else None,
            "redis_cpu_us_per_publish": 1e6 * redis_cpu / publishes if publishes and redis_cpu else None,
+           "redis_cpu_us_per_delivery": 1e6 * redis_cpu / deliveries if deliveries and redis_cpu else None,
            "redis_cpu_s": redis_cpu}
     if saturate:
         row["highest_clean_rate"] = saturate["highest_clean_rate_per_second"]
@@ -148,7 +149,7 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.jsonl"))):
         row["passed"] = r["passed"]
     rows.append(row)
 keys = ["scenario", "backplane", "deliveries", "ssehub_cpu_us_per_delivery", "redis_cpu_s",
-        "redis_cpu_us_per_publish", "p50_ms", "p99_ms", "rss_end_mib", "highest_clean_rate", "lost", "passed"]
+        "redis_cpu_us_per_publish", "redis_cpu_us_per_delivery", "p50_ms", "p99_ms", "rss_end_mib", "highest_clean_rate", "lost", "passed"]
 def show(v):
     if v is None: return ""
     if isinstance(v, float): return f"{v:.3f}" if v < 100 else f"{v:.0f}"

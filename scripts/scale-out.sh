@@ -12,7 +12,8 @@
 # Options: SCENARIO (default saturate-1k; any harness scenario), --replicas N
 # [3], --release (target/release binaries; the default is target/debug, whose
 # figures mean little), --json-out FILE, --label TEXT; anything after `--` goes
-# to the harness (e.g. `-- --subscribers 3000`). The machine is shared and
+# to the harness (e.g. `-- --subscribers 3000`). It ends with a table to
+# paste into the README (on stderr, one row per replica count). The machine is shared and
 # has two cores: three replicas there compete for the same CPU, so these
 # figures say what a replica costs more than how far it scales; take final
 # figures in a quiet sitting, on machines with the cores to match.
@@ -53,6 +54,7 @@ DRAIN_TIMEOUT=10s
 RETRY=3s
 
 status=0
+RUNS="$(mktemp -t ssehub-scale-out-runs.XXXXXX)"
 for REPLICAS in 1 "$MANY"; do
   STATE="$(mktemp -d -t ssehub-scale-out.XXXXXX)"
   trap cluster_stop EXIT
@@ -66,11 +68,44 @@ for REPLICAS in 1 "$MANY"; do
     pids+=(--server-pid "$pid")
   done <"$STATE/all-pids"
   args=(run "$SCENARIO" --base-url "http://127.0.0.1:$NGINX_PORT" "${pids[@]}" --quiet
-    --label "${LABEL:+$LABEL, }$REPLICAS replica(s) behind nginx, redis backplane")
-  [[ -n "$JSON_OUT" ]] && args+=(--json-out "$JSON_OUT")
+    --label "${LABEL:+$LABEL, }$REPLICAS replica(s) behind nginx, redis backplane"
+    --json-out "$STATE/runs.jsonl")
   echo "== $SCENARIO through nginx, $REPLICAS replica(s) on one Redis" >&2
   timeout 1800 "$HARNESS" "${args[@]}" "${EXTRA[@]}" || status=$?
+  if [[ -s "$STATE/runs.jsonl" ]]; then
+    sed "s/^{/{\"replicas\":$REPLICAS,/" "$STATE/runs.jsonl" >>"$RUNS"
+    [[ -n "$JSON_OUT" ]] && cat "$STATE/runs.jsonl" >>"$JSON_OUT"
+  fi
   cluster_stop
   trap - EXIT
 done
+
+# One row per replica count: a saturate scenario's highest clean rate (and the
+# figures of its fastest clean step), any other scenario's one run.
+python3 - "$RUNS" "$SCENARIO" "$PROFILE" <<'PY' >&2
+import json, sys
+lines = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+scenario, profile = sys.argv[2], sys.argv[3]
+print(f"| {scenario}, {profile} build | deliveries/s | highest clean rate | p50 / p99 ms | CPU µs per delivery (replicas + Redis + nginx) | RSS MiB at end | lost |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for replicas in sorted({line["replicas"] for line in lines}):
+    mine = [line for line in lines if line["replicas"] == replicas]
+    runs = [line for line in mine if line.get("kind") == "run"]
+    saturate = next((line for line in mine if line.get("kind") == "saturate"), None)
+    clean = [r for r in runs if r.get("passed")]
+    best = max(clean or runs, key=lambda r: r["delivery"]["per_second"], default=None)
+    if best is None:
+        continue
+    server = best.get("server") or {}
+    cpu = server.get("cpu_seconds_load")
+    deliveries = best["delivery"]["deliveries"]
+    per_delivery = f"{1e6 * cpu / deliveries:.2f}" if cpu and deliveries else ""
+    rss = f'{server["rss_end_kib"] / 1024:.0f}' if server.get("rss_end_kib") else ""
+    rate = f'{saturate["highest_clean_rate_per_second"]}/s' if saturate else ""
+    lost = sum(r["verification"]["lost"] for r in runs)
+    latency = best["latency_ms"]
+    print(f'| {replicas} replica(s) | {best["delivery"]["per_second"]:.0f} | {rate} | '
+          f'{latency["p50"]:.1f} / {latency["p99"]:.1f} | {per_delivery} | {rss} | {lost} |')
+PY
+rm -f "$RUNS"
 exit "$status"

@@ -463,6 +463,7 @@ impl StreamReader {
             if !event.event_type.is_empty() {
                 if event.event_type == b"gap" {
                     state.gap_frames += 1;
+                    report_gap_frame(slot.topic, event.data);
                 } else {
                     state.other_events += 1;
                 }
@@ -484,5 +485,20 @@ impl StreamReader {
             context.deliveries.fetch_add(fresh, Ordering::Relaxed);
         }
         Ok(decoded.finished)
+    }
+}
+
+/// Gap frames worth showing on stderr in one run: their reason says whether
+/// the server or the run is at fault, and a few are enough to tell.
+const GAP_FRAMES_SHOWN_MAX: u32 = 5;
+
+/// Shows the first few gap frames of the run (their JSON names the reason).
+fn report_gap_frame(topic: u32, data: &[u8]) {
+    static SHOWN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    if SHOWN.fetch_add(1, Ordering::Relaxed) < GAP_FRAMES_SHOWN_MAX {
+        eprintln!(
+            "gap frame on topic {topic}: {}",
+            String::from_utf8_lossy(data)
+        );
     }
 }

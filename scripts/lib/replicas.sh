@@ -5,7 +5,9 @@
 #
 # Before `cluster_start`, set: STATE (an empty directory for ports, pids,
 # logs), REPLICAS, SSEHUB, NGINX, REDIS_SERVER, ROOT, DRAIN_DELAY,
-# DRAIN_SPREAD, DRAIN_TIMEOUT, RETRY, and NAME (for messages). It sets
+# DRAIN_SPREAD, DRAIN_TIMEOUT, RETRY, and NAME (for messages); optionally
+# REPLICA_DRAIN_SPREAD, the drain.spread the replicas really get (default
+# DRAIN_SPREAD; the rolling restart's burst calibration sets 0s). It sets
 # BACKPLANE (redis, or memory with REPLICAS=1 for a build without Redis),
 # REDIS_URL, REDIS_PID, NGINX_PORT and NGINX_PID. `cluster_stop` ends it all.
 # shellcheck shell=bash
@@ -78,7 +80,7 @@ start_replica() {
   echo "$generation" >"$STATE/generation-$index"
   env SSEHUB_LISTEN="127.0.0.1:$port" \
     SSEHUB_LOG__LEVEL=info SSEHUB_LOG__FORMAT=json \
-    SSEHUB_DRAIN__DELAY="$DRAIN_DELAY" SSEHUB_DRAIN__SPREAD="$DRAIN_SPREAD" \
+    SSEHUB_DRAIN__DELAY="$DRAIN_DELAY" SSEHUB_DRAIN__SPREAD="${REPLICA_DRAIN_SPREAD:-$DRAIN_SPREAD}" \
     SSEHUB_DRAIN__TIMEOUT="$DRAIN_TIMEOUT" SSEHUB_STREAM__RETRY="$RETRY" \
     SSEHUB_BACKPLANE__KIND="$BACKPLANE" SSEHUB_BACKPLANE__REDIS__URL="$REDIS_URL" \
     "$SSEHUB" >"$STATE/replica-$index.$generation.log" 2>&1 </dev/null &
@@ -126,6 +128,7 @@ BACKPLANE=$BACKPLANE
 REDIS_URL='$REDIS_URL'
 DRAIN_DELAY=$DRAIN_DELAY
 DRAIN_SPREAD=$DRAIN_SPREAD
+REPLICA_DRAIN_SPREAD=${REPLICA_DRAIN_SPREAD:-$DRAIN_SPREAD}
 DRAIN_TIMEOUT=$DRAIN_TIMEOUT
 RETRY=$RETRY
 EOF
@@ -142,13 +145,14 @@ EOF
   # that several replicas need (nginx/README.md, "Several replicas"):
   # - a publish that a draining replica answers 503 (it took nothing) goes to
   #   the next replica, POST or not;
-  # - a replica that refused a connection is skipped for 1 s only, so the fresh
-  #   process on its port gets its share soon.
+  # - a replica that failed 3 times is skipped for 1 s only, so the fresh
+  #   process on its port gets its share soon (3, not 1: one stray reset must
+  #   not take a healthy replica out too, or all three can be out at once).
   NGINX_PORT="$(free_port)"
   mkdir -p "$STATE/nginx"
   upstream=""
   for index in $(seq 1 "$REPLICAS"); do
-    upstream+="server 127.0.0.1:$(cat "$STATE/port-$index") max_fails=1 fail_timeout=1s; "
+    upstream+="server 127.0.0.1:$(cat "$STATE/port-$index") max_fails=3 fail_timeout=1s; "
   done
   # Two connections per stream (client and upstream): room for the subscribers
   # in each of the two workers, within the 20,000 open files a process may hold.
@@ -172,17 +176,26 @@ EOF
 # Ends the replicas (every generation), nginx and Redis; keeps STATE when
 # KEEP_STATE=1.
 cluster_stop() {
-  local pid
-  # Replicas first (they drain quickly once nothing is connected), then nginx and Redis.
-  for pid in $(cat "$STATE/all-pids" 2>/dev/null) ${NGINX_PID:-} ${REDIS_PID:-}; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in $(cat "$STATE/all-pids" 2>/dev/null) ${NGINX_PID:-} ${REDIS_PID:-}; do
-    wait_until 15 "pid $pid to exit" gone "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  done
+  # Replicas first (they drain quickly once nothing is connected), while Redis
+  # is still up: a replica that saw Redis go first would log a Redis outage
+  # that belongs to the cleanup, not to the run. Then nginx and Redis.
+  # shellcheck disable=SC2046 # one pid a line
+  stop_pids $(cat "$STATE/all-pids" 2>/dev/null)
+  # shellcheck disable=SC2086 # either may be unset: no word then
+  stop_pids ${NGINX_PID:-} ${REDIS_PID:-}
   if [[ "${KEEP_STATE:-}" == 1 ]]; then
     echo "$NAME: logs kept in $STATE" >&2
   else
     rm -rf "$STATE"
   fi
+}
+
+stop_pids() { # stop_pids PID...: SIGTERM, up to 15 s to exit, then SIGKILL
+  local pid
+  for pid in "$@"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "$@"; do
+    wait_until 15 "pid $pid to exit" gone "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done
 }

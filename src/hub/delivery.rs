@@ -74,6 +74,10 @@ pub(super) struct Delivery {
     batch: FrameBatch,
     /// Chunks ready to be written, in order.
     outbox: VecDeque<Bytes>,
+    /// A client's resume point that came before the backplane's first
+    /// resync: judged (and replayed) at that resync, not before, since until
+    /// then this replica can't tell a valid id from a foreign one.
+    deferred_resume: Option<EventId>,
     /// This subscription's span, totals and metrics.
     pub(super) observer: SubscriptionObserver,
 }
@@ -98,6 +102,7 @@ impl Delivery {
             ready: Vec::new(),
             batch: FrameBatch::default(),
             outbox: VecDeque::new(),
+            deferred_resume: None,
         }
     }
 
@@ -125,6 +130,14 @@ impl Delivery {
             }
             ResumePoint::After(id) => id,
         };
+        if sync.epoch == UNPOSITIONED {
+            // A fresh replica that hasn't reached its backplane's server yet
+            // (a load balancer sent the stream before readiness said so):
+            // the first resync brings the position; until then nothing
+            // arrives on the live queues, so nothing is missed by waiting.
+            self.deferred_resume = Some(id);
+            return;
+        }
         // An id of this epoch beyond anything assigned can't be a real
         // position: trusting it would skip events silently. The backplane
         // answers for every replica, so an id just assigned on another one
@@ -255,7 +268,10 @@ impl Delivery {
                 // queue, not its events: catch up from history.
                 self.replay(ReplayTrigger::Lagged, last_seen, None).await;
             }
-            Catchup::Resync => self.replay(ReplayTrigger::Resync, last_seen, None).await,
+            Catchup::Resync => match self.deferred_resume.take() {
+                Some(id) => self.start(ResumePoint::After(id)).await,
+                None => self.replay(ReplayTrigger::Resync, last_seen, None).await,
+            },
         }
     }
 

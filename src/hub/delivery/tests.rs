@@ -32,6 +32,7 @@ struct Scripted {
 
 #[derive(Default)]
 struct ScriptedState {
+    /// 0 until the backplane has "reached its server" (see `Scripted::unpositioned`).
     epoch: u64,
     last_seq: u64,
     topics: HashMap<TopicName, (Vec<Arc<Event>>, u64)>,
@@ -48,6 +49,23 @@ impl Scripted {
                 ..ScriptedState::default()
             }),
         }
+    }
+
+    /// A backplane that hasn't reached its server yet, as a fresh Redis
+    /// replica in its first moments: no resync, no epoch, `last_id` fails.
+    /// `reach` ends that, in `epoch`, with what other replicas published.
+    fn unpositioned(fan_out: Arc<dyn FanOut>, size: usize) -> Self {
+        Self {
+            fan_out,
+            size,
+            state: Mutex::new(ScriptedState::default()),
+        }
+    }
+
+    /// The first connect: the epoch is known, then the live queues resync.
+    fn reach(&self, epoch: u64) {
+        self.state.lock().unwrap().epoch = epoch;
+        self.resync();
     }
 
     fn append(&self, topic: &str) -> Arc<Event> {
@@ -96,6 +114,12 @@ impl Backplane for Scripted {
 
     fn last_id(&self) -> BoxFuture<'_, Result<EventId, BackplaneError>> {
         let state = self.state.lock().unwrap();
+        if state.epoch == 0 {
+            return Box::pin(future::ready(Err(BackplaneError::unavailable(
+                "not connected yet",
+                "scripted",
+            ))));
+        }
         Box::pin(future::ready(Ok(EventId::new(state.epoch, state.last_seq))))
     }
 
@@ -139,6 +163,14 @@ fn draft(topic: &str, data: &str) -> EventDraft {
 }
 
 fn hub(queue: usize, size: usize) -> (Hub, Arc<Scripted>) {
+    hub_with(queue, size, Scripted::new)
+}
+
+fn hub_with(
+    queue: usize,
+    size: usize,
+    backplane: impl FnOnce(Arc<dyn FanOut>, usize) -> Scripted,
+) -> (Hub, Arc<Scripted>) {
     let settings = HubSettings {
         heartbeat: None,
         retry: Duration::from_secs(3),
@@ -149,7 +181,7 @@ fn hub(queue: usize, size: usize) -> (Hub, Arc<Scripted>) {
     };
     let mut scripted = None;
     let hub = Hub::new(settings, |replica| {
-        let backplane = Arc::new(Scripted::new(replica.fan_out, size));
+        let backplane = Arc::new(backplane(replica.fan_out, size));
         scripted = Some(backplane.clone());
         backplane as Arc<dyn Backplane>
     });
@@ -376,4 +408,38 @@ async fn a_history_that_starts_over_gives_each_stream_one_gap_then_the_new_epoch
             .find(|l| l.starts_with("ssehub_gap_frames_total{reason=\"epoch_changed\"}")),
         Some("ssehub_gap_frames_total{reason=\"epoch_changed\"} 2")
     );
+}
+
+#[tokio::test]
+async fn a_resume_before_the_backplane_is_reached_waits_for_it_without_gap_or_loss() {
+    let (hub, backplane) = hub_with(16, 100, Scripted::unpositioned);
+    // What other replicas published while this one was starting: the
+    // client saw the first two on a replica that has since drained.
+    let epoch = 7;
+    backplane.state.lock().unwrap().epoch = epoch;
+    let earlier: Vec<_> = (0..4).map(|_| backplane.append("t")).collect();
+    backplane.state.lock().unwrap().epoch = 0;
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::After(earlier[1].id));
+    assert_eq!(seen(&ready_text(&mut frames)), vec![], "nothing judged yet");
+
+    backplane.reach(epoch);
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&earlier[2..]));
+    let live = backplane.publish("t");
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&[live]));
+}
+
+#[tokio::test]
+async fn several_topics_resumed_before_the_backplane_is_reached_come_in_id_order() {
+    let (hub, backplane) = hub_with(16, 100, Scripted::unpositioned);
+    let epoch = 9;
+    backplane.state.lock().unwrap().epoch = epoch;
+    let earlier: Vec<_> = (0..6)
+        .map(|n| backplane.append(if n % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    backplane.state.lock().unwrap().epoch = 0;
+    let mut frames = subscribe(&hub, &["a", "b"], ResumePoint::After(earlier[2].id));
+    assert_eq!(seen(&ready_text(&mut frames)), vec![]);
+
+    backplane.reach(epoch);
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&earlier[3..]));
 }
