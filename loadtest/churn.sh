@@ -25,14 +25,14 @@ SSEHUB="${SSEHUB_BIN:-$TARGET_DIR/$PROFILE/ssehub}"
 HARNESS="${HARNESS_BIN:-$TARGET_DIR/$PROFILE/ssehub-loadtest}"
 LOG="$(mktemp -t ssehub-churn.XXXXXX.log)"
 
-# A short heartbeat: without it a client that closed cleanly holds its slot
-# until the hub next writes to it (at most heartbeat.interval).
-# Only this configuration: drop any SSEHUB_* (SSEHUB_BIN included) this
+# The default heartbeat: the hub notices a client's close (EOF or reset) as
+# it happens, not at its next write, so no short heartbeat is needed to free
+# slots. Only this configuration: drop any SSEHUB_* (SSEHUB_BIN included) this
 # shell inherited.
 inherited=()
 while IFS= read -r key; do inherited+=(-u "$key"); done < <(compgen -e | grep '^SSEHUB_' || true)
 env "${inherited[@]}" SSEHUB_LISTEN=127.0.0.1:0 SSEHUB_LOG__LEVEL=warn,ssehub=info \
-  SSEHUB_HEARTBEAT__INTERVAL=1s "$SSEHUB" >"$LOG" 2>&1 &
+  "$SSEHUB" >"$LOG" 2>&1 &
 SERVER_PID=$!
 # shellcheck disable=SC2317 # run by the EXIT trap
 stop() {

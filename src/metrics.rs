@@ -20,9 +20,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
+use strum::VariantArray;
 
 use crate::auth::{Action, RateLimit, rejection_reasons};
-use crate::hub::Phase;
+use crate::hub::{Phase, ShedReason};
 
 /// One label, e.g. `reason="client_gone"`; values are always from a fixed list.
 type Label = [(&'static str, &'static str); 1];
@@ -45,7 +46,8 @@ const FANOUT_LATENCY_BUCKETS: [f64; 16] = [
 ];
 
 /// Why a subscription's stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SubscriptionEnd {
     /// The client went away (noticed at the next write to it).
     ClientGone,
@@ -66,31 +68,14 @@ pub enum SubscriptionEnd {
 }
 
 impl SubscriptionEnd {
-    const ALL: [Self; 7] = [
-        Self::ClientGone,
-        Self::Drained,
-        Self::Cut,
-        Self::TokenExpired,
-        Self::ShedCapacity,
-        Self::ShedDraining,
-        Self::ShedRateLimited,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientGone => "client_gone",
-            Self::Drained => "drained",
-            Self::Cut => "cut",
-            Self::TokenExpired => "token_expired",
-            Self::ShedCapacity => "shed_capacity",
-            Self::ShedDraining => "shed_draining",
-            Self::ShedRateLimited => "shed_rate_limited",
-        }
+        self.into()
     }
 }
 
 /// What became of a publish request (by status) or of the events in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum PublishOutcome {
     /// 2xx: in history and on its way to subscribers.
     Accepted,
@@ -109,26 +94,8 @@ pub enum PublishOutcome {
 }
 
 impl PublishOutcome {
-    const ALL: [Self; 7] = [
-        Self::Accepted,
-        Self::RejectedInvalid,
-        Self::RejectedUnauthorized,
-        Self::RejectedTooLarge,
-        Self::RejectedRateLimited,
-        Self::Unavailable,
-        Self::Error,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::RejectedInvalid => "rejected_invalid",
-            Self::RejectedUnauthorized => "rejected_unauthorized",
-            Self::RejectedTooLarge => "rejected_too_large",
-            Self::RejectedRateLimited => "rejected_rate_limited",
-            Self::Unavailable => "unavailable",
-            Self::Error => "error",
-        }
+        self.into()
     }
 
     /// The outcome an HTTP status stands for.
@@ -146,7 +113,8 @@ impl PublishOutcome {
 }
 
 /// Why history was read for a subscriber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum ReplayTrigger {
     /// A reconnect with `Last-Event-ID`.
     Resume,
@@ -157,19 +125,14 @@ pub enum ReplayTrigger {
 }
 
 impl ReplayTrigger {
-    const ALL: [Self; 3] = [Self::Resume, Self::Lagged, Self::Resync];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Resume => "resume",
-            Self::Lagged => "lagged",
-            Self::Resync => "resync",
-        }
+        self.into()
     }
 }
 
 /// Why a subscriber was told it lost events (the `reason` of a gap frame).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum GapReason {
     /// The resume id is older than the history still held.
     HistoryExceeded,
@@ -185,22 +148,8 @@ pub enum GapReason {
 }
 
 impl GapReason {
-    pub const ALL: [Self; 5] = [
-        Self::HistoryExceeded,
-        Self::UnknownEpoch,
-        Self::Lagged,
-        Self::HistoryUnavailable,
-        Self::EpochChanged,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HistoryExceeded => "history_exceeded",
-            Self::UnknownEpoch => "unknown_epoch",
-            Self::Lagged => "lagged",
-            Self::HistoryUnavailable => "history_unavailable",
-            Self::EpochChanged => "epoch_changed",
-        }
+        self.into()
     }
 }
 
@@ -219,18 +168,18 @@ pub struct Metrics {
     registry: Registry,
     subscribers: Gauge,
     live_topics: Gauge,
-    phase: [Gauge; Phase::ALL.len()],
+    phase: [Gauge; Phase::VARIANTS.len()],
     subscriptions_opened: Counter,
-    subscriptions_closed: [Counter; SubscriptionEnd::ALL.len()],
-    publish_requests: [Counter; PublishOutcome::ALL.len()],
-    events_published: [Counter; PublishOutcome::ALL.len()],
+    subscriptions_closed: [Counter; SubscriptionEnd::VARIANTS.len()],
+    publish_requests: [Counter; PublishOutcome::VARIANTS.len()],
+    events_published: [Counter; PublishOutcome::VARIANTS.len()],
     /// By `Action` (rows) and `auth::rejection_reasons()` (columns).
     auth_rejections: Vec<Counter>,
-    rate_limited: [Counter; RateLimit::ALL.len()],
+    rate_limited: [Counter; RateLimit::VARIANTS.len()],
     deliveries: Counter,
     sent_bytes: Counter,
-    replays: [Counter; ReplayTrigger::ALL.len()],
-    gap_frames: [Counter; GapReason::ALL.len()],
+    replays: [Counter; ReplayTrigger::VARIANTS.len()],
+    gap_frames: [Counter; GapReason::VARIANTS.len()],
     lagged: Counter,
     publish_duration: Histogram,
     fanout_latency: Histogram,
@@ -253,17 +202,24 @@ impl Default for Metrics {
     }
 }
 
-/// Registers a family with one label whose values are all known, and returns
-/// a handle per value, in the order given.
-fn labelled<const N: usize>(
+/// Registers a family with one label whose values are the variants of an
+/// enum, and returns a handle per variant, indexed by `variant as usize`.
+fn labelled<T, const N: usize>(
     registry: &mut Registry,
     name: &str,
     help: &str,
     label: &'static str,
-    values: [&'static str; N],
-) -> [Counter; N] {
+) -> [Counter; N]
+where
+    T: VariantArray + Copy + Into<&'static str>,
+{
+    assert_eq!(T::VARIANTS.len(), N, "one counter per variant of {name}");
     let family = Family::<Label, Counter>::default();
-    let handles = values.map(|value| family.get_or_create(&[(label, value)]).clone());
+    let handles = std::array::from_fn(|i| {
+        family
+            .get_or_create(&[(label, T::VARIANTS[i].into())])
+            .clone()
+    });
     registry.register(name, help, family);
     handles
 }
@@ -285,7 +241,8 @@ impl Metrics {
             live_topics.clone(),
         );
         let phase_family = Family::<Label, Gauge>::default();
-        let phase = Phase::ALL.map(|phase| {
+        let phase = std::array::from_fn(|i| {
+            let phase = Phase::VARIANTS[i];
             phase_family
                 .get_or_create(&[("phase", phase.as_str())])
                 .clone()
@@ -302,30 +259,27 @@ impl Metrics {
             "SSE streams answered 200, shed ones included",
             subscriptions_opened.clone(),
         );
-        let subscriptions_closed = labelled(
+        let subscriptions_closed = labelled::<SubscriptionEnd, _>(
             &mut registry,
             "subscriptions_closed",
             "SSE streams ended, by reason; opened - closed = streams open now",
             "reason",
-            SubscriptionEnd::ALL.map(SubscriptionEnd::as_str),
         );
-        let publish_requests = labelled(
+        let publish_requests = labelled::<PublishOutcome, _>(
             &mut registry,
             "publish_requests",
             "Publish requests answered, by outcome (from the status code)",
             "outcome",
-            PublishOutcome::ALL.map(PublishOutcome::as_str),
         );
-        let events_published = labelled(
+        let events_published = labelled::<PublishOutcome, _>(
             &mut registry,
             "events_published",
             "Events in publish requests the hub handled, by outcome (a batch counts each event)",
             "outcome",
-            PublishOutcome::ALL.map(PublishOutcome::as_str),
         );
 
         let rejection_family = Family::<[(&'static str, &'static str); 2], Counter>::default();
-        let auth_rejections = Action::ALL
+        let auth_rejections = Action::VARIANTS
             .iter()
             .flat_map(|action| {
                 let family = &rejection_family;
@@ -341,12 +295,11 @@ impl Metrics {
             "Requests refused for their credentials (401, 403), by action and reason",
             rejection_family,
         );
-        let rate_limited = labelled(
+        let rate_limited = labelled::<RateLimit, _>(
             &mut registry,
             "rate_limited",
             "Requests over a rate limit: publishes answered 429, subscribes shed",
             "limit",
-            RateLimit::ALL.map(RateLimit::as_str),
         );
 
         let deliveries = Counter::default();
@@ -362,19 +315,17 @@ impl Metrics {
             Unit::Bytes,
             sent_bytes.clone(),
         );
-        let replays = labelled(
+        let replays = labelled::<ReplayTrigger, _>(
             &mut registry,
             "history_replays",
             "Reads of history for a subscriber: on resume (Last-Event-ID), after it lagged, or after a backplane resync",
             "trigger",
-            ReplayTrigger::ALL.map(ReplayTrigger::as_str),
         );
-        let gap_frames = labelled(
+        let gap_frames = labelled::<GapReason, _>(
             &mut registry,
             "gap_frames",
             "Gap frames sent (events a subscriber could not be given), by reason",
             "reason",
-            GapReason::ALL.map(GapReason::as_str),
         );
         let lagged = Counter::default();
         registry.register(
@@ -547,7 +498,7 @@ impl Metrics {
         self.subscribers.set(snapshot.subscribers as i64);
         self.live_topics.set(snapshot.live_topics as i64);
         self.backplane_up.set(i64::from(snapshot.backplane_up));
-        for (phase, gauge) in Phase::ALL.iter().zip(&self.phase) {
+        for (phase, gauge) in Phase::VARIANTS.iter().zip(&self.phase) {
             gauge.set(i64::from(*phase == snapshot.phase));
         }
         let mut text = String::with_capacity(8 * 1024);
@@ -633,14 +584,10 @@ impl Metrics {
         let requests_accepted = self.publish_requests[accepted].get();
         CounterSnapshot {
             subscriptions_opened: self.subscriptions_opened.get(),
-            subscriptions_shed: [
-                SubscriptionEnd::ShedCapacity,
-                SubscriptionEnd::ShedDraining,
-                SubscriptionEnd::ShedRateLimited,
-            ]
-            .iter()
-            .map(|end| self.subscriptions_closed[*end as usize].get())
-            .sum(),
+            subscriptions_shed: ShedReason::VARIANTS
+                .iter()
+                .map(|reason| self.subscriptions_closed[reason.end() as usize].get())
+                .sum(),
             publish_requests_accepted: requests_accepted,
             publish_requests_rejected: requests - requests_accepted,
             events_accepted: self.events_published[accepted].get(),
@@ -740,7 +687,7 @@ mod tests {
     #[test]
     fn every_labelled_series_exists_from_the_start() {
         let text = Metrics::new().render(snapshot(), false);
-        for reason in SubscriptionEnd::ALL {
+        for &reason in SubscriptionEnd::VARIANTS {
             let series = format!(
                 "ssehub_subscriptions_closed_total{{reason=\"{}\"}} 0\n",
                 reason.as_str()
@@ -751,5 +698,37 @@ mod tests {
             text.contains("ssehub_gap_frames_total{reason=\"lagged\"} 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_console_shed_count_counts_every_shed_reason_and_nothing_else() {
+        let metrics = Metrics::new();
+        for &reason in ShedReason::VARIANTS {
+            metrics.subscription_closed(reason.end());
+        }
+        metrics.subscription_closed(SubscriptionEnd::ClientGone);
+        metrics.subscription_closed(SubscriptionEnd::Drained);
+        assert_eq!(
+            metrics.counters().subscriptions_shed,
+            ShedReason::VARIANTS.len() as u64
+        );
+    }
+
+    #[test]
+    fn label_values_are_the_snake_case_names_of_their_variants() {
+        assert_eq!(
+            SubscriptionEnd::ShedRateLimited.as_str(),
+            "shed_rate_limited"
+        );
+        assert_eq!(
+            PublishOutcome::RejectedTooLarge.as_str(),
+            "rejected_too_large"
+        );
+        assert_eq!(GapReason::HistoryExceeded.as_str(), "history_exceeded");
+        assert_eq!(
+            RateLimit::SubscribePerAddress.as_str(),
+            "subscribe_per_address"
+        );
+        assert_eq!(Phase::Draining.as_str(), "draining");
     }
 }

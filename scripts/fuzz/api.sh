@@ -15,7 +15,7 @@
 # Environment: SSEHUB_BIN (default target/debug/ssehub), FUZZ_VENV
 # (where scripts/install-test-deps.sh put schemathesis, default
 # .tools/fuzz-venv), FUZZ_MAX_EXAMPLES, FUZZ_MAX_TIME (seconds per mode),
-# FUZZ_SEED.
+# FUZZ_SEED, FUZZ_ONLY (a regex: run only the modes whose name matches).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,18 +37,50 @@ fi
 # The key of the static-key modes; any value works, it only has to match.
 FUZZ_KEY="fuzz-publish-key"
 
+# The HMAC secret of the JWT modes (at least 32 bytes, RFC 7518 section 3.2).
+FUZZ_JWT_SECRET="fuzz-jwt-secret-of-at-least-32-bytes"
+
+# Prints an HS256 JWT signed with FUZZ_JWT_SECRET: $1 the `ssehub.publish`
+# patterns (a JSON list), $2 seconds from now to `exp` (negative: expired).
+# Python's standard library (the fuzz venv's interpreter) signs it, so the
+# token is made independently of the hub's own JWT code.
+jwt_token() {
+  "$VENV/bin/python" - "$FUZZ_JWT_SECRET" "$1" "$2" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret, publish, expires_in = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+claims = b64(json.dumps({"sub": "fuzz", "exp": int(time.time()) + expires_in,
+                         "ssehub": {"publish": publish, "subscribe": publish}}).encode())
+signature = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+print(f"{header}.{claims}.{b64(signature)}")
+PY
+}
+
 # Auth modes: name | hub environment (space-separated K=V) | request header
-# (empty: none). JWT auth adds its modes here (a token signed with the test
-# key in the header, a token without the topic's grant, an expired one).
+# (empty: none) | the status a well-formed publish gets in that mode (checked
+# before fuzzing, so a mode can't quietly test something else). The JWT modes: a token that may publish to every topic, one
+# whose grant covers no topic schemathesis sends (403), and one that expired
+# an hour ago (past any leeway: 401).
+JWT_ENV="SSEHUB_AUTH__JWT__SECRET=$FUZZ_JWT_SECRET"
 MODES=(
-  "open||"
-  "publish-key|SSEHUB_AUTH__PUBLISH_KEYS=[\"$FUZZ_KEY\"]|Authorization: Bearer $FUZZ_KEY"
-  "publish-key-absent|SSEHUB_AUTH__PUBLISH_KEYS=[\"$FUZZ_KEY\"]|"
-  "publish-key-wrong|SSEHUB_AUTH__PUBLISH_KEYS=[\"$FUZZ_KEY\"]|Authorization: Bearer not-$FUZZ_KEY"
+  "open|||202"
+  "publish-key|SSEHUB_AUTH__PUBLISH_KEYS=[\"$FUZZ_KEY\"]|Authorization: Bearer $FUZZ_KEY|202"
+  "publish-key-absent|SSEHUB_AUTH__PUBLISH_KEYS=[\"$FUZZ_KEY\"]||401"
+  "publish-key-wrong|SSEHUB_AUTH__PUBLISH_KEYS=[\"$FUZZ_KEY\"]|Authorization: Bearer not-$FUZZ_KEY|401"
 )
+add_jwt_modes() {
+  MODES+=(
+    "jwt-valid|$JWT_ENV|Authorization: Bearer $(jwt_token '["*"]' 3600)|202"
+    "jwt-other-topic|$JWT_ENV|Authorization: Bearer $(jwt_token '["fuzz-no-such-topic.*"]' 3600)|403"
+    "jwt-expired|$JWT_ENV|Authorization: Bearer $(jwt_token '["*"]' -3600)|401"
+  )
+}
 
 [[ -x "$ST" ]] || { echo "fuzz: schemathesis missing at $ST: run scripts/install-test-deps.sh" >&2; exit 1; }
 [[ -x "$SSEHUB_BIN" ]] || { echo "fuzz: no ssehub binary at $SSEHUB_BIN: cargo build first" >&2; exit 1; }
+add_jwt_modes
 
 WORK="$(mktemp -d -t ssehub-fuzz.XXXXXX)"
 HUB_PID=""
@@ -84,6 +116,23 @@ start_hub() {
   HUB_URL="http://127.0.0.1:$port"
 }
 
+# Prints the status one well-formed publish gets with header $1 (may be empty).
+probe_publish() {
+  "$VENV/bin/python" - "$HUB_URL/v1/topics/fuzz-probe/events" "$1" <<'PY'
+import sys, urllib.error, urllib.request
+url, header = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(url, data=b'{"data": "probe"}', method="POST",
+                                 headers={"Content-Type": "application/json"})
+if header:
+    name, _, value = header.partition(": ")
+    request.add_header(name, value)
+try:
+    print(urllib.request.urlopen(request, timeout=10).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+PY
+}
+
 stop_hub() {
   kill "$HUB_PID" 2>/dev/null || true
   wait "$HUB_PID" 2>/dev/null || true
@@ -96,7 +145,8 @@ passed=0
 failed=0
 echo "fuzz: schemathesis $("$ST" --version | awk '{print $NF}'), seed $SEED, at most $MAX_EXAMPLES examples and ${MAX_TIME}s per operation set"
 for mode in "${MODES[@]}"; do
-  IFS='|' read -r name env_line header <<<"$mode"
+  IFS='|' read -r name env_line header expected_status <<<"$mode"
+  [[ -z "${FUZZ_ONLY:-}" || "$name" =~ $FUZZ_ONLY ]] || continue
   log="$WORK/$name.hub.log"
   # shellcheck disable=SC2086 # env_line is a list of K=V words
   start_hub "$log" $env_line
@@ -120,6 +170,10 @@ for mode in "${MODES[@]}"; do
   [[ -n "$header" ]] && args+=(--header "$header")
   printf '\n--- fuzz mode %s (hub %s)\n' "$name" "$HUB_URL"
   verdict=ok
+  status="$(probe_publish "$header")"
+  if [[ "$status" != "$expected_status" ]]; then
+    verdict="a publish got $status, not the mode's $expected_status"
+  fi
   "$ST" "${args[@]}" || verdict="schemathesis found problems (replay with FUZZ_SEED=$SEED)"
   if ! kill -0 "$HUB_PID" 2>/dev/null; then
     verdict="the hub died"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::hub::TopicName;
 
 /// What the credentials were for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]
 pub enum Action {
     Publish,
     Subscribe,
@@ -15,8 +15,6 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Self; 3] = [Self::Publish, Self::Subscribe, Self::ReadMetrics];
-
     /// The `action` label of `ssehub_auth_rejections_total`.
     pub fn label(self) -> &'static str {
         match self {
@@ -36,7 +34,8 @@ impl Action {
 }
 
 /// Why a presented token was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum TokenRejection {
     /// Not three base64url parts, a header or claims that aren't JSON, an
     /// unknown `alg` (`none` included).
@@ -65,32 +64,8 @@ pub enum TokenRejection {
 }
 
 impl TokenRejection {
-    pub const ALL: [Self; 10] = [
-        Self::Malformed,
-        Self::BadSignature,
-        Self::Expired,
-        Self::NotYetValid,
-        Self::WrongIssuer,
-        Self::WrongAudience,
-        Self::UnknownKey,
-        Self::AlgorithmNotAccepted,
-        Self::InvalidClaims,
-        Self::UnknownStaticKey,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::BadSignature => "bad_signature",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
-            Self::UnknownKey => "unknown_key",
-            Self::AlgorithmNotAccepted => "algorithm_not_accepted",
-            Self::InvalidClaims => "invalid_claims",
-            Self::UnknownStaticKey => "unknown_static_key",
-        }
+        self.into()
     }
 
     /// What a person should do about it.
@@ -121,7 +96,8 @@ impl TokenRejection {
 }
 
 /// Which rate limit a request ran into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum RateLimit {
     PublishPerPublisher,
     PublishPerAddress,
@@ -129,18 +105,8 @@ pub enum RateLimit {
 }
 
 impl RateLimit {
-    pub const ALL: [Self; 3] = [
-        Self::PublishPerPublisher,
-        Self::PublishPerAddress,
-        Self::SubscribePerAddress,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PublishPerPublisher => "publish_per_publisher",
-            Self::PublishPerAddress => "publish_per_address",
-            Self::SubscribePerAddress => "subscribe_per_address",
-        }
+        self.into()
     }
 }
 

@@ -29,6 +29,7 @@ mod token;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use strum::VariantArray;
 
 pub use client_address::TrustedProxies;
 pub use error::{Action, AuthError, RateLimit, TokenRejection};
@@ -479,6 +480,6 @@ fn limited(limited: Limited) -> AuthError {
 /// The reasons `ssehub_auth_rejections_total` counts, in order.
 pub fn rejection_reasons() -> impl Iterator<Item = &'static str> {
     std::iter::once("missing_token")
-        .chain(TokenRejection::ALL.iter().map(|r| r.as_str()))
+        .chain(TokenRejection::VARIANTS.iter().map(|r| r.as_str()))
         .chain(std::iter::once("forbidden_topic"))
 }

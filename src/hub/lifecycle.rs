@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Phase {
     Serving,
     /// Readiness says 503 so load balancers stop routing here; the hub still
@@ -26,14 +27,8 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Self; 3] = [Self::Serving, Self::Draining, Self::Closing];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Serving => "serving",
-            Self::Draining => "draining",
-            Self::Closing => "closing",
-        }
+        self.into()
     }
 }
 

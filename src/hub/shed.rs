@@ -14,7 +14,7 @@ use super::encoder;
 use crate::metrics::SubscriptionEnd;
 
 /// Why a subscribe was shed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]
 pub enum ShedReason {
     /// The hub holds `limits.max_subscribers` streams.
     Capacity,
@@ -26,7 +26,7 @@ pub enum ShedReason {
 
 impl ShedReason {
     /// The end reason the subscription counters record.
-    fn end(self) -> SubscriptionEnd {
+    pub(crate) fn end(self) -> SubscriptionEnd {
         match self {
             Self::Capacity => SubscriptionEnd::ShedCapacity,
             Self::Draining => SubscriptionEnd::ShedDraining,

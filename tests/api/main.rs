@@ -16,6 +16,7 @@ mod broken_bodies;
 mod browser;
 mod console;
 mod contract;
+mod docs;
 mod drain;
 mod errors;
 mod fanout;
