@@ -195,8 +195,8 @@ impl Stream for Frames {
                 match delivery.after_watermark_wait() {
                     None => {}
                     Some(follow_up) => {
-                        if let Poll::Pending =
-                            follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
+                        if follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
+                            .is_pending()
                         {
                             return Poll::Pending;
                         }
@@ -322,12 +322,10 @@ fn live_step(this: &mut FramesProj<'_>, cx: &mut Context<'_>) -> LiveStep {
         Poll::Ready(None) => return LiveStep::End(SubscriptionEnd::Drained),
         Poll::Ready(Some(item)) => {
             *this.last_write = Instant::now();
-            if let Some(follow_up) = delivery.on_live_now(item) {
-                if let Poll::Pending =
-                    follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
-                {
-                    return LiveStep::Pending;
-                }
+            if let Some(follow_up) = delivery.on_live_now(item)
+                && follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx).is_pending()
+            {
+                return LiveStep::Pending;
             }
             return LiveStep::Continue;
         }
