@@ -32,7 +32,8 @@ log="$OUT_DIR/ssehub.log"
 rm -f "$profile"
 SSEHUB_LISTEN=127.0.0.1:0 SSEHUB_LIMITS__MAX_SUBSCRIBERS=$((STREAMS + 100)) SSEHUB_DRAIN__DELAY=0s \
     timeout 300 valgrind --tool=dhat --dhat-out-file="$profile" "$BIN" >"$log" 2>&1 &
-for _ in $(seq 1 100); do
+# Valgrind reads the binary's debug info first: slow on a busy machine.
+for _ in $(seq 1 400); do
     grep -q 'listening on' "$log" && break
     sleep 0.3
 done
@@ -74,12 +75,15 @@ def site(pp):
         if not generic.search(text):
             return text[:140]
     return "?"
-sites = {}
+# One site's blocks can be split over several call stacks (inlining,
+# different callers): sum them per site before deciding what is per stream.
+sites, blocks = {}, {}
 for pp in profile["pps"]:
-    # Only allocations made about once per stream, not the hub's own.
-    if pp.get("gbk", 0) >= streams * 0.9:
-        key = site(pp)
-        sites[key] = sites.get(key, 0) + pp["gb"]
+    key = site(pp)
+    sites[key] = sites.get(key, 0) + pp.get("gb", 0)
+    blocks[key] = blocks.get(key, 0) + pp.get("gbk", 0)
+# Only allocations made about once per stream, not the hub's own.
+sites = {key: live for key, live in sites.items() if blocks[key] >= streams * 0.9}
 total = sum(sites.values())
 print(f"live at the heap's peak, per idle stream ({streams} streams): {total / streams:.0f} bytes")
 for name, live in sorted(sites.items(), key=lambda item: -item[1])[:12]:

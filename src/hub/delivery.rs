@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -24,7 +25,7 @@ use super::event::Event;
 use super::event_id::{EventId, ResumePoint};
 use super::frame_batch::FrameBatch;
 use super::live_feed::{LiveFeed, LiveItem};
-use super::live_queues::{Live, LiveQueues};
+use super::live_queues::{Live, LiveQueues, SyncPoint};
 use super::observe::SubscriptionObserver;
 use super::topic::TopicName;
 use crate::backplane::Backplane;
@@ -42,11 +43,30 @@ const UNPOSITIONED: u64 = 0;
 
 /// Why delivery must go back to history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Catchup {
+pub(super) enum Catchup {
     /// The subscriber fell a whole live queue behind.
     Lagged,
     /// The backplane resynced the live queues (see `FanOut::resync`).
     Resync,
+}
+
+/// What is left to do once the live items at hand are taken (see
+/// [`Delivery::on_live_now`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FollowUp {
+    /// Several topics: events are held until the watermark passes them.
+    /// Yield to the runtime (the fan-out stores it microseconds after its
+    /// sends), then [`Delivery::after_watermark_wait`].
+    Watermark,
+    /// Back to history: [`Delivery::catch_up`], which reads the backplane.
+    Catchup(Catchup),
+}
+
+/// The outcome of one look at the live queues.
+enum Pass {
+    Done,
+    Wait,
+    Catchup(Catchup),
 }
 
 /// The part of a subscriber that moves events into frames, in id order,
@@ -106,9 +126,9 @@ impl Delivery {
         }
     }
 
-    /// The next item of the live queues (waits for one).
-    pub(super) fn next_live(&mut self) -> futures_util::stream::Next<'_, LiveFeed> {
-        self.feed.next()
+    /// The next item of the live queues.
+    pub(super) fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<LiveItem>> {
+        self.feed.poll_next_unpin(cx)
     }
 
     /// The next chunk to write, if any.
@@ -116,11 +136,18 @@ impl Delivery {
         self.outbox.pop_front()
     }
 
-    /// Replays history after the client's resume point.
-    pub(super) async fn start(&mut self, resume: ResumePoint) {
+    /// Places the cursor where the live queues stand: all a live subscribe
+    /// needs (the queues hold nothing from before it attached).
+    pub(super) fn start_live(&mut self) -> SyncPoint {
         let sync = self.queues.sync_point();
         self.generation = sync.generation;
         self.cursor = EventId::new(sync.epoch, 0);
+        sync
+    }
+
+    /// Replays history after the client's resume point.
+    pub(super) async fn start(&mut self, resume: ResumePoint) {
+        let sync = self.start_live();
         let id = match resume {
             // Live only: the queues hold nothing from before we attached.
             ResumePoint::Live => return,
@@ -253,13 +280,48 @@ impl Delivery {
     /// Handles one item from the live queues plus whatever else is already
     /// waiting, so a burst goes out as one write.
     pub(super) async fn on_live(&mut self, first: LiveItem) {
-        let catchup = if self.multi_topic {
-            self.take_ready_in_id_order(first).await
+        let mut follow_up = self.on_live_now(first);
+        loop {
+            match follow_up {
+                None => return,
+                Some(FollowUp::Watermark) => {
+                    tokio::task::yield_now().await;
+                    follow_up = self.after_watermark_wait();
+                }
+                Some(FollowUp::Catchup(catchup)) => return self.catch_up(catchup).await,
+            }
+        }
+    }
+
+    /// The part of [`Self::on_live`] that needs no waiting: every event at
+    /// hand goes into the outbox; what is left (rare: a lag, a resync,
+    /// events held for the watermark) is returned.
+    pub(super) fn on_live_now(&mut self, first: LiveItem) -> Option<FollowUp> {
+        let pass = if self.multi_topic {
+            self.pass_in_id_order(Some(first))
         } else {
-            self.take_ready(first)
+            self.take_ready(first).map_or(Pass::Done, Pass::Catchup)
         };
+        self.after_pass(pass)
+    }
+
+    /// After [`FollowUp::Watermark`] and a yield: looks at the queues again.
+    pub(super) fn after_watermark_wait(&mut self) -> Option<FollowUp> {
+        let pass = self.pass_in_id_order(None);
+        self.after_pass(pass)
+    }
+
+    fn after_pass(&mut self, pass: Pass) -> Option<FollowUp> {
         self.finish_batch();
-        let Some(catchup) = catchup else { return };
+        match pass {
+            Pass::Done => None,
+            Pass::Wait => Some(FollowUp::Watermark),
+            Pass::Catchup(catchup) => Some(FollowUp::Catchup(catchup)),
+        }
+    }
+
+    /// Goes back to history after a lag or a resync.
+    pub(super) async fn catch_up(&mut self, catchup: Catchup) {
         let last_seen = (self.cursor.seq > 0).then_some(self.cursor);
         match catchup {
             Catchup::Lagged => {
@@ -308,74 +370,69 @@ impl Delivery {
 
     /// Several topics: merges what is waiting on every queue into id order,
     /// holding back events beyond the watermark.
-    async fn take_ready_in_id_order(&mut self, first: LiveItem) -> Option<Catchup> {
-        let mut item = Some(first);
-        loop {
-            let watermark = self.queues.watermark();
-            while let Some(next) = item
-                .take()
-                .or_else(|| self.feed.next().now_or_never().flatten())
-            {
-                let catchup = match next {
-                    Ok(Live::Event(event)) if event.id.epoch != self.cursor.epoch => {
-                        self.other_epoch()
-                    }
-                    Ok(Live::Event(event)) if event.id.seq <= self.cursor.seq => None,
-                    Ok(Live::Event(event)) if event.id.seq > watermark => {
-                        self.held.push(event);
-                        None
-                    }
-                    Ok(Live::Event(event)) => {
-                        self.ready.push(event);
-                        None
-                    }
-                    Ok(Live::Resync(generation)) => {
-                        (generation > self.generation).then_some(Catchup::Resync)
-                    }
-                    Err(BroadcastStreamRecvError::Lagged(_)) => Some(Catchup::Lagged),
-                };
-                if catchup.is_some() {
-                    // Part of the queues is unread: delivering what was read
-                    // could move the cursor past an unread, older event.
-                    // History has all of it.
-                    self.ready.clear();
-                    return catchup;
+    fn pass_in_id_order(&mut self, first: Option<LiveItem>) -> Pass {
+        let mut item = first;
+        let watermark = self.queues.watermark();
+        while let Some(next) = item
+            .take()
+            .or_else(|| self.feed.next().now_or_never().flatten())
+        {
+            let catchup = match next {
+                Ok(Live::Event(event)) if event.id.epoch != self.cursor.epoch => self.other_epoch(),
+                Ok(Live::Event(event)) if event.id.seq <= self.cursor.seq => None,
+                Ok(Live::Event(event)) if event.id.seq > watermark => {
+                    self.held.push(event);
+                    None
                 }
+                Ok(Live::Event(event)) => {
+                    self.ready.push(event);
+                    None
+                }
+                Ok(Live::Resync(generation)) => {
+                    (generation > self.generation).then_some(Catchup::Resync)
+                }
+                Err(BroadcastStreamRecvError::Lagged(_)) => Some(Catchup::Lagged),
+            };
+            if let Some(catchup) = catchup {
+                // Part of the queues is unread: delivering what was read
+                // could move the cursor past an unread, older event.
+                // History has all of it.
+                self.ready.clear();
+                return Pass::Catchup(catchup);
             }
-            if !self.held.is_empty() {
-                let watermark = self.queues.watermark();
-                let (ready, held) = (&mut self.ready, &mut self.held);
-                held.retain(|event| {
-                    let visible = event.id.seq <= watermark;
-                    if visible {
-                        ready.push(event.clone());
-                    }
-                    !visible
-                });
-            }
-            // contract: fan-out order — the backplane hands events over in
-            // id order across topics and stores the watermark after, so
-            // everything at or below it is in the queues: sorting what was
-            // read gives the true order.
-            self.ready.sort_unstable_by_key(|e| e.id.seq);
-            let mut ready = std::mem::take(&mut self.ready);
-            for event in ready.drain(..) {
-                self.deliver(&event);
-            }
-            self.ready = ready;
-            if self.held.is_empty() {
-                return None;
-            }
-            if self.queues.generation() != self.generation {
-                // The watermark moved to another position: held events may
-                // never become visible against it.
-                return Some(Catchup::Resync);
-            }
-            // The fan-out stores the watermark right after its sends, so the
-            // held events become deliverable within microseconds.
-            self.finish_batch();
-            tokio::task::yield_now().await;
         }
+        if !self.held.is_empty() {
+            let watermark = self.queues.watermark();
+            let (ready, held) = (&mut self.ready, &mut self.held);
+            held.retain(|event| {
+                let visible = event.id.seq <= watermark;
+                if visible {
+                    ready.push(event.clone());
+                }
+                !visible
+            });
+        }
+        // contract: fan-out order — the backplane hands events over in
+        // id order across topics and stores the watermark after, so
+        // everything at or below it is in the queues: sorting what was
+        // read gives the true order.
+        self.ready.sort_unstable_by_key(|e| e.id.seq);
+        let mut ready = std::mem::take(&mut self.ready);
+        for event in ready.drain(..) {
+            self.deliver(&event);
+        }
+        self.ready = ready;
+        if self.held.is_empty() {
+            return Pass::Done;
+        }
+        if self.queues.generation() != self.generation {
+            // The watermark moved to another position: held events may
+            // never become visible against it.
+            return Pass::Catchup(Catchup::Resync);
+        }
+        // The fan-out stores the watermark right after its sends, so the
+        // held events become deliverable within microseconds.
+        Pass::Wait
     }
 
     /// Whatever is still queued, at drain time.

@@ -1,24 +1,34 @@
 //! One subscriber's stream of SSE bytes: the prelude, then what
 //! [`Delivery`] makes of history and the live queues, heartbeats in
 //! silence, and a clean end on drain. This file is the stream loop and its
-//! timers; the ordering logic lives in `hub::delivery`.
+//! timer; the ordering logic lives in `hub::delivery`.
 //!
 //! The stream is polled by the connection's own task; there is no extra task
-//! per subscriber, and an idle one costs a parked future and a queue cursor.
+//! per subscriber. [`Frames`] is written by hand rather than as an `async`
+//! block because an idle stream is mostly this state: one timer (the
+//! nearest of heartbeat, token expiry and close slot), one drain signal at a
+//! time (closing, then cut), the delivery state and nothing else. The steps
+//! that read the backplane (a resume, a lag or resync catch-up, the flush at
+//! close) take the delivery state into a boxed future for their duration,
+//! so their size is paid only while they run.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::Stream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::SubscriberSeat;
-use super::delivery::Delivery;
+use super::delivery::{Delivery, FollowUp};
 use super::encoder::{self, HEARTBEAT};
 use super::event_id::ResumePoint;
-use super::live_feed::{LiveFeed, LiveItem};
+use super::live_feed::LiveFeed;
 use super::topic::TopicName;
+use super::{Hub, SubscriberSeat};
 use crate::metrics::SubscriptionEnd;
 
 /// Share of the heartbeat interval by which a stream's heartbeat comes early,
@@ -45,10 +55,12 @@ pub struct Subscription {
 impl Subscription {
     pub(super) fn open(
         seat: SubscriberSeat,
-        topics: Vec<TopicName>,
+        mut topics: Vec<TopicName>,
         resume: ResumePoint,
         expires_at: Option<SystemTime>,
     ) -> Self {
+        // Kept for the life of the stream: no spare capacity.
+        topics.shrink_to_fit();
         let hub = &seat.hub;
         let feed = LiveFeed::attach(hub.inner.live_queues.clone(), &topics);
         let stream_token = hub.inner.lifecycle.stream_token();
@@ -64,7 +76,7 @@ impl Subscription {
 
     /// The SSE bytes for this subscriber, ending on drain or when the hub
     /// goes away. Dropping the stream (client gone) releases everything.
-    pub fn into_frames(self) -> impl Stream<Item = Bytes> + Send + 'static {
+    pub fn into_frames(self) -> Frames {
         let Subscription {
             seat,
             topics,
@@ -74,123 +86,298 @@ impl Subscription {
             stream_token,
         } = self;
         let hub = seat.hub.clone();
-        let mut delivery = Delivery::new(&hub, topics, feed, &resume);
-        async_stream::stream! {
-            let _seat = seat;
-            let _stream_token = stream_token;
-            let settings = hub.settings();
-            let lifecycle = hub.lifecycle();
-            let prelude = encoder::stream_prelude(settings.retry);
-            delivery.observer.wrote(prelude.len());
-            yield prelude;
-
-            delivery.start(resume).await;
-            while let Some(chunk) = delivery.next_chunk() {
-                yield chunk;
-            }
-
-            let heartbeat = settings.heartbeat.map(|every| {
-                every.saturating_sub(every.mul_f64(HEARTBEAT_JITTER * fastrand::f64()))
-            });
-            let mut last_write = Instant::now();
-            let heartbeat_timer = tokio::time::sleep_until(last_write + heartbeat.unwrap_or(FAR_FUTURE));
-            tokio::pin!(heartbeat_timer);
-            let close_timer = tokio::time::sleep_until(last_write);
-            tokio::pin!(close_timer);
-            // Created once and kept across iterations: each registers with its
-            // token one time, not once per event.
-            let cut = lifecycle.cut().cancelled();
-            tokio::pin!(cut);
-            let closing_signal = lifecycle.closing().cancelled();
-            tokio::pin!(closing_signal);
-            let mut closing = false;
-            // The token's `exp` on the runtime's clock (a wall-clock time
-            // already past is now).
-            let expiry = expires_at.map(|at| {
-                Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
-            });
-            let expiry_timer = tokio::time::sleep_until(expiry.unwrap_or(last_write + FAR_FUTURE));
-            tokio::pin!(expiry_timer);
-
-            loop {
-                // The live feed comes first: when it has an event, nothing
-                // else is polled, so the drain tokens (each a mutex to check)
-                // are looked at once per wake-up, when the feed runs dry,
-                // not once per event. Publishing stops before streams are
-                // closed, so the feed can't starve the drain branches.
-                let step = tokio::select! {
-                    biased;
-                    item = delivery.next_live() => Step::Live(item),
-                    _ = &mut cut => Step::End(SubscriptionEnd::Cut),
-                    _ = &mut closing_signal, if !closing => Step::CloseAt(lifecycle.close_slot()),
-                    _ = &mut close_timer, if closing => Step::End(SubscriptionEnd::Drained),
-                    // Never kept open past its token's expiry.
-                    _ = &mut expiry_timer, if expiry.is_some() => Step::End(SubscriptionEnd::TokenExpired),
-                    _ = &mut heartbeat_timer, if heartbeat.is_some() => Step::Heartbeat,
-                };
-                match step {
-                    Step::End(end) => {
-                        delivery.observer.ended(end);
-                        break;
-                    }
-                    Step::CloseAt(at) => {
-                        closing = true;
-                        close_timer.as_mut().reset(at);
-                    }
-                    Step::Live(None) => {
-                        delivery.observer.ended(SubscriptionEnd::Drained);
-                        break;
-                    }
-                    Step::Live(Some(item)) => {
-                        delivery.on_live(item).await;
-                        while let Some(chunk) = delivery.next_chunk() {
-                            yield chunk;
-                        }
-                        last_write = Instant::now();
-                    }
-                    Step::Heartbeat => {
-                        // Re-armed lazily here rather than on every write,
-                        // so busy streams never touch the timer.
-                        let every = heartbeat.unwrap_or(FAR_FUTURE);
-                        let now = Instant::now();
-                        if now >= last_write + every {
-                            delivery.observer.wrote(HEARTBEAT.len());
-                            yield HEARTBEAT;
-                            last_write = now;
-                        }
-                        heartbeat_timer.as_mut().reset(last_write + every);
-                    }
-                }
-            }
-
-            // Everything accepted before closing began is already in the
-            // queues (closing waits for publishes under way): send it, then
-            // tell the client when to come back.
-            delivery.flush().await;
-            while let Some(chunk) = delivery.next_chunk() {
-                yield chunk;
-            }
-            // A stream ended for its token gets the frame the page
-            // recognises (it fetches a new token and reopens); the others a
-            // jittered hint for when to come back.
-            let last = match (delivery.observer.end(), expires_at) {
-                (SubscriptionEnd::TokenExpired, Some(at)) => encoder::token_expired_frame(at),
-                _ => encoder::retry_hint(hub.jittered_retry()),
-            };
-            delivery.observer.wrote(last.len());
-            yield last;
-            // Ends the subscription (its span, its count, its queues) now,
-            // not whenever the server drops the finished body.
-            drop(delivery);
+        let delivery = Delivery::new(&hub, topics, feed, &resume);
+        let heartbeat = hub
+            .settings()
+            .heartbeat
+            .map(|every| every.saturating_sub(every.mul_f64(HEARTBEAT_JITTER * fastrand::f64())));
+        let closing = hub.lifecycle().closing().clone().cancelled_owned();
+        // Set again when live delivery begins (after the resume's replay).
+        let now = Instant::now();
+        Frames {
+            delivery: Some(delivery),
+            busy: None,
+            stage: Stage::Prelude(resume),
+            watermark_wait: false,
+            heartbeat,
+            last_write: now,
+            heartbeat_at: now + FAR_FUTURE,
+            expires_at,
+            expiry: None,
+            close_at: None,
+            timer: tokio::time::sleep_until(now + FAR_FUTURE),
+            signal: closing,
+            closing: false,
+            hub,
+            ticket: Some((seat, stream_token)),
         }
     }
 }
 
-enum Step {
-    Live(Option<LiveItem>),
-    Heartbeat,
-    CloseAt(Instant),
+/// A step that reads the backplane; it owns the delivery state while it runs.
+type Busy = Pin<Box<dyn Future<Output = Delivery> + Send>>;
+
+/// Where a stream is in its life.
+enum Stage {
+    /// The `retry:` prelude is next; then delivery starts from here.
+    Prelude(ResumePoint),
+    /// The resume's replay is under way or its chunks are going out; the
+    /// timers start after them.
+    Starting,
+    /// Live delivery, until an end.
+    Live,
+    /// Ended: the flush is running or done; the last frame is next.
+    Ending,
+    /// The last frame is out.
+    Done,
+}
+
+/// What the live stage wants next.
+enum LiveStep {
+    Continue,
+    Yield(Bytes),
+    Pending,
     End(SubscriptionEnd),
+}
+
+pin_project_lite::pin_project! {
+    /// The byte stream of one subscription (see the module documentation).
+    #[project = FramesProj]
+    pub struct Frames {
+        // Dropped first: the subscription's span, counts and queues end
+        // before its seat and drain token are given back.
+        delivery: Option<Delivery>,
+        busy: Option<Busy>,
+        stage: Stage,
+        // Events held for the watermark: a yield is under way.
+        watermark_wait: bool,
+        // The jittered interval; `None`: no heartbeats.
+        heartbeat: Option<Duration>,
+        last_write: Instant,
+        // When the heartbeat is looked at next; re-armed lazily when it
+        // comes, so busy streams never touch the timer.
+        heartbeat_at: Instant,
+        expires_at: Option<SystemTime>,
+        // `expires_at` on the runtime's clock.
+        expiry: Option<Instant>,
+        // This stream's close slot, once closing has begun.
+        close_at: Option<Instant>,
+        // The nearest of `heartbeat_at`, `expiry` and `close_at`.
+        #[pin]
+        timer: Sleep,
+        // The drain signal waited for: closing, then (once closing) cut.
+        #[pin]
+        signal: WaitForCancellationFutureOwned,
+        closing: bool,
+        hub: Hub,
+        ticket: Option<(SubscriberSeat, TaskTrackerToken)>,
+    }
+}
+
+impl Stream for Frames {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut this = self.project();
+        loop {
+            if let Some(busy) = this.busy.as_mut() {
+                let delivery = std::task::ready!(busy.as_mut().poll(cx));
+                *this.busy = None;
+                *this.delivery = Some(delivery);
+            }
+            let Some(delivery) = this.delivery.as_mut() else {
+                // The last frame is out: the seat and the drain token go
+                // now, not whenever the server drops the finished body.
+                *this.ticket = None;
+                return Poll::Ready(None);
+            };
+            if std::mem::take(this.watermark_wait) {
+                match delivery.after_watermark_wait() {
+                    None => {}
+                    Some(follow_up) => {
+                        if follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
+                            .is_pending()
+                        {
+                            return Poll::Pending;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Some(chunk) = delivery.next_chunk() {
+                return Poll::Ready(Some(chunk));
+            }
+            match std::mem::replace(this.stage, Stage::Live) {
+                Stage::Prelude(resume) => {
+                    let prelude = encoder::stream_prelude(this.hub.settings().retry);
+                    delivery.observer.wrote(prelude.len());
+                    if let ResumePoint::Live = resume {
+                        delivery.start_live();
+                    } else {
+                        let mut delivery = this.delivery.take().expect("delivery is here");
+                        *this.busy = Some(Box::pin(async move {
+                            delivery.start(resume).await;
+                            delivery
+                        }));
+                    }
+                    *this.stage = Stage::Starting;
+                    return Poll::Ready(Some(prelude));
+                }
+                Stage::Starting => {
+                    let now = Instant::now();
+                    *this.last_write = now;
+                    if let Some(every) = *this.heartbeat {
+                        *this.heartbeat_at = now + every;
+                    }
+                    // The token's `exp` on the runtime's clock (a wall-clock
+                    // time already past is now).
+                    *this.expiry = this.expires_at.map(|at| {
+                        now + at
+                            .duration_since(SystemTime::now())
+                            .unwrap_or(Duration::ZERO)
+                    });
+                    rearm(&mut this);
+                    continue;
+                }
+                Stage::Live => {}
+                Stage::Ending => {
+                    // A stream ended for its token gets the frame the page
+                    // recognises (it fetches a new token and reopens); the
+                    // others a jittered hint for when to come back.
+                    let last = match (delivery.observer.end(), *this.expires_at) {
+                        (SubscriptionEnd::TokenExpired, Some(at)) => {
+                            encoder::token_expired_frame(at)
+                        }
+                        _ => encoder::retry_hint(this.hub.jittered_retry()),
+                    };
+                    delivery.observer.wrote(last.len());
+                    *this.stage = Stage::Done;
+                    return Poll::Ready(Some(last));
+                }
+                Stage::Done => {
+                    // Ends the subscription (its span, its count, its
+                    // queues); the seat and token follow on the next poll.
+                    *this.stage = Stage::Done;
+                    *this.delivery = None;
+                    continue;
+                }
+            }
+            let step = live_step(&mut this, cx);
+            match step {
+                LiveStep::Continue => {}
+                LiveStep::Yield(bytes) => return Poll::Ready(Some(bytes)),
+                LiveStep::Pending => return Poll::Pending,
+                LiveStep::End(end) => {
+                    // Everything accepted before closing began is already in
+                    // the queues (closing waits for publishes under way):
+                    // send it, then tell the client when to come back.
+                    *this.stage = Stage::Ending;
+                    let mut delivery = this.delivery.take().expect("delivery is here");
+                    delivery.observer.ended(end);
+                    *this.busy = Some(Box::pin(async move {
+                        delivery.flush().await;
+                        delivery
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Starts what [`Delivery::on_live_now`] left to do: a yield for the
+/// watermark (`Pending`, woken at once), or a catch-up from history (boxed,
+/// then `Ready`: poll it).
+fn follow(
+    delivery: &mut Option<Delivery>,
+    busy: &mut Option<Busy>,
+    watermark_wait: &mut bool,
+    follow_up: FollowUp,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    match follow_up {
+        FollowUp::Watermark => {
+            *watermark_wait = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        FollowUp::Catchup(catchup) => {
+            let mut delivery = delivery.take().expect("delivery is here");
+            *busy = Some(Box::pin(async move {
+                delivery.catch_up(catchup).await;
+                delivery
+            }));
+            Poll::Ready(())
+        }
+    }
+}
+
+/// One look at the live stage, in the order a biased `select!` would take:
+/// the live feed first (while it has events nothing else is polled, so the
+/// drain signal, a mutex to check, is looked at once per wake-up, not once
+/// per event; publishing stops before streams are closed, so the feed can't
+/// starve the drain), then the drain signal, then the timer.
+fn live_step(this: &mut FramesProj<'_>, cx: &mut Context<'_>) -> LiveStep {
+    let delivery = this.delivery.as_mut().expect("delivery is here");
+    match delivery.poll_live(cx) {
+        Poll::Ready(None) => return LiveStep::End(SubscriptionEnd::Drained),
+        Poll::Ready(Some(item)) => {
+            *this.last_write = Instant::now();
+            if let Some(follow_up) = delivery.on_live_now(item)
+                && follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx).is_pending()
+            {
+                return LiveStep::Pending;
+            }
+            return LiveStep::Continue;
+        }
+        Poll::Pending => {}
+    }
+    if this.signal.as_mut().poll(cx).is_ready() {
+        let lifecycle = this.hub.lifecycle();
+        if *this.closing || lifecycle.cut().is_cancelled() {
+            return LiveStep::End(SubscriptionEnd::Cut);
+        }
+        *this.closing = true;
+        *this.close_at = Some(lifecycle.close_slot());
+        this.signal.set(lifecycle.cut().clone().cancelled_owned());
+        rearm(this);
+        return LiveStep::Continue;
+    }
+    if this.timer.as_mut().poll(cx).is_pending() {
+        return LiveStep::Pending;
+    }
+    let now = Instant::now();
+    if this.close_at.is_some_and(|at| at <= now) {
+        return LiveStep::End(SubscriptionEnd::Drained);
+    }
+    // Never kept open past its token's expiry.
+    if this.expiry.is_some_and(|at| at <= now) {
+        return LiveStep::End(SubscriptionEnd::TokenExpired);
+    }
+    let mut step = LiveStep::Continue;
+    if let Some(every) = *this.heartbeat
+        && *this.heartbeat_at <= now
+    {
+        if now >= *this.last_write + every {
+            delivery.observer.wrote(HEARTBEAT.len());
+            *this.last_write = now;
+            step = LiveStep::Yield(HEARTBEAT);
+        }
+        *this.heartbeat_at = *this.last_write + every;
+    }
+    rearm(this);
+    step
+}
+
+/// Points the timer at the nearest of heartbeat, expiry and close slot.
+fn rearm(this: &mut FramesProj<'_>) {
+    let mut at = *this.heartbeat_at;
+    if let Some(expiry) = *this.expiry {
+        at = at.min(expiry);
+    }
+    if let Some(close_at) = *this.close_at {
+        at = at.min(close_at);
+    }
+    this.timer.as_mut().reset(at);
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use poem::http::Method;
 use poem::http::uri::Scheme;
 use poem::web::RemoteAddr;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hand_off::{self, Answer, OneMessage};
 use super::head::{self, BodyFraming, Head, HeadError, RequestHead};
-use super::stream_writer::{self, StreamEnd};
+use super::stream_writer::{self, StreamBody, StreamEnd};
 use super::{EventStreamMarker, Shared};
 use crate::http::ApiError;
 
@@ -82,48 +83,20 @@ async fn serve_requests(
             }
             Err(error) => return Box::pin(refuse(stream, error)).await,
         };
-        let RequestHead {
-            parts,
-            len,
-            body,
-            keep_alive,
-        } = request;
-        let next = match body {
-            BodyFraming::Length(bytes) => {
-                // hyper reads the head again, and the body.
-                drop(parts);
-                let io = OneMessage::new(stream, buffered, len as u64 + bytes);
-                let answer = Answer::Endpoint;
-                Box::pin(hand_off::serve_one(
-                    &shared,
-                    io,
-                    answer,
-                    remote.clone(),
-                    &stopping,
-                ))
-                .await
-            }
-            BodyFraming::Empty => {
-                let is_head = parts.method == Method::HEAD;
-                let response = Box::pin(call_endpoint(&shared, parts, remote.clone())).await;
-                if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
-                    let io = OneMessage::new(stream, buffered, len as u64);
-                    let answer = Answer::Ready(response);
-                    Box::pin(hand_off::serve_one(
-                        &shared,
-                        io,
-                        answer,
-                        remote.clone(),
-                        &stopping,
-                    ))
-                    .await
-                } else {
-                    buffered.drain(..len);
-                    Box::pin(stream_response(
-                        &shared, stream, buffered, response, keep_alive,
-                    ))
-                    .await
-                }
+        let answered = Box::pin(answer(
+            &shared,
+            stream,
+            buffered,
+            request,
+            remote.clone(),
+            &stopping,
+        ))
+        .await;
+        let (next, keep_alive) = match answered {
+            Answered::Next(next, keep_alive) => (next, keep_alive),
+            Answered::Stream(start) => {
+                let keep_alive = start.keep_alive;
+                (Box::pin(stream_response(&shared, start)).await, keep_alive)
             }
         };
         let Some(io) = next else { return };
@@ -144,6 +117,75 @@ async fn serve_requests(
     }
 }
 
+/// What one request came to.
+enum Answered {
+    /// Answered by hyper; the connection comes back for its next head
+    /// (`None`: it has ended). Carries the request's keep-alive.
+    Next(Option<OneMessage>, bool),
+    /// An event stream for the lean writer.
+    Stream(StreamStart),
+}
+
+/// Everything the lean writer needs of a streaming response, and nothing
+/// more: the request, the response and their headers are gone by then.
+struct StreamStart {
+    stream: TcpStream,
+    buffered: Vec<u8>,
+    head: Bytes,
+    body: StreamBody,
+    keep_alive: bool,
+}
+
+/// Answers one request. Its own (boxed, short-lived) future: the request
+/// and the response, large and borrowed on the way, would otherwise keep
+/// their room in the connection's future for the life of a stream.
+async fn answer(
+    shared: &Shared,
+    stream: TcpStream,
+    mut buffered: Vec<u8>,
+    request: RequestHead,
+    remote: RemoteAddr,
+    stopping: &CancellationToken,
+) -> Answered {
+    let RequestHead {
+        parts,
+        len,
+        body,
+        keep_alive,
+    } = request;
+    match body {
+        BodyFraming::Length(bytes) => {
+            // hyper reads the head again, and the body.
+            drop(parts);
+            let io = OneMessage::new(stream, buffered, len as u64 + bytes);
+            let answer = Answer::Endpoint;
+            let next = Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
+            Answered::Next(next, keep_alive)
+        }
+        BodyFraming::Empty => {
+            let is_head = parts.method == Method::HEAD;
+            let response = Box::pin(call_endpoint(shared, parts, remote.clone())).await;
+            if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
+                let io = OneMessage::new(stream, buffered, len as u64);
+                let answer = Answer::Ready(response);
+                let next =
+                    Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
+                Answered::Next(next, keep_alive)
+            } else {
+                buffered.drain(..len);
+                let (head, body) = stream_parts(response, keep_alive);
+                Answered::Stream(StreamStart {
+                    stream,
+                    buffered,
+                    head,
+                    body,
+                    keep_alive,
+                })
+            }
+        }
+    }
+}
+
 /// A request without a body, answered by the endpoint right here.
 async fn call_endpoint(
     shared: &Shared,
@@ -157,50 +199,43 @@ async fn call_endpoint(
         .await
 }
 
-/// Writes an event stream with the lean writer; gives the connection back
-/// when the stream has finished cleanly.
-async fn stream_response(
-    shared: &Shared,
-    stream: TcpStream,
-    mut buffered: Vec<u8>,
-    response: Response,
-    keep_alive: bool,
-) -> Option<OneMessage> {
-    if buffered.is_empty() {
-        // The head's buffer is not kept for the life of the stream.
-        buffered = Vec::new();
-    }
-    let end = write_event_stream(shared, &stream, response, &mut buffered, keep_alive).await;
-    (end == StreamEnd::Finished).then(|| OneMessage::new(stream, buffered, 0))
-}
-
-async fn write_event_stream(
-    shared: &Shared,
-    stream: &TcpStream,
-    response: Response,
-    after: &mut Vec<u8>,
-    keep_alive: bool,
-) -> StreamEnd {
-    // The response's headers are not kept for the life of the stream: the
-    // head is all that is written of them.
+/// The bytes of a streaming response's head, and its body.
+fn stream_parts(response: Response, keep_alive: bool) -> (Bytes, StreamBody) {
     let (parts, body) = response.into_parts();
     let head = stream_writer::response_head(parts.status, &parts.headers, keep_alive);
-    drop(parts);
-    let end = stream_writer::write_stream(
+    (head, body.into())
+}
+
+/// Writes an event stream with the lean writer; gives the connection back
+/// when the stream has finished cleanly. Not an `async fn`, which would
+/// keep `start` beside the parts taken from it.
+fn stream_response(
+    shared: &Shared,
+    start: StreamStart,
+) -> impl Future<Output = Option<OneMessage>> + use<> {
+    let StreamStart {
         stream,
+        mut buffered,
         head,
-        body.into(),
-        after,
-        shared.settings.write_timeout,
-    )
-    .await;
-    if end == StreamEnd::WriteTimedOut {
-        tracing::debug!(
-            target: "ssehub::http",
-            "a subscriber's socket accepted nothing for stream.write_timeout; stream ended"
-        );
+        body,
+        ..
+    } = start;
+    let write_timeout = shared.settings.write_timeout;
+    async move {
+        if buffered.is_empty() {
+            // The head's buffer is not kept for the life of the stream.
+            buffered = Vec::new();
+        }
+        let end =
+            stream_writer::write_stream(&stream, head, body, &mut buffered, write_timeout).await;
+        if end == StreamEnd::WriteTimedOut {
+            tracing::debug!(
+                target: "ssehub::http",
+                "a subscriber's socket accepted nothing for stream.write_timeout; stream ended"
+            );
+        }
+        (end == StreamEnd::Finished).then(|| OneMessage::new(stream, buffered, 0))
     }
-    end
 }
 
 /// Answers a head that can't be served with its problem document, then

@@ -98,13 +98,16 @@ pub fn response_head(status: StatusCode, headers: &HeaderMap, keep_alive: bool) 
 /// Writes `head`, then `body` as chunks, until the body ends, the peer
 /// goes away or the socket stalls for `write_timeout`. `after` collects
 /// bytes the client sends meanwhile.
-pub async fn write_stream(
-    stream: &TcpStream,
+///
+/// Not an `async fn`: that would keep its arguments beside the writer that
+/// took them, for the life of the stream.
+pub fn write_stream<'a>(
+    stream: &'a TcpStream,
     head: Bytes,
     body: StreamBody,
-    after: &mut Vec<u8>,
+    after: &'a mut Vec<u8>,
     write_timeout: Option<Duration>,
-) -> StreamEnd {
+) -> impl Future<Output = StreamEnd> + 'a {
     let mut writer = Writer {
         stream,
         body,
@@ -118,7 +121,7 @@ pub async fn write_stream(
         write_timeout,
         stalled: None,
     };
-    std::future::poll_fn(|cx| writer.poll(cx)).await
+    std::future::poll_fn(move |cx| writer.poll(cx))
 }
 
 struct Writer<'a> {
@@ -144,7 +147,7 @@ impl Writer<'_> {
             // Frames join the next write until it has begun: the response
             // head goes out with the stream's first frames.
             let gathering = self.outgoing.written == 0
-                && self.outgoing.frames.is_empty()
+                && !self.outgoing.has_frames()
                 && !self.outgoing.last_chunk;
             if gathering
                 && !self.body_done
@@ -194,7 +197,7 @@ impl Writer<'_> {
     /// Takes every frame the body has ready, up to one write's worth.
     fn gather(&mut self, cx: &mut Context<'_>) -> Result<(), StreamEnd> {
         let outgoing = &mut self.outgoing;
-        while outgoing.frames.len() < MAX_WRITE_FRAMES && outgoing.frames_len < MAX_WRITE_BYTES {
+        while outgoing.frame_count() < MAX_WRITE_FRAMES && outgoing.frames_len < MAX_WRITE_BYTES {
             match Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Pending => break,
                 Poll::Ready(None) => {
@@ -207,8 +210,7 @@ impl Writer<'_> {
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
                     {
-                        outgoing.frames_len += data.len();
-                        outgoing.frames.push(data);
+                        outgoing.push(data);
                     }
                 }
             }
@@ -262,7 +264,11 @@ struct Outgoing {
     /// `{size:x}\r\n` for the frames; at most 16 hex digits.
     chunk_size: [u8; 18],
     chunk_size_len: usize,
-    frames: Vec<Bytes>,
+    /// The frames of the chunk: the first inline (a stream's hub hands it
+    /// one chunk per wake-up, so usually that is all), the rest in `more`,
+    /// which is allocated only when a write gathers several.
+    first: Option<Bytes>,
+    more: Vec<Bytes>,
     frames_len: usize,
     last_chunk: bool,
     /// Bytes of the above already written.
@@ -271,13 +277,30 @@ struct Outgoing {
 
 impl Outgoing {
     fn is_empty(&self) -> bool {
-        self.head.is_none() && self.frames.is_empty() && !self.last_chunk
+        self.head.is_none() && !self.has_frames() && !self.last_chunk
+    }
+
+    fn push(&mut self, frame: Bytes) {
+        self.frames_len += frame.len();
+        if self.first.is_none() {
+            self.first = Some(frame);
+        } else {
+            self.more.push(frame);
+        }
+    }
+
+    fn has_frames(&self) -> bool {
+        self.first.is_some()
+    }
+
+    fn frame_count(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
     }
 
     /// Bytes of this write, written or not.
     fn total_len(&self) -> usize {
         let head = self.head.as_ref().map_or(0, Bytes::len);
-        let chunk = if self.frames.is_empty() {
+        let chunk = if !self.has_frames() {
             0
         } else {
             self.chunk_size_len + self.frames_len + CRLF.len()
@@ -288,7 +311,7 @@ impl Outgoing {
 
     /// Writes the chunk size line once the frames are gathered.
     fn seal(&mut self) {
-        if self.frames.is_empty() {
+        if !self.has_frames() {
             return;
         }
         let capacity = self.chunk_size.len();
@@ -314,9 +337,10 @@ impl Outgoing {
         if let Some(head) = &self.head {
             push(head);
         }
-        if !self.frames.is_empty() {
+        if let Some(first) = &self.first {
             push(&self.chunk_size[..self.chunk_size_len]);
-            for frame in &self.frames {
+            push(first);
+            for frame in &self.more {
                 push(frame);
             }
             push(CRLF);
@@ -336,7 +360,8 @@ impl Outgoing {
     /// write.
     fn clear(&mut self) {
         self.head = None;
-        self.frames.clear();
+        self.first = None;
+        self.more.clear();
         self.frames_len = 0;
         self.last_chunk = false;
         self.written = 0;
@@ -360,8 +385,7 @@ mod tests {
             ..Outgoing::default()
         };
         for frame in ["data: a\n\n", "data: bb\n\n"] {
-            outgoing.frames_len += frame.len();
-            outgoing.frames.push(Bytes::from_static(frame.as_bytes()));
+            outgoing.push(Bytes::from_static(frame.as_bytes()));
         }
         outgoing.last_chunk = true;
         outgoing.seal();
