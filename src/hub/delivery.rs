@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -32,10 +33,17 @@ use crate::backplane::Backplane;
 use crate::metrics::{GapReason, ReplayTrigger};
 
 /// Times a replay starts over because a resync moved the live queues while
-/// it read history. Resyncs follow backplane reconnects, seconds apart, so
-/// a second attempt practically always settles; past this the replay ends
-/// with a gap frame rather than loop.
+/// it read history, or a history read failed. Resyncs follow backplane
+/// reconnects, seconds apart, so a second attempt practically always
+/// settles; past this the replay ends with a gap frame rather than loop.
 const MAX_REPLAY_ATTEMPTS: usize = 4;
+
+/// Pause before reading history again after a read failed, times the
+/// attempt (0.1 s, 0.2 s, 0.3 s). A backplane under a burst of resumes (a
+/// drained replica's clients all arriving at once) can time a read out
+/// once; the next usually succeeds, and a stream that waits a moment loses
+/// nothing, where a `history_unavailable` gap would drop what history held.
+const HISTORY_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// The epoch of the live queues before a backplane's first resync (a Redis
 /// backplane that hasn't reached Redis yet). No real epoch is 0.
@@ -222,6 +230,7 @@ impl Delivery {
             events.clear();
             let mut lost = None;
             let mut consistent = true;
+            let mut unreadable = false;
             for topic in &self.topics {
                 match backplane.history(topic, self.cursor.seq).await {
                     Ok(history) if history.epoch != sync.epoch => consistent = false,
@@ -236,12 +245,10 @@ impl Delivery {
                                 .filter(|e| e.id.seq <= sync.watermark),
                         );
                     }
-                    Err(_) => {
-                        lost.get_or_insert(GapReason::HistoryUnavailable);
-                    }
+                    Err(_) => unreadable = true,
                 }
             }
-            let settled = consistent && self.queues.generation() == sync.generation;
+            let settled = consistent && !unreadable && self.queues.generation() == sync.generation;
             if settled || attempts >= MAX_REPLAY_ATTEMPTS {
                 if !settled {
                     lost.get_or_insert(GapReason::HistoryUnavailable);
@@ -251,6 +258,9 @@ impl Delivery {
                     gap.get_or_insert(reason);
                 }
                 break sync;
+            }
+            if unreadable {
+                tokio::time::sleep(HISTORY_RETRY_PAUSE * attempts as u32).await;
             }
         };
         if self.multi_topic {

@@ -36,6 +36,8 @@ struct ScriptedState {
     epoch: u64,
     last_seq: u64,
     topics: HashMap<TopicName, (Vec<Arc<Event>>, u64)>,
+    /// How many of the next history reads fail (a Redis read timing out).
+    failing_reads: usize,
 }
 
 impl Scripted {
@@ -135,7 +137,14 @@ impl Backplane for Scripted {
         topic: &'a TopicName,
         after_seq: u64,
     ) -> BoxFuture<'a, Result<History, BackplaneError>> {
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        if state.failing_reads > 0 {
+            state.failing_reads -= 1;
+            return Box::pin(future::ready(Err(BackplaneError::unavailable(
+                "history read timed out",
+                "scripted",
+            ))));
+        }
         let (events, evicted_through) = state.topics.get(topic).cloned().unwrap_or_default();
         Box::pin(future::ready(Ok(History {
             epoch: state.epoch,
@@ -442,4 +451,51 @@ async fn several_topics_resumed_before_the_backplane_is_reached_come_in_id_order
 
     backplane.reach(epoch);
     assert_eq!(seen(&ready_text(&mut frames)), ids(&earlier[3..]));
+}
+
+/// Reads the stream until it has shown `count` events or gap frames.
+async fn next_seen(frames: &mut Frames, count: usize) -> Vec<Seen> {
+    let mut text = String::new();
+    // Paused time: a stream that waits for nothing fails here at once.
+    let read = async {
+        while seen(&text).len() < count {
+            let chunk = frames.next().await.expect("the stream ended");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .is_err()
+    {
+        panic!("after 60 s the stream had shown only {:?}", seen(&text));
+    }
+    seen(&text)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_history_read_that_fails_for_a_moment_is_retried_and_loses_nothing() {
+    let (hub, backplane) = hub(16, 100);
+    let earlier: Vec<_> = (0..4).map(|_| backplane.publish("t")).collect();
+    backplane.state.lock().unwrap().failing_reads = 2;
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::After(earlier[0].id));
+    assert_eq!(
+        next_seen(&mut frames, 3).await,
+        ids(&earlier[1..]),
+        "no gap"
+    );
+    let live = backplane.publish("t");
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&[live]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_history_that_stays_unreadable_is_announced_with_a_gap() {
+    let (hub, backplane) = hub(16, 100);
+    let earlier: Vec<_> = (0..4).map(|_| backplane.publish("t")).collect();
+    backplane.state.lock().unwrap().failing_reads = usize::MAX;
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::After(earlier[0].id));
+    let seen = next_seen(&mut frames, 1).await;
+    assert_eq!(gap_reason(&seen[0]), "history_unavailable");
+    backplane.state.lock().unwrap().failing_reads = 0;
+    let live = backplane.publish("t");
+    assert_eq!(next_seen(&mut frames, 1).await, ids(&[live]));
 }
