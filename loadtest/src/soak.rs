@@ -174,9 +174,9 @@ pub async fn soak(args: &SoakArgs) -> Result<bool> {
             &progress,
         )
         .await?;
-        // Sample once the round's subscribers are gone (a departed client is
-        // noticed at the server's next write), so each sample is the steady
-        // state under churn, not the round's tail.
+        // Sample once the round's subscribers are gone (the server notices
+        // each departed client on its socket's EOF), so each sample is the
+        // steady state under churn, not the round's tail.
         let (left_open, _) = observer
             .settle_to(args.churn_concurrency as u64, ROUND_SETTLE)
             .await?;
