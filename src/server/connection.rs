@@ -32,88 +32,124 @@ const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 
 /// Serves the connection until it ends, or until `cut` (the grace after
 /// stopping has run out).
-pub async fn serve(
+///
+/// A connection alternates between two phases, each one boxed future that
+/// is dropped when its phase ends: reading heads and answering requests
+/// ([`serve_requests`]), and writing an event stream ([`stream_response`]).
+/// A stream, which may last for hours, so costs the writer's state and
+/// not the request machinery's beside it.
+pub fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
     stopping: CancellationToken,
     cut: CancellationToken,
-) {
-    // Boxed once, at its exact size: a future that holds another inline
-    // (`run_until_cancelled` does) keeps room for it more than once, and
-    // this allocation lives as long as the connection.
-    let requests = Box::pin(serve_requests(shared, stream, remote, stopping));
-    tokio::select! {
-        _ = requests => {}
-        _ = cut.cancelled() => {}
+) -> impl Future<Output = ()> + Send {
+    // Converted before the future is made: what it captures it keeps for
+    // the life of the connection (inside the connection's task), so it
+    // captures the converted values only, not the arguments beside them.
+    let remote = RemoteAddr(remote.into());
+    let mut next = Next::Fresh(stream);
+    async move {
+        loop {
+            let requests = Box::pin(serve_requests(&shared, next, &remote, &stopping));
+            let start = tokio::select! {
+                start = requests => start,
+                _ = cut.cancelled() => return,
+            };
+            let Some(start) = start else { return };
+            let keep_alive = start.keep_alive;
+            let streaming = Box::pin(stream_response(&shared, start));
+            let finished = tokio::select! {
+                finished = streaming => finished,
+                _ = cut.cancelled() => return,
+            };
+            let Some(io) = finished else { return };
+            let (mut stream, buffered) = io.into_parts();
+            if !keep_alive || stopping.is_cancelled() {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            next = Next::KeepAlive(stream, buffered);
+        }
     }
 }
 
+/// How the connection comes to [`serve_requests`].
+enum Next {
+    /// Just accepted: its first head is due `header_read_timeout` after
+    /// the accept.
+    Fresh(TcpStream),
+    /// After a response, with whatever was read beyond it: the next head
+    /// is due that long after its first byte (an idle keep-alive
+    /// connection may wait for its next request as long as it likes).
+    KeepAlive(TcpStream, Vec<u8>),
+}
+
+/// Reads heads and answers requests until one is answered with an event
+/// stream (returned for the lean writer) or the connection ends (`None`).
 async fn serve_requests(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    remote: SocketAddr,
-    stopping: CancellationToken,
-) {
-    let remote = RemoteAddr(remote.into());
-    let mut stream = stream;
+    shared: &Shared,
+    next: Next,
+    remote: &RemoteAddr,
+    stopping: &CancellationToken,
+) -> Option<StreamStart> {
     // Bytes read but not yet used; empty (and unallocated) between requests.
-    let mut buffered = Vec::new();
-    // The first head is due `header_read_timeout` after the accept; later
-    // ones that long after their first byte (an idle keep-alive connection
-    // may wait for its next request as long as it likes).
-    let mut deadline = Instant::now() + shared.settings.header_read_timeout;
+    let (mut stream, mut buffered, mut after_response) = match next {
+        Next::Fresh(stream) => (stream, Vec::new(), false),
+        Next::KeepAlive(stream, buffered) => (stream, buffered, true),
+    };
     loop {
+        if after_response && buffered.is_empty() {
+            // Release the head's buffer while the connection idles.
+            buffered = Vec::new();
+            tokio::select! {
+                ready = stream.readable() => if ready.is_err() { return None },
+                _ = stopping.cancelled() => return None,
+            }
+        }
+        after_response = true;
+        let deadline = Instant::now() + shared.settings.header_read_timeout;
         // Every await of this loop but the cheap ones is on a boxed future:
-        // the task's own allocation is as large as its largest state, and it
-        // lives as long as the connection, streams included.
+        // this future is as large as its largest state.
         let head = tokio::select! {
             // A head already in the buffer (pipelined) is still served.
             biased;
             head = Box::pin(head::read(&stream, &mut buffered, deadline)) => head,
-            _ = stopping.cancelled() => return,
+            _ = stopping.cancelled() => return None,
         };
         let request = match head {
             Ok(Head::Request(request)) => request,
-            Ok(Head::Closed) => return,
+            Ok(Head::Closed) => return None,
             Ok(Head::HandToHyper) => {
                 let io = OneMessage::new(stream, buffered, 0);
-                Box::pin(hand_off::serve_rest(&shared, io, remote, &stopping)).await;
-                return;
+                Box::pin(hand_off::serve_rest(shared, io, remote.clone(), stopping)).await;
+                return None;
             }
-            Err(error) => return Box::pin(refuse(stream, error)).await,
+            Err(error) => {
+                Box::pin(refuse(stream, error)).await;
+                return None;
+            }
         };
         let answered = Box::pin(answer(
-            &shared,
+            shared,
             stream,
             buffered,
             request,
             remote.clone(),
-            &stopping,
+            stopping,
         ))
         .await;
         let (next, keep_alive) = match answered {
             Answered::Next(next, keep_alive) => (next, keep_alive),
-            Answered::Stream(start) => {
-                let keep_alive = start.keep_alive;
-                (Box::pin(stream_response(&shared, start)).await, keep_alive)
-            }
+            Answered::Stream(start) => return Some(start),
         };
-        let Some(io) = next else { return };
+        let io = next?;
         (stream, buffered) = io.into_parts();
         if !keep_alive || stopping.is_cancelled() {
             let _ = stream.shutdown().await;
-            return;
+            return None;
         }
-        if buffered.is_empty() {
-            // Release the head's buffer while the connection idles.
-            buffered = Vec::new();
-            tokio::select! {
-                ready = stream.readable() => if ready.is_err() { return },
-                _ = stopping.cancelled() => return,
-            }
-        }
-        deadline = Instant::now() + shared.settings.header_read_timeout;
     }
 }
 
