@@ -105,6 +105,7 @@ impl App {
                 header_read_timeout: config.limits.header_read_timeout,
                 write_timeout: (!config.stream.write_timeout.is_zero())
                     .then_some(config.stream.write_timeout),
+                coalesce: (!config.stream.coalesce.is_zero()).then_some(config.stream.coalesce),
             },
             stop_server.clone(),
             CONNECTION_CLOSE_GRACE,

@@ -33,6 +33,14 @@ pub const STREAM_QUEUE_DEFAULT: usize = 64;
 /// mobile one between cells) is not cut, while a dead one frees its slot
 /// within a minute. (nginx's `send_timeout`, the same idea, defaults to 60 s.)
 pub const STREAM_WRITE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+/// How long after a write a stream waits before its next one, gathering
+/// what arrives meanwhile into it. Off by default: every event goes out as
+/// soon as the stream can take it. A few milliseconds cut the syscalls of
+/// busy streams (a write per window, not per event) at that much latency;
+/// a stream quiet for longer than the window writes at once.
+pub const STREAM_COALESCE_DEFAULT: Duration = Duration::ZERO;
+/// Longest `stream.coalesce` accepted.
+pub const STREAM_COALESCE_MAX: Duration = Duration::from_secs(1);
 /// Time a client has to send a complete request head (from the accept, or
 /// from the first byte of a later request on the connection): nginx's
 /// `client_header_timeout` is 60 s; 10 s is ample for any real client and
@@ -145,6 +153,9 @@ pub struct StreamConfig {
     /// See [`STREAM_WRITE_TIMEOUT_DEFAULT`]; `0s` never ends a stalled stream.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// See [`STREAM_COALESCE_DEFAULT`]; `0s` writes every event at once.
+    #[serde(with = "humantime_serde")]
+    pub coalesce: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -542,6 +553,7 @@ impl Default for StreamConfig {
             retry: STREAM_RETRY_DEFAULT,
             queue: STREAM_QUEUE_DEFAULT,
             write_timeout: STREAM_WRITE_TIMEOUT_DEFAULT,
+            coalesce: STREAM_COALESCE_DEFAULT,
         }
     }
 }
@@ -678,6 +690,12 @@ impl Config {
             return Err(invalid(
                 "stream.retry",
                 "must be longer than 0s (clients would reconnect in a tight loop)",
+            ));
+        }
+        if self.stream.coalesce > STREAM_COALESCE_MAX {
+            return Err(invalid(
+                "stream.coalesce",
+                "must be at most 1s (it delays every event of a busy stream by up to that much)",
             ));
         }
         if self.limits.max_subscribers == 0 {
@@ -973,6 +991,15 @@ mod tests {
         let error =
             Config::load_from(None, env_from(&[("CONSOLE__ENABLED", "maybe")])).unwrap_err();
         assert!(error.to_string().contains("console.enabled"), "{error}");
+    }
+
+    #[test]
+    fn stream_coalesce_is_off_by_default_and_bounded() {
+        assert_eq!(Config::default().stream.coalesce, Duration::ZERO);
+        let config = Config::load_from(None, env_from(&[("STREAM__COALESCE", "5ms")])).unwrap();
+        assert_eq!(config.stream.coalesce, Duration::from_millis(5));
+        let error = Config::load_from(None, env_from(&[("STREAM__COALESCE", "2s")])).unwrap_err();
+        assert!(error.to_string().contains("stream.coalesce"), "{error}");
     }
 
     #[test]

@@ -256,14 +256,16 @@ fn stream_response(
         body,
         ..
     } = start;
-    let write_timeout = shared.settings.write_timeout;
+    let timing = stream_writer::WriteTiming {
+        write_timeout: shared.settings.write_timeout,
+        coalesce: shared.settings.coalesce,
+    };
     async move {
         if buffered.is_empty() {
             // The head's buffer is not kept for the life of the stream.
             buffered = Vec::new();
         }
-        let end =
-            stream_writer::write_stream(&stream, head, body, &mut buffered, write_timeout).await;
+        let end = stream_writer::write_stream(&stream, head, body, &mut buffered, timing).await;
         if end == StreamEnd::WriteTimedOut {
             tracing::debug!(
                 target: "ssehub::http",

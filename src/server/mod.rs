@@ -16,6 +16,10 @@
 //!    buffers. Any other response, and every request with a body, is
 //!    written by hyper ([`hand_off`]), one request at a time, and the
 //!    connection comes back for its next head (keep-alive, pipelining).
+//!    The request loop and the writer are two phases of the connection's
+//!    task, each a boxed future dropped when its phase ends, so a stream
+//!    holds the writer's state only. With `stream.coalesce` the writer
+//!    gathers a busy stream's frames for that long after each write.
 //! 4. What only hyper should handle (HTTP/2 with prior knowledge, HTTP/1.0,
 //!    chunked request bodies, upgrades) is handed to hyper for the rest of
 //!    the connection.
@@ -59,6 +63,8 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// `stream.write_timeout`; `None` waits forever.
     pub write_timeout: Option<Duration>,
+    /// `stream.coalesce`; `None` writes every frame at once.
+    pub coalesce: Option<Duration>,
 }
 
 /// What every connection task shares.

@@ -5,9 +5,15 @@
 //!
 //! - Everything the stream has ready goes out in one vectored write: the
 //!   frames waiting (up to [`MAX_WRITE_BYTES`]) become one chunk, so a
-//!   subscriber that fell behind catches up in one syscall. No coalescing
-//!   window: the hub already batches what is queued when the stream wakes,
-//!   and waiting for more would only add latency.
+//!   subscriber that fell behind catches up in one syscall.
+//! - With `stream.coalesce` set, a stream that wrote less than that long
+//!   ago holds what arrives until the window has passed, then writes it
+//!   all at once: a busy stream makes one write per window instead of one
+//!   per event (the syscall and the client's wake-up are most of a
+//!   delivery's cost). While it holds it doesn't look at its queue, so
+//!   events published meanwhile don't wake it either. A stream quiet for
+//!   longer than the window writes at once: only busy streams pay the
+//!   latency.
 //! - The read half is watched while the stream runs: EOF or an error means
 //!   the client is gone, and the stream (its slot, its queues) ends at once,
 //!   not at the next write. Bytes the client sends meanwhile (a pipelined
@@ -28,7 +34,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Body as _;
 use poem::http::{HeaderMap, StatusCode, header};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::head::MAX_REQUEST_HEAD_BYTES;
 
@@ -106,7 +112,7 @@ pub fn write_stream<'a>(
     head: Bytes,
     body: StreamBody,
     after: &'a mut Vec<u8>,
-    write_timeout: Option<Duration>,
+    timing: WriteTiming,
 ) -> impl Future<Output = StreamEnd> + 'a {
     let mut writer = Writer {
         stream,
@@ -118,8 +124,10 @@ pub fn write_stream<'a>(
         },
         after,
         watching_reads: true,
-        write_timeout,
-        stalled: None,
+        timing,
+        quiet_until: None,
+        timer: None,
+        armed: Armed::No,
     };
     std::future::poll_fn(move |cx| writer.poll(cx))
 }
@@ -133,9 +141,33 @@ struct Writer<'a> {
     /// Off once `after` is full: then only a failed write notices a
     /// vanished client.
     watching_reads: bool,
-    write_timeout: Option<Duration>,
-    /// Armed while the socket accepts nothing.
-    stalled: Option<Pin<Box<Sleep>>>,
+    timing: WriteTiming,
+    /// With `coalesce`: until when frames that arrive are held, not written.
+    quiet_until: Option<Instant>,
+    /// The one timer of the stream, allocated when first needed and reset
+    /// from then on: a stall and a hold never overlap (a hold waits before
+    /// a write begins, a stall while one is under way).
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: Armed,
+}
+
+/// The stream's time limits: `stream.write_timeout` and `stream.coalesce`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteTiming {
+    /// `None` waits for a stalled socket forever.
+    pub write_timeout: Option<Duration>,
+    /// `None` writes every frame as soon as the socket takes it.
+    pub coalesce: Option<Duration>,
+}
+
+/// What the stream's timer is set for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    No,
+    /// The socket has accepted nothing since the timer was set.
+    Stall,
+    /// Frames wait for the coalescing window to pass.
+    Hold,
 }
 
 impl Writer<'_> {
@@ -144,11 +176,16 @@ impl Writer<'_> {
             if let Some(end) = self.watch_reads(cx) {
                 return Poll::Ready(end);
             }
+            if self.armed == Armed::Hold {
+                if self.poll_timer(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.armed = Armed::No;
+            }
             // Frames join the next write until it has begun: the response
-            // head goes out with the stream's first frames.
-            let gathering = self.outgoing.written == 0
-                && !self.outgoing.has_frames()
-                && !self.outgoing.last_chunk;
+            // head goes out with the stream's first frames, a held write
+            // with everything that came during the window.
+            let gathering = self.outgoing.written == 0 && !self.outgoing.last_chunk;
             if gathering
                 && !self.body_done
                 && let Err(end) = self.gather(cx)
@@ -162,8 +199,14 @@ impl Writer<'_> {
                     Poll::Pending
                 };
             }
+            if self.hold(cx) {
+                return Poll::Pending;
+            }
             match self.write(cx) {
-                Poll::Ready(Ok(())) => self.stalled = None,
+                Poll::Ready(Ok(())) => {
+                    self.armed = Armed::No;
+                    self.quiet_until = self.timing.coalesce.map(|window| Instant::now() + window);
+                }
                 Poll::Ready(Err(_)) => return Poll::Ready(StreamEnd::PeerGone),
                 Poll::Pending => return self.poll_stall(cx),
             }
@@ -231,7 +274,9 @@ impl Writer<'_> {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(written) => {
                     // Progress: the socket is slow, not stalled.
-                    self.stalled = None;
+                    if self.armed == Armed::Stall {
+                        self.armed = Armed::No;
+                    }
                     self.outgoing.advance(written);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
@@ -243,15 +288,49 @@ impl Writer<'_> {
     }
 
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<StreamEnd> {
-        let Some(limit) = self.write_timeout else {
+        let Some(limit) = self.timing.write_timeout else {
             return Poll::Pending;
         };
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match stalled.as_mut().poll(cx) {
+        if self.armed != Armed::Stall {
+            self.arm(Armed::Stall, Instant::now() + limit);
+        }
+        match self.poll_timer(cx) {
             Poll::Ready(()) => Poll::Ready(StreamEnd::WriteTimedOut),
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Whether the frames gathered wait for the coalescing window (then
+    /// the timer is set and polled). Only frames wait: the head, a
+    /// heartbeat-free end and a write already begun go out at once.
+    fn hold(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(until) = self.quiet_until else {
+            return false;
+        };
+        if self.outgoing.written > 0 || self.outgoing.last_chunk || Instant::now() >= until {
+            return false;
+        }
+        self.quiet_until = None;
+        self.arm(Armed::Hold, until);
+        if self.poll_timer(cx).is_ready() {
+            self.armed = Armed::No;
+            return false;
+        }
+        true
+    }
+
+    fn arm(&mut self, armed: Armed, deadline: Instant) {
+        self.armed = armed;
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().poll(cx),
+            None => Poll::Ready(()),
         }
     }
 }

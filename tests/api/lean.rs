@@ -133,3 +133,28 @@ async fn connection_close_on_a_subscribe_is_honoured_at_the_end_of_the_stream() 
     );
     shutdown.await.unwrap();
 }
+
+#[tokio::test]
+async fn with_stream_coalesce_events_published_within_the_window_go_out_in_one_chunk() {
+    // A window far longer than three publishes take, even on a busy machine.
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.stream.coalesce = Duration::from_millis(800);
+    })
+    .await;
+    let mut client = RawClient::connect(app.addr).await;
+    client.send(subscribe_head("topic=together")).await;
+    // The head and the open comment were a write: the window starts now.
+    client.read_until(OPEN, PATIENCE).await;
+    for n in 1..=3 {
+        app.publish("together", serde_json::json!(format!("held {n}")))
+            .await;
+    }
+
+    let text = client.read_until("held 3", PATIENCE).await;
+    let first = text.find("held 1").expect("event 1");
+    let last = text.find("held 3").expect("event 3");
+    // Frames end lines with `\n`; chunk framing is `\r\n`: none between
+    // the first event and the last means one chunk, one write.
+    assert!(!text[first..last].contains("\r\n"), "{text:?}");
+    assert!(text[first..last].contains("held 2"), "{text:?}");
+}
