@@ -152,7 +152,7 @@ struct Writer<'a> {
 }
 
 /// The stream's time limits: `stream.write_timeout` and `stream.coalesce`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct WriteTiming {
     /// `None` waits for a stalled socket forever.
     pub write_timeout: Option<Duration>,
@@ -301,8 +301,9 @@ impl Writer<'_> {
     }
 
     /// Whether the frames gathered wait for the coalescing window (then
-    /// the timer is set and polled). Only frames wait: the head, a
-    /// heartbeat-free end and a write already begun go out at once.
+    /// the timer is set and polled). Only frames wait: a write that
+    /// carries the last chunk (the stream is ending) or has begun already
+    /// goes on at once; the first write (the head) has no window before it.
     fn hold(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(until) = self.quiet_until else {
             return false;
