@@ -56,9 +56,13 @@ pub enum TokenRejection {
     /// The `alg` is one no configured key accepts (e.g. HS256 where only
     /// an RSA key is configured: the "alg confusion" attack).
     AlgorithmNotAccepted,
-    /// Registered claims fine, but `exp` is missing or the `ssehub` claim
-    /// is not `{"publish": [patterns], "subscribe": [patterns]}`.
+    /// Registered claims fine, but `exp` is missing or not a whole number
+    /// of seconds, or the `ssehub` claim is not
+    /// `{"publish": [patterns], "subscribe": [patterns]}`.
     InvalidClaims,
+    /// `exp` later than [`super::token::MAX_TOKEN_EXP`] (the year 9999): no
+    /// real expiry, and past what a stream's end can be scheduled at.
+    ExpiryOutOfRange,
     /// A bearer value that is neither a JWT nor one of the static keys.
     UnknownStaticKey,
 }
@@ -86,7 +90,10 @@ impl TokenRejection {
             }
             Self::AlgorithmNotAccepted => "the token's `alg` is not accepted by any configured key",
             Self::InvalidClaims => {
-                "the token's claims are not usable: `exp` is required and `ssehub` must be {\"publish\": [patterns], \"subscribe\": [patterns]} with valid patterns"
+                "the token's claims are not usable: `exp` is required, in whole seconds, and `ssehub` must be {\"publish\": [patterns], \"subscribe\": [patterns]} with valid patterns"
+            }
+            Self::ExpiryOutOfRange => {
+                "the token's `exp` is later than 253402300799 (9999-12-31T23:59:59Z), the latest expiry accepted; issue tokens that expire"
             }
             Self::UnknownStaticKey => {
                 "the bearer value is not a JWT and not one of the configured keys (auth.publish_keys; auth.metrics_keys for /metrics)"

@@ -31,7 +31,8 @@ pub struct Grant {
     pub subject: Option<String>,
     pub publish: Scope,
     pub subscribe: Scope,
-    /// The token's `exp`; `None` for static keys.
+    /// The token's `exp` (never past `token::MAX_TOKEN_EXP`, so a stream's
+    /// end can be scheduled on any clock); `None` for static keys.
     pub expires_at: Option<SystemTime>,
 }
 

@@ -6,9 +6,10 @@
 //! HS256 token "signed" with the RSA public key as its secret is refused
 //! (alg confusion), and `alg: none` is not an algorithm at all.
 //!
-//! Claims: `exp` is required; `nbf`, `iss` and `aud` are checked when
-//! present, and `iss`/`aud` are required when `auth.jwt.issuer` /
-//! `auth.jwt.audience` are set. The grant comes from
+//! Claims: `exp` is required, a whole number of seconds, and at most
+//! [`MAX_TOKEN_EXP`]; `nbf`, `iss` and `aud` are checked when present, and
+//! `iss`/`aud` are required when `auth.jwt.issuer` / `auth.jwt.audience`
+//! are set. The grant comes from
 //! `{"ssehub": {"publish": [patterns], "subscribe": [patterns]}}`.
 
 use std::sync::Arc;
@@ -27,6 +28,14 @@ use super::pattern::TopicPattern;
 /// Most patterns one claim list may hold; each subscribe checks every topic
 /// against them, so the list bounds that work.
 const MAX_PATTERNS_PER_CLAIM: usize = 256;
+
+/// The latest `exp` accepted: 9999-12-31T23:59:59Z, the last second a
+/// four-digit year (RFC 3339, most JWT libraries' date types) can state.
+/// The stream of a token ends at its `exp`, on the runtime's clock; a later
+/// `exp` (1e19, 2^64 - 1) is no real expiry, and would overflow that clock
+/// (a panic in the connection task). Up to this bound it can't: a few
+/// hundred billion seconds is far inside both `SystemTime` and `Instant`.
+pub const MAX_TOKEN_EXP: u64 = 253_402_300_799;
 
 /// What the token's claims are checked against.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +58,9 @@ pub struct TokenVerifier {
 struct Claims {
     sub: Option<String>,
     iss: Option<String>,
-    exp: f64,
+    // A whole number of seconds: `jsonwebtoken` has already refused any
+    // other `exp` (a float, a string) as a malformed claim.
+    exp: u64,
     #[serde(default)]
     ssehub: SsehubClaim,
 }
@@ -190,10 +201,10 @@ fn grant(claims: serde_json::Value, token: &str) -> Result<Grant, TokenRejection
             .map(Scope::Patterns)
             .map_err(|_| TokenRejection::InvalidClaims)
     };
-    if !claims.exp.is_finite() || claims.exp < 0.0 {
-        return Err(TokenRejection::InvalidClaims);
+    if claims.exp > MAX_TOKEN_EXP {
+        return Err(TokenRejection::ExpiryOutOfRange);
     }
-    let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(claims.exp);
+    let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
     let publisher = match &claims.sub {
         Some(subject) => PublisherId::Subject {
             issuer: claims.iss.clone().unwrap_or_default(),
@@ -209,4 +220,64 @@ fn grant(claims: serde_json::Value, token: &str) -> Result<Grant, TokenRejection
         subject: claims.sub,
         expires_at: Some(expires_at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"unit-test-secret-of-at-least-32-bytes!";
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(Some(SECRET.to_vec()), None, None, ClaimRules::default()).unwrap()
+    }
+
+    fn signed(claims: &serde_json::Value) -> String {
+        let key = EncodingKey::from_secret(SECRET).unwrap();
+        jsonwebtoken::encode(&Header::default(), claims, &key).unwrap()
+    }
+
+    async fn verdict(exp: serde_json::Value) -> Result<Grant, TokenRejection> {
+        verifier()
+            .verify(&signed(&json!({"sub": "42", "exp": exp})))
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_exp_past_the_year_9999_is_refused_not_a_panic() {
+        for exp in [
+            json!(MAX_TOKEN_EXP + 1),
+            json!(10_000_000_000_000_000_000u64),
+            json!(u64::MAX),
+        ] {
+            assert_eq!(
+                verdict(exp.clone()).await.unwrap_err(),
+                TokenRejection::ExpiryOutOfRange,
+                "{exp}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exp_at_the_bound_is_a_grant_that_expires_then() {
+        let grant = verdict(json!(MAX_TOKEN_EXP)).await.unwrap();
+        let at = grant.expires_at.unwrap();
+        assert_eq!(
+            at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            MAX_TOKEN_EXP
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exp_that_is_not_whole_seconds_is_invalid() {
+        for exp in [json!(1e19), json!(4_102_444_800.5), json!("4102444800")] {
+            assert_eq!(
+                verdict(exp.clone()).await.unwrap_err(),
+                TokenRejection::InvalidClaims,
+                "{exp}"
+            );
+        }
+    }
 }
