@@ -65,3 +65,48 @@ impl Grant {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_grant(subject: &str, patterns: &[&str]) -> Grant {
+        let scope = Scope::Patterns(
+            patterns
+                .iter()
+                .map(|text| TopicPattern::parse(text).unwrap())
+                .collect(),
+        );
+        Grant {
+            publisher: PublisherId::Subject {
+                issuer: String::new(),
+                subject: subject.to_owned(),
+            },
+            subject: Some(subject.to_owned()),
+            publish: scope.clone(),
+            subscribe: scope,
+            expires_at: None,
+        }
+    }
+
+    fn topic(name: &str) -> TopicName {
+        TopicName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_dotted_subject_neither_publishes_nor_subscribes_in_another_subjects_space() {
+        let alice = token_grant("alice", &["user.{sub}", "user.{sub}.*"]);
+        let dotted = token_grant("alice.inbox", &["user.{sub}", "user.{sub}.*"]);
+        let alices_inbox = topic("user.alice.inbox");
+        assert!(alice.may_subscribe(&alices_inbox) && alice.may_publish(&alices_inbox));
+        assert!(!dotted.may_subscribe(&alices_inbox));
+        assert!(!dotted.may_publish(&alices_inbox));
+        assert!(!dotted.may_subscribe(&topic("user.alice.inbox.x")));
+
+        let dotted_own = topic("user.alice~2Einbox");
+        assert!(dotted.may_subscribe(&dotted_own) && dotted.may_publish(&dotted_own));
+        assert!(!alice.may_subscribe(&dotted_own));
+        assert!(!alice.may_publish(&dotted_own));
+        assert!(!alice.may_publish(&topic("user.alice~2Einbox.x")));
+    }
+}

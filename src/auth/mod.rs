@@ -35,7 +35,7 @@ pub use client_address::TrustedProxies;
 pub use error::{Action, AuthError, RateLimit, TokenRejection};
 pub use grant::{Grant, PublisherId, Scope};
 pub use jwks::JwksLocation;
-pub use pattern::{InvalidPattern, TopicPattern};
+pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
 pub use rate::{Limited, RateLimiters, quota};
 
 use crate::config::{Config, ConfigError, SubscribeAuth};

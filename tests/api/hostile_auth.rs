@@ -5,8 +5,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PATIENCE, Subscriber, assert_problem};
-use crate::jwt::{Minter, SECRET};
+use ssehub::config::SubscribeAuth;
+
+use crate::helpers::{PATIENCE, Subscriber, TestApp, assert_problem, spawn_app_with};
+use crate::jwt::{Minter, SECRET, claims};
 use crate::process::HubProcess;
 
 /// An HS256 token with this `exp` (any JSON value) and a grant of `t`.
@@ -88,4 +90,83 @@ async fn an_exp_beyond_any_real_expiry_is_401_and_the_hub_stays_up() {
 
     let log = hub.log_text();
     assert!(!log.contains("panicked"), "a panic in the log:\n{log}");
+}
+
+/// Publishing and subscribing by JWT only.
+async fn jwt_hub() -> TestApp {
+    spawn_app_with(|config| {
+        config.auth.jwt.secret = Some(SECRET.to_owned());
+        config.auth.subscribe = SubscribeAuth::Jwt;
+    })
+    .await
+}
+
+/// A token of `sub` that may publish and subscribe on `user.{sub}` and
+/// `user.{sub}.*`: its own topic and the space under it.
+fn own_space_token(sub: &str) -> String {
+    let patterns = ["user.{sub}", "user.{sub}.*"];
+    Minter::hs256(SECRET).token(&claims(sub, &patterns, &patterns, 60))
+}
+
+async fn publish_as(app: &TestApp, token: &str, topic: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/v1/topics/{topic}/events")))
+        .bearer_auth(token)
+        .json(&json!({"data": "x"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn subscribe_as(app: &TestApp, token: &str, topic: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/v1/events"))
+        .query(&[("topic", topic)])
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_forbidden(response: reqwest::Response, topic: &str) {
+    let problem = assert_problem(response, 403).await;
+    assert_eq!(problem["type"], "urn:ssehub:problem:forbidden");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(&format!("`{topic}`")), "{detail:?}");
+}
+
+/// Found: `{sub}` took a dotted subject as several segments, so the token
+/// of `alice.inbox` with `user.{sub}` reached `user.alice.inbox`, which
+/// `alice`'s `user.{sub}.*` owns. `{sub}` is now one segment, the subject
+/// with `.` (and `~`, and any byte outside a topic's) escaped.
+#[tokio::test]
+async fn a_dotted_subject_stays_out_of_other_subjects_spaces() {
+    let app = jwt_hub().await;
+    let alice = own_space_token("alice");
+    let dotted = own_space_token("alice.inbox");
+    let dotted_topic = ssehub::auth::subject_segment("alice.inbox");
+    assert_eq!(dotted_topic, "alice~2Einbox");
+    let dotted_topic = format!("user.{dotted_topic}");
+
+    for topic in ["user.alice.inbox", "user.alice.inbox.x", "user.alice"] {
+        assert_forbidden(publish_as(&app, &dotted, topic).await, topic).await;
+        assert_forbidden(subscribe_as(&app, &dotted, topic).await, topic).await;
+    }
+    for topic in [dotted_topic.clone(), format!("{dotted_topic}.x")] {
+        assert_forbidden(publish_as(&app, &alice, &topic).await, &topic).await;
+        assert_forbidden(subscribe_as(&app, &alice, &topic).await, &topic).await;
+    }
+
+    // Each still has its own space: a dotted subject is usable, escaped.
+    let mut alices =
+        Subscriber::from_response(subscribe_as(&app, &alice, "user.alice.inbox").await).await;
+    let mut dotteds =
+        Subscriber::from_response(subscribe_as(&app, &dotted, &dotted_topic).await).await;
+    assert_eq!(
+        publish_as(&app, &alice, "user.alice.inbox").await.status(),
+        202
+    );
+    assert_eq!(publish_as(&app, &dotted, &dotted_topic).await.status(), 202);
+    assert_eq!(alices.next().await.data, "x");
+    assert_eq!(dotteds.next().await.data, "x");
 }
