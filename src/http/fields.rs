@@ -15,18 +15,31 @@ use poem_openapi::types::{
 };
 use serde_json::Value;
 
-use crate::hub::{EVENT_TYPE_MAX_CHARS, TOPIC_MAX_CHARS};
+use crate::hub::{EVENT_TYPE_MAX_CHARS, RESERVED_EVENT_TYPES, TOPIC_MAX_CHARS};
 
 /// `TopicName`'s alphabet as an ECMA-262 pattern (what OpenAPI uses).
 const TOPIC_PATTERN: &str = "^[A-Za-z0-9._:~-]+$";
 
-/// `EventType`'s rule: no character that would end the `event:` line.
-const EVENT_TYPE_PATTERN: &str = "^[^\\r\\n\\u0000]+$";
+/// `EventType`'s rule as an ECMA-262 pattern: not one of the hub's own
+/// event types ([`RESERVED_EVENT_TYPES`], a negative lookahead), and no
+/// character that would end the `event:` line.
+fn event_type_pattern() -> String {
+    format!(
+        "^(?!(?:{})$)[^\\r\\n\\u0000]+$",
+        RESERVED_EVENT_TYPES.join("|")
+    )
+}
 
-/// Longest `retry` an event may set on clients, in milliseconds: a day.
-/// Longer values are almost certainly unit mistakes (seconds taken for
-/// milliseconds).
-pub const MAX_EVENT_RETRY_MS: u64 = 24 * 3600 * 1000;
+/// Longest `retry` an event may set on clients, in milliseconds: a minute.
+/// The hub's own hint is a few seconds (`stream.retry`, 3 s, jittered up to
+/// twice that when it ends a stream); a publisher may ask for more, e.g. to
+/// spread reconnects around a maintenance, but not for long: a `retry` stays
+/// in force until the client's next reconnect (a new stream starts with the
+/// hub's own `retry:` again), so this bounds what one event can cost every
+/// subscriber of its topic to a minute without a stream after a drop
+/// (events of that minute are replayed from history on the resume). Before,
+/// a day was accepted: one forged event kept every client away for a day.
+pub const MAX_EVENT_RETRY_MS: u64 = 60_000;
 
 /// Implements the poem-openapi traits of a newtype over a JSON value that
 /// documents `schema` and parses any value `accept` takes.
@@ -117,7 +130,7 @@ documented_field!(
     MetaSchema {
         min_length: Some(1),
         max_length: Some(EVENT_TYPE_MAX_CHARS),
-        pattern: Some(EVENT_TYPE_PATTERN.to_owned()),
+        pattern: Some(event_type_pattern()),
         nullable: true,
         ..MetaSchema::new("string")
     },

@@ -67,9 +67,11 @@ pub struct PublishRequest {
     /// is sent as compact JSON. Line breaks become several `data:` lines.
     pub data: EventData,
     /// SSE event type (`event:` field); subscribers listen for it with
-    /// `addEventListener(type)`. Default: `message`.
+    /// `addEventListener(type)`. Default: `message`. `gap` and
+    /// `token_expired` are the hub's own frames and refused (422).
     pub event: Option<EventTypeField>,
-    /// Reconnection delay, in milliseconds, to set on receiving clients.
+    /// Reconnection delay, in milliseconds, to set on receiving clients
+    /// (until their next reconnect): at most 60000, a minute.
     pub retry: Option<RetryField>,
 }
 
@@ -210,7 +212,10 @@ pub fn draft(
             return Err(ApiError::new(
                 poem::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-retry",
-                format!("`retry` is in milliseconds and at most {MAX_EVENT_RETRY_MS} (a day)"),
+                format!(
+                    "`retry` is in milliseconds and at most {MAX_EVENT_RETRY_MS} (a minute): \
+                     longer would keep subscribers from reconnecting that long"
+                ),
             ));
         }
         other => other.map(std::time::Duration::from_millis),

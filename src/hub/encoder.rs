@@ -8,7 +8,9 @@
 //! - empty data is still sent as one `data: ` line, which dispatches an event
 //!   with empty data (a frame without any data line would not be dispatched);
 //! - `id` and `event` values never contain CR, LF or NUL: ids are made by the
-//!   hub and event types are refused at publish ([`EventType::parse`]).
+//!   hub and event types are refused at publish ([`EventType::parse`]);
+//! - a published event never looks like one of the hub's own frames: their
+//!   types ([`RESERVED_EVENT_TYPES`]) are refused at publish.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -22,7 +24,21 @@ use super::event_id::EventId;
 /// it to listeners.
 pub const EVENT_TYPE_MAX_CHARS: usize = 64;
 
-/// An `event:` value that can't inject a field.
+/// The event type of the frame announcing events a subscriber missed.
+pub const GAP_EVENT: &str = "gap";
+
+/// The SSE event type of the frame that ends a stream at its token's `exp`.
+pub const TOKEN_EXPIRED_EVENT: &str = "token_expired";
+
+/// The event types of the hub's own frames ([`gap_frame`],
+/// [`token_expired_frame`]), which no publisher may send: a forged `gap`
+/// would show subscribers losses that never happened, a forged
+/// `token_expired` would make every page fetch a new token and reconnect.
+/// Compared exactly, as `EventSource` does (event types are case-sensitive:
+/// `Gap` reaches no `gap` listener, so it stays a publisher's to use).
+pub const RESERVED_EVENT_TYPES: [&str; 2] = [GAP_EVENT, TOKEN_EXPIRED_EVENT];
+
+/// An `event:` value that can't inject a field, nor pass for a hub frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventType(String);
 
@@ -34,6 +50,11 @@ pub enum InvalidEventType {
     LineBreak,
     #[error("`event` must be at most {EVENT_TYPE_MAX_CHARS} characters")]
     TooLong,
+    #[error(
+        "`event` {name:?} is reserved for the hub's own frames ({}): subscribers would take it for one of them; use another type",
+        RESERVED_EVENT_TYPES.join(", ")
+    )]
+    Reserved { name: &'static str },
 }
 
 impl EventType {
@@ -44,6 +65,8 @@ impl EventType {
             Err(InvalidEventType::LineBreak)
         } else if value.chars().count() > EVENT_TYPE_MAX_CHARS {
             Err(InvalidEventType::TooLong)
+        } else if let Some(name) = RESERVED_EVENT_TYPES.into_iter().find(|name| *name == value) {
+            Err(InvalidEventType::Reserved { name })
         } else {
             Ok(Self(value.to_owned()))
         }
@@ -142,14 +165,13 @@ pub fn gap_frame(
         "resumes_at": resumes_at.map(|id| id.to_string()),
     });
     let mut frame = BytesMut::with_capacity(128);
-    frame.put_slice(b"event: gap\ndata: ");
+    frame.put_slice(b"event: ");
+    frame.put_slice(GAP_EVENT.as_bytes());
+    frame.put_slice(b"\ndata: ");
     frame.put_slice(json.to_string().as_bytes());
     frame.put_slice(b"\n\n");
     frame.freeze()
 }
-
-/// The SSE event type of the frame that ends a stream at its token's `exp`.
-pub const TOKEN_EXPIRED_EVENT: &str = "token_expired";
 
 /// The last frame of a stream whose token expired: `event: token_expired`,
 /// data `{"reason":"token_expired","exp":<the token's exp, Unix seconds>}`.
@@ -236,6 +258,38 @@ mod tests {
             assert!(EventType::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(EventType::parse(&"e".repeat(EVENT_TYPE_MAX_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn the_hubs_own_event_types_are_reserved_exactly() {
+        for name in ["gap", "token_expired"] {
+            assert_eq!(
+                EventType::parse(name),
+                Err(InvalidEventType::Reserved { name })
+            );
+        }
+        // What `EventSource` dispatches to other listeners stays usable.
+        for free in [
+            "Gap",
+            "GAP",
+            "gap ",
+            " gap",
+            "gaps",
+            "Token_Expired",
+            "message",
+        ] {
+            assert!(EventType::parse(free).is_ok(), "{free:?} refused");
+        }
+    }
+
+    #[test]
+    fn the_hubs_frames_carry_the_reserved_types() {
+        let gap = gap_frame("history_exceeded", None, None);
+        let expired = token_expired_frame(std::time::UNIX_EPOCH);
+        for (frame, name) in [(gap, GAP_EVENT), (expired, TOKEN_EXPIRED_EVENT)] {
+            assert!(RESERVED_EVENT_TYPES.contains(&name));
+            assert!(frame.starts_with(format!("event: {name}\n").as_bytes()));
+        }
     }
 
     #[test]

@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 pub use encoder::{
-    EVENT_TYPE_MAX_CHARS, EventType, InvalidEventType, TOKEN_EXPIRED_EVENT, data_lines,
-    event_frame, retry_hint, token_expired_frame,
+    EVENT_TYPE_MAX_CHARS, EventType, InvalidEventType, RESERVED_EVENT_TYPES, TOKEN_EXPIRED_EVENT,
+    data_lines, event_frame, retry_hint, token_expired_frame,
 };
 pub use event::{Event, EventDraft, InvalidWireEvent, TraceContext, WireEvent};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};

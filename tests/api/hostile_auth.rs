@@ -170,3 +170,127 @@ async fn a_dotted_subject_stays_out_of_other_subjects_spaces() {
     assert_eq!(alices.next().await.data, "x");
     assert_eq!(dotteds.next().await.data, "x");
 }
+
+/// A publish of one event with `fields` beside its data, on `t`.
+async fn publish_fields(app: &TestApp, fields: Value) -> reqwest::Response {
+    let mut body = json!({"data": "x"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    app.publish_raw("t", body).await
+}
+
+async fn publish_batch(app: &TestApp, second: Value) -> reqwest::Response {
+    let mut item = json!({"topic": "t", "data": "x"});
+    item.as_object_mut()
+        .unwrap()
+        .extend(second.as_object().unwrap().clone());
+    app.client
+        .post(app.url("/v1/events"))
+        .json(&json!({"events": [{"topic": "t", "data": "fine"}, item]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A 422 `invalid-…` problem whose detail says `says`.
+async fn assert_unprocessable(response: reqwest::Response, kind: &str, says: &[&str]) {
+    let problem = assert_problem(response, 422).await;
+    assert_eq!(problem["type"], format!("urn:ssehub:problem:{kind}"));
+    let detail = problem["detail"].as_str().unwrap();
+    for part in says {
+        assert!(detail.contains(part), "{detail:?} lacks {part:?}");
+    }
+}
+
+/// Found: a publisher could send `event: gap` or `event: token_expired`,
+/// so every subscriber saw losses that never happened or dropped its
+/// stream to fetch a new token. Those types are the hub's own now.
+#[tokio::test]
+async fn the_hubs_own_event_types_cannot_be_published() {
+    let app = crate::helpers::spawn_app().await;
+    let mut subscriber = app.subscribe(&["t"]).await;
+    for name in ["gap", "token_expired"] {
+        let why = ["`event`", name, "reserved for the hub's own frames"];
+        assert_unprocessable(
+            publish_fields(&app, json!({"event": name})).await,
+            "invalid-event-type",
+            &why,
+        )
+        .await;
+        let mut in_batch = why.to_vec();
+        in_batch.push("events[1]");
+        assert_unprocessable(
+            publish_batch(&app, json!({"event": name})).await,
+            "invalid-event-type",
+            &in_batch,
+        )
+        .await;
+    }
+    // Event types are case-sensitive in EventSource: `Gap` reaches no `gap`
+    // listener, so it is an ordinary type, delivered as sent.
+    let response = publish_fields(&app, json!({"event": "Gap"})).await;
+    assert_eq!(response.status(), 202);
+    let event = subscriber.next().await;
+    assert_eq!((event.event.as_str(), event.data.as_str()), ("Gap", "x"));
+
+    // The tutorials' route sends `event: message` whatever the body says.
+    let mut seed_subscriber = Subscriber::from_response(app.get("/event-stream").await).await;
+    let seed = app
+        .client
+        .post(app.url("/event-stream"))
+        .json(&json!({"message": "hi", "event": "gap", "retry": 86_400_000}))
+        .send()
+        .await
+        .unwrap();
+    // (The seeds' contract ignores unknown fields: the message is taken.)
+    assert_eq!(seed.status(), 201);
+    let event = seed_subscriber.next().await;
+    assert_eq!(
+        (event.event.as_str(), event.data.as_str()),
+        ("message", "hi")
+    );
+    assert_eq!(event.retry, None);
+}
+
+/// Found: a publisher could set `retry` to a day, keeping every subscriber
+/// of the topic away that long after its next drop. At most a minute now.
+#[tokio::test]
+async fn a_retry_is_at_most_a_minute() {
+    let app = crate::helpers::spawn_app().await;
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schemas = &spec["components"]["schemas"];
+    for schema in ["PublishRequest", "BatchItem"] {
+        let retry = &schemas[schema]["properties"]["retry"];
+        assert_eq!(retry["maximum"], 60_000.0, "{schema}: {retry}");
+        let event = &schemas[schema]["properties"]["event"];
+        assert!(
+            event["pattern"]
+                .as_str()
+                .unwrap()
+                .contains("gap|token_expired"),
+            "{schema}: {event}"
+        );
+    }
+
+    let mut subscriber = app.subscribe(&["t"]).await;
+    for refused in [60_001u64, 86_400_000, u64::MAX] {
+        let why = ["`retry`", "at most 60000"];
+        assert_unprocessable(
+            publish_fields(&app, json!({"retry": refused})).await,
+            "invalid-retry",
+            &why,
+        )
+        .await;
+        assert_unprocessable(
+            publish_batch(&app, json!({"retry": refused})).await,
+            "invalid-retry",
+            &why,
+        )
+        .await;
+    }
+    let response = publish_fields(&app, json!({"retry": 60_000})).await;
+    assert_eq!(response.status(), 202);
+    let event = subscriber.next().await;
+    assert_eq!(event.retry, Some(std::time::Duration::from_secs(60)));
+}
