@@ -161,7 +161,12 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
         408,
         "The body did not arrive in full within limits.body_read_timeout",
     ),
-    (413, "Event or body larger than the configured limit"),
+    (
+        413,
+        "Event, body or batch larger than the configured limit (`event-too-large`, \
+         `too-many-events`: limits.max_events_per_request; `over-rate-limit-burst`: more \
+         events than a publish rate limit's burst)",
+    ),
     (415, "Content-Type is not application/json"),
     (422, "A field has a value the hub can't accept"),
     (
@@ -296,6 +301,12 @@ impl From<AuthError> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
             },
+            // Not 429: waiting never makes this request fit.
+            AuthError::OverBurst { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "over-rate-limit-burst",
+                detail,
+            ),
         }
     }
 }
