@@ -27,6 +27,7 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::PublishError;
+use crate::backplane::BackplaneError;
 use super::event::{Event, EventDraft};
 use super::event_id::ResumePoint;
 use super::topic::TopicName;
@@ -103,8 +104,12 @@ impl AcceptObserver {
                 match error {
                     PublishError::TooLarge { .. } => PublishOutcome::RejectedTooLarge,
                     PublishError::Empty => PublishOutcome::RejectedInvalid,
-                    PublishError::Closing | PublishError::Backplane(_) => {
+                    PublishError::Closing
+                    | PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                         PublishOutcome::Unavailable
+                    }
+                    PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {
+                        PublishOutcome::OutcomeUnknown
                     }
                 }
             }
