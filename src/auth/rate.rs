@@ -178,21 +178,15 @@ impl RateLimiters {
     /// its credentials are (so a flood of bad tokens is limited too).
     pub fn publish_from(&self, address: IpAddr, events: usize) -> Result<(), PublishLimited> {
         match &self.publish_per_address {
-            Some(limit) => limit.check_n(
-                &client_key(address),
-                self.publish_cost(events),
-                &self.clock,
-            ),
+            Some(limit) => {
+                limit.check_n(&client_key(address), self.publish_cost(events), &self.clock)
+            }
             None => Ok(()),
         }
     }
 
     /// A publish request of `events` events by an authenticated publisher.
-    pub fn publish_by(
-        &self,
-        publisher: &PublisherId,
-        events: usize,
-    ) -> Result<(), PublishLimited> {
+    pub fn publish_by(&self, publisher: &PublisherId, events: usize) -> Result<(), PublishLimited> {
         match &self.publish_per_publisher {
             Some(limit) => limit.check_n(publisher, self.publish_cost(events), &self.clock),
             None => Ok(()),

@@ -27,10 +27,10 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::PublishError;
-use crate::backplane::BackplaneError;
 use super::event::{Event, EventDraft};
 use super::event_id::ResumePoint;
 use super::topic::TopicName;
+use crate::backplane::BackplaneError;
 use crate::metrics::{GapReason, Metrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
 use crate::telemetry::{self, SPAN_TARGET};
 

@@ -57,10 +57,7 @@ async fn a_batch_over_the_cap_gets_413_naming_the_limit_and_publishes_nothing() 
         "{detail}"
     );
 
-    assert_eq!(
-        post_batch(&app, &batch("t", "fits", 5)).await.status(),
-        202
-    );
+    assert_eq!(post_batch(&app, &batch("t", "fits", 5)).await.status(), 202);
     let seen = delivered(&app, &mut subscriber).await;
     assert_eq!(seen, ["fits-0", "fits-1", "fits-2", "fits-3", "fits-4"]);
 }
@@ -70,11 +67,7 @@ async fn the_default_cap_refuses_one_event_more_than_it_allows() {
     let app = spawn_app().await;
     let at_cap = post_batch(&app, &batch("t", "e", MAX_EVENTS_PER_REQUEST_DEFAULT)).await;
     assert_eq!(at_cap.status(), 202);
-    let over = post_batch(
-        &app,
-        &batch("t", "e", MAX_EVENTS_PER_REQUEST_DEFAULT + 1),
-    )
-    .await;
+    let over = post_batch(&app, &batch("t", "e", MAX_EVENTS_PER_REQUEST_DEFAULT + 1)).await;
     let problem = assert_problem(over, 413).await;
     assert_eq!(problem["type"], "urn:ssehub:problem:too-many-events");
 }
