@@ -1032,6 +1032,38 @@ mod tests {
     }
 
     #[test]
+    fn batch_cap_and_what_publish_limits_count() {
+        let config = Config::default();
+        assert_eq!(
+            config.limits.max_events_per_request,
+            MAX_EVENTS_PER_REQUEST_DEFAULT
+        );
+        assert_eq!(config.rate_limits.publish_counts, PublishCount::Events);
+        let config = Config::load_from(
+            None,
+            env_from(&[
+                ("LIMITS__MAX_EVENTS_PER_REQUEST", "20"),
+                ("RATE_LIMITS__PUBLISH_COUNTS", "requests"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_events_per_request, 20);
+        assert_eq!(config.rate_limits.publish_counts, PublishCount::Requests);
+        let error = Config::load_from(None, env_from(&[("LIMITS__MAX_EVENTS_PER_REQUEST", "0")]))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("limits.max_events_per_request"),
+            "{error}"
+        );
+        let error = Config::load_from(None, env_from(&[("RATE_LIMITS__PUBLISH_COUNTS", "bytes")]))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("rate_limits.publish_counts"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let error =
             Config::load_from(Some(Path::new("no/such/file.toml")), env_from(&[])).unwrap_err();
