@@ -88,6 +88,7 @@ impl App {
             hub.clone(),
             HttpSettings {
                 max_body_bytes: config.limits.max_body_bytes,
+                max_events_per_request: config.limits.max_events_per_request,
                 body_read_timeout: config.limits.body_read_timeout,
                 cors: config.cors.clone(),
                 authenticator: authenticator.clone(),

@@ -39,7 +39,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if cli.print_openapi {
-        println!("{}", ssehub::http::openapi_document());
+        println!(
+            "{}",
+            ssehub::http::openapi_document(config.limits.max_events_per_request)
+        );
         return ExitCode::SUCCESS;
     }
     let traces = match TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok()) {

@@ -87,8 +87,10 @@ pub enum PublishOutcome {
     RejectedTooLarge,
     /// 429: over a publish rate limit.
     RejectedRateLimited,
-    /// 503: draining, or the backplane is down.
+    /// 503: draining, or the backplane is down; nothing was published.
     Unavailable,
+    /// 504: sent to the backplane, no answer in time; may be published.
+    OutcomeUnknown,
     /// Anything else (a bug if it ever counts).
     Error,
 }
@@ -107,6 +109,7 @@ impl PublishOutcome {
             413 => Self::RejectedTooLarge,
             429 => Self::RejectedRateLimited,
             503 => Self::Unavailable,
+            504 => Self::OutcomeUnknown,
             _ => Self::Error,
         }
     }

@@ -1,5 +1,5 @@
 //! The auth boundary's one error enum, and the reasons a token is refused.
-//! `http::error` maps them to statuses (401, 403, 429); the reason lists of
+//! `http::error` maps them to statuses (401, 403, 413, 429); the reason lists of
 //! the metrics are derived from these enums.
 
 use std::time::Duration;
@@ -140,6 +140,17 @@ pub enum AuthError {
     RateLimited {
         limit: RateLimit,
         retry_after: Duration,
+    },
+    #[error(
+        "this request counts {cost} events against rate_limits.{}, whose burst is {burst}: \
+         it could never pass; send at most {burst} events per request",
+        .limit.as_str()
+    )]
+    OverBurst {
+        limit: RateLimit,
+        /// What the request would take of the limit.
+        cost: u32,
+        burst: u32,
     },
 }
 

@@ -43,7 +43,7 @@ use crate::hub::TopicName;
 use crate::metrics::Metrics;
 use jwks::Jwks;
 use keys::VerifyingKey;
-use rate::RateSettings;
+use rate::{PublishLimited, RateSettings};
 use static_keys::StaticKeys;
 use token::{ClaimRules, TokenVerifier};
 
@@ -203,6 +203,7 @@ impl Authenticator {
                 public_topics,
                 cookie_name: auth.cookie_name.clone(),
                 rate: RateLimiters::new(RateSettings {
+                    publish_counts: limits.publish_counts,
                     publish_per_publisher: &limits.publish_per_publisher,
                     publish_per_address: &limits.publish_per_address,
                     subscribe_per_address: &limits.subscribe_per_address,
@@ -313,16 +314,18 @@ impl Authenticator {
         }
     }
 
-    /// May this request publish to every one of `topics`? Checks the
-    /// per-address limit first (so floods of bad tokens are limited too),
-    /// then the credentials, then the per-publisher limit.
+    /// May this request publish its events to every one of `topics`? Checks
+    /// the per-address limit first (so floods of bad tokens are limited
+    /// too), then the credentials, then the per-publisher limit; both limits
+    /// are charged for `events` events (see `rate_limits.publish_counts`).
     pub async fn authorize_publish(
         &self,
         credential: Option<&Credential>,
         client: IpAddr,
         topics: &[&TopicName],
+        events: usize,
     ) -> Result<(), AuthError> {
-        let verdict = self.check_publish(credential, client, topics).await;
+        let verdict = self.check_publish(credential, client, topics, events).await;
         self.count(Action::Publish, &verdict);
         verdict
     }
@@ -332,8 +335,12 @@ impl Authenticator {
         credential: Option<&Credential>,
         client: IpAddr,
         topics: &[&TopicName],
+        events: usize,
     ) -> Result<(), AuthError> {
-        self.inner.rate.publish_from(client).map_err(limited)?;
+        self.inner
+            .rate
+            .publish_from(client, events)
+            .map_err(publish_limited)?;
         if self.publishing_is_open() {
             return Ok(());
         }
@@ -356,8 +363,8 @@ impl Authenticator {
         }
         self.inner
             .rate
-            .publish_by(&grant.publisher)
-            .map_err(limited)
+            .publish_by(&grant.publisher, events)
+            .map_err(publish_limited)
     }
 
     /// May this request subscribe to `topics`? Credentials are looked at
@@ -465,15 +472,24 @@ impl Authenticator {
                 metrics.auth_rejected(action, rejection.as_str())
             }
             AuthError::Forbidden { .. } => metrics.auth_rejected(action, "forbidden_topic"),
-            AuthError::RateLimited { limit, .. } => metrics.rate_limited(*limit),
+            AuthError::RateLimited { limit, .. } | AuthError::OverBurst { limit, .. } => {
+                metrics.rate_limited(*limit)
+            }
         }
     }
 }
 
-fn limited(limited: Limited) -> AuthError {
-    AuthError::RateLimited {
-        limit: limited.limit,
-        retry_after: limited.retry_after,
+fn publish_limited(limited: PublishLimited) -> AuthError {
+    match limited {
+        PublishLimited::Wait(limited) => AuthError::RateLimited {
+            limit: limited.limit,
+            retry_after: limited.retry_after,
+        },
+        PublishLimited::OverBurst(over) => AuthError::OverBurst {
+            limit: over.limit,
+            cost: over.cost,
+            burst: over.burst,
+        },
     }
 }
 

@@ -3,7 +3,13 @@
 //!
 //! Each limit is a rate and a burst: a client may spend `burst` at once,
 //! then one more every `1 / per_second`. A limit with `per_second = 0` is
-//! off. State is kept per key only while it differs from a fresh one;
+//! off. A publish costs one cell per event (`rate_limits.publish_counts =
+//! "events"`, the default) or one per request (`"requests"`): counting
+//! events, a batch of 500 spends what 500 single publishes would, so
+//! packing events into batches can't multiply what a client may send. A
+//! request that costs more than a limit's burst could never pass, however
+//! long its sender waited: it gets [`PublishLimited::OverBurst`] (a 413
+//! that says to split the batch), not a 429 it would retry forever. State is kept per key only while it differs from a fresh one;
 //! [`RateLimiters::forget_idle`] drops the rest, so a scan of many addresses
 //! costs memory only for as long as their limits are in effect.
 
@@ -17,12 +23,14 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use super::client_address::client_key;
 use super::error::RateLimit;
 use super::grant::PublisherId;
-use crate::config::RateConfig;
+use crate::config::{PublishCount, RateConfig};
 
 /// One keyed limit.
 struct Keyed<K: std::hash::Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     limit: RateLimit,
+    /// The most cells one check may take (the quota's burst).
+    burst: NonZeroU32,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
@@ -31,14 +39,41 @@ impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
         Some(Self {
             limiter: DefaultKeyedRateLimiter::keyed(quota),
             limit,
+            burst: quota.burst_size(),
         })
     }
 
     fn check(&self, key: &K, clock: &DefaultClock) -> Result<(), Limited> {
-        self.limiter.check_key(key).map_err(|not_until| Limited {
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| self.limited(not_until.wait_time_from(clock.now())))
+    }
+
+    /// Takes `cost` cells at once, or none.
+    fn check_n(
+        &self,
+        key: &K,
+        cost: NonZeroU32,
+        clock: &DefaultClock,
+    ) -> Result<(), PublishLimited> {
+        match self.limiter.check_key_n(key, cost) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(PublishLimited::Wait(
+                self.limited(not_until.wait_time_from(clock.now())),
+            )),
+            Err(_insufficient_capacity) => Err(PublishLimited::OverBurst(OverBurst {
+                limit: self.limit,
+                cost: cost.get(),
+                burst: self.burst.get(),
+            })),
+        }
+    }
+
+    fn limited(&self, retry_after: Duration) -> Limited {
+        Limited {
             limit: self.limit,
-            retry_after: not_until.wait_time_from(clock.now()),
-        })
+            retry_after,
+        }
     }
 
     fn forget_idle(&self) {
@@ -64,8 +99,28 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+/// A request that costs more than a limit's whole burst: no wait makes it
+/// fit, only a smaller request (or a larger burst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBurst {
+    pub limit: RateLimit,
+    /// Cells the request would take (its events, when counting events).
+    pub cost: u32,
+    pub burst: u32,
+}
+
+/// Why a publish was refused by a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishLimited {
+    /// Over the rate for now.
+    Wait(Limited),
+    /// Larger than the burst: never allowed as it is.
+    OverBurst(OverBurst),
+}
+
 /// The limits of one hub.
 pub struct RateLimiters {
+    publish_counts: PublishCount,
     publish_per_publisher: Option<Keyed<PublisherId>>,
     publish_per_address: Option<Keyed<IpAddr>>,
     subscribe_per_address: Option<Keyed<IpAddr>>,
@@ -74,6 +129,7 @@ pub struct RateLimiters {
 
 /// What each limit allows, from the configuration.
 pub struct RateSettings<'a> {
+    pub publish_counts: PublishCount,
     pub publish_per_publisher: &'a RateConfig,
     pub publish_per_address: &'a RateConfig,
     pub subscribe_per_address: &'a RateConfig,
@@ -82,6 +138,7 @@ pub struct RateSettings<'a> {
 impl RateLimiters {
     pub fn new(settings: RateSettings<'_>) -> Self {
         Self {
+            publish_counts: settings.publish_counts,
             publish_per_publisher: Keyed::new(
                 settings.publish_per_publisher,
                 RateLimit::PublishPerPublisher,
@@ -105,19 +162,33 @@ impl RateLimiters {
             || self.subscribe_per_address.is_some()
     }
 
-    /// One publish request from `address`, checked before its credentials
-    /// are (so a flood of bad tokens is limited too).
-    pub fn publish_from(&self, address: IpAddr) -> Result<(), Limited> {
+    /// What a publish request of `events` events costs.
+    fn publish_cost(&self, events: usize) -> NonZeroU32 {
+        match self.publish_counts {
+            PublishCount::Requests => NonZeroU32::MIN,
+            // Saturates: a count beyond u32 is over any burst anyway.
+            PublishCount::Events => u32::try_from(events.max(1))
+                .ok()
+                .and_then(NonZeroU32::new)
+                .unwrap_or(NonZeroU32::MAX),
+        }
+    }
+
+    /// A publish request of `events` events from `address`, checked before
+    /// its credentials are (so a flood of bad tokens is limited too).
+    pub fn publish_from(&self, address: IpAddr, events: usize) -> Result<(), PublishLimited> {
         match &self.publish_per_address {
-            Some(limit) => limit.check(&client_key(address), &self.clock),
+            Some(limit) => {
+                limit.check_n(&client_key(address), self.publish_cost(events), &self.clock)
+            }
             None => Ok(()),
         }
     }
 
-    /// One publish request by an authenticated publisher.
-    pub fn publish_by(&self, publisher: &PublisherId) -> Result<(), Limited> {
+    /// A publish request of `events` events by an authenticated publisher.
+    pub fn publish_by(&self, publisher: &PublisherId, events: usize) -> Result<(), PublishLimited> {
         match &self.publish_per_publisher {
-            Some(limit) => limit.check(publisher, &self.clock),
+            Some(limit) => limit.check_n(publisher, self.publish_cost(events), &self.clock),
             None => Ok(()),
         }
     }
@@ -157,15 +228,18 @@ mod tests {
         let off = rate(0.0, 1);
         let limited = rate(1.0, 3);
         let limiters = RateLimiters::new(RateSettings {
+            publish_counts: PublishCount::Events,
             publish_per_publisher: &off,
             publish_per_address: &limited,
             subscribe_per_address: &off,
         });
         let address: IpAddr = "203.0.113.9".parse().unwrap();
         for _ in 0..3 {
-            limiters.publish_from(address).unwrap();
+            limiters.publish_from(address, 1).unwrap();
         }
-        let limited = limiters.publish_from(address).unwrap_err();
+        let PublishLimited::Wait(limited) = limiters.publish_from(address, 1).unwrap_err() else {
+            panic!("a request within the burst waits");
+        };
         assert_eq!(limited.limit, RateLimit::PublishPerAddress);
         assert!(
             limited.retry_after > Duration::ZERO && limited.retry_after <= Duration::from_secs(1),
@@ -173,11 +247,11 @@ mod tests {
         );
         // Another address has its own budget; limits that are off never say no.
         limiters
-            .publish_from("203.0.113.10".parse().unwrap())
+            .publish_from("203.0.113.10".parse().unwrap(), 1)
             .unwrap();
         for _ in 0..100 {
             limiters.subscribe_from(address).unwrap();
-            limiters.publish_by(&PublisherId::StaticKey(0)).unwrap();
+            limiters.publish_by(&PublisherId::StaticKey(0), 1).unwrap();
         }
         assert!(limiters.any());
     }
@@ -187,6 +261,7 @@ mod tests {
         let off = rate(0.0, 1);
         let one = rate(0.001, 1);
         let limiters = RateLimiters::new(RateSettings {
+            publish_counts: PublishCount::Events,
             publish_per_publisher: &off,
             publish_per_address: &off,
             subscribe_per_address: &one,
@@ -199,5 +274,55 @@ mod tests {
                 .subscribe_from("2001:db8::2".parse().unwrap())
                 .is_err()
         );
+    }
+
+    fn publish_limits(publish_counts: PublishCount, limit: RateConfig) -> RateLimiters {
+        let off = rate(0.0, 1);
+        RateLimiters::new(RateSettings {
+            publish_counts,
+            publish_per_publisher: &limit,
+            publish_per_address: &off,
+            subscribe_per_address: &off,
+        })
+    }
+
+    #[test]
+    fn counting_events_a_batch_spends_one_cell_per_event() {
+        let limiters = publish_limits(PublishCount::Events, rate(0.001, 10));
+        let publisher = PublisherId::StaticKey(0);
+        limiters.publish_by(&publisher, 6).unwrap();
+        limiters.publish_by(&publisher, 4).unwrap();
+        assert!(
+            matches!(
+                limiters.publish_by(&publisher, 1),
+                Err(PublishLimited::Wait(_))
+            ),
+            "ten events spent the burst of ten"
+        );
+    }
+
+    #[test]
+    fn a_batch_over_the_burst_is_refused_for_good_not_told_to_wait() {
+        let limiters = publish_limits(PublishCount::Events, rate(1000.0, 10));
+        let publisher = PublisherId::StaticKey(0);
+        assert_eq!(
+            limiters.publish_by(&publisher, 11),
+            Err(PublishLimited::OverBurst(OverBurst {
+                limit: RateLimit::PublishPerPublisher,
+                cost: 11,
+                burst: 10,
+            }))
+        );
+        // Nothing was spent: a batch that fits still passes at once.
+        limiters.publish_by(&publisher, 10).unwrap();
+    }
+
+    #[test]
+    fn counting_requests_a_batch_costs_one() {
+        let limiters = publish_limits(PublishCount::Requests, rate(0.001, 2));
+        let publisher = PublisherId::StaticKey(0);
+        limiters.publish_by(&publisher, 500).unwrap();
+        limiters.publish_by(&publisher, 500).unwrap();
+        assert!(limiters.publish_by(&publisher, 1).is_err());
     }
 }

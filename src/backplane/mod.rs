@@ -73,9 +73,20 @@ pub struct History {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackplaneError {
-    /// The backplane can't accept or serve events right now (e.g. Redis down).
+    /// The backplane can't accept or serve events right now (e.g. Redis
+    /// down), and known so before the work was handed over, or refused by
+    /// it: nothing was stored.
     #[error("the backplane is unavailable: {reason}")]
     Unavailable {
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A publish was handed to the backplane but no answer came (Redis
+    /// stalled, or the connection broke with the script in flight): it may
+    /// have been stored and delivered, or not, and may still be, later.
+    #[error("the publish was sent to the backplane but its outcome is unknown: {reason}")]
+    OutcomeUnknown {
         reason: String,
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,

@@ -13,6 +13,7 @@ use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object};
 
 use crate::auth::AuthError;
+use crate::backplane::BackplaneError;
 use crate::hub::{InvalidEventType, InvalidTopicName, PublishError, SubscribeError};
 use crate::server::HeadError;
 
@@ -38,7 +39,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub slug: &'static str,
     pub detail: String,
-    /// Sent as `Retry-After` (whole seconds, rounded up) on 429 and 503.
+    /// Sent as `Retry-After` (whole seconds, rounded up) on 429 and 503;
+    /// never on 504 `publish-outcome-unknown`, which must not invite a
+    /// blind retry.
     pub retry_after: Option<Duration>,
 }
 
@@ -161,7 +164,12 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
         408,
         "The body did not arrive in full within limits.body_read_timeout",
     ),
-    (413, "Event or body larger than the configured limit"),
+    (
+        413,
+        "Event, body or batch larger than the configured limit (`event-too-large`, \
+         `too-many-events`: limits.max_events_per_request; `over-rate-limit-burst`: more \
+         events than a publish rate limit's burst)",
+    ),
     (415, "Content-Type is not application/json"),
     (422, "A field has a value the hub can't accept"),
     (
@@ -170,7 +178,14 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     ),
     (
         503,
-        "Draining or backplane down; retry after `Retry-After` seconds",
+        "Draining or backplane down, known before anything was sent: nothing was \
+         published; retry after `Retry-After` seconds",
+    ),
+    (
+        504,
+        "`publish-outcome-unknown`: the publish was sent to the backplane (Redis) but \
+         no answer came within backplane.redis.command_timeout; it may have been \
+         published, and a retry may publish it twice",
     ),
 ];
 
@@ -213,7 +228,7 @@ impl ApiResponse for ApiError {
 pub struct SeedRouteError(pub ApiError);
 
 /// What [`SeedRouteError`] documents.
-const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 413, 429, 503];
+const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 413, 429, 503, 504];
 
 impl ApiResponse for SeedRouteError {
     fn meta() -> MetaResponses {
@@ -274,9 +289,25 @@ impl From<PublishError> for ApiError {
                 "empty-batch",
                 "`events` must hold at least one event",
             ),
-            PublishError::Backplane(_) => {
+            PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                 Self::unavailable("backplane-unavailable", error.to_string())
             }
+            // 504, not 503: a 503 here means "nothing was published, retry
+            // freely" (what nginx's `proxy_next_upstream http_503` and
+            // generic clients assume); this one may have been published,
+            // so it must not look like that. No `Retry-After` either: a
+            // blind retry is exactly what may publish twice.
+            PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "publish-outcome-unknown",
+                format!(
+                    "{error}. The events may have been published (and may still be, \
+                     once the backplane resumes), or not. A retry may publish them a \
+                     second time, with new ids, as long as publishes carry no \
+                     idempotency key; check a subscriber or the topic's history \
+                     before retrying"
+                ),
+            ),
         }
     }
 }
@@ -296,6 +327,12 @@ impl From<AuthError> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
             },
+            // Not 429: waiting never makes this request fit.
+            AuthError::OverBurst { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "over-rate-limit-burst",
+                detail,
+            ),
         }
     }
 }

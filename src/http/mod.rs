@@ -46,6 +46,8 @@ enum ApiTags {
 /// What the routes need besides the hub.
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    /// `limits.max_events_per_request`.
+    pub max_events_per_request: usize,
     pub body_read_timeout: std::time::Duration,
     pub cors: CorsConfig,
     pub authenticator: Authenticator,
@@ -89,15 +91,16 @@ pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
 }
 
 /// The OpenAPI document as served at `/openapi.json` (and printed by
-/// `--print-openapi`).
-pub fn openapi_document() -> String {
-    spec::document(&api_service())
+/// `--print-openapi`), for a hub that takes at most `max_events_per_request`
+/// events per publish.
+pub fn openapi_document(max_events_per_request: usize) -> String {
+    spec::document(&api_service(), max_events_per_request)
 }
 
 /// Every route, the spec, Swagger UI, and the middleware around them.
 pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let api = api_service();
-    let document = spec::document(&api);
+    let document = spec::document(&api, settings.max_events_per_request);
     let docs = spec::swagger_ui_endpoint(&api, &document);
     let route = Route::new()
         .nest("/", api)
@@ -117,6 +120,9 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         })
         .with(observe)
         .data(hub)
+        .data(publish::MaxEventsPerRequest(
+            settings.max_events_per_request,
+        ))
         .data(settings.authenticator)
         .data(settings.seed_topic)
         .data(console::ConsoleEnabled(settings.console))

@@ -148,6 +148,7 @@ impl PublishApi {
             credential.credential.as_ref(),
             credential.client,
             &[&draft.topic],
+            1,
         )
         .await?;
         let accepted = hub.publish(vec![draft]).await?;
@@ -159,6 +160,31 @@ impl PublishApi {
     }
 }
 
+/// `limits.max_events_per_request`: the most events one request may carry.
+/// With Redis a batch is one script that holds Redis, for every replica,
+/// while it runs; this bounds that time (see `MAX_EVENTS_PER_REQUEST_DEFAULT`).
+#[derive(Debug, Clone, Copy)]
+pub struct MaxEventsPerRequest(pub usize);
+
+impl MaxEventsPerRequest {
+    /// Refuses a request of `count` events over the cap, before anything
+    /// else is spent on it (rate-limit budget, drafts, Redis).
+    pub fn check(self, count: usize) -> Result<(), ApiError> {
+        if count <= self.0 {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-events",
+            format!(
+                "the request carries {count} events; limits.max_events_per_request allows {} \
+                 per request: split it into several requests (nothing of this one was published)",
+                self.0
+            ),
+        ))
+    }
+}
+
 /// Publishes a batch (`POST /v1/events`, declared in `sse::EventsApi`).
 ///
 /// All events are accepted or none is; a bad item rejects the batch and
@@ -166,12 +192,14 @@ impl PublishApi {
 pub(super) async fn publish_batch(
     hub: Data<&Hub>,
     auth: Data<&Authenticator>,
+    max_events: Data<&MaxEventsPerRequest>,
     credential: PublisherCredential,
     body: Json<BatchRequest>,
 ) -> Result<BatchResponse, ApiError> {
     let Json(BatchRequest {
         events: BatchEvents(events),
     }) = body;
+    max_events.check(events.len())?;
     let drafts = events
         .into_iter()
         .enumerate()
@@ -181,8 +209,13 @@ pub(super) async fn publish_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let topics: Vec<&TopicName> = drafts.iter().map(|draft| &draft.topic).collect();
-    auth.authorize_publish(credential.credential.as_ref(), credential.client, &topics)
-        .await?;
+    auth.authorize_publish(
+        credential.credential.as_ref(),
+        credential.client,
+        &topics,
+        drafts.len(),
+    )
+    .await?;
     let accepted = hub.publish(drafts).await?;
     Ok(BatchResponse::Accepted(Json(BatchAccepted {
         events: accepted

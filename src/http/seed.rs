@@ -173,6 +173,7 @@ impl SeedApi {
             credential.credential.as_ref(),
             credential.client,
             &[&topic.0.0],
+            1,
         )
         .await?;
         let message = match body {

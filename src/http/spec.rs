@@ -14,6 +14,10 @@
 //! `deny_unknown_fields` enforces but does not write into the schema; its
 //! schema model can't express `additionalProperties: false`, so
 //! [`document`] adds it to the finished document.
+//!
+//! The configured cap: a batch's `events` takes at most
+//! `limits.max_events_per_request` items, a number known only at run time,
+//! so [`document`] writes it as `maxItems` into the served document.
 
 use std::collections::HashMap;
 
@@ -28,8 +32,12 @@ use serde_json::Value;
 /// Request schemas whose Rust type is `#[oai(deny_unknown_fields)]`.
 const CLOSED_OBJECTS: &[&str] = &["PublishRequest", "BatchItem", "BatchRequest"];
 
-/// The finished spec as JSON text.
-pub fn document<T: OpenApi, W: Webhook>(service: &OpenApiService<T, W>) -> String {
+/// The finished spec as JSON text, for a hub that takes at most
+/// `max_events_per_request` events per publish.
+pub fn document<T: OpenApi, W: Webhook>(
+    service: &OpenApiService<T, W>,
+    max_events_per_request: usize,
+) -> String {
     let mut spec: Value =
         serde_json::from_str(&service.spec()).expect("poem-openapi writes valid JSON");
     let schemas = &mut spec["components"]["schemas"];
@@ -39,6 +47,10 @@ pub fn document<T: OpenApi, W: Webhook>(service: &OpenApiService<T, W>) -> Strin
             .unwrap_or_else(|| panic!("schema {name} is in the spec"));
         schema["additionalProperties"] = Value::Bool(false);
     }
+    let batch_events = schemas
+        .pointer_mut("/BatchRequest/properties/events")
+        .expect("the batch schema has its `events`");
+    batch_events["maxItems"] = Value::from(max_events_per_request);
     serde_json::to_string_pretty(&spec).expect("a JSON value serializes")
 }
 
@@ -94,7 +106,8 @@ mod tests {
 
     #[test]
     fn closed_request_objects_say_so() {
-        let spec: Value = serde_json::from_str(&document(&super::super::api_service())).unwrap();
+        let spec: Value =
+            serde_json::from_str(&document(&super::super::api_service(), 500)).unwrap();
         for name in CLOSED_OBJECTS {
             assert_eq!(
                 spec["components"]["schemas"][name]["additionalProperties"], false,
@@ -104,9 +117,18 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_states_the_configured_cap_as_max_items() {
+        let spec: Value =
+            serde_json::from_str(&document(&super::super::api_service(), 123)).unwrap();
+        let events = &spec["components"]["schemas"]["BatchRequest"]["properties"]["events"];
+        assert_eq!(events["maxItems"], 123, "{events}");
+        assert_eq!(events["minItems"], 1, "{events}");
+    }
+
+    #[test]
     fn swagger_ui_shows_the_finished_document() {
         let service = super::super::api_service();
-        let document = document(&service);
+        let document = document(&service, 500);
         let page = service
             .swagger_ui_html()
             .replacen(&service.spec(), &document, 1);

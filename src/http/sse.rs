@@ -18,7 +18,7 @@ use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::ApiError;
 use super::fields::TopicField;
-use super::publish::{self, BatchRequest, BatchResponse};
+use super::publish::{self, BatchRequest, BatchResponse, MaxEventsPerRequest};
 use crate::auth::Authenticator;
 use crate::hub::{Admission, EventId, Hub, ResumePoint, ShedReason, SubscribeRequest, TopicName};
 use crate::server::EventStreamMarker;
@@ -87,10 +87,11 @@ impl EventsApi {
         &self,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
+        max_events: Data<&MaxEventsPerRequest>,
         credential: PublisherCredential,
         body: Json<BatchRequest>,
     ) -> Result<BatchResponse, ApiError> {
-        publish::publish_batch(hub, auth, credential, body).await
+        publish::publish_batch(hub, auth, max_events, credential, body).await
     }
 
     /// Subscribe to topics (SSE)

@@ -30,6 +30,7 @@ use super::PublishError;
 use super::event::{Event, EventDraft};
 use super::event_id::ResumePoint;
 use super::topic::TopicName;
+use crate::backplane::BackplaneError;
 use crate::metrics::{GapReason, Metrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
 use crate::telemetry::{self, SPAN_TARGET};
 
@@ -103,8 +104,12 @@ impl AcceptObserver {
                 match error {
                     PublishError::TooLarge { .. } => PublishOutcome::RejectedTooLarge,
                     PublishError::Empty => PublishOutcome::RejectedInvalid,
-                    PublishError::Closing | PublishError::Backplane(_) => {
+                    PublishError::Closing
+                    | PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                         PublishOutcome::Unavailable
+                    }
+                    PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {
+                        PublishOutcome::OutcomeUnknown
                     }
                 }
             }

@@ -23,6 +23,7 @@ mod fanout;
 mod fuzz_findings;
 mod hostile;
 mod hostile_auth;
+mod hostile_batch;
 mod lean;
 mod limits;
 mod logs;

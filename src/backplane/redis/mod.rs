@@ -42,20 +42,23 @@
 //! - **Resume on any replica**: `last_id` asks Redis, so an id handed out on
 //!   replica A a moment ago is valid on C before C has received its event;
 //!   C's live queue then skips it when it arrives (no gap, no duplicate).
-//! - **Failure**: a publish needs Redis now: down, hung (no answer within
-//!   `backplane.redis.command_timeout`) or out of memory answers 503 with
-//!   `Retry-After`, and `/readyz` turns 503 while the reader has no working
-//!   session. Streams stay open (heartbeats go on) and the reader reconnects
-//!   with jittered, capped backoff, then resyncs.
+//! - **Failure**: a publish needs Redis now. Known down before the script
+//!   is sent (no working session), or refused by Redis (out of memory): 503
+//!   with `Retry-After`, and nothing was stored. `/readyz` turns 503 while
+//!   the reader has no working session. Streams stay open (heartbeats go on)
+//!   and the reader reconnects with jittered, capped backoff, then resyncs.
 //!
-//! # The one ambiguous case
-//! A publish whose script Redis ran but whose answer did not arrive in time
-//! (Redis stalled after running it, or the connection broke just then) is
-//! answered 503, yet its events exist and are delivered. A publisher that
-//! retries then publishes them twice (with new ids). No protocol can avoid
-//! this without an idempotency key from the publisher; ssehub promises only
-//! the safe half: nothing answered 2xx is lost, and nothing is delivered that
-//! Redis did not store.
+//! # The ambiguous case: outcome unknown
+//! A publish whose script was sent but whose answer did not arrive within
+//! `backplane.redis.command_timeout` (Redis stalled, or the connection broke
+//! with the script in flight) may have run, or may still run: a stalled
+//! Redis runs the queued script when it resumes. It is reported as
+//! [`BackplaneError::OutcomeUnknown`] (HTTP 504 `publish-outcome-unknown`),
+//! never as the plain 503 that means "nothing published". A publisher that
+//! retries it may publish twice (with new ids); only an idempotency key
+//! from the publisher can make that retry safe. ssehub promises: nothing
+//! answered 2xx is lost, nothing answered 503 was stored, and nothing is
+//! delivered that Redis did not store.
 
 mod message;
 mod reader;
@@ -175,6 +178,39 @@ impl RedisBackplane {
         }
     }
 
+    /// Runs the publish script with `backplane.redis.command_timeout`,
+    /// telling a publish that certainly did not happen from one that may
+    /// have (see "outcome unknown" in the module docs).
+    async fn run_publish<T>(
+        &self,
+        script: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BackplaneError> {
+        match tokio::time::timeout(self.command_timeout, script).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) if script_never_ran(&error) => Err(BackplaneError::unavailable(
+                format!("Redis refused the publish: {}", error_summary(&error)),
+                error,
+            )),
+            Ok(Err(error)) => Err(BackplaneError::OutcomeUnknown {
+                reason: format!(
+                    "the connection to Redis failed with the publish in flight ({})",
+                    error_summary(&error)
+                ),
+                source: Some(error.into()),
+            }),
+            // Dropping the call does not take the script back: it is on the
+            // connection, and a stalled Redis runs it when it resumes.
+            Err(elapsed) => Err(BackplaneError::OutcomeUnknown {
+                reason: format!(
+                    "Redis did not answer within backplane.redis.command_timeout ({}); \
+                     a stalled Redis runs the publish when it resumes",
+                    humantime::format_duration(self.command_timeout)
+                ),
+                source: Some(elapsed.into()),
+            }),
+        }
+    }
+
     /// Milliseconds the topic keys live after a publish.
     fn key_lifetime_ms(&self) -> u64 {
         (self.limits.ttl + KEY_LIFETIME_MARGIN).as_millis() as u64
@@ -210,7 +246,7 @@ impl RedisBackplane {
         }
         let started = Instant::now();
         let (epoch, first, accepted_ms): (u64, u64, u64) = self
-            .within_timeout("the publish", invocation.invoke_async(&mut connection))
+            .run_publish(invocation.invoke_async(&mut connection))
             .await?;
         self.replica.metrics.backplane_published(started.elapsed());
         let accepted_at = UNIX_EPOCH + Duration::from_millis(accepted_ms);
@@ -288,6 +324,15 @@ fn known_epoch(known: EventId) -> String {
     } else {
         known.epoch.to_string()
     }
+}
+
+/// Whether a failed publish certainly stored nothing: Redis answered with
+/// an error (the publish script is `#!lua` without `allow-oom`, so Redis
+/// refuses it whole, before it runs, when out of memory), or the connection
+/// was refused so nothing was sent. Any other failure (a broken connection,
+/// an unreadable reply) may have come after Redis ran the script.
+fn script_never_ran(error: &redis::RedisError) -> bool {
+    error.code().is_some() || error.is_connection_refusal()
 }
 
 /// A Redis error in a few words, never with the URL (which may hold a password).
@@ -371,4 +416,35 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::script_never_ran;
+
+    #[test]
+    fn a_refusal_from_redis_or_a_refused_connection_published_nothing() {
+        let out_of_memory = redis::make_extension_error(
+            "OOM".to_owned(),
+            Some("command not allowed when used memory > 'maxmemory'".to_owned()),
+        );
+        assert!(script_never_ran(&out_of_memory));
+        let refused = redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(script_never_ran(&refused));
+    }
+
+    #[test]
+    fn a_connection_broken_with_the_script_in_flight_leaves_the_outcome_unknown() {
+        for kind in [
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::TimedOut,
+        ] {
+            let broken = redis::RedisError::from(io::Error::from(kind));
+            assert!(!script_never_ran(&broken), "{kind:?}");
+        }
+    }
 }

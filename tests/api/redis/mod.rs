@@ -1,9 +1,11 @@
 //! The Redis backplane against a real `redis-server`: the backplane
 //! contract, several replicas on one Redis, Redis killed, restarted, hung
-//! and cut off under live streams, history trimmed on every replica, and
-//! one trace across two replicas.
+//! and cut off under live streams, history trimmed on every replica, a
+//! publish whose outcome a stall left unknown, and one trace across two
+//! replicas.
 
 mod failures;
+mod outcome_unknown;
 mod replicas;
 pub mod server;
 mod traces;
