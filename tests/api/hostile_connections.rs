@@ -1,0 +1,126 @@
+//! Connections that cost the hub a descriptor or a seat without sending it
+//! anything useful: HTTP/2 prefaces with nothing after them, subscribes that
+//! carry a body, and keep-alive connections between requests. Against the
+//! real binary; each test prints its figure.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::PATIENCE;
+use crate::process::HubProcess;
+use crate::raw::RawClient;
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n";
+
+/// `ssehub_subscribers_connected` from `/metrics`.
+async fn subscribers(hub: &HubProcess) -> f64 {
+    let text = reqwest::get(hub.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("ssehub_subscribers_connected "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("ssehub_subscribers_connected in /metrics")
+}
+
+/// Polls `condition` until it holds or `limit` passes; returns how long it
+/// took, or `None`.
+async fn within<F, Fut>(limit: Duration, mut condition: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The problem document of a raw answer, after checking its status.
+fn problem(raw: &str, status: u16) -> Value {
+    assert!(
+        raw.starts_with(&format!("HTTP/1.1 {status} ")),
+        "expected {status}, got:\n{}",
+        &raw[..raw.len().min(400)]
+    );
+    let body = raw.split_once("\r\n\r\n").expect("a head").1;
+    let problem: Value = serde_json::from_str(body).expect("a problem document");
+    assert_eq!(problem["status"], status);
+    problem
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout_and_closes_at_its_own() {
+    let hub = HubProcess::start(&[
+        ("SSEHUB_LIMITS__HEADER_READ_TIMEOUT", "1s"),
+        ("SSEHUB_LIMITS__KEEP_ALIVE_TIMEOUT", "4s"),
+    ]);
+    let mut client = RawClient::connect(hub.addr).await;
+    client.send(HEALTHZ).await;
+    client.read_until("\"status\":\"ok\"", PATIENCE).await;
+
+    // Twice the header timeout idle: still usable (a proxy reusing it from
+    // its pool gets an answer, not a reset).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    client.send(HEALTHZ).await;
+    client
+        .read_until_count("\"status\":\"ok\"", 2, PATIENCE)
+        .await;
+    let answered = client.received.len();
+
+    // Then, left idle, it is closed at the keep-alive timeout, quietly.
+    let idle_from = Instant::now();
+    assert!(
+        client.read_to_close(PATIENCE).await,
+        "an idle keep-alive connection was never closed"
+    );
+    let idle_for = idle_from.elapsed();
+    println!(
+        "keep-alive: usable after 2 s idle (header timeout 1 s); closed after {idle_for:?} idle \
+         (keep-alive timeout 4 s)"
+    );
+    assert_eq!(
+        client.received.len(),
+        answered,
+        "an idle connection was answered something before its close: {}",
+        client.text()
+    );
+    assert!(
+        idle_for > Duration::from_secs(2),
+        "closed after {idle_for:?}: the header timeout, not the keep-alive one"
+    );
+}
+
+#[tokio::test]
+async fn a_half_sent_head_on_a_kept_alive_connection_still_times_out_at_the_header_timeout() {
+    let hub = HubProcess::start(&[
+        ("SSEHUB_LIMITS__HEADER_READ_TIMEOUT", "1s"),
+        ("SSEHUB_LIMITS__KEEP_ALIVE_TIMEOUT", "30s"),
+    ]);
+    let mut client = RawClient::connect(hub.addr).await;
+    client.send(HEALTHZ).await;
+    client.read_until("\"status\":\"ok\"", PATIENCE).await;
+    let answered = client.received.len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    client.send("GET /healthz HTTP/1.1\r\nHost: hu").await;
+    assert!(client.read_to_close(PATIENCE).await, "a half head was kept");
+    let cut_after = started.elapsed();
+    let after = String::from_utf8_lossy(&client.received[answered..]).into_owned();
+    let problem = problem(&after, 408);
+    assert_eq!(problem["type"], "urn:ssehub:problem:request_head_timeout");
+    println!("half head after keep-alive: 408 {cut_after:?} after its first byte (header timeout 1 s)");
+    assert!(
+        cut_after < Duration::from_secs(15),
+        "the head waited for the keep-alive timeout: {cut_after:?}"
+    );
+}
