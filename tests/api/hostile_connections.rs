@@ -11,6 +11,10 @@ use crate::helpers::PATIENCE;
 use crate::process::HubProcess;
 use crate::raw::RawClient;
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4), with nothing after it:
+/// not even the client's SETTINGS frame.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n";
 
 /// `ssehub_subscribers_connected` from `/metrics`.
@@ -55,6 +59,78 @@ fn problem(raw: &str, status: u16) -> Value {
     let problem: Value = serde_json::from_str(body).expect("a problem document");
     assert_eq!(problem["status"], status);
     problem
+}
+
+#[tokio::test]
+async fn http2_prefaces_with_nothing_after_them_are_closed_and_the_hub_recovers() {
+    const OPEN_FILES: u64 = 96;
+    let hub = HubProcess::start_with_open_file_limit(
+        &[("SSEHUB_LIMITS__HEADER_READ_TIMEOUT", "1s")],
+        OPEN_FILES,
+    );
+    let started = Instant::now();
+    // Twice what the hub has descriptors for: the rest wait in the listen
+    // queue until the first ones are closed.
+    let mut prefaces = Vec::new();
+    for _ in 0..OPEN_FILES * 2 {
+        let mut client = RawClient::connect(hub.addr).await;
+        client.send(HTTP2_PREFACE).await;
+        prefaces.push(client);
+    }
+    let closing: Vec<_> = prefaces
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let closed = client.read_to_close(PATIENCE * 2).await;
+                closed.then(|| client.received.len())
+            })
+        })
+        .collect();
+    let mut still_open = 0;
+    for task in closing {
+        if task.await.unwrap().is_none() {
+            still_open += 1;
+        }
+    }
+    let all_closed = started.elapsed();
+    assert_eq!(
+        still_open,
+        0,
+        "{still_open} of {} preface-only connections still open",
+        OPEN_FILES * 2
+    );
+    let recovered = within(PATIENCE, || async {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), reqwest::get(hub.url("/healthz"))).await,
+            Ok(Ok(response)) if response.status() == 200
+        )
+    })
+    .await;
+    println!(
+        "h2c prefaces: {} connections on a {OPEN_FILES}-descriptor hub all closed by the server \
+         {all_closed:?} after they were opened (header timeout 1 s); served again after {recovered:?}",
+        OPEN_FILES * 2
+    );
+    assert!(recovered.is_some(), "no request served after the prefaces");
+}
+
+#[tokio::test]
+async fn http2_preface_alone_is_closed_within_about_the_header_timeout() {
+    let hub = HubProcess::start(&[
+        ("SSEHUB_LIMITS__HEADER_READ_TIMEOUT", "1s"),
+        ("SSEHUB_LIMITS__KEEP_ALIVE_TIMEOUT", "60s"),
+    ]);
+    let mut client = RawClient::connect(hub.addr).await;
+    let started = Instant::now();
+    client.send(HTTP2_PREFACE).await;
+    assert!(
+        client.read_to_close(PATIENCE).await,
+        "a preface-only connection stayed open for {PATIENCE:?}"
+    );
+    println!(
+        "h2c preface alone: closed after {:?} (header timeout 1 s, keep-alive 60 s)",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
