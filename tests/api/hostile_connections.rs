@@ -133,6 +133,84 @@ async fn http2_preface_alone_is_closed_within_about_the_header_timeout() {
     );
 }
 
+/// Subscribes whose request carries a body, each on its own connection:
+/// `Content-Length`, chunked, and HTTP/1.0 with `Content-Length`.
+fn subscribes_with_a_body() -> Vec<String> {
+    let mut heads = Vec::new();
+    for n in 0..100 {
+        let head = match n % 3 {
+            0 => "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nContent-Length: 5\r\n\r\nhello",
+            1 => {
+                "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 5\r\nhello\r\n0\r\n\r\n"
+            }
+            _ => "GET /v1/events?topic=body HTTP/1.0\r\nHost: hub\r\nContent-Length: 5\r\n\r\nhello",
+        };
+        heads.push(head.to_owned());
+    }
+    heads
+}
+
+#[tokio::test]
+async fn a_subscribe_with_a_body_never_holds_a_seat_after_its_client_leaves() {
+    // Without heartbeats nothing is written to an idle stream: only the
+    // read side could tell that its client has gone.
+    let hub = HubProcess::start(&[
+        ("SSEHUB_HEARTBEAT__INTERVAL", "0s"),
+        ("SSEHUB_LIMITS__MAX_SUBSCRIBERS", "100"),
+    ]);
+    let mut clients = Vec::new();
+    for head in subscribes_with_a_body() {
+        let mut client = RawClient::connect(hub.addr).await;
+        client.send(head).await;
+        clients.push(client);
+    }
+    // A refusal closes the connection; a stream keeps it open.
+    let answers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let closed = client.read_to_close(Duration::from_secs(3)).await;
+                (closed.then(|| client.text()), client)
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    let mut clients = Vec::new();
+    for answer in answers {
+        let (answer, client) = answer.await.unwrap();
+        clients.push(client);
+        let Some(answer) = answer else { continue };
+        let problem = problem(&answer, 400);
+        assert_eq!(problem["type"], "urn:ssehub:problem:malformed_request");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("body"),
+            "{problem}"
+        );
+        refused += 1;
+    }
+    drop(clients);
+    let freed = within(PATIENCE, || async { subscribers(&hub).await == 0.0 }).await;
+    println!(
+        "subscribes with a body: {refused} of 100 refused with 400; seats back to 0 after {freed:?} \
+         once their clients left (heartbeats off)"
+    );
+    assert!(
+        freed.is_some(),
+        "{} seats still held by departed clients",
+        subscribers(&hub).await
+    );
+    assert_eq!(refused, 100);
+    // Every seat is free for an ordinary subscriber.
+    let mut ordinary = RawClient::connect(hub.addr).await;
+    ordinary
+        .send(crate::raw::subscribe_head("topic=body"))
+        .await;
+    ordinary
+        .read_until(": ssehub stream open", PATIENCE)
+        .await;
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_outlives_the_header_timeout_and_closes_at_its_own() {
     let hub = HubProcess::start(&[
