@@ -252,7 +252,10 @@ async fn serve_http2<S>(
             let response = service.call(request);
             async move {
                 let response = response.await?;
-                Ok::<_, Infallible>(response.map(|body| CountedBody { body, _stream: stream }))
+                Ok::<_, Infallible>(response.map(|body| CountedBody {
+                    body,
+                    _stream: stream,
+                }))
             }
         })
     };

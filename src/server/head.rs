@@ -324,7 +324,10 @@ mod tests {
             b"HEAD / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
             b"GET /v1/events?topic=a HTTP/1.0\r\nContent-Length: 5\r\n\r\n",
         ] {
-            assert!(matches!(parse(head), Err(HeadError::Malformed(_))), "{head:?}");
+            assert!(
+                matches!(parse(head), Err(HeadError::Malformed(_))),
+                "{head:?}"
+            );
         }
         let empty = request(b"GET /v1/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(empty.body, BodyFraming::Empty);

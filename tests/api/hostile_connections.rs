@@ -79,16 +79,11 @@ async fn http2_prefaces_with_nothing_after_them_are_closed_and_the_hub_recovers(
     }
     let closing: Vec<_> = prefaces
         .into_iter()
-        .map(|mut client| {
-            tokio::spawn(async move {
-                let closed = client.read_to_close(PATIENCE * 2).await;
-                closed.then(|| client.received.len())
-            })
-        })
+        .map(|mut client| tokio::spawn(async move { client.read_to_close(PATIENCE * 2).await }))
         .collect();
     let mut still_open = 0;
     for task in closing {
-        if task.await.unwrap().is_none() {
+        if !task.await.unwrap() {
             still_open += 1;
         }
     }
@@ -139,12 +134,16 @@ fn subscribes_with_a_body() -> Vec<String> {
     let mut heads = Vec::new();
     for n in 0..100 {
         let head = match n % 3 {
-            0 => "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nContent-Length: 5\r\n\r\nhello",
+            0 => {
+                "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nContent-Length: 5\r\n\r\nhello"
+            }
             1 => {
                 "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nTransfer-Encoding: chunked\r\n\r\n\
                  5\r\nhello\r\n0\r\n\r\n"
             }
-            _ => "GET /v1/events?topic=body HTTP/1.0\r\nHost: hub\r\nContent-Length: 5\r\n\r\nhello",
+            _ => {
+                "GET /v1/events?topic=body HTTP/1.0\r\nHost: hub\r\nContent-Length: 5\r\n\r\nhello"
+            }
         };
         heads.push(head.to_owned());
     }
@@ -206,9 +205,7 @@ async fn a_subscribe_with_a_body_never_holds_a_seat_after_its_client_leaves() {
     ordinary
         .send(crate::raw::subscribe_head("topic=body"))
         .await;
-    ordinary
-        .read_until(": ssehub stream open", PATIENCE)
-        .await;
+    ordinary.read_until(": ssehub stream open", PATIENCE).await;
 }
 
 #[tokio::test]
@@ -272,7 +269,9 @@ async fn a_half_sent_head_on_a_kept_alive_connection_still_times_out_at_the_head
     let after = String::from_utf8_lossy(&client.received[answered..]).into_owned();
     let problem = problem(&after, 408);
     assert_eq!(problem["type"], "urn:ssehub:problem:request_head_timeout");
-    println!("half head after keep-alive: 408 {cut_after:?} after its first byte (header timeout 1 s)");
+    println!(
+        "half head after keep-alive: 408 {cut_after:?} after its first byte (header timeout 1 s)"
+    );
     assert!(
         cut_after < Duration::from_secs(15),
         "the head waited for the keep-alive timeout: {cut_after:?}"

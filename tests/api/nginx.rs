@@ -424,7 +424,11 @@ async fn a_subscribers_token_stays_out_of_nginx_error_log() {
         },
     );
     for path in ["/v1/events", "/ssehub/v1/events"] {
-        assert_eq!(subscribe_with_token(&nginx, path, None).await, 401, "{path}");
+        assert_eq!(
+            subscribe_with_token(&nginx, path, None).await,
+            401,
+            "{path}"
+        );
         let response = reqwest::Client::new()
             .get(nginx.url(path))
             .query(&[("topic", "private"), ("access_token", &token)])
