@@ -591,7 +591,7 @@ http {
     upstream ssehub {
         server 127.0.0.1:8080;
         keepalive 32;
-        keepalive_timeout 25s;
+        keepalive_timeout 60s;
     }
     server {
         listen 127.0.0.1:18081;
@@ -622,7 +622,7 @@ http {
     upstream ssehub {
         server 127.0.0.1:8080;
         keepalive 32;
-        keepalive_timeout 25s;
+        keepalive_timeout 60s;
     }
     server {
         listen 127.0.0.1:18082;

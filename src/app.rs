@@ -104,6 +104,7 @@ impl App {
             endpoint,
             ServerSettings {
                 header_read_timeout: config.limits.header_read_timeout,
+                keep_alive_timeout: config.limits.keep_alive_timeout,
                 write_timeout: (!config.stream.write_timeout.is_zero())
                     .then_some(config.stream.write_timeout),
                 coalesce: (!config.stream.coalesce.is_zero()).then_some(config.stream.coalesce),

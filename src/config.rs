@@ -46,6 +46,12 @@ pub const STREAM_COALESCE_MAX: Duration = Duration::from_secs(1);
 /// `client_header_timeout` is 60 s; 10 s is ample for any real client and
 /// frees slowloris connections six times sooner.
 pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// How long a keep-alive connection may sit idle between requests before
+/// the hub closes it. Longer than nginx's upstream `keepalive_timeout`
+/// (60 s by default, 60 s in nginx/): the proxy must always be the side that
+/// drops an idle connection, or it may send a request onto one the hub is
+/// closing at that moment and answer its client 502.
+pub const KEEP_ALIVE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(75);
 /// Open streams per process; each costs a few KiB and one file descriptor.
 pub const MAX_SUBSCRIBERS_DEFAULT: usize = 10_000;
 /// Topics one connection may follow; browsers allow ~6 connections per
@@ -179,6 +185,9 @@ pub struct LimitsConfig {
     /// See [`HEADER_READ_TIMEOUT_DEFAULT`].
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// See [`KEEP_ALIVE_TIMEOUT_DEFAULT`].
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -590,6 +599,7 @@ impl Default for LimitsConfig {
             max_events_per_request: MAX_EVENTS_PER_REQUEST_DEFAULT,
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
+            keep_alive_timeout: KEEP_ALIVE_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -755,6 +765,12 @@ impl Config {
             return Err(invalid(
                 "limits.header_read_timeout",
                 "must be longer than 0s (no request could arrive)",
+            ));
+        }
+        if self.limits.keep_alive_timeout.is_zero() {
+            return Err(invalid(
+                "limits.keep_alive_timeout",
+                "must be longer than 0s (a duration such as 75s; keep it above the proxy's upstream keepalive_timeout)",
             ));
         }
         if self.drain.timeout < self.drain.delay {

@@ -80,9 +80,9 @@ enum Next {
     /// Just accepted: its first head is due `header_read_timeout` after
     /// the accept.
     Fresh(TcpStream),
-    /// After a response, with whatever was read beyond it: the next head
-    /// is due that long after its first byte (an idle keep-alive
-    /// connection may wait for its next request as long as it likes).
+    /// After a response, with whatever was read beyond it: the connection
+    /// may idle `keep_alive_timeout` for its next request, whose head is
+    /// then due `header_read_timeout` after its first byte.
     KeepAlive(TcpStream, Vec<u8>),
 }
 
@@ -103,9 +103,14 @@ async fn serve_requests(
         if after_response && buffered.is_empty() {
             // Release the head's buffer while the connection idles.
             buffered = Vec::new();
-            tokio::select! {
-                ready = stream.readable() => if ready.is_err() { return None },
+            let keep_alive = shared.settings.keep_alive_timeout;
+            let next_request = tokio::select! {
+                arrived = Box::pin(first_byte_within(&stream, keep_alive)) => arrived,
                 _ = stopping.cancelled() => return None,
+            };
+            if !next_request {
+                let _ = stream.shutdown().await;
+                return None;
             }
         }
         after_response = true;
@@ -151,6 +156,19 @@ async fn serve_requests(
             return None;
         }
     }
+}
+
+/// Waits for the first byte of a kept-alive connection's next request;
+/// `false` when the client closes, or sends nothing for `idle` (the
+/// connection is then closed: a proxy's pool of idle upstream connections
+/// must drop them first, see `limits.keep_alive_timeout`). Peeks, so the
+/// byte stays for the head.
+async fn first_byte_within(stream: &TcpStream, idle: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(idle, stream.peek(&mut byte)).await,
+        Ok(Ok(1))
+    )
 }
 
 /// What one request came to.

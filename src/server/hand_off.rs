@@ -13,7 +13,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -23,6 +25,7 @@ use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -204,15 +207,7 @@ pub async fn serve_rest(
     });
     let io = TokioIo::new(rewound);
     if io.inner().prefix.starts_with(b"PRI ") {
-        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, service);
-        tokio::pin!(connection);
-        tokio::select! {
-            _ = &mut connection => return,
-            _ = stopping.cancelled() => connection.as_mut().graceful_shutdown(),
-        }
-        let _ = connection.await;
+        serve_http2(shared, io, service, stopping).await;
     } else {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -225,6 +220,150 @@ pub async fn serve_rest(
             _ = stopping.cancelled() => connection.as_mut().graceful_shutdown(),
         }
         let _ = connection.await;
+    }
+}
+
+/// Serves an HTTP/2 connection until it ends, the server stops, or no
+/// stream has been open for `keep_alive_timeout` (`header_read_timeout`
+/// before the first one). hyper has no idle timeout of its own: without
+/// this a client that sends the preface and nothing more, or one that
+/// keeps an idle connection and answers pings, would hold its descriptor
+/// for good.
+async fn serve_http2<S>(
+    shared: &Shared,
+    io: TokioIo<Rewind>,
+    service: S,
+    stopping: &CancellationToken,
+) where
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<HyperBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let open = OpenStreams::new();
+    let counted = {
+        let open = open.clone();
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            // Held by the stream until hyper drops its response body.
+            let stream = open.enter();
+            let response = service.call(request);
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| CountedBody {
+                    body,
+                    _stream: stream,
+                }))
+            }
+        })
+    };
+    let settings = shared.settings;
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(io, counted);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => return,
+        _ = stopping.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+            return;
+        }
+        _ = open.idle_for(settings.header_read_timeout, settings.keep_alive_timeout) => {}
+    }
+    // GOAWAY. hyper then waits for the client's answer to a ping (or, during
+    // the handshake, for the handshake), which a hostile client never
+    // sends: once nothing is open for a moment more, the connection goes.
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = &mut connection => {}
+        _ = open.idle_for(GOAWAY_GRACE, GOAWAY_GRACE) => {}
+    }
+}
+
+/// How long an idle HTTP/2 connection told to go away (GOAWAY) is given
+/// to finish before it is dropped.
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
+/// How many streams of an HTTP/2 connection are open: a stream counts from
+/// the moment its request reaches the service until hyper drops its
+/// response body (answered in full, reset, or the connection gone).
+#[derive(Clone)]
+struct OpenStreams(Arc<watch::Sender<StreamCount>>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct StreamCount {
+    open: usize,
+    /// Whether any stream has been opened yet.
+    any: bool,
+}
+
+impl OpenStreams {
+    fn new() -> Self {
+        Self(Arc::new(watch::Sender::new(StreamCount::default())))
+    }
+
+    fn enter(&self) -> OpenStream {
+        self.0.send_modify(|count| {
+            count.open += 1;
+            count.any = true;
+        });
+        OpenStream(self.0.clone())
+    }
+
+    /// Resolves once no stream has been open for `before_first` (while
+    /// none has ever been) or `between` (after that).
+    async fn idle_for(&self, before_first: Duration, between: Duration) {
+        let mut changes = self.0.subscribe();
+        loop {
+            // The sender lives in `self`: this never fails.
+            let any = match changes.wait_for(|count| count.open == 0).await {
+                Ok(count) => count.any,
+                Err(_) => return,
+            };
+            let limit = if any { between } else { before_first };
+            tokio::select! {
+                _ = tokio::time::sleep(limit) => return,
+                _ = changes.changed() => {}
+            }
+        }
+    }
+}
+
+/// One open stream, for as long as it lives.
+struct OpenStream(Arc<watch::Sender<StreamCount>>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| count.open -= 1);
+    }
+}
+
+/// A response body that keeps its stream counted while hyper holds it.
+struct CountedBody {
+    body: HyperBody,
+    _stream: OpenStream,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -289,5 +428,52 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE_FIRST: Duration = Duration::from_secs(1);
+    const BETWEEN: Duration = Duration::from_secs(75);
+
+    /// Whether `idle_for` has resolved by `after` (time is paused: sleeps
+    /// advance it at once).
+    async fn idle_by(open: &OpenStreams, after: Duration) -> bool {
+        tokio::time::timeout(after, open.idle_for(BEFORE_FIRST, BETWEEN))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_stream_is_idle_after_the_first_limit() {
+        let open = OpenStreams::new();
+        assert!(idle_by(&open, BEFORE_FIRST + Duration::from_millis(1)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_stream_holds_the_connection_and_the_idle_time_starts_when_it_ends() {
+        let open = OpenStreams::new();
+        let idle = open.idle_for(BEFORE_FIRST, BETWEEN);
+        tokio::pin!(idle);
+        let stream = open.enter();
+        // Open for far longer than either limit: never idle.
+        assert!(
+            tokio::time::timeout(BETWEEN * 4, &mut idle).await.is_err(),
+            "idle while a stream was open"
+        );
+        drop(stream);
+        // After a stream, the longer limit applies.
+        assert!(
+            tokio::time::timeout(BETWEEN - Duration::from_secs(1), &mut idle)
+                .await
+                .is_err()
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), &mut idle)
+                .await
+                .is_ok()
+        );
     }
 }

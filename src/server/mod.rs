@@ -6,10 +6,14 @@
 //!    connection, nothing else).
 //! 2. [`connection`] reads each request head with [`head`] (`httparse`,
 //!    within `limits.header_read_timeout` and [`head::MAX_REQUEST_HEAD_BYTES`])
-//!    and builds the poem `Request` from it. Routing, middleware (CORS, body
+//!    and builds the poem `Request` from it. Between requests a connection
+//!    may idle for `limits.keep_alive_timeout`; the next head's own timeout
+//!    starts at its first byte. Routing, middleware (CORS, body
 //!    limit, spans, metrics, auth, shedding) and handlers are the poem
 //!    endpoint's, unchanged: this module never looks at paths.
-//! 3. A request without a body is answered by the endpoint right there. If
+//! 3. A `GET` or `HEAD` that carries a body is refused (400) before any
+//!    route sees it ([`head`] says why). A request without a body is
+//!    answered by the endpoint right there. If
 //!    the response carries an [`EventStreamMarker`], [`stream_writer`]
 //!    writes its head and frames to the socket itself; the connection then
 //!    costs its socket, its task, the stream's own state and no HTTP
@@ -22,7 +26,9 @@
 //!    gathers a busy stream's frames for that long after each write.
 //! 4. What only hyper should handle (HTTP/2 with prior knowledge, HTTP/1.0,
 //!    chunked request bodies, upgrades) is handed to hyper for the rest of
-//!    the connection.
+//!    the connection. An HTTP/2 connection is closed once no stream has been
+//!    open for `limits.keep_alive_timeout` (`limits.header_read_timeout`
+//!    before its first stream: a preface alone holds nothing for long).
 //!
 //! # The stream marker
 //! [`EventStreamMarker`] is the one contract between the routes and this
@@ -59,8 +65,13 @@ pub struct EventStreamMarker;
 /// The server's own limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerSettings {
-    /// `limits.header_read_timeout`.
+    /// `limits.header_read_timeout`: a request head must be complete this
+    /// long after the accept, or after its first byte on a kept-alive
+    /// connection.
     pub header_read_timeout: Duration,
+    /// `limits.keep_alive_timeout`: how long a connection may sit idle
+    /// between requests (HTTP/1.1) or with no stream open (HTTP/2).
+    pub keep_alive_timeout: Duration,
     /// `stream.write_timeout`; `None` waits forever.
     pub write_timeout: Option<Duration>,
     /// `stream.coalesce`; `None` writes every frame at once.

@@ -24,6 +24,7 @@ mod fuzz_findings;
 mod hostile;
 mod hostile_auth;
 mod hostile_batch;
+mod hostile_connections;
 mod lean;
 mod limits;
 mod logs;

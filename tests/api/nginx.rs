@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 
+use ssehub::config::SubscribeAuth;
+
 use crate::helpers::{PATIENCE, Subscriber, read_to_end, spawn_app_with};
+use crate::jwt::{Minter, SECRET, claims};
 use crate::process::HubProcess;
 
 pub struct Nginx {
@@ -146,6 +149,11 @@ impl Nginx {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// What nginx wrote to its error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.path().join("error.log")).unwrap_or_default()
     }
 
     /// What nginx wrote to its access log so far.
@@ -349,4 +357,93 @@ async fn a_drain_ends_streams_cleanly_through_nginx() {
     );
     let (status, _, _) = hub.exit_within(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0));
+}
+
+/// Subscribes through `nginx` at `path` (`/v1/events` or the prefixed one)
+/// with `token` in the query; returns the status.
+async fn subscribe_with_token(nginx: &Nginx, path: &str, token: Option<&str>) -> u16 {
+    let mut query = vec![("topic", "private")];
+    if let Some(token) = token {
+        query.push(("access_token", token));
+    }
+    let response = reqwest::Client::new()
+        .get(nginx.url(path))
+        .query(&query)
+        .timeout(PATIENCE)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn a_subscribers_token_stays_out_of_nginx_error_log() {
+    let minter = Minter::hs256(SECRET);
+    let token = minter.token(&claims("alice", &[], &["private"], 600));
+    let publisher = minter.token(&claims("publisher", &["private"], &[], 600));
+    // The upstream is down: every request is an upstream error nginx logs.
+    let nothing_there = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let nginx = Nginx::start(
+        nothing_there,
+        Variant {
+            path_prefix: true,
+            ..Variant::default()
+        },
+    );
+    for path in ["/v1/events", "/event-stream", "/ssehub/v1/events"] {
+        assert_eq!(subscribe_with_token(&nginx, path, Some(&token)).await, 502);
+    }
+    // The control: a request without a token is logged as before.
+    assert_eq!(subscribe_with_token(&nginx, "/v1/events", None).await, 502);
+    let errors = nginx.error_log();
+    assert!(
+        errors.contains("connect() failed") && errors.contains("topic=private"),
+        "nginx logged no upstream error at all:\n{errors}"
+    );
+    assert!(
+        !errors.contains(&token),
+        "a subscriber token in nginx's error.log:\n{errors}"
+    );
+    assert!(!nginx.access_log().contains(&token));
+    println!(
+        "nginx error.log with the upstream down: {} line(s), none with the token",
+        errors.lines().count()
+    );
+
+    // With the upstream up, the token still reaches the hub and is checked.
+    let app = spawn_app_with(|config| {
+        config.auth.jwt.secret = Some(SECRET.to_owned());
+        config.auth.subscribe = SubscribeAuth::Jwt;
+    })
+    .await;
+    let nginx = Nginx::start(
+        app.addr,
+        Variant {
+            path_prefix: true,
+            ..Variant::default()
+        },
+    );
+    for path in ["/v1/events", "/ssehub/v1/events"] {
+        assert_eq!(
+            subscribe_with_token(&nginx, path, None).await,
+            401,
+            "{path}"
+        );
+        let response = reqwest::Client::new()
+            .get(nginx.url(path))
+            .query(&[("topic", "private"), ("access_token", &token)])
+            .send()
+            .await
+            .unwrap();
+        let mut subscriber = Subscriber::from_response(response).await;
+        let published = reqwest::Client::new()
+            .post(app.url("/v1/topics/private/events"))
+            .bearer_auth(&publisher)
+            .json(&json!({ "data": path }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(published.status(), 202);
+        assert_eq!(subscriber.next().await.data, path);
+    }
 }
