@@ -3,6 +3,7 @@
 //! and cut off under live streams, history trimmed on every replica, and
 //! one trace across two replicas.
 
+mod bounds;
 mod failures;
 mod replicas;
 pub mod server;
