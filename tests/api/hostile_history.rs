@@ -94,9 +94,7 @@ async fn a_flood_of_large_events_stays_within_history_max_bytes() {
     // 3,200 topics × 64,000 bytes: 205 MB offered, 16 MiB kept.
     const TOPICS: usize = 3_200;
     const EVENT_BYTES: usize = 64_000;
-    let hub = HubProcess::start(&[
-        ("SSEHUB_HISTORY__MAX_BYTES", &MAX_BYTES.to_string()),
-    ]);
+    let hub = HubProcess::start(&[("SSEHUB_HISTORY__MAX_BYTES", &MAX_BYTES.to_string())]);
     // Warm up (allocator arenas, the request path) before the baseline.
     flood(&hub, 1_000_000, 15, EVENT_BYTES, 15).await;
     let before = rss_mib(hub.pid());
@@ -125,9 +123,7 @@ async fn a_flood_of_large_events_stays_within_history_max_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_topics_stays_within_history_max_topics() {
-    let hub = HubProcess::start(&[
-        ("SSEHUB_HISTORY__MAX_TOPICS", "100"),
-    ]);
+    let hub = HubProcess::start(&[("SSEHUB_HISTORY__MAX_TOPICS", "100")]);
     let ids = flood(&hub, 0, 2_000, 10, 500).await;
     assert_eq!(evicted(&hub, "max_topics").await, 1_900.0);
     assert_resume_gets_a_gap(&hub, "flood.0", &ids[0]).await;

@@ -35,6 +35,12 @@
 //!   (`FanOut::resync`). On (re)connect it subscribes *first*, then reads
 //!   where ids stand, so every later event arrives on the channel and every
 //!   earlier one is in history; messages already covered are dropped.
+//! - **Bounded**: the same script keeps `history.max_topics` and
+//!   `history.max_bytes` for all replicas together (a sorted set of topics
+//!   by last publish, each topic's counted bytes and their sum) and evicts
+//!   beyond them, least recently published topic first, oldest events
+//!   first; see `scripts::PUBLISH_LUA`. A topic dropped whole leaves its
+//!   newest id in the `evicted` key, so a resume on it still gets its gap.
 //! - **Exact gaps**: each topic keeps the id of the newest entry trimmed
 //!   from its history (by count or age), so "is anything after this id
 //!   gone?" has an exact answer; see `scripts::HISTORY_LUA`, also for topics

@@ -74,7 +74,9 @@ async fn a_flood_of_large_events_leaves_redis_within_history_max_bytes() {
     }
     // Published to again, the topic still owns up to what it lost.
     let fresh = publisher.publish("flood.0", json!("fresh")).await;
-    let mut resumed = other.subscribe_with(&["flood.0"], Some(&ids[0]), None).await;
+    let mut resumed = other
+        .subscribe_with(&["flood.0"], Some(&ids[0]), None)
+        .await;
     assert_eq!(resumed.next().await.event, "gap");
     assert_eq!(resumed.next().await.id, fresh);
     // A topic still held resumes without one.
