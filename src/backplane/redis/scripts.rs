@@ -229,9 +229,13 @@ for i = 1, count do
     local victim = prefix .. 'h:' .. oldest[1]
     local held = redis.call('XLEN', victim)
     if held > 1 then
-      -- Its oldest entries, never its newest (the one just appended).
+      -- Its oldest entries, never its newest (the one just appended): as
+      -- many as the excess needs at the topic's mean entry size, so large
+      -- entries are not read needlessly.
+      local mean = math.max(tonumber(redis.call('HGET', KEYS[5], oldest[1]) or '0') / held, 1)
+      local wanted = math.min(held - 1, math.ceil((total - max_bytes) / mean) + 1, 1000)
       local freed, last = 0, nil
-      for _, entry in ipairs(redis.call('XRANGE', victim, '-', '+', 'COUNT', math.min(held - 1, 64))) do
+      for _, entry in ipairs(redis.call('XRANGE', victim, '-', '+', 'COUNT', wanted)) do
         if total - freed <= max_bytes then break end
         freed = freed + entry_cost(entry)
         last = entry[1]

@@ -69,6 +69,15 @@ async fn a_flood_of_large_events_leaves_redis_within_history_max_bytes() {
     assert!(after - before < 16, "Redis grew {} MiB", after - before);
     // Two keys per topic held, at most ~130 topics of 64 KB in 8 MiB.
     assert!(held < 300, "{held} keys");
+    // The count the script keeps is the sum of its per-topic counts.
+    let counted: usize = server.cli(&["GET", "ssehub:bytes"]).parse().unwrap();
+    let per_topic: usize = server
+        .cli(&["HVALS", "ssehub:sizes"])
+        .lines()
+        .map(|bytes| bytes.parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(counted, per_topic);
+    assert!(counted <= MAX_BYTES, "{counted} bytes counted");
     for app in [&publisher, &other] {
         assert_resume_gets_a_gap(app, "flood.0", &ids[0]).await;
     }
@@ -102,4 +111,43 @@ async fn a_flood_of_topics_leaves_redis_within_history_max_topics() {
         metrics.contains("ssehub_history_evicted_events_total{bound=\"max_topics\"} 1950"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_bound_takes_the_oldest_events_of_the_least_recent_topic_and_says_so_exactly() {
+    let server = redis_server(Persistence::None).await;
+    let app = replica(&server, |c| {
+        c.limits.max_event_bytes = 1_024;
+        c.history.max_bytes = 16 * 1_024;
+    })
+    .await;
+    let data = "x".repeat(500);
+    let mut old = Vec::new();
+    for _ in 0..20 {
+        old.push(app.publish("old", json!(data)).await);
+    }
+    for _ in 0..20 {
+        app.publish("new", json!(data)).await;
+    }
+    let mut resumed = app.subscribe_with(&["old"], Some(&old[0]), None).await;
+    let gap = resumed.next().await;
+    assert_eq!(gap.event, "gap", "old's oldest made room: {gap:?}");
+    let gap: Value = serde_json::from_str(&gap.data).unwrap();
+    let kept = old
+        .iter()
+        .position(|id| gap["resumes_at"] == id.as_str())
+        .unwrap_or_else(|| panic!("resumes at one of old's events: {gap}"));
+    assert!(kept > 1 && kept < 20, "some, not all, went: {kept}");
+    let replayed: Vec<_> = resumed
+        .take(20 - kept)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(replayed, old[kept..]);
+    // From the newest evicted, nothing is missing: no gap.
+    let mut exact = app
+        .subscribe_with(&["old"], Some(&old[kept - 1]), None)
+        .await;
+    assert_eq!(exact.next().await.id, old[kept]);
 }
