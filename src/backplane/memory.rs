@@ -505,7 +505,7 @@ mod tests {
             topic: TopicName::parse(topic).unwrap(),
             event_type: None,
             retry: None,
-            data: "x".repeat(bytes).into(),
+            data: "x".repeat(bytes),
             trace: None,
         }
     }
