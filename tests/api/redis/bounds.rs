@@ -118,7 +118,7 @@ async fn the_byte_bound_takes_the_oldest_events_of_the_least_recent_topic_and_sa
     let server = redis_server(Persistence::None).await;
     let app = replica(&server, |c| {
         c.limits.max_event_bytes = 1_024;
-        c.history.max_bytes = 16 * 1_024;
+        c.history.max_bytes = 24 * 1_024;
     })
     .await;
     let data = "x".repeat(500);
