@@ -300,6 +300,8 @@ impl State {
         let newest = topic.newest_seq();
         self.by_last_publish.remove(&newest);
         self.bytes -= topic.bytes;
+        // invariant: no silent loss — expired or evicted, a resume from
+        // before `newest` on this topic is reported incomplete.
         self.forgotten_through = self.forgotten_through.max(newest);
         Some(topic)
     }
@@ -358,6 +360,7 @@ impl TopicHistory {
         let Some((_, oldest)) = self.events.pop_front() else {
             return 0;
         };
+        // invariant: no silent loss — a resume from before it gets a gap.
         self.evicted_through = oldest.id.seq;
         let cost = event_cost(&oldest);
         self.bytes -= cost;

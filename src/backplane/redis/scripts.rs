@@ -177,6 +177,8 @@ end
 local function drop_topic(name, newest)
   local history = prefix .. 'h:' .. name
   local held = redis.call('XLEN', history)
+  -- invariant: no silent loss: a read of a topic without keys, or one
+  -- created anew, takes this as the edge below which events may be gone.
   if held > 0 and newest > evicted_seq then evicted_seq = newest end
   redis.call('UNLINK', history, prefix .. 'm:' .. name)
   total = total - tonumber(redis.call('HGET', KEYS[5], name) or '0')
