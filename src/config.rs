@@ -21,6 +21,18 @@ pub const HEARTBEAT_DEFAULT: Duration = Duration::from_secs(15);
 pub const HISTORY_SIZE_DEFAULT: usize = 1_000;
 /// How long an event stays resumable: long enough for a laptop lid close.
 pub const HISTORY_TTL_DEFAULT: Duration = Duration::from_secs(3_600);
+/// Topics with retained history, hub-wide (one process, or one Redis).
+/// Beyond it the topic published to least recently is evicted whole. A
+/// topic with one small event costs about 0.5 KiB, so 100,000 of them are
+/// ~50 MiB; that many topics with recent events covers per-user topics of a
+/// large audience, while a flood of fresh topic names can't outgrow it.
+pub const HISTORY_MAX_TOPICS_DEFAULT: usize = 100_000;
+/// Bytes all history may hold, hub-wide (events as encoded, plus their
+/// bookkeeping). 256 MiB fits a pod with a 512 MiB limit next to 10,000
+/// streams, and holds the default per-topic history (1,000 events) of a
+/// few hundred busy topics with 1 KiB events; beyond it the oldest events
+/// of the least recently published topics are evicted.
+pub const HISTORY_MAX_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
 /// `retry:` hint on connect; browsers default to about 3 s as well.
 pub const STREAM_RETRY_DEFAULT: Duration = Duration::from_secs(3);
 /// Events a subscriber may fall behind the live feed of a topic before it
@@ -152,6 +164,10 @@ pub struct HistoryConfig {
     /// Age after which an event is no longer resumable.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+    /// See [`HISTORY_MAX_TOPICS_DEFAULT`].
+    pub max_topics: usize,
+    /// See [`HISTORY_MAX_BYTES_DEFAULT`].
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -574,6 +590,8 @@ impl Default for HistoryConfig {
         Self {
             size: HISTORY_SIZE_DEFAULT,
             ttl: HISTORY_TTL_DEFAULT,
+            max_topics: HISTORY_MAX_TOPICS_DEFAULT,
+            max_bytes: HISTORY_MAX_BYTES_DEFAULT,
         }
     }
 }
@@ -715,6 +733,22 @@ impl Config {
         }
         if self.history.ttl.is_zero() {
             return Err(invalid("history.ttl", "must be longer than 0s"));
+        }
+        if self.history.max_topics == 0 {
+            return Err(invalid(
+                "history.max_topics",
+                "is 0; must be a number of topics of at least 1, e.g. 100000",
+            ));
+        }
+        if self.history.max_bytes < self.limits.max_event_bytes {
+            return Err(invalid(
+                "history.max_bytes",
+                format!(
+                    "is {}; must be a number of bytes of at least limits.max_event_bytes ({}), \
+                     so that an event fits, e.g. 268435456 (256 MiB)",
+                    self.history.max_bytes, self.limits.max_event_bytes
+                ),
+            ));
         }
         if self.stream.queue == 0 {
             return Err(invalid("stream.queue", "must be at least 1"));
@@ -1077,6 +1111,43 @@ mod tests {
             error.to_string().contains("rate_limits.publish_counts"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn history_bounds_have_defaults_and_refuse_what_cannot_hold_an_event() {
+        let config = Config::default();
+        assert_eq!(config.history.max_topics, HISTORY_MAX_TOPICS_DEFAULT);
+        assert_eq!(config.history.max_bytes, HISTORY_MAX_BYTES_DEFAULT);
+        let config = Config::load_from(
+            None,
+            env_from(&[
+                ("HISTORY__MAX_TOPICS", "10"),
+                ("HISTORY__MAX_BYTES", "1048576"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (config.history.max_topics, config.history.max_bytes),
+            (10, 1 << 20)
+        );
+        let error = Config::load_from(None, env_from(&[("HISTORY__MAX_TOPICS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`history.max_topics`: is 0; must be"),
+            "{error}"
+        );
+        let error = Config::load_from(None, env_from(&[("HISTORY__MAX_BYTES", "1000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`history.max_bytes`: is 1000; must be a number of bytes of at least limits.max_event_bytes (65536)"),
+            "{error}"
+        );
+        let error = Config::load_from(None, env_from(&[("HISTORY__MAX_BYTES", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("history.max_bytes"), "{error}");
     }
 
     #[test]

@@ -156,6 +156,24 @@ impl GapReason {
     }
 }
 
+/// The global history bound that made a backplane evict events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum HistoryBound {
+    /// `history.max_topics`: a new topic pushed out the least recently
+    /// published one, whole.
+    MaxTopics,
+    /// `history.max_bytes`: the oldest events of the least recently
+    /// published topics went to make room.
+    MaxBytes,
+}
+
+impl HistoryBound {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Hub state read at scrape time.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
@@ -183,6 +201,7 @@ pub struct Metrics {
     sent_bytes: Counter,
     replays: [Counter; ReplayTrigger::VARIANTS.len()],
     gap_frames: [Counter; GapReason::VARIANTS.len()],
+    history_evicted: [Counter; HistoryBound::VARIANTS.len()],
     lagged: Counter,
     publish_duration: Histogram,
     fanout_latency: Histogram,
@@ -330,6 +349,12 @@ impl Metrics {
             "Gap frames sent (events a subscriber could not be given), by reason",
             "reason",
         );
+        let history_evicted = labelled::<HistoryBound, _>(
+            &mut registry,
+            "history_evicted_events",
+            "Events evicted from history before their time to keep it within history.max_topics or history.max_bytes, by bound",
+            "bound",
+        );
         let lagged = Counter::default();
         registry.register(
             "lagged_subscribers",
@@ -406,6 +431,7 @@ impl Metrics {
             sent_bytes,
             replays,
             gap_frames,
+            history_evicted,
             lagged,
             publish_duration,
             fanout_latency,
@@ -459,6 +485,11 @@ impl Metrics {
 
     pub fn gap_frame(&self, reason: GapReason) {
         self.gap_frames[reason as usize].inc();
+    }
+
+    /// `events` evicted from history to stay within `bound`.
+    pub fn history_evicted(&self, bound: HistoryBound, events: u64) {
+        self.history_evicted[bound as usize].inc_by(events);
     }
 
     pub fn lagged(&self) {

@@ -1,7 +1,19 @@
 //! The in-memory backplane: one process, ids from a counter, history in a
-//! bounded queue per topic.
+//! bounded queue per topic, and the whole history bounded in topics and
+//! bytes (`history.max_topics`, `history.max_bytes`).
+//!
+//! Topics are indexed by their newest event, least recently published
+//! first. That one order serves both kinds of forgetting, each touching
+//! only what it drops: the expiry sweep forgets topics whose newest event
+//! is past the ttl (a few at a time, so a mass expiry never holds the lock
+//! for long), and at a global bound the least recently published topic
+//! loses its oldest events first. A topic that lost events keeps their
+//! newest id (`evicted_through`), a topic forgotten whole leaves its newest
+//! id in `forgotten_through`: a resume from before either is reported
+//! incomplete, and the subscriber gets a gap frame, never a silent skip.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,23 +22,56 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backplane, BackplaneError, FanOut, History};
 use crate::hub::{Event, EventDraft, EventId, TopicName};
+use crate::metrics::{HistoryBound, Metrics};
 
 /// Longest pause between two sweeps of expired history.
 const EXPIRY_SWEEP_MAX: Duration = Duration::from_secs(30);
 /// Shortest pause between two sweeps, for very short `history.ttl`s.
 const EXPIRY_SWEEP_MIN: Duration = Duration::from_millis(10);
+/// Topics the expiry sweep forgets per hold of the lock: a mass expiry
+/// (a million topics) becomes many short holds with publishes in between,
+/// not one long stall. Their events are freed after the lock is released.
+pub const EXPIRY_BATCH: usize = 1_000;
 
-/// History bounds, from `history.size` and `history.ttl`.
+/// What an event costs in history besides its encoded frame: the shared
+/// `Event` (counts, id, topic handle, time, trace), its slot in the topic's
+/// queue with the queue's spare capacity, the frame's allocation header.
+/// An estimate that errs high, so that `history.max_bytes` errs safe.
+const EVENT_OVERHEAD: usize = 256;
+/// What a topic costs besides its events: its entries in the topic map and
+/// the index, its queue's smallest buffer (plus its name, counted apart).
+const TOPIC_OVERHEAD: usize = 256;
+
+/// History bounds per topic, from `history.size` and `history.ttl`.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryLimits {
     pub size: usize,
     pub ttl: Duration,
 }
 
+/// History bounds for the whole hub, from `history.max_topics` and
+/// `history.max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryBounds {
+    pub max_topics: usize,
+    pub max_bytes: usize,
+}
+
+impl HistoryBounds {
+    /// No bound but the per-topic limits (tests, benches).
+    pub const NONE: Self = Self {
+        max_topics: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
 pub struct MemoryBackplane {
     /// Random per process: ids from before a restart have another epoch.
     epoch: u64,
     limits: HistoryLimits,
+    bounds: HistoryBounds,
+    /// Where evictions at the bounds are counted (none in unit tests).
+    metrics: Option<Arc<Metrics>>,
     /// The local fan-out, called under `state`'s lock so that events reach
     /// the live queues in id order across topics (multi-topic resume relies
     /// on it). It never blocks, so the lock is held for microseconds.
@@ -34,23 +79,60 @@ pub struct MemoryBackplane {
     state: Mutex<State>,
 }
 
+/// Invariants: every topic in `topics` holds at least one event and is in
+/// `by_last_publish` under its newest event's sequence number; `bytes` is
+/// the sum of the topics' `bytes`.
 #[derive(Default)]
 struct State {
     last_seq: u64,
     topics: HashMap<TopicName, TopicHistory>,
-    /// Highest sequence number ever evicted from a topic whose history was
-    /// later dropped entirely; a resume on such a topic from before this
-    /// point may have missed events.
+    /// Every topic under the sequence number of its newest event: least
+    /// recently published first. Sequence numbers are assigned under the
+    /// lock together with the accepted instant, so this is also the order
+    /// in which topics' newest events expire.
+    by_last_publish: BTreeMap<u64, TopicName>,
+    /// What all history costs, as [`event_cost`] and [`topic_cost`] count.
+    bytes: usize,
+    /// Highest sequence number held by a topic whose history was later
+    /// dropped entirely (expired or evicted); a resume on such a topic from
+    /// before this point may have missed events.
     forgotten_through: u64,
 }
 
-#[derive(Default)]
 struct TopicHistory {
     /// Each event with the monotonic instant it was accepted at (expiry
     /// follows this process's clock, not the wall clock the event carries).
     events: VecDeque<(Instant, Arc<Event>)>,
     /// Sequence number of the newest event evicted from this topic (0: none).
     evicted_through: u64,
+    /// What this topic costs: its own overhead and its events'.
+    bytes: usize,
+}
+
+/// Events evicted to stay within the global bounds, by bound.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Evicted {
+    for_topics: u64,
+    for_bytes: u64,
+}
+
+/// What one expiry sweep did (for tests and the figures they print).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExpirySweep {
+    /// Topics forgotten.
+    pub forgotten: usize,
+    /// Times the sweep took the lock.
+    pub holds: usize,
+    /// Most topics forgotten in one hold (at most [`EXPIRY_BATCH`]).
+    pub largest_hold: usize,
+}
+
+fn event_cost(event: &Event) -> usize {
+    event.frame.len() + event.topic.as_str().len() + EVENT_OVERHEAD
+}
+
+fn topic_cost(topic: &TopicName) -> usize {
+    topic.as_str().len() + TOPIC_OVERHEAD
 }
 
 impl MemoryBackplane {
@@ -68,9 +150,18 @@ impl MemoryBackplane {
         Self {
             epoch,
             limits,
+            bounds: HistoryBounds::NONE,
+            metrics: None,
             fan_out,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Bounds the whole history, counting evictions in `metrics`.
+    pub fn with_bounds(mut self, bounds: HistoryBounds, metrics: Arc<Metrics>) -> Self {
+        self.bounds = bounds;
+        self.metrics = Some(metrics);
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -81,41 +172,214 @@ impl MemoryBackplane {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Drops expired events everywhere and forgets topics left empty, so idle
-    /// topics don't hold memory. Called periodically by [`Backplane::run`].
-    pub fn expire(&self, now: Instant) {
-        let mut state = self.state();
-        let state = &mut *state;
-        let mut forgotten = state.forgotten_through;
-        state.topics.retain(|_, topic| {
-            topic.evict(self.limits, now);
-            if topic.events.is_empty() {
-                forgotten = forgotten.max(topic.evicted_through);
-                false
-            } else {
-                true
+    /// Forgets every topic whose newest event expired by `now` (so all of
+    /// its events did), [`EXPIRY_BATCH`] topics per hold of the lock.
+    /// Called periodically by [`Backplane::run`], which yields between
+    /// batches; topics still published to drop their expired events as
+    /// they go (on publish and on read).
+    pub fn expire(&self, now: Instant) -> ExpirySweep {
+        let mut sweep = ExpirySweep::default();
+        loop {
+            let forgotten = self.expire_batch(now);
+            sweep.record(forgotten);
+            if forgotten < EXPIRY_BATCH {
+                return sweep;
             }
-        });
-        state.forgotten_through = forgotten;
+            // Let a publisher waiting for the lock have it.
+            std::thread::yield_now();
+        }
+    }
+
+    /// One hold of the lock of [`MemoryBackplane::expire`]: returns how
+    /// many topics it forgot.
+    fn expire_batch(&self, now: Instant) -> usize {
+        // Allocated, and the histories freed, outside the lock.
+        let mut expired = Vec::with_capacity(EXPIRY_BATCH);
+        let mut state = self.state();
+        while expired.len() < EXPIRY_BATCH {
+            let Some(name) = state.least_recently_published() else {
+                break;
+            };
+            if !state.topics[&name].newest_expired(self.limits.ttl, now) {
+                break;
+            }
+            expired.extend(state.remove_topic(&name));
+        }
+        drop(state);
+        expired.len()
     }
 
     /// Topics with retained history (for tests and metrics).
     pub fn topic_count(&self) -> usize {
         self.state().topics.len()
     }
+
+    /// What all retained history costs, as `history.max_bytes` counts it.
+    pub fn held_bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    fn count_evictions(&self, evicted: Evicted) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        if evicted.for_topics > 0 {
+            metrics.history_evicted(HistoryBound::MaxTopics, evicted.for_topics);
+        }
+        if evicted.for_bytes > 0 {
+            metrics.history_evicted(HistoryBound::MaxBytes, evicted.for_bytes);
+        }
+    }
+}
+
+impl ExpirySweep {
+    fn record(&mut self, forgotten: usize) {
+        self.forgotten += forgotten;
+        self.holds += 1;
+        self.largest_hold = self.largest_hold.max(forgotten);
+    }
+}
+
+impl State {
+    fn least_recently_published(&self) -> Option<TopicName> {
+        self.by_last_publish
+            .first_key_value()
+            .map(|(_, name)| name.clone())
+    }
+
+    /// Appends an accepted event to its topic, then drops what the topic's
+    /// limits no longer cover. A topic created anew may have had events
+    /// before it was forgotten: it assumes the worst about those.
+    fn append(&mut self, event: Arc<Event>, now: Instant, limits: HistoryLimits) {
+        let seq = event.id.seq;
+        let cost = event_cost(&event);
+        let topic = match self.topics.entry(event.topic.clone()) {
+            Entry::Occupied(entry) => {
+                let topic = entry.into_mut();
+                let name = self
+                    .by_last_publish
+                    .remove(&topic.newest_seq())
+                    .expect("every topic is indexed by its newest event");
+                self.by_last_publish.insert(seq, name);
+                topic
+            }
+            Entry::Vacant(entry) => {
+                let bytes = topic_cost(&event.topic);
+                self.bytes += bytes;
+                self.by_last_publish.insert(seq, event.topic.clone());
+                entry.insert(TopicHistory {
+                    events: VecDeque::new(),
+                    evicted_through: self.forgotten_through,
+                    bytes,
+                })
+            }
+        };
+        topic.events.push_back((now, event));
+        topic.bytes += cost;
+        self.bytes += cost;
+        self.bytes -= topic.trim(limits, now);
+    }
+
+    /// Drops what `limits` no longer cover of one topic (a read must not
+    /// serve expired events), and the topic itself if nothing is left.
+    fn trim_topic(&mut self, name: &TopicName, limits: HistoryLimits, now: Instant) {
+        let Some(topic) = self.topics.get_mut(name) else {
+            return;
+        };
+        self.bytes -= topic.trim(limits, now);
+        if topic.events.is_empty() {
+            self.remove_topic(name);
+        }
+    }
+
+    /// Takes a topic out whole, remembering the newest event it held: a
+    /// resume on it from before then can't be complete any more. Returns it
+    /// so that its events can be freed after the lock is released.
+    fn remove_topic(&mut self, name: &TopicName) -> Option<TopicHistory> {
+        let topic = self.topics.remove(name)?;
+        let newest = topic.newest_seq();
+        self.by_last_publish.remove(&newest);
+        self.bytes -= topic.bytes;
+        // invariant: no silent loss — expired or evicted, a resume from
+        // before `newest` on this topic is reported incomplete.
+        self.forgotten_through = self.forgotten_through.max(newest);
+        Some(topic)
+    }
+
+    /// Evicts until history is within `bounds`, least recently published
+    /// topic first: whole topics while there are too many, the oldest
+    /// events while there are too many bytes. Never the event just
+    /// appended, so one event larger than `max_bytes` stays until the next.
+    /// Histories dropped whole go to `dropped`, to be freed after the lock.
+    fn enforce(&mut self, bounds: HistoryBounds, dropped: &mut Vec<TopicHistory>) -> Evicted {
+        let mut evicted = Evicted::default();
+        while self.topics.len() > bounds.max_topics {
+            let Some(name) = self.least_recently_published() else {
+                break;
+            };
+            let topic = self.remove_topic(&name).expect("indexed topics exist");
+            evicted.for_topics += topic.events.len() as u64;
+            dropped.push(topic);
+        }
+        while self.bytes > bounds.max_bytes {
+            let Some(name) = self.least_recently_published() else {
+                break;
+            };
+            let topic = self.topics.get_mut(&name).expect("indexed topics exist");
+            if topic.events.len() > 1 {
+                self.bytes -= topic.evict_oldest();
+            } else if topic.newest_seq() == self.last_seq {
+                // Only the event just accepted is left.
+                break;
+            } else {
+                dropped.extend(self.remove_topic(&name));
+            }
+            evicted.for_bytes += 1;
+        }
+        evicted
+    }
 }
 
 impl TopicHistory {
-    fn evict(&mut self, limits: HistoryLimits, now: Instant) {
-        while let Some((accepted_at, oldest)) = self.events.front() {
+    /// The newest event's sequence number, or the last evicted one's when
+    /// all are gone.
+    fn newest_seq(&self) -> u64 {
+        self.events
+            .back()
+            .map_or(self.evicted_through, |(_, event)| event.id.seq)
+    }
+
+    fn newest_expired(&self, ttl: Duration, now: Instant) -> bool {
+        self.events
+            .back()
+            .is_none_or(|(accepted_at, _)| now.saturating_duration_since(*accepted_at) > ttl)
+    }
+
+    /// Drops the oldest event; returns what it cost.
+    fn evict_oldest(&mut self) -> usize {
+        let Some((_, oldest)) = self.events.pop_front() else {
+            return 0;
+        };
+        // invariant: no silent loss — a resume from before it gets a gap.
+        self.evicted_through = oldest.id.seq;
+        let cost = event_cost(&oldest);
+        self.bytes -= cost;
+        cost
+    }
+
+    /// Drops the events beyond `limits` (count and age), oldest first;
+    /// returns what they cost.
+    fn trim(&mut self, limits: HistoryLimits, now: Instant) -> usize {
+        let mut freed = 0;
+        while let Some((accepted_at, _)) = self.events.front() {
             let too_many = self.events.len() > limits.size;
             let too_old = now.saturating_duration_since(*accepted_at) > limits.ttl;
             if !(too_many || too_old) {
                 break;
             }
-            self.evicted_through = oldest.id.seq;
-            self.events.pop_front();
+            freed += self.evict_oldest();
         }
+        freed
     }
 }
 
@@ -133,31 +397,29 @@ impl Backplane for MemoryBackplane {
         &self,
         drafts: Vec<EventDraft>,
     ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
-        let now = Instant::now();
         let wall_clock = SystemTime::now();
-        let mut state = self.state();
         let mut accepted = Vec::with_capacity(drafts.len());
+        let mut dropped = Vec::new();
+        let mut evicted = Evicted::default();
+        let mut state = self.state();
+        // Taken under the lock: accepted instants then follow sequence
+        // numbers, the order expiry relies on.
+        let now = Instant::now();
         for draft in drafts {
             state.last_seq += 1;
             let event = Event::accept(draft, EventId::new(self.epoch, state.last_seq), wall_clock);
-            let forgotten_through = state.forgotten_through;
-            // A topic created anew may have had events before it was
-            // forgotten: assume the worst about those.
-            let topic = state
-                .topics
-                .entry(event.topic.clone())
-                .or_insert_with(|| TopicHistory {
-                    events: VecDeque::new(),
-                    evicted_through: forgotten_through,
-                });
-            topic.events.push_back((now, event.clone()));
-            topic.evict(self.limits, now);
+            state.append(event.clone(), now, self.limits);
+            let more = state.enforce(self.bounds, &mut dropped);
+            evicted.for_topics += more.for_topics;
+            evicted.for_bytes += more.for_bytes;
             accepted.push(event);
         }
         // contract: fan-out order — under the lock that assigned the ids, so
         // calls are serialized and in id order across topics.
         self.fan_out.fan_out(&accepted);
         drop(state);
+        drop(dropped);
+        self.count_evictions(evicted);
         Box::pin(future::ready(Ok(accepted)))
     }
 
@@ -168,6 +430,7 @@ impl Backplane for MemoryBackplane {
     ) -> BoxFuture<'a, Result<History, BackplaneError>> {
         let now = Instant::now();
         let mut state = self.state();
+        state.trim_topic(topic, self.limits, now);
         let forgotten_through = state.forgotten_through;
         let history = match state.topics.get_mut(topic) {
             None => History {
@@ -176,7 +439,6 @@ impl Backplane for MemoryBackplane {
                 complete: after_seq >= forgotten_through,
             },
             Some(topic) => {
-                topic.evict(self.limits, now);
                 // Sequence numbers increase along the queue: binary search.
                 let start = topic.events.partition_point(|(_, e)| e.id.seq <= after_seq);
                 History {
@@ -199,7 +461,13 @@ impl Backplane for MemoryBackplane {
             let mut ticks = tokio::time::interval(every);
             loop {
                 tokio::select! {
-                    _ = ticks.tick() => self.expire(Instant::now()),
+                    _ = ticks.tick() => {
+                        // A batch at a time, letting other tasks (and the
+                        // publishers waiting for the lock) in between.
+                        while self.expire_batch(Instant::now()) == EXPIRY_BATCH {
+                            tokio::task::yield_now().await;
+                        }
+                    }
                     _ = stop.cancelled() => return,
                 }
             }
@@ -211,6 +479,7 @@ impl Backplane for MemoryBackplane {
 mod tests {
     use super::*;
     use crate::hub::EventDraft;
+    use crate::metrics::Metrics;
 
     struct Discard;
     impl FanOut for Discard {
@@ -222,14 +491,48 @@ mod tests {
         MemoryBackplane::new(HistoryLimits { size, ttl }, Arc::new(Discard))
     }
 
+    fn bounded(max_topics: usize, max_bytes: usize) -> MemoryBackplane {
+        let bounds = HistoryBounds {
+            max_topics,
+            max_bytes,
+        };
+        backplane(1_000, Duration::from_secs(60)).with_bounds(bounds, Arc::new(Metrics::new()))
+    }
+
     fn draft(topic: &str) -> EventDraft {
+        sized_draft(topic, 1)
+    }
+
+    fn sized_draft(topic: &str, bytes: usize) -> EventDraft {
         EventDraft {
             topic: TopicName::parse(topic).unwrap(),
             event_type: None,
             retry: None,
-            data: "x".into(),
+            data: "x".repeat(bytes),
             trace: None,
         }
+    }
+
+    fn publish_sized(backplane: &MemoryBackplane, topic: &str, bytes: usize) -> EventId {
+        futures_util::FutureExt::now_or_never(backplane.publish(vec![sized_draft(topic, bytes)]))
+            .unwrap()
+            .unwrap()[0]
+            .id
+    }
+
+    /// The invariants `State` documents, checked the slow way.
+    fn assert_consistent(backplane: &MemoryBackplane) {
+        let state = backplane.state();
+        let mut bytes = 0;
+        for (name, topic) in &state.topics {
+            assert!(!topic.events.is_empty(), "{name:?} is held empty");
+            assert_eq!(state.by_last_publish.get(&topic.newest_seq()), Some(name));
+            let events: usize = topic.events.iter().map(|(_, e)| event_cost(e)).sum();
+            assert_eq!(topic.bytes, topic_cost(name) + events, "{name:?}");
+            bytes += topic.bytes;
+        }
+        assert_eq!(state.by_last_publish.len(), state.topics.len());
+        assert_eq!(state.bytes, bytes);
     }
 
     fn publish(backplane: &MemoryBackplane, topic: &str) -> EventId {
@@ -275,5 +578,133 @@ mod tests {
         assert_eq!(backplane.topic_count(), 0);
         assert!(!history(&backplane, "t", 0).complete);
         assert!(history(&backplane, "t", first.seq).complete);
+    }
+
+    #[test]
+    fn topics_and_bytes_stay_within_the_bounds() {
+        const MAX_BYTES: usize = 256 * 1024;
+        let backplane = bounded(100, MAX_BYTES);
+        let mut most = (0, 0);
+        for i in 0..2_000 {
+            // Many small topics, then fewer large events: both bounds bite.
+            let size = if i < 1_000 { 10 } else { 16 * 1024 };
+            publish_sized(&backplane, &format!("flood.{i}"), size);
+            most.0 = most.0.max(backplane.topic_count());
+            most.1 = most.1.max(backplane.held_bytes());
+        }
+        assert_consistent(&backplane);
+        assert!(most.0 <= 100, "{} topics held", most.0);
+        assert!(most.1 <= MAX_BYTES, "{} bytes held", most.1);
+        // The newest topics are the ones kept.
+        assert!(!history(&backplane, "flood.1999", 0).events.is_empty());
+        let state = backplane.state();
+        assert!(state.topics.len() >= 10, "{} topics", state.topics.len());
+    }
+
+    #[test]
+    fn an_evicted_topics_resume_is_incomplete() {
+        let backplane = bounded(3, usize::MAX);
+        let first = publish(&backplane, "victim");
+        let second = publish(&backplane, "victim");
+        for i in 0..3 {
+            publish(&backplane, &format!("flood.{i}"));
+        }
+        assert_eq!(backplane.topic_count(), 3);
+        let resumed = history(&backplane, "victim", first.seq);
+        assert!(resumed.events.is_empty());
+        assert!(!resumed.complete, "event {second} was evicted: a gap");
+        // Published to again, the topic still remembers what it lost.
+        let third = publish(&backplane, "victim");
+        let resumed = history(&backplane, "victim", first.seq);
+        assert_eq!(resumed.events.len(), 1);
+        assert!(!resumed.complete);
+        assert!(history(&backplane, "victim", third.seq).complete);
+        assert_consistent(&backplane);
+    }
+
+    #[test]
+    fn the_byte_bound_takes_the_oldest_events_of_the_least_recent_topic_first() {
+        // The longest id these events can have: the real ones cost at most
+        // this, and only a few bytes less.
+        let one = event_cost(&Event::accept(
+            sized_draft("old", 1_000),
+            EventId::new(u64::from(u32::MAX), 15),
+            SystemTime::now(),
+        ));
+        // Room for the two topics and eight events, not nine.
+        let topics = 2 * topic_cost(&TopicName::parse("old").unwrap());
+        let backplane = bounded(100, topics + 8 * one + one / 2);
+        let old: Vec<_> = (0..6)
+            .map(|_| publish_sized(&backplane, "old", 1_000))
+            .collect();
+        publish_sized(&backplane, "new", 1_000);
+        publish_sized(&backplane, "new", 1_000);
+        publish_sized(&backplane, "new", 1_000);
+        let kept = history(&backplane, "old", 0);
+        assert!(!kept.complete);
+        assert_eq!(
+            kept.events.first().unwrap().id,
+            old[1],
+            "only the oldest went"
+        );
+        assert!(history(&backplane, "old", old[0].seq).complete);
+        assert!(history(&backplane, "new", 0).complete);
+        assert_consistent(&backplane);
+    }
+
+    #[test]
+    fn an_event_larger_than_the_byte_bound_is_kept_until_the_next() {
+        let backplane = bounded(100, 1_000);
+        publish_sized(&backplane, "a", 10);
+        let big = publish_sized(&backplane, "b", 5_000);
+        assert_eq!(history(&backplane, "b", 0).events[0].id, big);
+        assert!(!history(&backplane, "a", 0).complete, "a made room");
+        assert_consistent(&backplane);
+    }
+
+    #[test]
+    fn a_mass_expiry_holds_the_lock_for_one_batch_at_a_time() {
+        const TOPICS: usize = 200_000;
+        let ttl = Duration::from_millis(200);
+        let backplane = Arc::new(backplane(10, ttl));
+        let names: Vec<String> = (0..TOPICS).map(|i| format!("t.{i}")).collect();
+        for chunk in names.chunks(1_000) {
+            let drafts = chunk.iter().map(|name| draft(name)).collect();
+            futures_util::FutureExt::now_or_never(backplane.publish(drafts))
+                .unwrap()
+                .unwrap();
+        }
+        std::thread::sleep(ttl + Duration::from_millis(50));
+        // A publisher all along the sweep: its worst wait is the stall.
+        let sweeping = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let publisher = {
+            let (backplane, sweeping) = (backplane.clone(), sweeping.clone());
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                while sweeping.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    publish(&backplane, "live");
+                    worst = worst.max(started.elapsed());
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                worst
+            })
+        };
+        std::thread::sleep(Duration::from_millis(10));
+        let started = Instant::now();
+        let sweep = backplane.expire(Instant::now());
+        let took = started.elapsed();
+        sweeping.store(false, std::sync::atomic::Ordering::Relaxed);
+        let stall = publisher.join().unwrap();
+        eprintln!(
+            "{TOPICS} topics expired in {took:?}, {} holds of at most {} topics; longest publish during the sweep {stall:?}",
+            sweep.holds, sweep.largest_hold
+        );
+        assert_eq!(sweep.forgotten, TOPICS, "every expired topic is forgotten");
+        assert!(sweep.largest_hold <= EXPIRY_BATCH, "{sweep:?}");
+        assert!(sweep.holds > TOPICS / EXPIRY_BATCH, "{sweep:?}");
+        assert_eq!(backplane.topic_count(), 1, "only the live topic is left");
+        assert_consistent(&backplane);
+        assert!(!history(&backplane, "t.0", 0).complete);
     }
 }

@@ -21,7 +21,7 @@ use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::Metrics;
 
-pub use memory::{HistoryLimits, MemoryBackplane};
+pub use memory::{EXPIRY_BATCH, ExpirySweep, HistoryBounds, HistoryLimits, MemoryBackplane};
 pub use redis::RedisBackplane;
 
 /// The local fan-out, as seen by a backplane.
@@ -149,16 +149,20 @@ pub async fn connect(config: &Config, replica: Replica) -> Result<Arc<dyn Backpl
         size: config.history.size,
         ttl: config.history.ttl,
     };
+    let bounds = HistoryBounds {
+        max_topics: config.history.max_topics,
+        max_bytes: config.history.max_bytes,
+    };
     match config.backplane.kind {
-        BackplaneKind::Memory => Ok(Arc::new(MemoryBackplane::new(limits, replica.fan_out))),
+        BackplaneKind::Memory => Ok(Arc::new(
+            MemoryBackplane::new(limits, replica.fan_out).with_bounds(bounds, replica.metrics),
+        )),
         BackplaneKind::Redis => {
-            let backplane =
-                RedisBackplane::new(&config.backplane.redis, limits, replica).map_err(|error| {
-                    ConfigError::Invalid {
-                        key: "backplane.redis.url",
-                        reason: error.to_string(),
-                    }
-                })?;
+            let backplane = RedisBackplane::new(&config.backplane.redis, limits, bounds, replica)
+                .map_err(|error| ConfigError::Invalid {
+                key: "backplane.redis.url",
+                reason: error.to_string(),
+            })?;
             Ok(Arc::new(backplane))
         }
     }

@@ -25,6 +25,7 @@ mod hostile;
 mod hostile_auth;
 mod hostile_batch;
 mod hostile_connections;
+mod hostile_history;
 mod lean;
 mod limits;
 mod logs;

@@ -35,6 +35,12 @@
 //!   (`FanOut::resync`). On (re)connect it subscribes *first*, then reads
 //!   where ids stand, so every later event arrives on the channel and every
 //!   earlier one is in history; messages already covered are dropped.
+//! - **Bounded**: the same script keeps `history.max_topics` and
+//!   `history.max_bytes` for all replicas together (a sorted set of topics
+//!   by last publish, each topic's counted bytes and their sum) and evicts
+//!   beyond them, least recently published topic first, oldest events
+//!   first; see `scripts::PUBLISH_LUA`. A topic dropped whole leaves its
+//!   newest id in the `evicted` key, so a resume on it still gets its gap.
 //! - **Exact gaps**: each topic keeps the id of the newest entry trimmed
 //!   from its history (by count or age), so "is anything after this id
 //!   gone?" has an exact answer; see `scripts::HISTORY_LUA`, also for topics
@@ -73,9 +79,10 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, History, HistoryLimits, Replica};
+use super::{Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, Replica};
 use crate::config::{RedisConfig, mask_userinfo};
 use crate::hub::{Event, EventDraft, EventId, TopicName};
+use crate::metrics::HistoryBound;
 
 use scripts::{Keys, Scripts};
 
@@ -90,6 +97,7 @@ pub struct RedisBackplane {
     connect_timeout: Duration,
     command_timeout: Duration,
     limits: HistoryLimits,
+    bounds: HistoryBounds,
     keys: Keys,
     scripts: Scripts,
     replica: Replica,
@@ -111,6 +119,7 @@ impl RedisBackplane {
     pub fn new(
         config: &RedisConfig,
         limits: HistoryLimits,
+        bounds: HistoryBounds,
         replica: Replica,
     ) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(config.url.as_str())?;
@@ -122,6 +131,7 @@ impl RedisBackplane {
             connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,
             limits,
+            bounds,
             keys: Keys::new(&config.key_prefix),
             scripts: Scripts::new(),
             replica,
@@ -226,7 +236,11 @@ impl RedisBackplane {
         invocation
             .key(&self.keys.epoch)
             .key(&self.keys.seq)
-            .key(&self.keys.clock);
+            .key(&self.keys.clock)
+            .key(&self.keys.topics)
+            .key(&self.keys.sizes)
+            .key(&self.keys.bytes)
+            .key(&self.keys.evicted);
         for draft in &drafts {
             invocation
                 .key(self.keys.history(draft.topic.as_str()))
@@ -238,17 +252,33 @@ impl RedisBackplane {
             .arg(self.limits.size)
             .arg(self.limits.ttl.as_millis() as u64)
             .arg(self.key_lifetime_ms())
-            .arg(&self.keys.channel);
+            .arg(&self.keys.channel)
+            .arg(self.bounds.max_topics)
+            .arg(self.bounds.max_bytes)
+            .arg(self.keys.prefix());
         for draft in &drafts {
             let json =
                 serde_json::to_string(&draft.to_wire()).expect("a wire event always serializes");
             invocation.arg(json);
         }
         let started = Instant::now();
-        let (epoch, first, accepted_ms): (u64, u64, u64) = self
+        let (epoch, first, accepted_ms, evicted_for_topics, evicted_for_bytes): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+        ) = self
             .run_publish(invocation.invoke_async(&mut connection))
             .await?;
-        self.replica.metrics.backplane_published(started.elapsed());
+        let metrics = &self.replica.metrics;
+        metrics.backplane_published(started.elapsed());
+        if evicted_for_topics > 0 {
+            metrics.history_evicted(HistoryBound::MaxTopics, evicted_for_topics);
+        }
+        if evicted_for_bytes > 0 {
+            metrics.history_evicted(HistoryBound::MaxBytes, evicted_for_bytes);
+        }
         let accepted_at = UNIX_EPOCH + Duration::from_millis(accepted_ms);
         let events: Vec<_> = drafts
             .into_iter()
@@ -289,6 +319,7 @@ impl RedisBackplane {
             .key(&self.keys.clock)
             .key(self.keys.history(topic.as_str()))
             .key(self.keys.trimmed(topic.as_str()))
+            .key(&self.keys.evicted)
             .arg(after_seq)
             .arg(self.limits.ttl.as_millis() as u64)
             .arg(self.key_lifetime_ms());

@@ -25,28 +25,53 @@ use redis::Script;
 ///   Redis's clock) and `e` (the event's wire JSON).
 /// - `<prefix>m:<topic>` (string): the id of the newest entry trimmed from
 ///   that history (by count or age): the edge below which a resume has a gap.
+/// - `<prefix>topics` (sorted set): every topic with history, scored by the
+///   seq of its last publish: least recently published first, the order
+///   of eviction at `history.max_topics` and `history.max_bytes`.
+/// - `<prefix>sizes` (hash): per topic, the bytes its history is counted
+///   at (entries' JSON plus an overhead, see `PUBLISH_LUA`).
+/// - `<prefix>bytes` (string): the sum of `sizes`, against
+///   `history.max_bytes`.
+/// - `<prefix>evicted` (string): `<epoch>-<seq>`, the newest id of a topic
+///   dropped whole at a global bound: a topic without keys may have held
+///   events up to it.
 /// - `<prefix>health` (string): written by each replica's health check.
 /// - `<prefix>events` (channel): one message per publish call.
 ///
 /// The history and trim keys expire `history.ttl` (plus a margin) after the
-/// topic's last publish, so idle topics cost nothing.
+/// topic's last publish, so idle topics cost nothing. Their entries in
+/// `topics` and `sizes` stay until evicted; being the least recently
+/// published, they go first, so counting them only makes the bounds err
+/// safe.
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
     prefix: String,
     pub epoch: String,
     pub seq: String,
     pub clock: String,
+    pub topics: String,
+    pub sizes: String,
+    pub bytes: String,
+    pub evicted: String,
     pub health: String,
     pub channel: String,
 }
 
 impl Keys {
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
             epoch: format!("{prefix}epoch"),
             seq: format!("{prefix}seq"),
             clock: format!("{prefix}clock"),
+            topics: format!("{prefix}topics"),
+            sizes: format!("{prefix}sizes"),
+            bytes: format!("{prefix}bytes"),
+            evicted: format!("{prefix}evicted"),
             health: format!("{prefix}health"),
             channel: format!("{prefix}events"),
         }
@@ -90,37 +115,107 @@ if (not epoch) or (known and tonumber(epoch) == known and seq < tonumber(ARGV[2]
 end
 "#;
 
-/// One publish call. `KEYS`: epoch, seq, clock, then per event its history
-/// and trim keys. `ARGV`: known epoch, known seq (see `EPOCH_LUA`), history
-/// size, history ttl (ms), key lifetime (ms), channel, then one wire JSON
-/// per event. Returns `{epoch, first seq, accepted ms}`; the ids of the
-/// batch are contiguous from the first.
+/// One publish call. `KEYS`: epoch, seq, clock, topics, sizes, bytes,
+/// evicted, then per event its history and trim keys. `ARGV`: known epoch,
+/// known seq (see `EPOCH_LUA`), history size, history ttl (ms), key
+/// lifetime (ms), channel, max topics, max bytes, key prefix, then one wire
+/// JSON per event. Returns `{epoch, first seq, accepted ms, events evicted
+/// for max topics, events evicted for max bytes}`; the ids of the batch are
+/// contiguous from the first.
 ///
 /// Trimming: after each append the oldest entries go while the stream is
 /// over `size` or they are older than the ttl (a few per call, so a call
-/// stays short; reads skip expired entries anyway); the newest id trimmed is kept in the trim key, which is
-/// what makes gap detection exact. The message is
-/// `<epoch> <first> <ms> <count>` and one JSON per line (serde_json never
-/// writes a raw line break).
+/// stays short; reads skip expired entries anyway); the newest id trimmed
+/// is kept in the trim key, which is what makes gap detection exact.
+///
+/// Global bounds, after each append (see `Keys`): while more topics than
+/// the max are listed, the least recently published one is dropped whole;
+/// while the counted bytes are over the max, the least recently published
+/// topic loses its oldest entries (and goes whole when one is left), never
+/// the entry just appended. A topic dropped whole leaves its newest id in
+/// the evicted key, which `HISTORY_LUA` reads for a topic without keys; a
+/// topic whose stream is created anew starts with that id as its trim
+/// mark, as it may have had events before. A listed topic whose keys
+/// expired (its last publish is older than the key lifetime, so it is
+/// among the least recently published) costs nothing to drop.
+///
+/// The message is `<epoch> <first> <ms> <count>` and one JSON per line
+/// (serde_json never writes a raw line break).
 const PUBLISH_LUA: &str = r#"
-local count = #ARGV - 6
+-- What an entry costs besides its JSON (id, time field, listpack
+-- framing), and a topic besides its entries: the stream's first node
+-- (Redis 7 preallocates stream-node-max-bytes, 4 KiB, for it), its keys and
+-- their expiry, its members in the topics and sizes keys. Estimates that
+-- err high (50,000 one-event topics take ~4.3 KiB each in used_memory).
+local ENTRY_OVERHEAD = 64
+local TOPIC_OVERHEAD = 4608
+local count = #ARGV - 9
 local first = redis.call('INCRBY', KEYS[2], count) - count + 1
 local size = tonumber(ARGV[3])
 local cutoff = now - tonumber(ARGV[4])
 local lifetime = ARGV[5]
+local max_topics = tonumber(ARGV[7])
+local max_bytes = tonumber(ARGV[8])
+local prefix = ARGV[9]
+local total = tonumber(redis.call('GET', KEYS[6]) or '0')
+local evicted_seq = -1
+local evicted = redis.call('GET', KEYS[7])
+if evicted then
+  local e, s = string.match(evicted, '^(%d+)-(%d+)$')
+  if e == epoch then evicted_seq = tonumber(s) end
+end
+local for_topics, for_bytes = 0, 0
+local listed = redis.call('ZCARD', KEYS[4])
+local function entry_cost(entry) return #entry[2][4] + ENTRY_OVERHEAD end
+-- Drops the entries up to `last` (an entry id) from a stream and keeps
+-- that id as its trim mark, expiring with the stream.
+local function trim_through(history, trimmed, last)
+  local e, s = string.match(last, '^(%d+)-(%d+)$')
+  redis.call('XTRIM', history, 'MINID', e .. '-' .. int(tonumber(s) + 1))
+  redis.call('SET', trimmed, last, 'PX', math.max(redis.call('PTTL', history), 1))
+end
+local function drop_topic(name, newest)
+  local history = prefix .. 'h:' .. name
+  local held = redis.call('XLEN', history)
+  -- invariant: no silent loss: a read of a topic without keys, or one
+  -- created anew, takes this as the edge below which events may be gone.
+  if held > 0 and newest > evicted_seq then evicted_seq = newest end
+  redis.call('UNLINK', history, prefix .. 'm:' .. name)
+  total = total - tonumber(redis.call('HGET', KEYS[5], name) or '0')
+  redis.call('HDEL', KEYS[5], name)
+  redis.call('ZREM', KEYS[4], name)
+  listed = listed - 1
+  return held
+end
 local lines = { epoch .. ' ' .. int(first) .. ' ' .. int(now) .. ' ' .. int(count) }
 for i = 1, count do
-  local history = KEYS[2 + 2 * i]
-  local trimmed = KEYS[3 + 2 * i]
-  local json = ARGV[6 + i]
-  redis.call('XADD', history, epoch .. '-' .. int(first + i - 1), 't', int(now), 'e', json)
-  local excess = redis.call('XLEN', history) - size
+  local history = KEYS[6 + 2 * i]
+  local trimmed = KEYS[7 + 2 * i]
+  local name = string.sub(history, #prefix + 3)
+  local seq = first + i - 1
+  local json = ARGV[9 + i]
+  redis.call('XADD', history, epoch .. '-' .. int(seq), 't', int(now), 'e', json)
+  listed = listed + redis.call('ZADD', KEYS[4], seq, name)
+  local cost = #json + ENTRY_OVERHEAD
+  local length = redis.call('XLEN', history)
+  if length == 1 then
+    -- A new stream (streams are never trimmed empty), or one whose keys
+    -- expired: whatever the topic was counted at before is gone.
+    cost = cost + TOPIC_OVERHEAD + #name - tonumber(redis.call('HGET', KEYS[5], name) or '0')
+    if evicted_seq >= 0 then redis.call('SET', trimmed, epoch .. '-' .. int(evicted_seq)) end
+  end
+  local excess = length - size
   -- Over the count, plus two: expired entries go two per publish beyond
   -- the count, which outpaces the one each publish adds.
   local head = redis.call('XRANGE', history, '-', '+', 'COUNT', math.max(excess, 0) + 2)
   local dropped = nil
   for j, entry in ipairs(head) do
-    if j <= excess or tonumber(entry[2][2]) < cutoff then dropped = entry[1] else break end
+    if j <= excess or tonumber(entry[2][2]) < cutoff then
+      dropped = entry[1]
+      cost = cost - entry_cost(entry)
+    else
+      break
+    end
   end
   if dropped then
     local e, s = string.match(dropped, '^(%d+)-(%d+)$')
@@ -129,8 +224,42 @@ for i = 1, count do
   end
   redis.call('PEXPIRE', history, lifetime)
   redis.call('PEXPIRE', trimmed, lifetime)
+  redis.call('HINCRBY', KEYS[5], name, cost)
+  total = total + cost
+  while listed > max_topics do
+    local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    for_topics = for_topics + drop_topic(oldest[1], tonumber(oldest[2]))
+  end
+  while total > max_bytes do
+    local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    local victim = prefix .. 'h:' .. oldest[1]
+    local held = redis.call('XLEN', victim)
+    if held > 1 then
+      -- Its oldest entries, never its newest (the one just appended): as
+      -- many as the excess needs at the topic's mean entry size, so large
+      -- entries are not read needlessly.
+      local mean = math.max(tonumber(redis.call('HGET', KEYS[5], oldest[1]) or '0') / held, 1)
+      local wanted = math.min(held - 1, math.ceil((total - max_bytes) / mean) + 1, 1000)
+      local freed, last = 0, nil
+      for _, entry in ipairs(redis.call('XRANGE', victim, '-', '+', 'COUNT', wanted)) do
+        if total - freed <= max_bytes then break end
+        freed = freed + entry_cost(entry)
+        last = entry[1]
+        for_bytes = for_bytes + 1
+      end
+      trim_through(victim, prefix .. 'm:' .. oldest[1], last)
+      redis.call('HINCRBY', KEYS[5], oldest[1], -freed)
+      total = total - freed
+    elseif oldest[1] == name then
+      break -- only the entry just appended is left
+    else
+      for_bytes = for_bytes + drop_topic(oldest[1], tonumber(oldest[2]))
+    end
+  end
   lines[#lines + 1] = json
 end
+redis.call('SET', KEYS[6], int(total))
+if evicted_seq >= 0 then redis.call('SET', KEYS[7], epoch .. '-' .. int(evicted_seq)) end
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local last_ms = -1
 if #last > 0 then last_ms = tonumber(string.match(last[1][1], '^(%d+)')) end
@@ -139,11 +268,11 @@ if now - last_ms >= 1000 then
   redis.call('XTRIM', KEYS[3], 'MINID', int(now - tonumber(lifetime) - 60000))
 end
 redis.call('PUBLISH', ARGV[6], table.concat(lines, '\n'))
-return { epoch, int(first), int(now) }
+return { epoch, int(first), int(now), for_topics, for_bytes }
 "#;
 
 /// The events of one topic after a seq. `KEYS`: epoch, seq, clock, history,
-/// trim key. `ARGV`: after seq, ttl (ms), key lifetime (ms). Returns
+/// trim key, evicted. `ARGV`: after seq, ttl (ms), key lifetime (ms). Returns
 /// `{epoch, complete (1/0), {id, ms, json, id, ms, json, ...}}`, or
 /// `{''}` when no epoch exists yet.
 ///
@@ -152,7 +281,8 @@ return { epoch, int(first), int(now) }
 /// since trimming by age only happens on publish). A topic whose keys are
 /// gone had its last publish more than the key lifetime ago: its events
 /// are all older than that, so they are bounded by the first clock
-/// checkpoint after that instant (the last seq when it was written).
+/// checkpoint after that instant (the last seq when it was written) — or
+/// the topic was evicted at a global bound, which the evicted key bounds.
 const HISTORY_LUA: &str = r#"
 local function int(n) return string.format('%d', n) end
 local epoch = redis.call('GET', KEYS[1])
@@ -167,6 +297,11 @@ if redis.call('EXISTS', KEYS[4]) == 0 then
   local marks = redis.call('XRANGE', KEYS[3], int(now - tonumber(ARGV[3])) .. '-0', '+', 'COUNT', 1)
   if #marks > 0 then
     if marks[1][2][2] == epoch then bound = tonumber(marks[1][2][4]) else bound = 0 end
+  end
+  local evicted = redis.call('GET', KEYS[6])
+  if evicted then
+    local e, s = string.match(evicted, '^(%d+)-(%d+)$')
+    if e == epoch and tonumber(s) > bound then bound = tonumber(s) end
   end
   if after < bound then complete = 0 end
 else

@@ -4,6 +4,7 @@
 //! publish whose outcome a stall left unknown, and one trace across two
 //! replicas.
 
+mod bounds;
 mod failures;
 mod outcome_unknown;
 mod replicas;
