@@ -22,6 +22,7 @@ mod errors;
 mod fanout;
 mod fuzz_findings;
 mod hostile;
+mod hostile_replay;
 mod lean;
 mod limits;
 mod logs;

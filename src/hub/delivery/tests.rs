@@ -15,7 +15,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::backplane::{Backplane, BackplaneError, FanOut, History};
+use crate::backplane::{Backplane, BackplaneError, FanOut, History, PageLimit};
 use crate::hub::{
     Event, EventDraft, EventId, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName,
 };
@@ -38,6 +38,11 @@ struct ScriptedState {
     topics: HashMap<TopicName, (Vec<Arc<Event>>, u64)>,
     /// How many of the next history reads fail (a Redis read timing out).
     failing_reads: usize,
+    /// False: the backplane says it is down (a Redis that stopped answering).
+    available: bool,
+    /// History reads so far, and the events they returned.
+    reads: usize,
+    events_read: usize,
 }
 
 impl Scripted {
@@ -48,6 +53,7 @@ impl Scripted {
             size,
             state: Mutex::new(ScriptedState {
                 epoch: 1,
+                available: true,
                 ..ScriptedState::default()
             }),
         }
@@ -60,7 +66,10 @@ impl Scripted {
         Self {
             fan_out,
             size,
-            state: Mutex::new(ScriptedState::default()),
+            state: Mutex::new(ScriptedState {
+                available: true,
+                ..ScriptedState::default()
+            }),
         }
     }
 
@@ -103,6 +112,7 @@ impl Scripted {
     fn restart_empty(&self, epoch: u64) {
         *self.state.lock().unwrap() = ScriptedState {
             epoch,
+            available: true,
             ..ScriptedState::default()
         };
         self.fan_out.resync(EventId::new(epoch, 0));
@@ -136,8 +146,10 @@ impl Backplane for Scripted {
         &'a self,
         topic: &'a TopicName,
         after_seq: u64,
+        limit: PageLimit,
     ) -> BoxFuture<'a, Result<History, BackplaneError>> {
         let mut state = self.state.lock().unwrap();
+        state.reads += 1;
         if state.failing_reads > 0 {
             state.failing_reads -= 1;
             return Box::pin(future::ready(Err(BackplaneError::unavailable(
@@ -146,14 +158,30 @@ impl Backplane for Scripted {
             ))));
         }
         let (events, evicted_through) = state.topics.get(topic).cloned().unwrap_or_default();
+        let mut after = events.into_iter().filter(|e| e.id.seq > after_seq).peekable();
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        while !limit.is_full(page.len(), bytes)
+            && let Some(event) = after.next()
+        {
+            bytes += event.frame.len();
+            page.push(event);
+        }
+        let next_after = after
+            .peek()
+            .is_some()
+            .then(|| page.last().map_or(after_seq, |e| e.id.seq));
+        state.events_read += page.len();
         Box::pin(future::ready(Ok(History {
             epoch: state.epoch,
-            events: events
-                .into_iter()
-                .filter(|e| e.id.seq > after_seq)
-                .collect(),
+            events: page,
             complete: after_seq >= evicted_through,
+            next_after,
         })))
+    }
+
+    fn is_available(&self) -> bool {
+        self.state.lock().unwrap().available
     }
 
     fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
