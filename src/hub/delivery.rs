@@ -33,6 +33,8 @@ use super::encoder;
 use super::event::Event;
 use super::event_id::{EventId, ResumePoint};
 use super::frame_batch::FrameBatch;
+#[cfg(test)]
+use super::frame_batch::MAX_BATCH_BYTES;
 use super::live_feed::{LiveFeed, LiveItem};
 use super::live_queues::{Live, LiveQueues, SyncPoint};
 use super::observe::SubscriptionObserver;

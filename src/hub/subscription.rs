@@ -114,6 +114,15 @@ impl Subscription {
     }
 }
 
+#[cfg(test)]
+impl Frames {
+    /// What the stream holds now (see `Delivery::held_bytes`); nothing
+    /// while a step that reads the backplane runs.
+    pub(super) fn held_bytes(&self) -> (usize, usize) {
+        self.delivery.as_ref().map_or((0, 0), Delivery::held_bytes)
+    }
+}
+
 /// A step that reads the backplane; it owns the delivery state while it runs.
 type Busy = Pin<Box<dyn Future<Output = Delivery> + Send>>;
 
