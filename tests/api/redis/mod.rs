@@ -5,6 +5,7 @@
 
 mod failures;
 mod replicas;
+mod stalled_resume;
 pub mod server;
 mod traces;
 
