@@ -287,7 +287,10 @@ mod tests {
             bytes: usize::MAX,
         };
         let first = history_page(&backplane, "t", 0, by_count);
-        assert_eq!(first.events.iter().map(|e| e.id).collect::<Vec<_>>(), ids[..2]);
+        assert_eq!(
+            first.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            ids[..2]
+        );
         assert_eq!(first.next_after, Some(ids[1].seq));
         let last = history_page(&backplane, "t", ids[3].seq, by_count);
         assert_eq!(last.events.len(), 1);

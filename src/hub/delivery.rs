@@ -224,12 +224,8 @@ impl Replay {
         }
         let watermark = self.sync.watermark;
         let page = &mut self.pages[index];
-        page.events.extend(
-            history
-                .events
-                .into_iter()
-                .filter(|e| e.id.seq <= watermark),
-        );
+        page.events
+            .extend(history.events.into_iter().filter(|e| e.id.seq <= watermark));
         page.next_after = history.next_after.filter(|&after| after < watermark);
     }
 
@@ -474,6 +470,15 @@ impl Delivery {
                     failures += 1;
                     if failures < MAX_REPLAY_ATTEMPTS {
                         tokio::time::sleep(HISTORY_RETRY_PAUSE * failures as u32).await;
+                    } else if self.queues.generation() != replay.sync.generation
+                        && replay.restarts + 1 < MAX_REPLAY_ATTEMPTS
+                    {
+                        // The backplane reconnected (and resynced) while
+                        // these reads failed: try again at its new position.
+                        replay.restarts += 1;
+                        failures = 0;
+                        self.position(&mut replay);
+                        index = 0;
                     } else if backplane.is_available() {
                         replay.abandon(index);
                         failures = 0;

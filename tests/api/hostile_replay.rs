@@ -81,7 +81,10 @@ async fn never_reading_resume(hub: &HubProcess) -> TcpStream {
 async fn resumes_that_are_never_read_cost_the_hub_little_memory() {
     let hub = HubProcess::start(&[
         ("SSEHUB_HISTORY__SIZE", &EVENTS_PER_TOPIC.to_string()),
-        ("SSEHUB_LIMITS__MAX_BODY_BYTES", &(2 * 1024 * 1024).to_string()),
+        (
+            "SSEHUB_LIMITS__MAX_BODY_BYTES",
+            &(2 * 1024 * 1024).to_string(),
+        ),
     ]);
     let pid = hub.pid();
     fill_history(&hub).await;

@@ -165,7 +165,10 @@ impl Backplane for Scripted {
             ))));
         }
         let (events, evicted_through) = state.topics.get(topic).cloned().unwrap_or_default();
-        let mut after = events.into_iter().filter(|e| e.id.seq > after_seq).peekable();
+        let mut after = events
+            .into_iter()
+            .filter(|e| e.id.seq > after_seq)
+            .peekable();
         let mut page = Vec::new();
         let mut bytes = 0;
         while !limit.is_full(page.len(), bytes)
@@ -540,7 +543,12 @@ async fn a_history_that_stays_unreadable_is_announced_with_a_gap() {
 
 /// `count` events of `bytes` each, spread over `topics` in a shuffled order
 /// (a fixed seed: the same interleaving every run).
-fn interleaved(backplane: &Scripted, topics: &[&str], count: usize, bytes: usize) -> Vec<Arc<Event>> {
+fn interleaved(
+    backplane: &Scripted,
+    topics: &[&str],
+    count: usize,
+    bytes: usize,
+) -> Vec<Arc<Event>> {
     let mut rng = fastrand::Rng::with_seed(18);
     let events = (0..count)
         .map(|_| backplane.append_sized(topics[rng.usize(..topics.len())], bytes))
@@ -550,9 +558,16 @@ fn interleaved(backplane: &Scripted, topics: &[&str], count: usize, bytes: usize
     events
 }
 
-fn concrete_frames(hub: &Hub, topics: &[&str], resume: ResumePoint) -> crate::hub::subscription::Frames {
+fn concrete_frames(
+    hub: &Hub,
+    topics: &[&str],
+    resume: ResumePoint,
+) -> crate::hub::subscription::Frames {
     let request = SubscribeRequest {
-        topics: topics.iter().map(|t| TopicName::parse(t).unwrap()).collect(),
+        topics: topics
+            .iter()
+            .map(|t| TopicName::parse(t).unwrap())
+            .collect(),
         resume,
         expires_at: None,
     };
@@ -633,7 +648,11 @@ async fn events_evicted_while_a_replay_runs_are_announced_where_they_were() {
     let (hub, backplane) = hub(16, size);
     let topics = ["a", "b"];
     let published = interleaved(&backplane, &topics, 600, 1_000);
-    let mut frames = Box::pin(concrete_frames(&hub, &topics, ResumePoint::After(published[0].id)));
+    let mut frames = Box::pin(concrete_frames(
+        &hub,
+        &topics,
+        ResumePoint::After(published[0].id),
+    ));
     frames.next().await.unwrap();
     let mut text = String::new();
     let first = frames.next().await.unwrap();
@@ -697,7 +716,10 @@ async fn a_resume_while_the_backplane_is_down_keeps_its_place_until_the_resync()
     let mut frames = subscribe(&hub, &["t"], ResumePoint::After(earlier[0].id));
     frames.next().await.unwrap();
     let waited = tokio::time::timeout(Duration::from_secs(30), frames.next()).await;
-    assert!(waited.is_err(), "nothing to send, not even a gap: {waited:?}");
+    assert!(
+        waited.is_err(),
+        "nothing to send, not even a gap: {waited:?}"
+    );
 
     {
         let mut state = backplane.state.lock().unwrap();
@@ -706,7 +728,11 @@ async fn a_resume_while_the_backplane_is_down_keeps_its_place_until_the_resync()
     }
     // The backplane's reconnect resyncs the live queues.
     backplane.resync();
-    assert_eq!(next_seen(&mut frames, 3).await, ids(&earlier[1..]), "no gap");
+    assert_eq!(
+        next_seen(&mut frames, 3).await,
+        ids(&earlier[1..]),
+        "no gap"
+    );
     let live = backplane.publish("t");
     assert_eq!(next_seen(&mut frames, 1).await, ids(&[live]));
 }
@@ -725,7 +751,10 @@ async fn a_live_event_after_a_stalled_replay_comes_after_what_history_owed() {
     let mut frames = subscribe(&hub, &["a", "b"], ResumePoint::After(earlier[1].id));
     frames.next().await.unwrap();
     let waited = tokio::time::timeout(Duration::from_secs(30), frames.next()).await;
-    assert!(waited.is_err(), "nothing to send, not even a gap: {waited:?}");
+    assert!(
+        waited.is_err(),
+        "nothing to send, not even a gap: {waited:?}"
+    );
 
     {
         let mut state = backplane.state.lock().unwrap();
@@ -736,4 +765,32 @@ async fn a_live_event_after_a_stalled_replay_comes_after_what_history_owed() {
     let mut expected = earlier[2..].to_vec();
     expected.push(live);
     assert_eq!(next_seen(&mut frames, 5).await, ids(&expected));
+}
+
+#[tokio::test]
+async fn a_burst_of_live_events_goes_out_one_bounded_write_at_a_time() {
+    let (hub, backplane) = hub(64, 100);
+    for topics in [&["a"][..], &["a", "b"][..]] {
+        let mut frames = Box::pin(concrete_frames(&hub, topics, ResumePoint::Live));
+        frames.next().await.unwrap();
+        let burst: Vec<_> = (0..64)
+            .map(|n| {
+                let event = backplane.append_sized(topics[n % topics.len()], 4_096);
+                backplane.hand_over(std::slice::from_ref(&event));
+                event
+            })
+            .collect();
+        let mut text = String::new();
+        while seen(&text).len() < burst.len() {
+            let chunk = frames.next().await.unwrap();
+            assert!(
+                chunk.len() <= MAX_BATCH_BYTES + 4_200,
+                "one write is {} bytes",
+                chunk.len()
+            );
+            assert_eq!(frames.held_bytes().0, 0, "one write at a time");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert_eq!(seen(&text), ids(&burst), "{topics:?}");
+    }
 }

@@ -5,8 +5,8 @@
 
 mod failures;
 mod replicas;
-mod stalled_resume;
 pub mod server;
+mod stalled_resume;
 mod traces;
 
 use std::time::Duration;

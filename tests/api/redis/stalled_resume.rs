@@ -37,10 +37,13 @@ async fn a_resume_during_a_redis_stall_gets_what_redis_holds_once_it_answers() {
     wait_ready(&app, true).await;
     let mut seen = Vec::new();
     while seen.len() < STORED - 1 {
-        let event = resumed
-            .next_within(PATIENCE)
-            .await
-            .unwrap_or_else(|| panic!("{} of {} stored events arrived: {seen:?}", seen.len(), STORED - 1));
+        let event = resumed.next_within(PATIENCE).await.unwrap_or_else(|| {
+            panic!(
+                "{} of {} stored events arrived: {seen:?}",
+                seen.len(),
+                STORED - 1
+            )
+        });
         assert_eq!(event.event, "message", "no gap frame: {}", event.data);
         seen.push(event.id);
     }
