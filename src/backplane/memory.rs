@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::future::{self, BoxFuture};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, FanOut, History};
+use super::{Backplane, BackplaneError, FanOut, History, PageLimit};
 use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::{HistoryBound, Metrics};
 
@@ -383,6 +383,25 @@ impl TopicHistory {
     }
 }
 
+/// The first page of `held` (shared, not copied), and where the next one
+/// starts if anything is left.
+fn page<'a>(
+    mut held: impl ExactSizeIterator<Item = &'a (Instant, Arc<Event>)>,
+    limit: PageLimit,
+) -> (Vec<Arc<Event>>, Option<u64>) {
+    let mut events = Vec::with_capacity(held.len().min(limit.events));
+    let mut bytes = 0;
+    while !limit.is_full(events.len(), bytes) {
+        let Some((_, event)) = held.next() else {
+            return (events, None);
+        };
+        bytes += event.frame.len();
+        events.push(event.clone());
+    }
+    let next_after = (held.len() > 0).then(|| events.last().map_or(0, |e| e.id.seq));
+    (events, next_after)
+}
+
 impl Backplane for MemoryBackplane {
     fn epoch(&self) -> u64 {
         self.epoch
@@ -427,6 +446,7 @@ impl Backplane for MemoryBackplane {
         &'a self,
         topic: &'a TopicName,
         after_seq: u64,
+        limit: PageLimit,
     ) -> BoxFuture<'a, Result<History, BackplaneError>> {
         let now = Instant::now();
         let mut state = self.state();
@@ -437,18 +457,17 @@ impl Backplane for MemoryBackplane {
                 epoch: self.epoch,
                 events: Vec::new(),
                 complete: after_seq >= forgotten_through,
+                next_after: None,
             },
             Some(topic) => {
                 // Sequence numbers increase along the queue: binary search.
                 let start = topic.events.partition_point(|(_, e)| e.id.seq <= after_seq);
+                let (events, next_after) = page(topic.events.range(start..), limit);
                 History {
                     epoch: self.epoch,
-                    events: topic
-                        .events
-                        .range(start..)
-                        .map(|(_, event)| event.clone())
-                        .collect(),
+                    events,
                     complete: after_seq >= topic.evicted_through,
+                    next_after,
                 }
             }
         };
@@ -543,10 +562,51 @@ mod tests {
     }
 
     fn history(backplane: &MemoryBackplane, topic: &str, after: u64) -> History {
+        let all = PageLimit {
+            events: usize::MAX,
+            bytes: usize::MAX,
+        };
+        history_page(backplane, topic, after, all)
+    }
+
+    fn history_page(
+        backplane: &MemoryBackplane,
+        topic: &str,
+        after: u64,
+        limit: PageLimit,
+    ) -> History {
         let topic = TopicName::parse(topic).unwrap();
-        futures_util::FutureExt::now_or_never(backplane.history(&topic, after))
+        futures_util::FutureExt::now_or_never(backplane.history(&topic, after, limit))
             .unwrap()
             .unwrap()
+    }
+
+    #[test]
+    fn history_is_read_in_pages_by_count_and_bytes() {
+        let backplane = backplane(10, Duration::from_secs(60));
+        let ids: Vec<_> = (0..5).map(|_| publish(&backplane, "t")).collect();
+        let by_count = PageLimit {
+            events: 2,
+            bytes: usize::MAX,
+        };
+        let first = history_page(&backplane, "t", 0, by_count);
+        assert_eq!(
+            first.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            ids[..2]
+        );
+        assert_eq!(first.next_after, Some(ids[1].seq));
+        let last = history_page(&backplane, "t", ids[3].seq, by_count);
+        assert_eq!(last.events.len(), 1);
+        assert_eq!(last.next_after, None, "nothing after the last event");
+        // One byte: each page still holds one event.
+        let by_bytes = PageLimit {
+            events: usize::MAX,
+            bytes: 1,
+        };
+        let one = history_page(&backplane, "t", ids[0].seq, by_bytes);
+        assert_eq!(one.events.len(), 1);
+        assert_eq!(one.events[0].id, ids[1]);
+        assert_eq!(one.next_after, Some(ids[1].seq));
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub struct Replica {
     pub metrics: Arc<Metrics>,
 }
 
-/// Events of one topic after a given position, oldest first.
+/// One page of a topic's events after a given position, oldest first.
 #[derive(Debug, Default)]
 pub struct History {
     /// The epoch the events (and the position asked about) belong to.
@@ -69,6 +69,29 @@ pub struct History {
     /// False when some event after the position is no longer held (evicted by
     /// count or age): the subscriber must be told about the gap.
     pub complete: bool,
+    /// `Some(seq)`: the page stopped at its limit, and more events may
+    /// follow; the next page is read after `seq` (the last event's, or
+    /// beyond it when the page skipped expired entries). `None`: this page
+    /// holds everything after the position.
+    pub next_after: Option<u64>,
+}
+
+/// How much one history read returns at most. A page always holds at least
+/// one event (when there is one), however large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit {
+    pub events: usize,
+    /// Bytes of event data as stored (the encoded frame in memory, the wire
+    /// JSON in Redis): the bound on what one read copies.
+    pub bytes: usize,
+}
+
+impl PageLimit {
+    /// Whether a page holding `events` events of `bytes` bytes so far is
+    /// full; the first event always fits.
+    pub fn is_full(self, events: usize, bytes: usize) -> bool {
+        events > 0 && (events >= self.events || bytes >= self.bytes)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,11 +146,13 @@ pub trait Backplane: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>>;
 
     /// Events of `topic` with a sequence number above `after_seq` in the
-    /// epoch in force.
+    /// epoch in force, oldest first, one page of at most `limit` (replays
+    /// read history a page at a time, as their stream is written).
     fn history<'a>(
         &'a self,
         topic: &'a TopicName,
         after_seq: u64,
+        limit: PageLimit,
     ) -> BoxFuture<'a, Result<History, BackplaneError>>;
 
     /// False while the backplane can't accept publishes (readiness follows).

@@ -9,6 +9,14 @@
 //! only order events within one epoch, so an event or a history of another
 //! epoch is never compared with it by number (a Redis that came back empty
 //! starts again at 1; comparing by number would skip its events silently).
+//!
+//! Memory per subscriber is bounded whatever the client does: a replay
+//! reads history a page per topic at a time ([`REPLAY_PAGE_BYTES`]) and
+//! merges the pages by id as the stream is written, and at most one write
+//! ([`MAX_BATCH_BYTES`](super::frame_batch::MAX_BATCH_BYTES) plus one
+//! event) is made before the writer has taken
+//! the previous one. A client that reads nothing holds one write and one
+//! set of pages, not its history.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -25,17 +33,21 @@ use super::encoder;
 use super::event::Event;
 use super::event_id::{EventId, ResumePoint};
 use super::frame_batch::FrameBatch;
+#[cfg(test)]
+use super::frame_batch::MAX_BATCH_BYTES;
 use super::live_feed::{LiveFeed, LiveItem};
 use super::live_queues::{Live, LiveQueues, SyncPoint};
 use super::observe::SubscriptionObserver;
 use super::topic::TopicName;
-use crate::backplane::Backplane;
+use crate::backplane::{Backplane, History, PageLimit};
 use crate::metrics::{GapReason, ReplayTrigger};
 
-/// Times a replay starts over because a resync moved the live queues while
-/// it read history, or a history read failed. Resyncs follow backplane
-/// reconnects, seconds apart, so a second attempt practically always
-/// settles; past this the replay ends with a gap frame rather than loop.
+/// Times a replay starts over because the history it reads moved to
+/// another epoch, and times one history read is tried. Resyncs follow
+/// backplane reconnects, seconds apart, so a second attempt practically
+/// always settles; past this the replay ends with a gap frame rather than
+/// loop — except while the backplane is down, when it keeps its cursor
+/// and waits for the backplane's resync (see [`Delivery::read_history`]).
 const MAX_REPLAY_ATTEMPTS: usize = 4;
 
 /// Pause before reading history again after a read failed, times the
@@ -45,9 +57,29 @@ const MAX_REPLAY_ATTEMPTS: usize = 4;
 /// nothing, where a `history_unavailable` gap would drop what history held.
 const HISTORY_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// Bytes of history a replay holds at a time, over all its topics: each
+/// topic's page gets an equal share, and at least one event. With the
+/// memory backplane the pages share the stored events (the bound is on
+/// what one read returns); with Redis they are what one read copies, so
+/// this is also what a replaying subscriber costs the hub and Redis per
+/// read, however long the history.
+pub(super) const REPLAY_PAGE_BYTES: usize = 256 * 1024;
+
+/// Most events in one topic's page (small events: the byte share would
+/// allow thousands).
+const REPLAY_PAGE_EVENTS: usize = 256;
+
 /// The epoch of the live queues before a backplane's first resync (a Redis
 /// backplane that hasn't reached Redis yet). No real epoch is 0.
 const UNPOSITIONED: u64 = 0;
+
+/// What one history read of a subscription of `topics` topics returns at most.
+fn page_limit(topics: usize) -> PageLimit {
+    PageLimit {
+        events: REPLAY_PAGE_EVENTS,
+        bytes: (REPLAY_PAGE_BYTES / topics.max(1)).max(1),
+    }
+}
 
 /// Why delivery must go back to history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +88,19 @@ pub(super) enum Catchup {
     Lagged,
     /// The backplane resynced the live queues (see `FanOut::resync`).
     Resync,
+    /// A replay stopped while the backplane was down still owes history
+    /// from the cursor: nothing live may go out before it.
+    Owed,
+}
+
+/// What a stream at drain has left (see [`Delivery::flush_now`]).
+pub(super) enum Flush {
+    /// A write may be ready; ask again once it is out.
+    More,
+    /// Something to wait for first, as after [`Delivery::on_live_now`].
+    Follow(FollowUp),
+    /// Everything queued went out.
+    Done,
 }
 
 /// What is left to do once the live items at hand are taken (see
@@ -97,17 +142,107 @@ pub(super) struct Delivery {
     /// in id order across topics (one `Last-Event-ID` must describe the
     /// whole connection).
     held: Vec<Arc<Event>>,
-    /// Several topics only: the events of one batch, to be sorted by id.
+    /// Several topics only: events at or below the watermark, sorted by id,
+    /// not yet in a write (what one write couldn't take waits here, shared,
+    /// not copied).
     ready: Vec<Arc<Event>>,
     batch: FrameBatch,
-    /// Chunks ready to be written, in order.
-    outbox: VecDeque<Bytes>,
+    /// The one write made and not yet taken by the writer.
+    outbox: Option<Bytes>,
+    /// A replay under way, or stalled while the backplane is down.
+    replay: Option<Box<Replay>>,
     /// A client's resume point that came before the backplane's first
     /// resync: judged (and replayed) at that resync, not before, since until
     /// then this replica can't tell a valid id from a foreign one.
     deferred_resume: Option<EventId>,
     /// This subscription's span, totals and metrics.
     pub(super) observer: SubscriptionObserver,
+}
+
+/// History owed to a subscriber, from its cursor through the watermark of
+/// `sync`: read a page per topic at a time, and merged by id as the stream
+/// is written.
+struct Replay {
+    trigger: ReplayTrigger,
+    /// The last id the client has seen (its resume id at first), for gap frames.
+    last_seen: Option<EventId>,
+    /// A gap frame to send before the next event (or at the end), with the
+    /// last id before it.
+    gap: Option<(GapReason, Option<EventId>)>,
+    /// What events missing from a page are reported as.
+    incomplete: GapReason,
+    /// Where the live queues stood when the replay (re)started; it replays
+    /// through `sync.watermark`, and later events arrive on the live queues.
+    sync: SyncPoint,
+    /// One per topic, in the order of `Delivery::topics`.
+    pages: Vec<Page>,
+    /// Times the replay started over for an epoch change under it.
+    restarts: usize,
+    /// History couldn't be read while the backplane was down: the replay
+    /// keeps the cursor and starts over from it at the backplane's resync
+    /// (or the next live item), instead of skipping what history holds.
+    stalled: bool,
+}
+
+/// One topic's part of a replay.
+#[derive(Default)]
+struct Page {
+    /// Read and not yet delivered, in id order.
+    events: VecDeque<Arc<Event>>,
+    /// Where the next read starts; `None`: read through the watermark.
+    next_after: Option<u64>,
+}
+
+impl Page {
+    fn wants_read(&self) -> bool {
+        self.events.is_empty() && self.next_after.is_some()
+    }
+}
+
+impl Replay {
+    /// A topic's next event is unknown until its next page is read, and
+    /// nothing can be merged past it before then.
+    fn wants_page(&self) -> bool {
+        !self.stalled && self.pages.iter().any(Page::wants_read)
+    }
+
+    /// The topic whose next event has the lowest id.
+    fn next_topic(&self) -> Option<usize> {
+        self.pages
+            .iter()
+            .enumerate()
+            .filter_map(|(index, page)| page.events.front().map(|e| (e.id.seq, index)))
+            .min()
+            .map(|(_, index)| index)
+    }
+
+    fn take_page(&mut self, index: usize, history: History) {
+        if !history.complete {
+            // Before the next event: every event delivered so far precedes
+            // what this topic lost (its page was used up before this read).
+            self.gap.get_or_insert((self.incomplete, self.last_seen));
+        }
+        let watermark = self.sync.watermark;
+        let page = &mut self.pages[index];
+        page.events
+            .extend(history.events.into_iter().filter(|e| e.id.seq <= watermark));
+        page.next_after = history.next_after.filter(|&after| after < watermark);
+    }
+
+    /// Gives up on the rest of a topic's history, with a gap frame.
+    fn abandon(&mut self, index: usize) {
+        self.gap
+            .get_or_insert((GapReason::HistoryUnavailable, self.last_seen));
+        self.pages[index].next_after = None;
+    }
+
+    fn stall(&mut self) {
+        self.stalled = true;
+        for page in &mut self.pages {
+            // Read again from the cursor when the replay resumes.
+            page.events = VecDeque::new();
+        }
+    }
 }
 
 impl Delivery {
@@ -129,7 +264,8 @@ impl Delivery {
             held: Vec::new(),
             ready: Vec::new(),
             batch: FrameBatch::default(),
-            outbox: VecDeque::new(),
+            outbox: None,
+            replay: None,
             deferred_resume: None,
         }
     }
@@ -139,9 +275,43 @@ impl Delivery {
         self.feed.poll_next_unpin(cx)
     }
 
-    /// The next chunk to write, if any.
+    /// The next chunk to write: the one made already, or one made now from
+    /// what is at hand (a replay's pages, sorted events one write couldn't
+    /// take). One chunk at a time, and only once the previous one was
+    /// taken: a stream its client doesn't read holds at most one write.
     pub(super) fn next_chunk(&mut self) -> Option<Bytes> {
-        self.outbox.pop_front()
+        if self.outbox.is_none() {
+            if self.replay.is_some() {
+                self.replay_batch();
+            } else if !self.ready.is_empty() {
+                self.deliver_ready();
+                self.finish_batch();
+            }
+        }
+        self.outbox.take()
+    }
+
+    /// Whether a replay waits for history: then [`Self::read_history`].
+    pub(super) fn wants_history(&self) -> bool {
+        self.outbox.is_none() && self.replay.as_ref().is_some_and(|r| r.wants_page())
+    }
+
+    /// Bytes this subscriber holds that aren't shared with history or the
+    /// live queues' events (the write being made and the one waiting),
+    /// and the replay's pages (shared with the memory backplane's history,
+    /// copies with Redis).
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> (usize, usize) {
+        let staged = self.outbox.as_ref().map_or(0, Bytes::len) + self.batch.len();
+        let pages = self.replay.as_ref().map_or(0, |replay| {
+            replay
+                .pages
+                .iter()
+                .flat_map(|page| &page.events)
+                .map(|event| event.frame.len())
+                .sum()
+        });
+        (staged, pages)
     }
 
     /// Places the cursor where the live queues stand: all a live subscribe
@@ -153,7 +323,7 @@ impl Delivery {
         sync
     }
 
-    /// Replays history after the client's resume point.
+    /// Starts the replay of history after the client's resume point.
     pub(super) async fn start(&mut self, resume: ResumePoint) {
         let sync = self.start_live();
         let id = match resume {
@@ -192,121 +362,193 @@ impl Delivery {
         }
     }
 
-    /// Sends every event of the topics after the cursor that history holds,
-    /// preceded by a gap frame when `gap` is set or history can't cover it
-    /// all. Afterwards everything up to the live queues' watermark is
-    /// accounted for.
+    /// Starts sending every event of the topics after the cursor that
+    /// history holds, preceded by a gap frame when `gap` is set or history
+    /// can't cover it all, and reads the first pages. The rest goes out a
+    /// write at a time through [`Self::next_chunk`]; once it has, everything
+    /// up to the live queues' watermark is accounted for.
     async fn replay(
         &mut self,
         trigger: ReplayTrigger,
         last_seen: Option<EventId>,
-        mut gap: Option<GapReason>,
+        gap: Option<GapReason>,
     ) {
         self.observer.replayed(trigger);
         let incomplete = match trigger {
             ReplayTrigger::Lagged => GapReason::Lagged,
             ReplayTrigger::Resume | ReplayTrigger::Resync => GapReason::HistoryExceeded,
         };
-        let backplane = self.backplane.clone();
-        let mut events = Vec::new();
-        let mut attempts = 0;
-        let sync = loop {
-            attempts += 1;
-            // Read before history: every event at or below its watermark is
-            // in history or was evicted (then reported); later ones arrive
-            // on the live queues.
-            let sync = self.queues.sync_point();
-            if self.cursor.epoch == UNPOSITIONED && sync.epoch != UNPOSITIONED {
-                // Opened before the backplane first reached its server: this
-                // stream was promised nothing before now; it joins live.
-                self.cursor = EventId::new(sync.epoch, sync.watermark);
-            } else if self.cursor.epoch != sync.epoch {
-                // contract: resync — history started over under this stream
-                // (or the client's id is of an epoch this replica hasn't
-                // reached): one gap frame, then the new epoch from its start.
-                gap.get_or_insert(GapReason::EpochChanged);
-                self.cursor = EventId::new(sync.epoch, 0);
-            }
-            events.clear();
-            let mut lost = None;
-            let mut consistent = true;
-            let mut unreadable = false;
-            for topic in &self.topics {
-                match backplane.history(topic, self.cursor.seq).await {
-                    Ok(history) if history.epoch != sync.epoch => consistent = false,
-                    Ok(history) => {
-                        if !history.complete {
-                            lost.get_or_insert(incomplete);
-                        }
-                        events.extend(
-                            history
-                                .events
-                                .into_iter()
-                                .filter(|e| e.id.seq <= sync.watermark),
-                        );
-                    }
-                    Err(_) => unreadable = true,
-                }
-            }
-            let settled = consistent && !unreadable && self.queues.generation() == sync.generation;
-            if settled || attempts >= MAX_REPLAY_ATTEMPTS {
-                if !settled {
-                    lost.get_or_insert(GapReason::HistoryUnavailable);
-                    events.retain(|e| e.id.epoch == sync.epoch);
-                }
-                if let Some(reason) = lost {
-                    gap.get_or_insert(reason);
-                }
-                break sync;
-            }
-            if unreadable {
-                tokio::time::sleep(HISTORY_RETRY_PAUSE * attempts as u32).await;
-            }
+        let mut replay = Box::new(Replay {
+            trigger,
+            last_seen,
+            gap: gap.map(|reason| (reason, last_seen)),
+            incomplete,
+            sync: self.queues.sync_point(),
+            pages: self.topics.iter().map(|_| Page::default()).collect(),
+            restarts: 0,
+            stalled: false,
+        });
+        self.position(&mut replay);
+        self.replay = Some(replay);
+        self.read_history().await;
+    }
+
+    /// (Re)starts `replay` from the cursor, through where the live queues
+    /// stand now.
+    fn position(&mut self, replay: &mut Replay) {
+        // Read before history: every event at or below its watermark is in
+        // history or was evicted (then reported); later ones arrive on the
+        // live queues.
+        let sync = self.queues.sync_point();
+        if self.cursor.epoch == UNPOSITIONED && sync.epoch != UNPOSITIONED {
+            // Opened before the backplane first reached its server: this
+            // stream was promised nothing before now; it joins live.
+            self.cursor = EventId::new(sync.epoch, sync.watermark);
+        } else if self.cursor.epoch != sync.epoch {
+            // contract: resync — history started over under this stream
+            // (or the client's id is of an epoch this replica hasn't
+            // reached): one gap frame, then the new epoch from its start.
+            replay
+                .gap
+                .get_or_insert((GapReason::EpochChanged, replay.last_seen));
+            self.cursor = EventId::new(sync.epoch, 0);
+        }
+        replay.sync = sync;
+        replay.stalled = false;
+        for page in &mut replay.pages {
+            page.events.clear();
+            page.next_after = Some(self.cursor.seq);
+        }
+        // Live events read but not yet written are in history too.
+        self.ready.clear();
+    }
+
+    /// Reads the next page of each topic whose page is used up. A read
+    /// that fails is tried again after a pause; one that keeps failing
+    /// while the backplane is down stalls the replay with its cursor kept,
+    /// and the replay starts over from there when the backplane resyncs
+    /// (its reconnect always does) or a live item arrives: what history
+    /// holds is replayed late, never skipped. Only a history that stays
+    /// unreadable while the backplane is up (it answers, but not this
+    /// read) is given up, with a `history_unavailable` gap frame.
+    pub(super) async fn read_history(&mut self) {
+        let Some(mut replay) = self.replay.take() else {
+            return;
         };
-        if self.multi_topic {
-            // contract: fan-out order — history is per topic; the merge by id
-            // gives the order the live queues would have given.
-            events.sort_unstable_by_key(|e| e.id.seq);
+        let backplane = self.backplane.clone();
+        let limit = page_limit(self.topics.len());
+        let mut failures = 0;
+        let mut index = 0;
+        while index < self.topics.len() && !replay.stalled {
+            let page = &replay.pages[index];
+            let after = match page.next_after {
+                Some(after) if page.events.is_empty() => after,
+                _ => {
+                    index += 1;
+                    continue;
+                }
+            };
+            match backplane.history(&self.topics[index], after, limit).await {
+                Ok(history) if history.epoch == replay.sync.epoch => {
+                    failures = 0;
+                    replay.take_page(index, history);
+                    index += 1;
+                }
+                Ok(_) if replay.restarts + 1 < MAX_REPLAY_ATTEMPTS => {
+                    // contract: resync — history moved to another epoch
+                    // under this replay: start over from the cursor, where
+                    // the live queues stand now.
+                    replay.restarts += 1;
+                    self.position(&mut replay);
+                    index = 0;
+                }
+                Ok(_) => {
+                    replay.abandon(index);
+                    index += 1;
+                }
+                Err(_) => {
+                    failures += 1;
+                    if failures < MAX_REPLAY_ATTEMPTS {
+                        tokio::time::sleep(HISTORY_RETRY_PAUSE * failures as u32).await;
+                    } else if self.queues.generation() != replay.sync.generation
+                        && replay.restarts + 1 < MAX_REPLAY_ATTEMPTS
+                    {
+                        // The backplane reconnected (and resynced) while
+                        // these reads failed: try again at its new position.
+                        replay.restarts += 1;
+                        failures = 0;
+                        self.position(&mut replay);
+                        index = 0;
+                    } else if backplane.is_available() {
+                        replay.abandon(index);
+                        failures = 0;
+                        index += 1;
+                    } else {
+                        // invariant: no silent loss — the cursor stays; the
+                        // backplane's resync after its reconnect resumes it.
+                        replay.stall();
+                    }
+                }
+            }
         }
-        if let Some(reason) = gap {
-            // invariant: no silent loss — the gap is announced before any
-            // event that follows it.
-            let resumes_at = events.first().map(|e| e.id);
-            self.observer.gap(reason, events.first());
-            self.batch
-                .push(&encoder::gap_frame(reason.as_str(), last_seen, resumes_at));
+        self.replay = Some(replay);
+    }
+
+    /// Moves the replay's events into one write, in id order across topics,
+    /// stopping at a full write or where a topic's next page must be read.
+    fn replay_batch(&mut self) {
+        let Some(mut replay) = self.replay.take() else {
+            return;
+        };
+        while !replay.stalled && !replay.wants_page() {
+            // contract: fan-out order — history is per topic; the merge by
+            // id (the lowest head first, each topic's next page read before
+            // anything past its last event goes out) gives the order the
+            // live queues would have given.
+            let next = replay.next_topic();
+            if let Some((reason, last_seen)) = replay.gap.take() {
+                // invariant: no silent loss — the gap is announced before
+                // any event that follows it.
+                let first = next.map(|index| &replay.pages[index].events[0]);
+                self.observer.gap(reason, first);
+                let resumes_at = first.map(|event| event.id);
+                self.batch
+                    .push(&encoder::gap_frame(reason.as_str(), last_seen, resumes_at));
+            }
+            let Some(index) = next else {
+                self.end_replay(replay.sync);
+                self.finish_batch();
+                return;
+            };
+            let event = replay.pages[index].events.pop_front().expect("a head");
+            self.deliver(&event);
+            replay.last_seen = Some(self.cursor);
+            if self.batch.is_full() {
+                break;
+            }
         }
-        for event in &events {
-            self.deliver(event);
-        }
+        self.finish_batch();
+        self.replay = Some(replay);
+    }
+
+    /// Everything through the replay's watermark is accounted for.
+    fn end_replay(&mut self, sync: SyncPoint) {
         self.cursor.seq = self.cursor.seq.max(sync.watermark);
         self.generation = sync.generation;
         let cursor = self.cursor;
         self.held
             .retain(|e| e.id.epoch == cursor.epoch && e.id.seq > cursor.seq);
-        self.finish_batch();
     }
 
-    /// Handles one item from the live queues plus whatever else is already
-    /// waiting, so a burst goes out as one write.
-    pub(super) async fn on_live(&mut self, first: LiveItem) {
-        let mut follow_up = self.on_live_now(first);
-        loop {
-            match follow_up {
-                None => return,
-                Some(FollowUp::Watermark) => {
-                    tokio::task::yield_now().await;
-                    follow_up = self.after_watermark_wait();
-                }
-                Some(FollowUp::Catchup(catchup)) => return self.catch_up(catchup).await,
-            }
-        }
-    }
-
-    /// The part of [`Self::on_live`] that needs no waiting: every event at
-    /// hand goes into the outbox; what is left (rare: a lag, a resync,
-    /// events held for the watermark) is returned.
+    /// The part of the live stage that needs no waiting: live items at hand
+    /// go into one write; what is left (rare: a lag, a resync, events held
+    /// for the watermark) is returned. Items one write can't take stay in
+    /// the queues (one topic) or sorted in `ready` (several).
     pub(super) fn on_live_now(&mut self, first: LiveItem) -> Option<FollowUp> {
+        if self.replay.is_some() {
+            // A stalled replay: nothing live may go out before what it owes.
+            return Some(FollowUp::Catchup(Catchup::Owed));
+        }
         let pass = if self.multi_topic {
             self.pass_in_id_order(Some(first))
         } else {
@@ -317,6 +559,9 @@ impl Delivery {
 
     /// After [`FollowUp::Watermark`] and a yield: looks at the queues again.
     pub(super) fn after_watermark_wait(&mut self) -> Option<FollowUp> {
+        if self.replay.is_some() {
+            return Some(FollowUp::Catchup(Catchup::Owed));
+        }
         let pass = self.pass_in_id_order(None);
         self.after_pass(pass)
     }
@@ -330,8 +575,17 @@ impl Delivery {
         }
     }
 
-    /// Goes back to history after a lag or a resync.
+    /// Goes back to history after a lag or a resync, or resumes a stalled
+    /// replay from its kept cursor (whatever the reason, a replay from the
+    /// cursor covers it).
     pub(super) async fn catch_up(&mut self, catchup: Catchup) {
+        if let Some(mut replay) = self.replay.take() {
+            self.observer.replayed(replay.trigger);
+            replay.restarts = 0;
+            self.position(&mut replay);
+            self.replay = Some(replay);
+            return self.read_history().await;
+        }
         let last_seen = (self.cursor.seq > 0).then_some(self.cursor);
         match catchup {
             Catchup::Lagged => {
@@ -340,7 +594,7 @@ impl Delivery {
                 // queue, not its events: catch up from history.
                 self.replay(ReplayTrigger::Lagged, last_seen, None).await;
             }
-            Catchup::Resync => match self.deferred_resume.take() {
+            Catchup::Resync | Catchup::Owed => match self.deferred_resume.take() {
                 Some(id) => self.start(ResumePoint::After(id)).await,
                 None => self.replay(ReplayTrigger::Resync, last_seen, None).await,
             },
@@ -354,13 +608,16 @@ impl Delivery {
         (self.queues.sync_point().epoch != self.cursor.epoch).then_some(Catchup::Resync)
     }
 
-    /// One topic: its queue is already in id order.
+    /// One topic: its queue is already in id order. Stops at a full write;
+    /// the rest stays in the queue.
     fn take_ready(&mut self, first: LiveItem) -> Option<Catchup> {
         let mut item = Some(first);
-        while let Some(next) = item
-            .take()
-            .or_else(|| self.feed.next().now_or_never().flatten())
-        {
+        loop {
+            let next = match item.take() {
+                Some(next) => next,
+                None if self.batch.is_full() => return None,
+                None => self.feed.next().now_or_never().flatten()?,
+            };
             match next {
                 Ok(Live::Event(event)) if event.id.epoch != self.cursor.epoch => {
                     if let Some(catchup) = self.other_epoch() {
@@ -375,11 +632,11 @@ impl Delivery {
                 Err(BroadcastStreamRecvError::Lagged(_)) => return Some(Catchup::Lagged),
             }
         }
-        None
     }
 
     /// Several topics: merges what is waiting on every queue into id order,
-    /// holding back events beyond the watermark.
+    /// holding back events beyond the watermark, and delivers one write of
+    /// it (the rest waits, sorted, for [`Self::next_chunk`]).
     fn pass_in_id_order(&mut self, first: Option<LiveItem>) -> Pass {
         let mut item = first;
         let watermark = self.queues.watermark();
@@ -425,19 +682,17 @@ impl Delivery {
         // contract: fan-out order — the backplane hands events over in
         // id order across topics and stores the watermark after, so
         // everything at or below it is in the queues: sorting what was
-        // read gives the true order.
+        // read gives the true order. (What an earlier pass left in `ready`
+        // is all below what this one read.)
         self.ready.sort_unstable_by_key(|e| e.id.seq);
-        let mut ready = std::mem::take(&mut self.ready);
-        for event in ready.drain(..) {
-            self.deliver(&event);
-        }
-        self.ready = ready;
+        self.deliver_ready();
         if self.held.is_empty() {
             return Pass::Done;
         }
         if self.queues.generation() != self.generation {
             // The watermark moved to another position: held events may
             // never become visible against it.
+            self.ready.clear();
             return Pass::Catchup(Catchup::Resync);
         }
         // The fan-out stores the watermark right after its sends, so the
@@ -445,19 +700,47 @@ impl Delivery {
         Pass::Wait
     }
 
-    /// Whatever is still queued, at drain time.
-    pub(super) async fn flush(&mut self) {
-        match self.feed.next().now_or_never().flatten() {
-            Some(item) => self.on_live(item).await,
-            None => {
-                let mut held = std::mem::take(&mut self.held);
-                held.sort_unstable_by_key(|e| e.id.seq);
-                for event in &held {
-                    self.deliver(event);
-                }
-                self.finish_batch();
+    /// Delivers sorted `ready` events up to a full write.
+    fn deliver_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut taken = 0;
+        for event in &ready {
+            if self.batch.is_full() {
+                break;
             }
+            self.deliver(event);
+            taken += 1;
         }
+        ready.drain(..taken);
+        self.ready = ready;
+    }
+
+    /// At drain: what the live queues still hold, a write at a time.
+    pub(super) fn flush_now(&mut self) -> Flush {
+        if let Some(item) = self.feed.next().now_or_never().flatten() {
+            return match self.on_live_now(item) {
+                Some(follow_up) => Flush::Follow(follow_up),
+                None => Flush::More,
+            };
+        }
+        if self.held.is_empty() {
+            return Flush::Done;
+        }
+        // Publishing has stopped: nothing can come before what is held.
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_unstable_by_key(|e| e.id.seq);
+        let mut taken = 0;
+        for event in &held {
+            if self.batch.is_full() {
+                break;
+            }
+            self.deliver(event);
+            taken += 1;
+        }
+        held.drain(..taken);
+        self.held = held;
+        self.finish_batch();
+        Flush::More
     }
 
     fn deliver(&mut self, event: &Arc<Event>) {
@@ -468,15 +751,13 @@ impl Delivery {
         self.observer.event();
         // invariant: encode once — the shared frame is written as is.
         self.batch.push(&event.frame);
-        if self.batch.is_full() {
-            self.finish_batch();
-        }
     }
 
     fn finish_batch(&mut self) {
+        debug_assert!(self.outbox.is_none(), "one write at a time");
         if let Some(chunk) = self.batch.finish() {
             self.observer.batch_written(chunk.len());
-            self.outbox.push_back(chunk);
+            self.outbox = Some(chunk);
         }
     }
 }

@@ -29,6 +29,12 @@ impl FrameBatch {
         self.buffer.put_slice(frame);
     }
 
+    /// Bytes gathered so far.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.single.as_ref().map_or(0, Bytes::len) + self.buffer.len()
+    }
+
     pub(super) fn is_full(&self) -> bool {
         self.buffer.len() >= MAX_BATCH_BYTES
     }

@@ -8,9 +8,9 @@
 //! block because an idle stream is mostly this state: one timer (the
 //! nearest of heartbeat, token expiry and close slot), one drain signal at a
 //! time (closing, then cut), the delivery state and nothing else. The steps
-//! that read the backplane (a resume, a lag or resync catch-up, the flush at
-//! close) take the delivery state into a boxed future for their duration,
-//! so their size is paid only while they run.
+//! that read the backplane (a resume, a lag or resync catch-up, a replay's
+//! next page) take the delivery state into a boxed future for their
+//! duration, so their size is paid only while they run.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::delivery::{Delivery, FollowUp};
+use super::delivery::{Delivery, Flush, FollowUp};
 use super::encoder::{self, HEARTBEAT};
 use super::event_id::ResumePoint;
 use super::live_feed::LiveFeed;
@@ -114,6 +114,15 @@ impl Subscription {
     }
 }
 
+#[cfg(test)]
+impl Frames {
+    /// What the stream holds now (see `Delivery::held_bytes`); nothing
+    /// while a step that reads the backplane runs.
+    pub(super) fn held_bytes(&self) -> (usize, usize) {
+        self.delivery.as_ref().map_or((0, 0), Delivery::held_bytes)
+    }
+}
+
 /// A step that reads the backplane; it owns the delivery state while it runs.
 type Busy = Pin<Box<dyn Future<Output = Delivery> + Send>>;
 
@@ -126,7 +135,7 @@ enum Stage {
     Starting,
     /// Live delivery, until an end.
     Live,
-    /// Ended: the flush is running or done; the last frame is next.
+    /// Ended: what the queues still hold goes out, then the last frame.
     Ending,
     /// The last frame is out.
     Done,
@@ -191,21 +200,29 @@ impl Stream for Frames {
                 *this.ticket = None;
                 return Poll::Ready(None);
             };
-            if std::mem::take(this.watermark_wait) {
-                match delivery.after_watermark_wait() {
-                    None => {}
-                    Some(follow_up) => {
-                        if follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
-                            .is_pending()
-                        {
-                            return Poll::Pending;
-                        }
-                        continue;
-                    }
-                }
-            }
+            // One write at a time, made only once the writer took the last
+            // one: a stream that isn't read costs one write, not a backlog.
             if let Some(chunk) = delivery.next_chunk() {
                 return Poll::Ready(Some(chunk));
+            }
+            if delivery.wants_history() {
+                // A replay's next page, read only now that its previous
+                // events are written.
+                let mut delivery = this.delivery.take().expect("delivery is here");
+                *this.busy = Some(Box::pin(async move {
+                    delivery.read_history().await;
+                    delivery
+                }));
+                continue;
+            }
+            if std::mem::take(this.watermark_wait) {
+                if let Some(follow_up) = delivery.after_watermark_wait()
+                    && follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
+                        .is_pending()
+                {
+                    return Poll::Pending;
+                }
+                continue;
             }
             match std::mem::replace(this.stage, Stage::Live) {
                 Stage::Prelude(resume) => {
@@ -241,6 +258,26 @@ impl Stream for Frames {
                 }
                 Stage::Live => {}
                 Stage::Ending => {
+                    // Everything accepted before closing began is already in
+                    // the queues (closing waits for publishes under way):
+                    // send it, a write at a time, then tell the client when
+                    // to come back.
+                    match delivery.flush_now() {
+                        Flush::Done => {}
+                        Flush::More => {
+                            *this.stage = Stage::Ending;
+                            continue;
+                        }
+                        Flush::Follow(follow_up) => {
+                            *this.stage = Stage::Ending;
+                            if follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
+                                .is_pending()
+                            {
+                                return Poll::Pending;
+                            }
+                            continue;
+                        }
+                    }
                     // A stream ended for its token gets the frame the page
                     // recognises (it fetches a new token and reopens); the
                     // others a jittered hint for when to come back.
@@ -268,16 +305,9 @@ impl Stream for Frames {
                 LiveStep::Yield(bytes) => return Poll::Ready(Some(bytes)),
                 LiveStep::Pending => return Poll::Pending,
                 LiveStep::End(end) => {
-                    // Everything accepted before closing began is already in
-                    // the queues (closing waits for publishes under way):
-                    // send it, then tell the client when to come back.
                     *this.stage = Stage::Ending;
-                    let mut delivery = this.delivery.take().expect("delivery is here");
+                    let delivery = this.delivery.as_mut().expect("delivery is here");
                     delivery.observer.ended(end);
-                    *this.busy = Some(Box::pin(async move {
-                        delivery.flush().await;
-                        delivery
-                    }));
                 }
             }
         }

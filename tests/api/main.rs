@@ -26,6 +26,7 @@ mod hostile_auth;
 mod hostile_batch;
 mod hostile_connections;
 mod hostile_history;
+mod hostile_replay;
 mod lean;
 mod limits;
 mod logs;

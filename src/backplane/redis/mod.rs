@@ -79,12 +79,18 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, Replica};
+use super::{
+    Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, PageLimit, Replica,
+};
 use crate::config::{RedisConfig, mask_userinfo};
 use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::HistoryBound;
 
 use scripts::{Keys, Scripts};
+
+/// Most entries one history read asks Redis for, whatever the caller's
+/// limit (the count crosses into Lua as a double).
+const MAX_PAGE_ENTRIES: usize = 1 << 20;
 
 /// Keys of a topic outlive its last event by this much, so that a history
 /// read that finds them gone knows every event they held is past the ttl.
@@ -310,6 +316,7 @@ impl RedisBackplane {
         &self,
         topic: &TopicName,
         after_seq: u64,
+        limit: PageLimit,
     ) -> Result<History, BackplaneError> {
         let mut connection = self.connection()?;
         let mut invocation = self.scripts.history.prepare_invoke();
@@ -322,7 +329,10 @@ impl RedisBackplane {
             .key(&self.keys.evicted)
             .arg(after_seq)
             .arg(self.limits.ttl.as_millis() as u64)
-            .arg(self.key_lifetime_ms());
+            .arg(self.key_lifetime_ms())
+            // Lua's numbers are doubles: keep both exact and Redis's COUNT valid.
+            .arg(limit.events.clamp(1, MAX_PAGE_ENTRIES))
+            .arg(limit.bytes.min(MAX_PAGE_ENTRIES * 1024 * 1024));
         let reply: Vec<redis::Value> = self
             .within_timeout("a history read", invocation.invoke_async(&mut connection))
             .await?;
@@ -374,7 +384,7 @@ fn error_summary(error: &redis::RedisError) -> String {
     }
 }
 
-/// `{epoch, complete, {id, ms, json, ...}}` from `HISTORY_LUA`.
+/// `{epoch, complete, {id, ms, json, ...}, next}` from `HISTORY_LUA`.
 fn parse_history(reply: Vec<redis::Value>) -> Result<History, String> {
     use redis::FromRedisValue;
     let mut reply = reply.into_iter();
@@ -402,10 +412,17 @@ fn parse_history(reply: Vec<redis::Value>) -> Result<History, String> {
         let accepted_at = UNIX_EPOCH + Duration::from_millis(ms);
         events.push(message::decode(json, id, accepted_at).map_err(|e| e.to_string())?);
     }
+    let next = reply.next().ok_or("no page end")?;
+    let next = String::from_redis_value(next).map_err(|e| e.to_string())?;
+    let next_after = match next.as_str() {
+        "" => None,
+        seq => Some(seq.parse().map_err(|_| format!("page end {seq:?}"))?),
+    };
     Ok(History {
         epoch,
         events,
         complete,
+        next_after,
     })
 }
 
@@ -429,8 +446,9 @@ impl Backplane for RedisBackplane {
         &'a self,
         topic: &'a TopicName,
         after_seq: u64,
+        limit: PageLimit,
     ) -> BoxFuture<'a, Result<History, BackplaneError>> {
-        Box::pin(self.read_history(topic, after_seq))
+        Box::pin(self.read_history(topic, after_seq, limit))
     }
 
     fn is_available(&self) -> bool {

@@ -271,10 +271,15 @@ redis.call('PUBLISH', ARGV[6], table.concat(lines, '\n'))
 return { epoch, int(first), int(now), for_topics, for_bytes }
 "#;
 
-/// The events of one topic after a seq. `KEYS`: epoch, seq, clock, history,
-/// trim key, evicted. `ARGV`: after seq, ttl (ms), key lifetime (ms). Returns
-/// `{epoch, complete (1/0), {id, ms, json, id, ms, json, ...}}`, or
-/// `{''}` when no epoch exists yet.
+/// One page of the events of one topic after a seq. `KEYS`: epoch, seq,
+/// clock, history, trim key, evicted. `ARGV`: after seq, ttl (ms), key lifetime
+/// (ms), most entries, most bytes of JSON. Returns `{epoch, complete (1/0),
+/// {id, ms, json, id, ms, json, ...}, next}`, or `{''}` when no epoch
+/// exists yet. `next` is the seq to read on after when the page stopped at
+/// a limit ('' when it holds everything): the last entry returned, or the
+/// last one looked at when the page skipped expired entries. `XRANGE ...
+/// COUNT` keeps each call short and its reply small, however long the
+/// history; a page has at least one event when there is one.
 ///
 /// Complete means nothing after the seq is lost: not trimmed (the trim key
 /// is below it), not expired (entries past the ttl are dropped here too,
@@ -311,17 +316,28 @@ else
     if e == epoch and tonumber(s) > after then complete = 0 end
   end
   local cutoff = now - tonumber(ARGV[2])
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[4], '(' .. epoch .. '-' .. ARGV[1], '+')) do
+  local most = tonumber(ARGV[4])
+  local budget = tonumber(ARGV[5])
+  local entries = redis.call('XRANGE', KEYS[4], '(' .. epoch .. '-' .. ARGV[1], '+', 'COUNT', most)
+  local bytes = 0
+  for i, entry in ipairs(entries) do
     if tonumber(entry[2][2]) < cutoff then
       complete = 0
     else
       out[#out + 1] = entry[1]
       out[#out + 1] = entry[2][2]
       out[#out + 1] = entry[2][4]
+      bytes = bytes + #entry[2][4]
+    end
+    if bytes >= budget and i < #entries then
+      return { epoch, complete, out, string.match(entry[1], '^%d+-(%d+)$') }
     end
   end
+  if #entries == most then
+    return { epoch, complete, out, string.match(entries[#entries][1], '^%d+-(%d+)$') }
+  end
 end
-return { epoch, complete, out }
+return { epoch, complete, out, '' }
 "#;
 
 /// Where ids stand now, starting an epoch if needed (see `EPOCH_LUA`).

@@ -15,7 +15,8 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::backplane::{Backplane, BackplaneError, FanOut, History};
+use super::{MAX_BATCH_BYTES, REPLAY_PAGE_BYTES};
+use crate::backplane::{Backplane, BackplaneError, FanOut, History, PageLimit};
 use crate::hub::{
     Event, EventDraft, EventId, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName,
 };
@@ -38,6 +39,11 @@ struct ScriptedState {
     topics: HashMap<TopicName, (Vec<Arc<Event>>, u64)>,
     /// How many of the next history reads fail (a Redis read timing out).
     failing_reads: usize,
+    /// False: the backplane says it is down (a Redis that stopped answering).
+    available: bool,
+    /// History reads so far, and the events they returned.
+    reads: usize,
+    events_read: usize,
 }
 
 impl Scripted {
@@ -48,6 +54,7 @@ impl Scripted {
             size,
             state: Mutex::new(ScriptedState {
                 epoch: 1,
+                available: true,
                 ..ScriptedState::default()
             }),
         }
@@ -60,7 +67,10 @@ impl Scripted {
         Self {
             fan_out,
             size,
-            state: Mutex::new(ScriptedState::default()),
+            state: Mutex::new(ScriptedState {
+                available: true,
+                ..ScriptedState::default()
+            }),
         }
     }
 
@@ -71,10 +81,16 @@ impl Scripted {
     }
 
     fn append(&self, topic: &str) -> Arc<Event> {
+        self.append_sized(topic, 0)
+    }
+
+    /// An event whose data is its id padded to at least `bytes`.
+    fn append_sized(&self, topic: &str, bytes: usize) -> Arc<Event> {
         let mut state = self.state.lock().unwrap();
         state.last_seq += 1;
         let id = EventId::new(state.epoch, state.last_seq);
-        let event = Event::accept(draft(topic, &id.to_string()), id, SystemTime::now());
+        let data = format!("{:-<bytes$}", id.to_string());
+        let event = Event::accept(draft(topic, &data), id, SystemTime::now());
         let (events, evicted_through) = state.topics.entry(event.topic.clone()).or_default();
         events.push(event.clone());
         if events.len() > self.size {
@@ -103,6 +119,7 @@ impl Scripted {
     fn restart_empty(&self, epoch: u64) {
         *self.state.lock().unwrap() = ScriptedState {
             epoch,
+            available: true,
             ..ScriptedState::default()
         };
         self.fan_out.resync(EventId::new(epoch, 0));
@@ -136,8 +153,10 @@ impl Backplane for Scripted {
         &'a self,
         topic: &'a TopicName,
         after_seq: u64,
+        limit: PageLimit,
     ) -> BoxFuture<'a, Result<History, BackplaneError>> {
         let mut state = self.state.lock().unwrap();
+        state.reads += 1;
         if state.failing_reads > 0 {
             state.failing_reads -= 1;
             return Box::pin(future::ready(Err(BackplaneError::unavailable(
@@ -146,14 +165,33 @@ impl Backplane for Scripted {
             ))));
         }
         let (events, evicted_through) = state.topics.get(topic).cloned().unwrap_or_default();
+        let mut after = events
+            .into_iter()
+            .filter(|e| e.id.seq > after_seq)
+            .peekable();
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        while !limit.is_full(page.len(), bytes)
+            && let Some(event) = after.next()
+        {
+            bytes += event.frame.len();
+            page.push(event);
+        }
+        let next_after = after
+            .peek()
+            .is_some()
+            .then(|| page.last().map_or(after_seq, |e| e.id.seq));
+        state.events_read += page.len();
         Box::pin(future::ready(Ok(History {
             epoch: state.epoch,
-            events: events
-                .into_iter()
-                .filter(|e| e.id.seq > after_seq)
-                .collect(),
+            events: page,
             complete: after_seq >= evicted_through,
+            next_after,
         })))
+    }
+
+    fn is_available(&self) -> bool {
+        self.state.lock().unwrap().available
     }
 
     fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
@@ -498,4 +536,261 @@ async fn a_history_that_stays_unreadable_is_announced_with_a_gap() {
     backplane.state.lock().unwrap().failing_reads = 0;
     let live = backplane.publish("t");
     assert_eq!(next_seen(&mut frames, 1).await, ids(&[live]));
+}
+
+// Replays read history a page at a time, merged by id as the stream is
+// written.
+
+/// `count` events of `bytes` each, spread over `topics` in a shuffled order
+/// (a fixed seed: the same interleaving every run).
+fn interleaved(
+    backplane: &Scripted,
+    topics: &[&str],
+    count: usize,
+    bytes: usize,
+) -> Vec<Arc<Event>> {
+    let mut rng = fastrand::Rng::with_seed(18);
+    let events = (0..count)
+        .map(|_| backplane.append_sized(topics[rng.usize(..topics.len())], bytes))
+        .collect();
+    // This replica's position: they are all in history, none in a queue.
+    backplane.resync();
+    events
+}
+
+fn concrete_frames(
+    hub: &Hub,
+    topics: &[&str],
+    resume: ResumePoint,
+) -> crate::hub::subscription::Frames {
+    let request = SubscribeRequest {
+        topics: topics
+            .iter()
+            .map(|t| TopicName::parse(t).unwrap())
+            .collect(),
+        resume,
+        expires_at: None,
+    };
+    match hub.subscribe(request).unwrap() {
+        crate::hub::Admission::Open(subscription) => subscription.into_frames(),
+        crate::hub::Admission::Shed(_) => panic!("shed"),
+    }
+}
+
+#[tokio::test]
+async fn a_replay_over_many_pages_and_topics_comes_in_id_order_without_loss() {
+    let (hub, backplane) = hub(16, 10_000);
+    let topics = ["a", "b", "c", "d"];
+    let published = interleaved(&backplane, &topics, 3_000, 0);
+    let mut frames = subscribe(&hub, &topics, ResumePoint::After(published[9].id));
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&published[10..]));
+    let reads = backplane.state.lock().unwrap().reads;
+    assert!(
+        reads > 2 * topics.len(),
+        "{reads} reads: the pages were never bounded"
+    );
+
+    let live = backplane.publish("c");
+    assert_eq!(seen(&ready_text(&mut frames)), ids(&[live]));
+}
+
+#[tokio::test]
+async fn one_topic_of_many_pages_is_replayed_whole() {
+    let (hub, backplane) = hub(16, 10_000);
+    let published = interleaved(&backplane, &["t"], 1_000, 0);
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::Foreign);
+    let seen = seen(&ready_text(&mut frames));
+    assert_eq!(gap_reason(&seen[0]), "unknown_epoch");
+    assert_eq!(seen[1..], ids(&published));
+}
+
+#[tokio::test]
+async fn a_replay_reads_history_only_as_fast_as_the_stream_is_written() {
+    let (hub, backplane) = hub(16, 10_000);
+    let topics = ["a", "b", "c", "d"];
+    let published = interleaved(&backplane, &topics, 4_000, 1_000);
+    let history_bytes: usize = published.iter().map(|e| e.frame.len()).sum();
+    let mut frames = Box::pin(concrete_frames(&hub, &topics, ResumePoint::Foreign));
+    let prelude = frames.next().await.unwrap();
+    assert!(prelude.starts_with(b"retry: "));
+
+    let mut written = 0;
+    for _ in 0..5 {
+        let chunk = frames.next().await.unwrap();
+        assert!(
+            chunk.len() <= MAX_BATCH_BYTES + 2 * 1_024,
+            "one write is {} bytes",
+            chunk.len()
+        );
+        written += chunk.len();
+        // Not polled again yet: what the stream holds is bounded.
+        let (staged, pages) = frames.held_bytes();
+        assert_eq!(staged, 0, "a write is made only once the last one is taken");
+        assert!(
+            pages <= REPLAY_PAGE_BYTES + topics.len() * 2 * 1_024,
+            "{pages} bytes of pages"
+        );
+    }
+    let events_read = backplane.state.lock().unwrap().events_read;
+    let read_bytes = events_read * published[0].frame.len();
+    println!(
+        "history {history_bytes} B; after {written} B written, {read_bytes} B read from history"
+    );
+    assert!(
+        read_bytes <= written + REPLAY_PAGE_BYTES + topics.len() * 2 * 1_024,
+        "{read_bytes} bytes read from history for {written} bytes written"
+    );
+}
+
+#[tokio::test]
+async fn events_evicted_while_a_replay_runs_are_announced_where_they_were() {
+    let size = 400;
+    let (hub, backplane) = hub(16, size);
+    let topics = ["a", "b"];
+    let published = interleaved(&backplane, &topics, 600, 1_000);
+    let mut frames = Box::pin(concrete_frames(
+        &hub,
+        &topics,
+        ResumePoint::After(published[0].id),
+    ));
+    frames.next().await.unwrap();
+    let mut text = String::new();
+    let first = frames.next().await.unwrap();
+    text.push_str(std::str::from_utf8(&first).unwrap());
+    let before = seen(&text);
+    assert!(!before.is_empty() && !before.iter().any(|s| matches!(s, Seen::Gap(_))));
+
+    // Each topic's history rolls over while the replay is under way: what
+    // it hasn't read yet of the oldest events is gone.
+    for _ in 0..size * 3 / 4 {
+        backplane.append("a");
+        backplane.append("b");
+    }
+    while let Some(Some(chunk)) = frames.next().now_or_never() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    // Each topic lost its oldest unread events at its own point: a gap
+    // frame there, between the events around it.
+    let seen = seen(&text);
+    let gaps: Vec<_> = (0..seen.len())
+        .filter(|&at| matches!(seen[at], Seen::Gap(_)))
+        .collect();
+    assert!(!gaps.is_empty(), "no gap frame");
+    for at in gaps {
+        let Seen::Gap(info) = &seen[at] else {
+            unreachable!()
+        };
+        assert_eq!(info["reason"], "history_exceeded");
+        let Seen::Id(last_before) = &seen[at - 1] else {
+            panic!("an event before the gap")
+        };
+        assert_eq!(&info["last_event_id"], last_before);
+        match seen.get(at + 1) {
+            Some(Seen::Id(resumes_at)) => assert_eq!(&info["resumes_at"], resumes_at),
+            next => panic!("an event after the gap, not {next:?}"),
+        }
+    }
+    // In id order, no duplicates, and nothing after the replay's watermark
+    // (those were never handed to the live queues here).
+    let delivered: Vec<_> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Id(id) => Some(EventId::parse(id).unwrap()),
+            Seen::Gap(_) => None,
+        })
+        .collect();
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_eq!(delivered.last(), Some(&published[599].id));
+    assert!(delivered.len() < 599, "some events were evicted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_while_the_backplane_is_down_keeps_its_place_until_the_resync() {
+    let (hub, backplane) = hub(16, 100);
+    let earlier: Vec<_> = (0..4).map(|_| backplane.publish("t")).collect();
+    {
+        let mut state = backplane.state.lock().unwrap();
+        state.failing_reads = usize::MAX;
+        state.available = false;
+    }
+    let mut frames = subscribe(&hub, &["t"], ResumePoint::After(earlier[0].id));
+    frames.next().await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(30), frames.next()).await;
+    assert!(
+        waited.is_err(),
+        "nothing to send, not even a gap: {waited:?}"
+    );
+
+    {
+        let mut state = backplane.state.lock().unwrap();
+        state.failing_reads = 0;
+        state.available = true;
+    }
+    // The backplane's reconnect resyncs the live queues.
+    backplane.resync();
+    assert_eq!(
+        next_seen(&mut frames, 3).await,
+        ids(&earlier[1..]),
+        "no gap"
+    );
+    let live = backplane.publish("t");
+    assert_eq!(next_seen(&mut frames, 1).await, ids(&[live]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_event_after_a_stalled_replay_comes_after_what_history_owed() {
+    let (hub, backplane) = hub(16, 100);
+    let earlier: Vec<_> = (0..6)
+        .map(|n| backplane.publish(if n % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    {
+        let mut state = backplane.state.lock().unwrap();
+        state.failing_reads = usize::MAX;
+        state.available = false;
+    }
+    let mut frames = subscribe(&hub, &["a", "b"], ResumePoint::After(earlier[1].id));
+    frames.next().await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(30), frames.next()).await;
+    assert!(
+        waited.is_err(),
+        "nothing to send, not even a gap: {waited:?}"
+    );
+
+    {
+        let mut state = backplane.state.lock().unwrap();
+        state.failing_reads = 0;
+        state.available = true;
+    }
+    let live = backplane.publish("a");
+    let mut expected = earlier[2..].to_vec();
+    expected.push(live);
+    assert_eq!(next_seen(&mut frames, 5).await, ids(&expected));
+}
+
+#[tokio::test]
+async fn a_burst_of_live_events_goes_out_one_bounded_write_at_a_time() {
+    let (hub, backplane) = hub(64, 100);
+    for topics in [&["a"][..], &["a", "b"][..]] {
+        let mut frames = Box::pin(concrete_frames(&hub, topics, ResumePoint::Live));
+        frames.next().await.unwrap();
+        let burst: Vec<_> = (0..64)
+            .map(|n| {
+                let event = backplane.append_sized(topics[n % topics.len()], 4_096);
+                backplane.hand_over(std::slice::from_ref(&event));
+                event
+            })
+            .collect();
+        let mut text = String::new();
+        while seen(&text).len() < burst.len() {
+            let chunk = frames.next().await.unwrap();
+            assert!(
+                chunk.len() <= MAX_BATCH_BYTES + 4_200,
+                "one write is {} bytes",
+                chunk.len()
+            );
+            assert_eq!(frames.held_bytes().0, 0, "one write at a time");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert_eq!(seen(&text), ids(&burst), "{topics:?}");
+    }
 }

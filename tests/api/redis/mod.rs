@@ -9,6 +9,7 @@ mod failures;
 mod outcome_unknown;
 mod replicas;
 pub mod server;
+mod stalled_resume;
 mod traces;
 
 use std::time::Duration;
