@@ -79,9 +79,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, PageLimit, Replica,
-};
+use super::{Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, PageLimit, Replica};
 use crate::config::{RedisConfig, mask_userinfo};
 use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::HistoryBound;
