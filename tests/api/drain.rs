@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{body_text, read_to_end, spawn_app};
+use crate::helpers::{read_to_end, spawn_app};
 use crate::process::HubProcess;
 
 /// Polls readiness until it fails (the signal is handled asynchronously,
@@ -182,12 +182,12 @@ async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
         ("SSEHUB_DRAIN__SPREAD", "4s"),
         ("SSEHUB_DRAIN__TIMEOUT", "10s"),
     ]);
+    let client = reqwest::Client::new();
     // One keep-alive connection, opened before the signal: the listener
-    // closes during drain, connections already open go on.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .build()
-        .unwrap();
+    // closes during drain, connections already open go on. One connection
+    // by construction, not a pool's choice: a pool may open a new one
+    // (refused) while the old one is still on its way back to it.
+    let mut kept = OneConnection::open(hub.addr).await;
     let mut streams = Vec::new();
     for _ in 0..4 {
         let other = reqwest::Client::new();
@@ -198,60 +198,38 @@ async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
             .unwrap();
         streams.push(tokio::spawn(read_to_end(response)));
     }
-    assert_eq!(
-        client
-            .get(hub.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kept.request("GET", "/healthz", None).await.0, 200);
 
     hub.signal("TERM");
     // drain.delay: not ready, but still serving.
     wait_not_ready(&client, &hub).await;
-    let publish = client
-        .post(hub.url("/v1/topics/t/events"))
-        .json(&json!({"data": "during delay"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(publish.status(), 202);
+    let publish = kept
+        .request(
+            "POST",
+            "/v1/topics/t/events",
+            Some(json!({"data": "during delay"})),
+        )
+        .await;
+    assert_eq!(publish.0, 202);
 
     tokio::time::sleep(Duration::from_millis(1300)).await;
     // Closing: the same connection now gets refusals a client can act on.
-    let publish = client
-        .post(hub.url("/v1/topics/t/events"))
-        .json(&json!({"data": "too late"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(publish.status(), 503);
-    assert!(publish.headers().contains_key("retry-after"));
-    // Read to the end so the connection goes back to the pool: the listener
-    // is closed, a new connection would be refused.
-    publish.bytes().await.unwrap();
-    let subscribe = client
-        .get(hub.url("/v1/events?topic=t"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(subscribe.status(), 200);
-    let text = body_text(subscribe, Duration::from_secs(5)).await;
+    let (status, headers, _) = kept
+        .request(
+            "POST",
+            "/v1/topics/t/events",
+            Some(json!({"data": "too late"})),
+        )
+        .await;
+    assert_eq!(status, 503);
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, text) = kept.request("GET", "/v1/events?topic=t", None).await;
+    assert_eq!(status, 200);
     assert!(
         text.starts_with("retry: ") && text.ends_with("\n\n") && !text.contains("data:"),
         "{text:?}"
     );
-    assert_eq!(
-        client
-            .get(hub.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kept.request("GET", "/healthz", None).await.0, 200);
     // New connections are refused.
     let fresh = reqwest::Client::new().get(hub.url("/healthz")).send().await;
     assert!(fresh.is_err(), "a new connection was accepted during drain");
@@ -263,6 +241,61 @@ async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
     }
     let (status, _, _) = hub.exit_within(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
+}
+
+/// An HTTP/1.1 client on exactly one connection.
+struct OneConnection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+}
+
+impl OneConnection {
+    async fn open(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        Self { sender }
+    }
+
+    /// Status, headers and the whole body (read within 5 s).
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        json: Option<serde_json::Value>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        use http_body_util::BodyExt;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        let body = match json {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                bytes::Bytes::from(json.to_string())
+            }
+            None => bytes::Bytes::new(),
+        };
+        self.sender.ready().await.unwrap();
+        let response = self
+            .sender
+            .send_request(request.body(http_body_util::Full::new(body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(Duration::from_secs(5), body.collect())
+            .await
+            .expect("the body ended within 5 s")
+            .unwrap()
+            .to_bytes();
+        (
+            parts.status.as_u16(),
+            parts.headers,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
 }
 
 fn data_lines_text(text: &str) -> Vec<&str> {
