@@ -166,12 +166,15 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     ),
     (
         413,
-        "Event, body or batch larger than the configured limit (`event-too-large`, \
-         `too-many-events`: limits.max_events_per_request; `over-rate-limit-burst`: more \
-         events than a publish rate limit's burst)",
+        "Event or body larger than the configured limit (`event-too-large`), or a batch \
+         worth more events than a publish rate limit's burst (`over-rate-limit-burst`)",
     ),
     (415, "Content-Type is not application/json"),
-    (422, "A field has a value the hub can't accept"),
+    (
+        422,
+        "A field has a value the hub can't accept (`too-many-events`: a batch over \
+         limits.max_events_per_request)",
+    ),
     (
         429,
         "Over a publish rate limit; retry after `Retry-After` seconds",

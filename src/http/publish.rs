@@ -173,8 +173,11 @@ impl MaxEventsPerRequest {
         if count <= self.0 {
             return Ok(());
         }
+        // 422, not 413: the body may be small, it is the `events` list that
+        // is over its documented `maxItems` (a validation error to clients
+        // that read the spec).
         Err(ApiError::new(
-            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            poem::http::StatusCode::UNPROCESSABLE_ENTITY,
             "too-many-events",
             format!(
                 "the request carries {count} events; limits.max_events_per_request allows {} \

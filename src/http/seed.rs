@@ -224,6 +224,7 @@ impl SeedApi {
         // The header is read raw: see `resume_from`.
         let resume = resume_from(request, last_event_id_query.0);
         open_authorized_stream(
+            request,
             &hub,
             &auth,
             credential,

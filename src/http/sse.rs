@@ -125,6 +125,7 @@ impl EventsApi {
             .collect::<Result<Vec<_>, _>>()?;
         let resume = resume_from(request, last_event_id_query.0);
         open_authorized_stream(
+            request,
             &hub,
             &auth,
             credential,
@@ -138,15 +139,18 @@ impl EventsApi {
     }
 }
 
-/// Opens a stream once the subscriber may have it: over its address's rate
-/// it is shed (a 200 stream, as every shed), without the right token it
-/// gets 401/403 (a retry can't fix that).
+/// Opens a stream once the subscriber may have it: a request that carries
+/// a body is refused (400), over its address's rate it is shed (a 200
+/// stream, as every shed), without the right token it gets 401/403 (a retry
+/// can't fix that).
 pub async fn open_authorized_stream(
+    request: &Request,
     hub: &Hub,
     auth: &Authenticator,
     credential: SubscriberCredential,
     subscribe: SubscribeRequest,
 ) -> Result<StreamResponse, ApiError> {
+    refuse_body(request)?;
     let admission = if auth.admit_subscriber(credential.client).is_err() {
         Admission::Shed(hub.shed(ShedReason::RateLimited))
     } else {
@@ -161,6 +165,30 @@ pub async fn open_authorized_stream(
     Ok(StreamResponse::Stream(EventStreamBody::from_frames(
         admission.into_frames(),
     )))
+}
+
+/// A subscribe takes everything from its URL and headers: a body has no
+/// meaning on a GET (RFC 9110 §9.3.1), is a request-smuggling smell, and
+/// would make a stream whose connection's read side is taken by the body,
+/// where a departed client goes unnoticed until a write fails (with
+/// heartbeats off: never). Refused before a subscriber slot is taken. Here,
+/// on the stream routes, rather than for every GET in front of routing: a
+/// GET with a body to a route that takes no GET still gets its 405.
+fn refuse_body(request: &Request) -> Result<(), ApiError> {
+    let headers = request.headers();
+    let announces_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes().trim_ascii() != b"0");
+    if announces_body {
+        return Err(ApiError::bad_request(
+            "malformed_request",
+            "a subscribe must not carry a body (Content-Length above 0 or Transfer-Encoding): \
+             send topics and the resume point in the URL and headers",
+        ));
+    }
+    Ok(())
 }
 
 /// Where a subscriber resumes: the `Last-Event-ID` header, else the

@@ -166,11 +166,6 @@ fn parse(head: &[u8]) -> Result<Head, HeadError> {
         Err(httparse::Error::Version) => return Ok(Head::HandToHyper),
         Err(error) => return Err(HeadError::Malformed(malformed(error))),
     };
-    if is_bodiless_method(parsed.method) && announces_body(parsed.headers) {
-        return Err(HeadError::Malformed(
-            "a GET or HEAD request must not carry a body (Content-Length above 0 or Transfer-Encoding)",
-        ));
-    }
     if parsed.version != Some(1) {
         // HTTP/1.0 has its own keep-alive and no chunked encoding.
         return Ok(Head::HandToHyper);
@@ -214,25 +209,6 @@ fn parse(head: &[u8]) -> Result<Head, HeadError> {
         body,
         keep_alive,
     }))
-}
-
-/// GET and HEAD take everything from the URL and the headers: a body on
-/// them has no meaning (RFC 9110 §9.3.1, "might lead some implementations
-/// to reject the request"), is a request-smuggling smell, and would turn a
-/// subscribe into a stream that hyper writes behind a half-closed read side,
-/// where a departed client goes unnoticed until a write fails. Refused
-/// before any route runs, so no subscriber slot is ever taken for one.
-fn is_bodiless_method(method: Option<&str>) -> bool {
-    matches!(method, Some("GET" | "HEAD"))
-}
-
-/// A `Transfer-Encoding`, or a `Content-Length` that is not 0.
-fn announces_body(fields: &[httparse::Header<'_>]) -> bool {
-    fields.iter().any(|field| {
-        field.name.eq_ignore_ascii_case("transfer-encoding")
-            || (field.name.eq_ignore_ascii_case("content-length")
-                && field.value.trim_ascii() != b"0")
-    })
 }
 
 /// `None` when `Content-Length` is not one well-formed number (repeated
@@ -314,23 +290,6 @@ mod tests {
         ] {
             assert!(matches!(parse(head), Ok(Head::HandToHyper)), "{head:?}");
         }
-    }
-
-    #[test]
-    fn a_get_or_head_with_a_body_is_refused() {
-        for head in [
-            &b"GET /v1/events?topic=a HTTP/1.1\r\nContent-Length: 5\r\n\r\n"[..],
-            b"GET /v1/events?topic=a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"HEAD / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-            b"GET /v1/events?topic=a HTTP/1.0\r\nContent-Length: 5\r\n\r\n",
-        ] {
-            assert!(
-                matches!(parse(head), Err(HeadError::Malformed(_))),
-                "{head:?}"
-            );
-        }
-        let empty = request(b"GET /v1/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(empty.body, BodyFraming::Empty);
     }
 
     #[test]

@@ -11,9 +11,7 @@
 //!    starts at its first byte. Routing, middleware (CORS, body
 //!    limit, spans, metrics, auth, shedding) and handlers are the poem
 //!    endpoint's, unchanged: this module never looks at paths.
-//! 3. A `GET` or `HEAD` that carries a body is refused (400) before any
-//!    route sees it ([`head`] says why). A request without a body is
-//!    answered by the endpoint right there. If
+//! 3. A request without a body is answered by the endpoint right there. If
 //!    the response carries an [`EventStreamMarker`], [`stream_writer`]
 //!    writes its head and frames to the socket itself; the connection then
 //!    costs its socket, its task, the stream's own state and no HTTP

@@ -40,7 +40,7 @@ async fn delivered(app: &TestApp, subscriber: &mut Subscriber) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_batch_over_the_cap_gets_413_naming_the_limit_and_publishes_nothing() {
+async fn a_batch_over_the_cap_gets_422_naming_the_limit_and_publishes_nothing() {
     let app = spawn_app_with(|config| config.limits.max_events_per_request = 5).await;
     let mut subscriber = app.subscribe(&["t"]).await;
 
@@ -49,7 +49,7 @@ async fn a_batch_over_the_cap_gets_413_naming_the_limit_and_publishes_nothing() 
         !response.headers().contains_key("retry-after"),
         "waiting can't make it fit"
     );
-    let problem = assert_problem(response, 413).await;
+    let problem = assert_problem(response, 422).await;
     assert_eq!(problem["type"], "urn:ssehub:problem:too-many-events");
     let detail = problem["detail"].as_str().unwrap();
     assert!(
@@ -68,7 +68,7 @@ async fn the_default_cap_refuses_one_event_more_than_it_allows() {
     let at_cap = post_batch(&app, &batch("t", "e", MAX_EVENTS_PER_REQUEST_DEFAULT)).await;
     assert_eq!(at_cap.status(), 202);
     let over = post_batch(&app, &batch("t", "e", MAX_EVENTS_PER_REQUEST_DEFAULT + 1)).await;
-    let problem = assert_problem(over, 413).await;
+    let problem = assert_problem(over, 422).await;
     assert_eq!(problem["type"], "urn:ssehub:problem:too-many-events");
 }
 

@@ -51,7 +51,8 @@ where
 /// The problem document of a raw answer, after checking its status.
 fn problem(raw: &str, status: u16) -> Value {
     assert!(
-        raw.starts_with(&format!("HTTP/1.1 {status} ")),
+        raw.starts_with(&format!("HTTP/1.1 {status} "))
+            || raw.starts_with(&format!("HTTP/1.0 {status} ")),
         "expected {status}, got:\n{}",
         &raw[..raw.len().min(400)]
     );
@@ -129,16 +130,18 @@ async fn http2_preface_alone_is_closed_within_about_the_header_timeout() {
 }
 
 /// Subscribes whose request carries a body, each on its own connection:
-/// `Content-Length`, chunked, and HTTP/1.0 with `Content-Length`.
+/// `Content-Length`, chunked, and HTTP/1.0 with `Content-Length`. Each asks
+/// for its connection to close after the answer, so a refusal ends in a
+/// close and a stream (which stays open) can be told from it.
 fn subscribes_with_a_body() -> Vec<String> {
     let mut heads = Vec::new();
     for n in 0..100 {
         let head = match n % 3 {
             0 => {
-                "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nContent-Length: 5\r\n\r\nhello"
+                "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"
             }
             1 => {
-                "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nTransfer-Encoding: chunked\r\n\r\n\
+                "GET /v1/events?topic=body HTTP/1.1\r\nHost: hub\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
                  5\r\nhello\r\n0\r\n\r\n"
             }
             _ => {
@@ -206,6 +209,27 @@ async fn a_subscribe_with_a_body_never_holds_a_seat_after_its_client_leaves() {
         .send(crate::raw::subscribe_head("topic=body"))
         .await;
     ordinary.read_until(": ssehub stream open", PATIENCE).await;
+}
+
+#[tokio::test]
+async fn a_get_with_a_body_to_a_route_without_get_is_405_not_400() {
+    // The body refusal is the stream routes' own: routing still answers
+    // first for a method a path doesn't take.
+    let hub = HubProcess::start(&[]);
+    let mut client = RawClient::connect(hub.addr).await;
+    client
+        .send(
+            "GET /v1/topics/t/events HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"data\":1}",
+        )
+        .await;
+    assert!(client.read_to_close(PATIENCE).await);
+    let answer = client.text();
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("\r\nallow: post"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
