@@ -1,11 +1,10 @@
 //! Integration tests: one test binary, the real server on port 0 (or the
 //! real `ssehub` binary as a child process), real HTTP and a real SSE parser.
 
-mod helpers;
-mod jwt;
-mod otlp;
-mod process;
-mod raw;
+// The harness (support/) is reached by these names until the tests name
+// `crate::support::` themselves.
+mod support;
+use support::{helpers, jwt, otlp, process, raw};
 
 mod auth;
 mod auth_browser;
