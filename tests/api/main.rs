@@ -1,10 +1,9 @@
 //! Integration tests: one test binary, the real server on port 0 (or the
 //! real `ssehub` binary as a child process), real HTTP and a real SSE parser.
 
-// The harness (support/) is reached by these names until the tests name
-// `crate::support::` themselves.
+// The harness the tests share (the server on port 0, the binary as a child,
+// raw TCP, JWTs, an OTLP receiver).
 mod support;
-use support::{helpers, jwt, otlp, process, raw};
 
 mod auth;
 mod auth_browser;
