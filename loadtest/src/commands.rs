@@ -3,8 +3,9 @@
 use crate::cli::RunArgs;
 use crate::disrupt::Disruption;
 use crate::progress::Progress;
-use crate::run::{self, RunSettings};
+use crate::run;
 use crate::scenario::{BUILT_IN, Scenario};
+use crate::settings::RunSettings;
 use crate::target::Target;
 use crate::{plot, saturate};
 use anyhow::{Context, Result, bail};

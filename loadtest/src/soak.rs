@@ -20,10 +20,10 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::churn::{Churner, process_figures};
-use crate::figures::VerdictRules;
 use crate::progress::Progress;
-use crate::run::{self, RunSettings};
+use crate::run;
 use crate::scenario::{LoadOverrides, Scenario};
+use crate::settings::{RunSettings, VerdictRules};
 use crate::target::{Target, TargetArgs};
 
 #[derive(Debug, Clone, Args)]
