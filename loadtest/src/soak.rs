@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::churn::{Churner, process_figures};
 use crate::progress::Progress;
+use crate::report::append_json;
 use crate::run;
 use crate::scenario::{LoadOverrides, Scenario};
 use crate::settings::{RunSettings, VerdictRules};
@@ -212,7 +213,7 @@ pub async fn soak(args: &SoakArgs) -> Result<bool> {
                 format!(", round FAILED: {}", report.problems.join("; "))
             }
         );
-        crate::commands::append_json(args.json_out.as_deref(), &sample)?;
+        append_json(args.json_out.as_deref(), &sample)?;
         samples.push(sample);
         if let Some(path) = &args.plot {
             plot(&samples, path)?;
