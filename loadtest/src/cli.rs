@@ -2,8 +2,8 @@
 
 use crate::compare::CompareArgs;
 use crate::disrupt::DisruptArgs;
-use crate::figures::VerdictRules;
 use crate::scenario::LoadOverrides;
+use crate::settings::VerdictRules;
 use crate::target::TargetArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

@@ -3,14 +3,13 @@
 use crate::cli::RunArgs;
 use crate::disrupt::Disruption;
 use crate::progress::Progress;
-use crate::run::{self, RunSettings};
+use crate::report::append_json;
+use crate::run;
 use crate::scenario::{BUILT_IN, Scenario};
+use crate::settings::RunSettings;
 use crate::target::Target;
 use crate::{plot, saturate};
-use anyhow::{Context, Result, bail};
-use serde::Serialize;
-use std::io::Write;
-use std::path::Path;
+use anyhow::{Result, bail};
 
 /// Runs a scenario; `Ok(false)` when the run did not pass.
 pub async fn run(args: RunArgs) -> Result<bool> {
@@ -79,18 +78,5 @@ pub fn list_scenarios() -> Result<()> {
         let scenario = Scenario::load(name)?;
         println!("{name:<14} {}", scenario.description);
     }
-    Ok(())
-}
-
-pub fn append_json(path: Option<&Path>, record: &impl Serialize) -> Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut line = serde_json::to_vec(record)?;
-    line.push(b'\n');
-    file.write_all(&line)?;
     Ok(())
 }

@@ -11,33 +11,13 @@ use crate::report::{
     ConnectFigures, DeliveryFigures, DisruptionFigures, DrainWindowFigures, Percentiles,
     PublishFigures, ReconnectFigures, RunReport, ServerFigures, TimelinePoint, Verification,
 };
-use crate::run::RunSettings;
 use crate::scenario::PublishLoad;
 use crate::server_stats::ServerSample;
+use crate::settings::{RunSettings, VerdictRules};
 use crate::verify::Audit;
 use std::collections::BTreeMap;
 
 const NANOS_PER_SECOND: f64 = 1e9;
-
-/// What fails a run beyond the fixed rules (lost, duplicated, out of order,
-/// refused yet delivered, failed or closed streams, a failed disruption).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct VerdictRules {
-    /// Fail the run on any `event: gap` frame (e.g. when the history is
-    /// shared and stays up, as with Redis during a rolling restart).
-    #[arg(long)]
-    pub fail_on_gap_frames: bool,
-    /// Fail the run when, in a drain window, the busiest 250 ms of reconnects
-    /// (as a rate) exceeds this many times the window's mean rate: a burst of
-    /// reconnects instead of a spread.
-    #[arg(long, value_name = "RATIO")]
-    pub max_reconnect_spike: Option<f64>,
-    /// Report publishes not answered 2xx without failing the run (e.g. with
-    /// one server, that can't answer while it restarts). Refused publishes
-    /// must still reach nobody.
-    #[arg(long)]
-    pub tolerate_unanswered_publishes: bool,
-}
 
 pub struct RunResults<'a> {
     pub settings: &'a RunSettings,

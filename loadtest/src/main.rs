@@ -5,6 +5,7 @@
 //!
 //! - `cli`, `commands`: arguments, and what each subcommand does
 //! - `scenario`, `target`: the load (TOML files) and the server (templates)
+//! - `settings`: what one run is given (scenario, server, verdict rules)
 //! - `run`, `saturate`: one run phase by phase; stepping the rate
 //! - `worker_pool`, `protocol`, `worker`: the coordinator/worker processes
 //! - `subscriber`, `http`, `sse`: one lean SSE client connection
@@ -37,6 +38,7 @@ mod saturate;
 mod scenario;
 mod seq_set;
 mod server_stats;
+mod settings;
 mod soak;
 mod sse;
 mod subscriber;

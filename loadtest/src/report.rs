@@ -1,10 +1,12 @@
 //! A run's figures: what is printed as a table and appended as one JSON line.
 
 use crate::verify::Audit;
+use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::path::Path;
 
 /// One JSON line per run (`kind = "run"`), per saturate summary (`kind = "saturate"`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -424,4 +426,19 @@ impl SaturateReport {
         }
         out
     }
+}
+
+/// Appends `record` as one JSON line to `path`, if there is one: a run's
+/// report, a saturate step or summary, a churn report, a soak sample.
+pub fn append_json(path: Option<&Path>, record: &impl Serialize) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    std::io::Write::write_all(&mut file, &line)?;
+    Ok(())
 }

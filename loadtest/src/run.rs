@@ -3,8 +3,8 @@
 //! workers what was acked, collect their audits, sample the server between
 //! phases, and hand everything to `figures` for the report.
 
-use crate::disrupt::{self, Disruption, DisruptionOutcome};
-use crate::figures::{self, RunResults, VerdictRules};
+use crate::disrupt::{self, DisruptionOutcome};
+use crate::figures::{self, RunResults};
 use crate::http::url::HttpUrl;
 use crate::limits;
 use crate::progress::Progress;
@@ -17,6 +17,7 @@ use crate::report::RunReport;
 use crate::scenario::{PublishLoad, Scenario};
 use crate::seq_set::SeqSet;
 use crate::server_stats::{self, ServerSample};
+use crate::settings::RunSettings;
 use crate::subscriber::unix_nanos;
 use crate::target::{self, Target};
 use crate::worker_pool::{PoolEvent, WorkerPool};
@@ -34,18 +35,6 @@ const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// up on a worker that stopped answering.
 const WORKER_SLACK: Duration = Duration::from_secs(30);
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
-
-/// Everything one run needs besides the publish load of the moment.
-pub struct RunSettings {
-    pub scenario: Scenario,
-    pub target: Target,
-    pub server_pids: Vec<u32>,
-    pub label: Option<String>,
-    /// A command to run in the middle of publishing; publishing then lasts
-    /// until it is over (see `disrupt`).
-    pub disruption: Option<Disruption>,
-    pub verdict: VerdictRules,
-}
 
 /// What the coordinator knows about its workers so far.
 struct WorkerStates {

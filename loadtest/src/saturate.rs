@@ -4,8 +4,9 @@
 
 use crate::progress::Progress;
 use crate::report::{RunReport, SaturateReport, SaturateStep};
-use crate::run::{self, RunSettings};
+use crate::run;
 use crate::scenario::SaturateLoad;
+use crate::settings::RunSettings;
 use anyhow::Result;
 
 /// Runs the steps; `on_step` sees each run's report as it completes.

@@ -20,10 +20,11 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::churn::{Churner, process_figures};
-use crate::figures::VerdictRules;
 use crate::progress::Progress;
-use crate::run::{self, RunSettings};
+use crate::report::append_json;
+use crate::run;
 use crate::scenario::{LoadOverrides, Scenario};
+use crate::settings::{RunSettings, VerdictRules};
 use crate::target::{Target, TargetArgs};
 
 #[derive(Debug, Clone, Args)]
@@ -212,7 +213,7 @@ pub async fn soak(args: &SoakArgs) -> Result<bool> {
                 format!(", round FAILED: {}", report.problems.join("; "))
             }
         );
-        crate::commands::append_json(args.json_out.as_deref(), &sample)?;
+        append_json(args.json_out.as_deref(), &sample)?;
         samples.push(sample);
         if let Some(path) = &args.plot {
             plot(&samples, path)?;

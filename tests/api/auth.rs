@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ssehub::config::{Config, RateConfig, SubscribeAuth};
 
-use crate::helpers::{
+use crate::metrics::scrape;
+use crate::support::helpers::{
     PATIENCE, Subscriber, TestApp, assert_problem, body_text, read_to_end, spawn_app_with,
 };
-use crate::jwt::{JwksServer, Minter, SECRET, b64, claims, key_path, now};
-use crate::metrics::scrape;
+use crate::support::jwt::{JwksServer, Minter, SECRET, b64, claims, key_path, now};
 
 const STATIC_KEY: &str = "static-publisher-key-for-tests";
 

@@ -10,9 +10,9 @@ use ssehub::config::SubscribeAuth;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::browser::ChromeDriver;
-use crate::helpers::spawn_app_with;
-use crate::jwt::{Minter, SECRET, claims};
 use crate::nginx::{Nginx, Variant};
+use crate::support::helpers::spawn_app_with;
+use crate::support::jwt::{Minter, SECRET, claims};
 
 const STATIC_KEY: &str = "static-publisher-key-for-the-browser-test";
 
@@ -134,7 +134,7 @@ async fn a_browser_on_another_origin_subscribes_with_a_token_in_the_query_or_a_c
 
     // A token that expires while the page listens: the page sees the
     // `token_expired` frame (and closes the stream itself).
-    let exp = crate::jwt::now() + 2;
+    let exp = crate::support::jwt::now() + 2;
     let mut short = claims("42", &[], &["user.{sub}"], 0);
     short["exp"] = json!(exp);
     let short = Minter::hs256(SECRET).token(&short);

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::jwt::{Minter, SECRET, claims, key_path};
-use crate::process::HubProcess;
+use crate::support::jwt::{Minter, SECRET, claims, key_path};
+use crate::support::process::HubProcess;
 
 fn ssehub() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));

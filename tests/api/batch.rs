@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::support::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn a_batch_is_delivered_in_order_across_topics() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::Subscriber;
-use crate::process::HubProcess;
+use crate::support::helpers::Subscriber;
+use crate::support::process::HubProcess;
 
 /// The hub's deadline in these tests; every trickle below takes twice as
 /// long at the least, so the outcome does not depend on the machine's speed.

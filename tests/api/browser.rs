@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app_with;
 use crate::nginx::{Nginx, Variant};
+use crate::support::helpers::spawn_app_with;
 
 /// The page nginx serves: it subscribes and records what the browser sees.
 const PAGE: &str = r#"<!doctype html><title>ssehub</title><script>

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use ssehub::config::SubscribeAuth;
 
 use crate::browser::ChromeDriver;
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
-use crate::jwt::{Minter, SECRET, claims, now};
 use crate::nginx::{Nginx, Variant};
+use crate::support::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::support::jwt::{Minter, SECRET, claims, now};
 
 /// Where the screenshots go: Cargo's scratch directory for integration tests.
 fn screenshot_dir() -> PathBuf {
@@ -379,7 +379,7 @@ async fn console_enabled_false_turns_the_page_off_but_not_the_api() {
 
 /// The hub behind nginx, with the console under `/ssehub/`.
 struct Rig {
-    app: crate::helpers::TestApp,
+    app: crate::support::helpers::TestApp,
     nginx: Nginx,
     browser: ChromeDriver,
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ssehub::config::Config;
 
-use crate::helpers::{TestApp, spawn_app_with, wait_ready};
+use crate::support::helpers::{TestApp, spawn_app_with, wait_ready};
 
 /// A backplane the contract runs against: starts whatever server it needs
 /// (kept alive as long as the value) and configures a hub to use it.

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{read_to_end, spawn_app};
-use crate::process::HubProcess;
+use crate::support::helpers::{read_to_end, spawn_app};
+use crate::support::process::HubProcess;
 
 /// Polls readiness until it fails (the signal is handled asynchronously,
 /// within milliseconds); returns the 503 answer.

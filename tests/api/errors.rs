@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::support::helpers::{assert_problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn malformed_json_is_400() {

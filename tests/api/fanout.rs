@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::support::helpers::spawn_app;
 
 #[tokio::test]
 async fn an_event_reaches_every_subscriber_of_its_topic_and_no_one_else() {

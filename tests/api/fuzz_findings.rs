@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app};
+use crate::support::helpers::{TestApp, assert_problem, spawn_app};
 
 async fn spec(app: &TestApp) -> Value {
     app.get("/openapi.json").await.json().await.unwrap()

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{PATIENCE, Subscriber};
-use crate::process::HubProcess;
-use crate::raw::{RawClient, subscribe_head};
+use crate::support::helpers::{PATIENCE, Subscriber};
+use crate::support::process::HubProcess;
+use crate::support::raw::{RawClient, subscribe_head};
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use ssehub::config::SubscribeAuth;
 
-use crate::helpers::{PATIENCE, Subscriber, TestApp, assert_problem, spawn_app_with};
-use crate::jwt::{Minter, SECRET, claims};
-use crate::process::HubProcess;
+use crate::support::helpers::{PATIENCE, Subscriber, TestApp, assert_problem, spawn_app_with};
+use crate::support::jwt::{Minter, SECRET, claims};
+use crate::support::process::HubProcess;
 
 /// An HS256 token with this `exp` (any JSON value) and a grant of `t`.
 fn token_expiring_at(exp: Value) -> String {
@@ -208,7 +208,7 @@ async fn assert_unprocessable(response: reqwest::Response, kind: &str, says: &[&
 /// stream to fetch a new token. Those types are the hub's own now.
 #[tokio::test]
 async fn the_hubs_own_event_types_cannot_be_published() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::helpers::spawn_app().await;
     let mut subscriber = app.subscribe(&["t"]).await;
     for name in ["gap", "token_expired"] {
         let why = ["`event`", name, "reserved for the hub's own frames"];
@@ -257,7 +257,7 @@ async fn the_hubs_own_event_types_cannot_be_published() {
 /// of the topic away that long after its next drop. At most a minute now.
 #[tokio::test]
 async fn a_retry_is_at_most_a_minute() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::helpers::spawn_app().await;
     let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
     let schemas = &spec["components"]["schemas"];
     for schema in ["PublishRequest", "BatchItem"] {

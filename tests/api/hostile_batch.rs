@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use ssehub::config::{MAX_EVENTS_PER_REQUEST_DEFAULT, PublishCount, RateConfig};
 
-use crate::helpers::{Subscriber, TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::support::helpers::{Subscriber, TestApp, assert_problem, spawn_app, spawn_app_with};
 
 /// A batch of `count` events to `topic`, data `label-0`, `label-1`, ….
 fn batch(topic: &str, label: &str, count: usize) -> Value {

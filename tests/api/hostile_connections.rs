@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::PATIENCE;
-use crate::process::HubProcess;
-use crate::raw::RawClient;
+use crate::support::helpers::PATIENCE;
+use crate::support::process::HubProcess;
+use crate::support::raw::RawClient;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4), with nothing after it:
 /// not even the client's SETTINGS frame.
@@ -206,7 +206,7 @@ async fn a_subscribe_with_a_body_never_holds_a_seat_after_its_client_leaves() {
     // Every seat is free for an ordinary subscriber.
     let mut ordinary = RawClient::connect(hub.addr).await;
     ordinary
-        .send(crate::raw::subscribe_head("topic=body"))
+        .send(crate::support::raw::subscribe_head("topic=body"))
         .await;
     ordinary.read_until(": ssehub stream open", PATIENCE).await;
 }

@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::Subscriber;
-use crate::process::HubProcess;
+use crate::support::helpers::Subscriber;
+use crate::support::process::HubProcess;
 
 fn rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

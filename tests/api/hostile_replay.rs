@@ -9,9 +9,9 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::PATIENCE;
-use crate::process::HubProcess;
 use crate::redis::server::{Persistence, RedisServer};
+use crate::support::helpers::PATIENCE;
+use crate::support::process::HubProcess;
 
 const TOPICS: usize = 16;
 const EVENTS_PER_TOPIC: usize = 1_000;

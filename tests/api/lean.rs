@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::helpers::{PATIENCE, spawn_app};
-use crate::raw::{RawClient, publish_request, subscribe_head};
+use crate::support::helpers::{PATIENCE, spawn_app};
+use crate::support::raw::{RawClient, publish_request, subscribe_head};
 
 const OPEN: &str = ": ssehub stream open";
 
@@ -97,7 +97,8 @@ async fn bytes_sent_after_a_stream_head_leave_the_stream_running() {
 async fn a_request_pipelined_behind_a_stream_is_answered_when_the_stream_ends() {
     // One slot, taken: the raw client's subscribe is shed, a stream that
     // holds a `retry:` hint and ends at once.
-    let app = crate::helpers::spawn_app_with(|config| config.limits.max_subscribers = 1).await;
+    let app =
+        crate::support::helpers::spawn_app_with(|config| config.limits.max_subscribers = 1).await;
     let _taken = app.subscribe(&["full"]).await;
     let mut client = RawClient::connect(app.addr).await;
     client
@@ -137,7 +138,7 @@ async fn connection_close_on_a_subscribe_is_honoured_at_the_end_of_the_stream() 
 #[tokio::test]
 async fn with_stream_coalesce_events_published_within_the_window_go_out_in_one_chunk() {
     // A window far longer than three publishes take, even on a busy machine.
-    let app = crate::helpers::spawn_app_with(|config| {
+    let app = crate::support::helpers::spawn_app_with(|config| {
         config.stream.coalesce = Duration::from_millis(800);
     })
     .await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{assert_problem, body_text, spawn_app_with};
+use crate::support::helpers::{assert_problem, body_text, spawn_app_with};
 
 #[tokio::test]
 async fn a_subscribe_beyond_capacity_gets_200_a_retry_hint_and_an_end() {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::otlp::{Collector, Protocol};
-use crate::process::HubProcess;
+use crate::support::otlp::{Collector, Protocol};
+use crate::support::process::HubProcess;
 
 const PUBLISH_KEY: &str = "s3cret-publish-key";
 

@@ -1,11 +1,9 @@
 //! Integration tests: one test binary, the real server on port 0 (or the
 //! real `ssehub` binary as a child process), real HTTP and a real SSE parser.
 
-mod helpers;
-mod jwt;
-mod otlp;
-mod process;
-mod raw;
+// The harness the tests share (the server on port 0, the binary as a child,
+// raw TCP, JWTs, an OTLP receiver).
+mod support;
 
 mod auth;
 mod auth_browser;

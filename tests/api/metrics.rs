@@ -7,7 +7,7 @@ use prometheus_parse::{Scrape, Value};
 use serde_json::json;
 use ssehub::hub::{EventDraft, TopicName};
 
-use crate::helpers::{PATIENCE, TestApp, body_text, spawn_app, spawn_app_with};
+use crate::support::helpers::{PATIENCE, TestApp, body_text, spawn_app, spawn_app_with};
 
 /// One scrape, parsed by a Prometheus text parser.
 pub(crate) struct Metrics(Scrape);

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use ssehub::config::SubscribeAuth;
 
-use crate::helpers::{PATIENCE, Subscriber, read_to_end, spawn_app_with};
-use crate::jwt::{Minter, SECRET, claims};
-use crate::process::HubProcess;
+use crate::support::helpers::{PATIENCE, Subscriber, read_to_end, spawn_app_with};
+use crate::support::jwt::{Minter, SECRET, claims};
+use crate::support::process::HubProcess;
 
 pub struct Nginx {
     addr: SocketAddr,

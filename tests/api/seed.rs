@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Subscriber, spawn_app};
+use crate::support::helpers::{Subscriber, spawn_app};
 
 #[tokio::test]
 async fn a_json_message_is_created_and_streamed_as_event_message() {

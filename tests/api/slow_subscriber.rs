@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-use crate::helpers::{PATIENCE, TestApp, spawn_app_with};
+use crate::support::helpers::{PATIENCE, TestApp, spawn_app_with};
 
 /// A raw HTTP/1.1 subscriber with a tiny receive buffer, so that the
 /// server's writes back up as soon as it stops reading.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::helpers::spawn_app;
+use crate::support::helpers::spawn_app;
 
 /// README routes that serve the spec itself rather than being described in
 /// it.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PATIENCE, TestApp, spawn_app_with};
+use crate::support::helpers::{PATIENCE, TestApp, spawn_app_with};
 
 async fn stats(app: &TestApp) -> Value {
     let response = app.get("/v1/stats").await;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::Subscriber;
-use crate::otlp::{Collector, KIND_INTERNAL, KIND_SERVER, Protocol, ReceivedSpan};
-use crate::process::HubProcess;
+use crate::support::helpers::Subscriber;
+use crate::support::otlp::{Collector, KIND_INTERNAL, KIND_SERVER, Protocol, ReceivedSpan};
+use crate::support::process::HubProcess;
 
 /// A W3C trace context a caller might send.
 struct RemoteParent {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{PATIENCE, read_until, spawn_app, spawn_app_with};
+use crate::support::helpers::{PATIENCE, read_until, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_stream_opens_at_once_with_sse_headers_a_retry_and_a_comment() {

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-use crate::helpers::{Subscriber, TestApp, spawn_app};
+use crate::support::helpers::{Subscriber, TestApp, spawn_app};
 
 /// Cases per property in CI: each is a few requests on the loopback.
 const CI_CASES: u32 = 128;

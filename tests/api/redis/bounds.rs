@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::replica;
 use super::replicas::{publish_batch, redis_server};
 use super::server::{Persistence, RedisServer};
-use crate::helpers::TestApp;
+use crate::support::helpers::TestApp;
 
 /// `used_memory` of `INFO memory`, in MiB.
 fn used_memory_mib(server: &RedisServer) -> u64 {

@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 use super::replica;
 use super::replicas::redis_server;
 use super::server::{Persistence, RedisServer, free_port};
-use crate::helpers::{PATIENCE, Subscriber, TestApp, assert_problem, read_until, wait_ready};
-use crate::process::HubProcess;
+use crate::support::helpers::{
+    PATIENCE, Subscriber, TestApp, assert_problem, read_until, wait_ready,
+};
+use crate::support::process::HubProcess;
 
 /// What a subscriber saw: event ids and gap frames, in order.
 #[derive(Debug, Clone, PartialEq)]

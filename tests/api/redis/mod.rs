@@ -17,7 +17,7 @@ use std::time::Duration;
 use ssehub::config::{BackplaneKind, Config};
 
 use crate::contract::Backend;
-use crate::helpers::{TestApp, spawn_app_with, wait_ready};
+use crate::support::helpers::{TestApp, spawn_app_with, wait_ready};
 use server::{Persistence, RedisServer};
 
 /// A Redis of its own for each contract case.

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::replica;
 use super::replicas::redis_server;
 use super::server::Persistence;
-use crate::helpers::{Subscriber, assert_problem, wait_ready};
+use crate::support::helpers::{Subscriber, assert_problem, wait_ready};
 
 /// The data `subscriber` receives up to and including `last`.
 async fn data_until(subscriber: &mut Subscriber, last: &str) -> Vec<String> {

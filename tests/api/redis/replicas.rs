@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::replica;
 use super::server::{Persistence, RedisServer};
-use crate::helpers::{Subscriber, TestApp};
+use crate::support::helpers::{Subscriber, TestApp};
 
 async fn three_replicas(server: &RedisServer) -> [Arc<TestApp>; 3] {
     [

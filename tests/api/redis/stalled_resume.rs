@@ -10,7 +10,7 @@ use serde_json::json;
 use super::replica;
 use super::replicas::redis_server;
 use super::server::Persistence;
-use crate::helpers::{PATIENCE, wait_ready};
+use crate::support::helpers::{PATIENCE, wait_ready};
 
 const STORED: usize = 50;
 

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::replicas::redis_server;
 use super::server::Persistence;
-use crate::helpers::Subscriber;
-use crate::otlp::{Collector, Protocol};
-use crate::process::HubProcess;
+use crate::support::helpers::Subscriber;
+use crate::support::otlp::{Collector, Protocol};
+use crate::support::process::HubProcess;
 
 fn traced_replica(name: &str, redis: &str, collector: &str) -> HubProcess {
     HubProcess::start(&[
