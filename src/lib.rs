@@ -43,6 +43,7 @@ pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod model;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

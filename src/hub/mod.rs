@@ -25,9 +25,6 @@
 //! `frame_batch` gathers frames into one write.
 
 mod delivery;
-mod encoder;
-mod event;
-mod event_id;
 mod frame_batch;
 mod lifecycle;
 mod live_feed;
@@ -35,9 +32,10 @@ mod live_queues;
 mod observe;
 mod shed;
 mod subscription;
-mod topic;
 #[cfg(test)]
 mod wire_properties;
+
+use crate::model::{event, event_id, sse as encoder, topic};
 
 use std::future::Future;
 use std::sync::Arc;
