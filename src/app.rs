@@ -13,8 +13,9 @@ use crate::auth::Authenticator;
 use crate::backplane;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, SeedTopic};
-use crate::hub::{Hub, HubSettings, TopicName};
+use crate::hub::{Hub, HubSettings};
 use crate::listener::DrainingAcceptor;
+use crate::model::TopicName;
 use crate::server::{self, ServerSettings};
 use crate::shutdown::{self, DrainReport};
 

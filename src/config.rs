@@ -822,10 +822,10 @@ impl Config {
                 "cannot be true with allowed_origins [\"*\"]; list the origins",
             ));
         }
-        if crate::hub::TopicName::parse(&self.event_stream.topic).is_err() {
+        if crate::model::TopicName::parse(&self.event_stream.topic).is_err() {
             return Err(invalid(
                 "event_stream.topic",
-                crate::hub::TOPIC_RULE.to_owned(),
+                crate::model::TOPIC_RULE.to_owned(),
             ));
         }
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {

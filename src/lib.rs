@@ -30,7 +30,7 @@
 //!
 //! Observability follows the same path: `http::observe` opens the request's
 //! server span (a child of the caller's `traceparent`), `hub::observe` the
-//! accept span (whose trace context then travels on each [`hub::Event`]),
+//! accept span (whose trace context then travels on each [`model::Event`]),
 //! the fan-out span (parented by that context, also across a backplane) and
 //! one span per subscription, linked to the publishes where it resumed after
 //! a gap. Counters are bumped at the same places, per batch on the hot path.

@@ -24,6 +24,7 @@ use strum::VariantArray;
 
 use crate::auth::{Action, RateLimit, rejection_reasons};
 use crate::hub::{Phase, ShedReason};
+use crate::model::GapReason;
 
 /// One label, e.g. `reason="client_gone"`; values are always from a fixed list.
 type Label = [(&'static str, &'static str); 1];
@@ -128,29 +129,6 @@ pub enum ReplayTrigger {
 }
 
 impl ReplayTrigger {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
-/// Why a subscriber was told it lost events (the `reason` of a gap frame).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
-#[strum(serialize_all = "snake_case")]
-pub enum GapReason {
-    /// The resume id is older than the history still held.
-    HistoryExceeded,
-    /// The resume id comes from another epoch (e.g. before a restart).
-    UnknownEpoch,
-    /// The subscriber fell behind its live queue and history.
-    Lagged,
-    /// History could not be read (backplane down).
-    HistoryUnavailable,
-    /// The backplane's history started over under an open stream (a Redis
-    /// that came back empty): nothing from before can be replayed.
-    EpochChanged,
-}
-
-impl GapReason {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -758,7 +736,6 @@ mod tests {
             PublishOutcome::RejectedTooLarge.as_str(),
             "rejected_too_large"
         );
-        assert_eq!(GapReason::HistoryExceeded.as_str(), "history_exceeded");
         assert_eq!(
             RateLimit::SubscribePerAddress.as_str(),
             "subscribe_per_address"

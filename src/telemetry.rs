@@ -47,7 +47,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig, mask_userinfo};
-use crate::hub::TraceContext;
+use crate::model::TraceContext;
 
 /// The `tracing` target of every span that is exported. Spans of other
 /// targets (dependencies) are neither exported nor logged as spans.

@@ -39,8 +39,8 @@ pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
 pub use rate::{Limited, RateLimiters, quota};
 
 use crate::config::{Config, ConfigError, SubscribeAuth};
-use crate::hub::TopicName;
 use crate::metrics::Metrics;
+use crate::model::TopicName;
 use jwks::Jwks;
 use keys::VerifyingKey;
 use rate::{PublishLimited, RateSettings};

@@ -21,8 +21,8 @@ use futures_util::future::{self, BoxFuture};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backplane, BackplaneError, FanOut, History, PageLimit};
-use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::{HistoryBound, Metrics};
+use crate::model::{Event, EventDraft, EventId, TopicName};
 
 /// Longest pause between two sweeps of expired history.
 const EXPIRY_SWEEP_MAX: Duration = Duration::from_secs(30);
@@ -497,8 +497,8 @@ impl Backplane for MemoryBackplane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::EventDraft;
     use crate::metrics::Metrics;
+    use crate::model::EventDraft;
 
     struct Discard;
     impl FanOut for Discard {

@@ -18,8 +18,8 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackplaneKind, Config, ConfigError};
-use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::Metrics;
+use crate::model::{Event, EventDraft, EventId, TopicName};
 
 pub use memory::{EXPIRY_BATCH, ExpirySweep, HistoryBounds, HistoryLimits, MemoryBackplane};
 pub use redis::RedisBackplane;

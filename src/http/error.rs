@@ -14,7 +14,8 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::auth::AuthError;
 use crate::backplane::BackplaneError;
-use crate::hub::{InvalidEventType, InvalidTopicName, PublishError, SubscribeError};
+use crate::hub::{PublishError, SubscribeError};
+use crate::model::{InvalidEventType, InvalidTopicName};
 use crate::server::HeadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -19,7 +19,8 @@ use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::{ApiError, SeedRouteError};
 use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
-use crate::hub::{EventDraft, EventType, Hub, SubscribeRequest, TopicName};
+use crate::hub::{Hub, SubscribeRequest};
+use crate::model::{EventDraft, EventType, TopicName};
 
 /// The seeds' limit: `binding:"required,max=100"` (characters, not bytes).
 const MESSAGE_MAX_CHARS: usize = 100;

@@ -29,18 +29,19 @@ use futures_util::stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::Hub;
-use super::encoder;
-use super::event::Event;
-use super::event_id::{EventId, ResumePoint};
 use super::frame_batch::FrameBatch;
 #[cfg(test)]
 use super::frame_batch::MAX_BATCH_BYTES;
 use super::live_feed::{LiveFeed, LiveItem};
 use super::live_queues::{Live, LiveQueues, SyncPoint};
 use super::observe::SubscriptionObserver;
-use super::topic::TopicName;
 use crate::backplane::{Backplane, History, PageLimit};
-use crate::metrics::{GapReason, ReplayTrigger};
+use crate::metrics::ReplayTrigger;
+use crate::model::Event;
+use crate::model::GapReason;
+use crate::model::TopicName;
+use crate::model::sse;
+use crate::model::{EventId, ResumePoint};
 
 /// Times a replay starts over because the history it reads moved to
 /// another epoch, and times one history read is tried. Resyncs follow
@@ -513,7 +514,7 @@ impl Delivery {
                 self.observer.gap(reason, first);
                 let resumes_at = first.map(|event| event.id);
                 self.batch
-                    .push(&encoder::gap_frame(reason.as_str(), last_seen, resumes_at));
+                    .push(&sse::gap_frame(reason.as_str(), last_seen, resumes_at));
             }
             let Some(index) = next else {
                 self.end_replay(replay.sync);

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use tokio::sync::broadcast;
 
-use super::event::Event;
-use super::event_id::EventId;
 use super::observe::FanOutObserver;
-use super::topic::TopicName;
 use crate::backplane::FanOut;
 use crate::metrics::Metrics;
+use crate::model::Event;
+use crate::model::EventId;
+use crate::model::TopicName;
 
 /// What a live queue carries.
 #[derive(Debug, Clone)]

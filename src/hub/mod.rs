@@ -35,29 +35,21 @@ mod subscription;
 #[cfg(test)]
 mod wire_properties;
 
-use crate::model::{event, event_id, sse as encoder, topic};
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-pub use encoder::{
-    EVENT_TYPE_MAX_CHARS, EventType, InvalidEventType, RESERVED_EVENT_TYPES, TOKEN_EXPIRED_EVENT,
-    data_lines, event_frame, retry_hint, token_expired_frame,
-};
-pub use event::{Event, EventDraft, InvalidWireEvent, TraceContext, WireEvent};
-pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use lifecycle::{Lifecycle, Phase};
 pub use live_queues::LiveQueues;
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
-pub use topic::{InvalidTopicName, TOPIC_MAX_CHARS, TOPIC_RULE, TopicName};
 
 use tracing::Instrument;
 
 use crate::backplane::{Backplane, BackplaneError, Replica};
 use crate::metrics::{Metrics, Snapshot};
+use crate::model::{Event, EventDraft, ResumePoint, TopicName};
 
 /// The hub's share of the configuration.
 #[derive(Debug, Clone)]

@@ -27,11 +27,12 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::PublishError;
-use super::event::{Event, EventDraft};
-use super::event_id::ResumePoint;
-use super::topic::TopicName;
 use crate::backplane::BackplaneError;
-use crate::metrics::{GapReason, Metrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
+use crate::metrics::{Metrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
+use crate::model::GapReason;
+use crate::model::ResumePoint;
+use crate::model::TopicName;
+use crate::model::{Event, EventDraft};
 use crate::telemetry::{self, SPAN_TARGET};
 
 /// Most span links one subscription records (one per gap).

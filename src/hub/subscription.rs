@@ -24,12 +24,12 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::delivery::{Delivery, Flush, FollowUp};
-use super::encoder::{self, HEARTBEAT};
-use super::event_id::ResumePoint;
 use super::live_feed::LiveFeed;
-use super::topic::TopicName;
 use super::{Hub, SubscriberSeat};
 use crate::metrics::SubscriptionEnd;
+use crate::model::ResumePoint;
+use crate::model::TopicName;
+use crate::model::sse::{self, HEARTBEAT};
 
 /// Share of the heartbeat interval by which a stream's heartbeat comes early,
 /// picked at random per stream so that streams that went quiet together
@@ -226,7 +226,7 @@ impl Stream for Frames {
             }
             match std::mem::replace(this.stage, Stage::Live) {
                 Stage::Prelude(resume) => {
-                    let prelude = encoder::stream_prelude(this.hub.settings().retry);
+                    let prelude = sse::stream_prelude(this.hub.settings().retry);
                     delivery.observer.wrote(prelude.len());
                     if let ResumePoint::Live = resume {
                         delivery.start_live();
@@ -282,10 +282,8 @@ impl Stream for Frames {
                     // recognises (it fetches a new token and reopens); the
                     // others a jittered hint for when to come back.
                     let last = match (delivery.observer.end(), *this.expires_at) {
-                        (SubscriptionEnd::TokenExpired, Some(at)) => {
-                            encoder::token_expired_frame(at)
-                        }
-                        _ => encoder::retry_hint(this.hub.jittered_retry()),
+                        (SubscriptionEnd::TokenExpired, Some(at)) => sse::token_expired_frame(at),
+                        _ => sse::retry_hint(this.hub.jittered_retry()),
                     };
                     delivery.observer.wrote(last.len());
                     *this.stage = Stage::Done;
@@ -418,7 +416,8 @@ mod tests {
     use tokio::time::Instant;
 
     use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
-    use crate::hub::{EventDraft, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName};
+    use crate::hub::{Hub, HubSettings, SubscribeRequest};
+    use crate::model::{EventDraft, ResumePoint, TopicName};
 
     const EVERY: Duration = Duration::from_secs(15);
 

@@ -69,6 +69,7 @@
 mod message;
 mod reader;
 mod scripts;
+mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -81,8 +82,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, PageLimit, Replica};
 use crate::config::{RedisConfig, mask_userinfo};
-use crate::hub::{Event, EventDraft, EventId, TopicName};
 use crate::metrics::HistoryBound;
+use crate::model::{Event, EventDraft, EventId, TopicName};
 
 use scripts::{Keys, Scripts};
 
@@ -261,8 +262,8 @@ impl RedisBackplane {
             .arg(self.bounds.max_bytes)
             .arg(self.keys.prefix());
         for draft in &drafts {
-            let json =
-                serde_json::to_string(&draft.to_wire()).expect("a wire event always serializes");
+            let json = serde_json::to_string(&wire::WireEvent::from(draft))
+                .expect("a wire event always serializes");
             invocation.arg(json);
         }
         let started = Instant::now();

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::message::{self, MalformedMessage};
 use super::{RedisBackplane, known_epoch, now_ms};
 use crate::backplane::BackplaneError;
-use crate::hub::EventId;
+use crate::model::EventId;
 
 /// How often a session checks Redis with a small write. A hung Redis (a stopped process, a full
 /// disk) keeps its TCP connections open, so only an unanswered ping shows

@@ -17,9 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{MAX_BATCH_BYTES, REPLAY_PAGE_BYTES};
 use crate::backplane::{Backplane, BackplaneError, FanOut, History, PageLimit};
-use crate::hub::{
-    Event, EventDraft, EventId, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName,
-};
+use crate::hub::{Hub, HubSettings, SubscribeRequest};
+use crate::model::{Event, EventDraft, EventId, ResumePoint, TopicName};
 
 /// A backplane whose every step is explicit: `append` assigns an id and
 /// stores the event without fanning it out (an event still in flight to
