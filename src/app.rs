@@ -5,15 +5,16 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthMetrics, Authenticator};
 use crate::backplane;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, SeedTopic};
-use crate::hub::{Hub, HubSettings};
+use crate::hub::{self, Hub, HubSettings};
 use crate::listener::DrainingAcceptor;
 use crate::model::TopicName;
 use crate::server::{self, ServerSettings};
@@ -47,8 +48,12 @@ impl App {
             max_event_bytes: config.limits.max_event_bytes,
             queue: config.stream.queue,
         };
-        let hub = Hub::connect(settings, |replica| backplane::connect(&config, replica)).await?;
-        let authenticator = Authenticator::from_config(&config, hub.metrics().clone())?;
+        let (instruments, auth_metrics) = hub::metrics::register(AuthMetrics::register);
+        let hub = Hub::connect(settings, instruments, |replica| {
+            backplane::connect(&config, replica)
+        })
+        .await?;
+        let authenticator = Authenticator::from_config(&config, Arc::new(auth_metrics))?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {

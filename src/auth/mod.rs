@@ -21,6 +21,7 @@ mod error;
 mod grant;
 mod jwks;
 mod keys;
+mod metrics;
 mod pattern;
 mod rate;
 mod static_keys;
@@ -29,17 +30,16 @@ mod token;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use strum::VariantArray;
 
 pub use client_address::TrustedProxies;
 pub use error::{Action, AuthError, RateLimit, TokenRejection};
 pub use grant::{Grant, PublisherId, Scope};
 pub use jwks::JwksLocation;
+pub use metrics::{AuthMetrics, RejectionReason};
 pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
 pub use rate::{Limited, RateLimiters, quota};
 
 use crate::config::{Config, ConfigError, SubscribeAuth};
-use crate::metrics::Metrics;
 use crate::model::TopicName;
 use jwks::Jwks;
 use keys::VerifyingKey;
@@ -107,13 +107,13 @@ struct Inner {
     cookie_name: String,
     rate: RateLimiters,
     proxies: TrustedProxies,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AuthMetrics>,
 }
 
 impl Authenticator {
     /// Reads every key and key file named in `config`; a bad one is a
     /// configuration error that names its key.
-    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ConfigError> {
+    pub fn from_config(config: &Config, metrics: Arc<AuthMetrics>) -> Result<Self, ConfigError> {
         fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
             ConfigError::Invalid {
                 key,
@@ -467,11 +467,13 @@ impl Authenticator {
         let Err(error) = verdict else { return };
         let metrics = &self.inner.metrics;
         match error {
-            AuthError::Missing { .. } => metrics.auth_rejected(action, "missing_token"),
+            AuthError::Missing { .. } => metrics.rejected(action, RejectionReason::MissingToken),
             AuthError::Rejected { rejection, .. } => {
-                metrics.auth_rejected(action, rejection.as_str())
+                metrics.rejected(action, RejectionReason::Token(*rejection))
             }
-            AuthError::Forbidden { .. } => metrics.auth_rejected(action, "forbidden_topic"),
+            AuthError::Forbidden { .. } => {
+                metrics.rejected(action, RejectionReason::ForbiddenTopic)
+            }
             AuthError::RateLimited { limit, .. } | AuthError::OverBurst { limit, .. } => {
                 metrics.rate_limited(*limit)
             }
@@ -491,11 +493,4 @@ fn publish_limited(limited: PublishLimited) -> AuthError {
             burst: over.burst,
         },
     }
-}
-
-/// The reasons `ssehub_auth_rejections_total` counts, in order.
-pub fn rejection_reasons() -> impl Iterator<Item = &'static str> {
-    std::iter::once("missing_token")
-        .chain(TokenRejection::VARIANTS.iter().map(|r| r.as_str()))
-        .chain(std::iter::once("forbidden_topic"))
 }

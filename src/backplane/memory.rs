@@ -21,7 +21,7 @@ use futures_util::future::{self, BoxFuture};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backplane, BackplaneError, FanOut, History, PageLimit};
-use crate::metrics::{HistoryBound, Metrics};
+use super::{BackplaneMetrics, HistoryBound};
 use crate::model::{Event, EventDraft, EventId, TopicName};
 
 /// Longest pause between two sweeps of expired history.
@@ -71,7 +71,7 @@ pub struct MemoryBackplane {
     limits: HistoryLimits,
     bounds: HistoryBounds,
     /// Where evictions at the bounds are counted (none in unit tests).
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<Arc<BackplaneMetrics>>,
     /// The local fan-out, called under `state`'s lock so that events reach
     /// the live queues in id order across topics (multi-topic resume relies
     /// on it). It never blocks, so the lock is held for microseconds.
@@ -158,7 +158,7 @@ impl MemoryBackplane {
     }
 
     /// Bounds the whole history, counting evictions in `metrics`.
-    pub fn with_bounds(mut self, bounds: HistoryBounds, metrics: Arc<Metrics>) -> Self {
+    pub fn with_bounds(mut self, bounds: HistoryBounds, metrics: Arc<BackplaneMetrics>) -> Self {
         self.bounds = bounds;
         self.metrics = Some(metrics);
         self
@@ -497,7 +497,6 @@ impl Backplane for MemoryBackplane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
     use crate::model::EventDraft;
 
     struct Discard;
@@ -515,7 +514,8 @@ mod tests {
             max_topics,
             max_bytes,
         };
-        backplane(1_000, Duration::from_secs(60)).with_bounds(bounds, Arc::new(Metrics::new()))
+        backplane(1_000, Duration::from_secs(60))
+            .with_bounds(bounds, Arc::new(BackplaneMetrics::default()))
     }
 
     fn draft(topic: &str) -> EventDraft {

@@ -10,6 +10,7 @@
 //! [`Backplane::run`], which the app spawns once and stops after the drain.
 
 mod memory;
+mod metrics;
 mod redis;
 
 use std::sync::Arc;
@@ -18,10 +19,10 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackplaneKind, Config, ConfigError};
-use crate::metrics::Metrics;
 use crate::model::{Event, EventDraft, EventId, TopicName};
 
 pub use memory::{EXPIRY_BATCH, ExpirySweep, HistoryBounds, HistoryLimits, MemoryBackplane};
+pub use metrics::{BackplaneMetrics, HistoryBound};
 pub use redis::RedisBackplane;
 
 /// The local fan-out, as seen by a backplane.
@@ -56,8 +57,8 @@ pub trait FanOut: Send + Sync + 'static {
 pub struct Replica {
     /// Where accepted events go on this process.
     pub fan_out: Arc<dyn FanOut>,
-    /// The hub's metrics, for the backplane's own figures.
-    pub metrics: Arc<Metrics>,
+    /// The backplane's own figures.
+    pub metrics: Arc<BackplaneMetrics>,
 }
 
 /// One page of a topic's events after a given position, oldest first.

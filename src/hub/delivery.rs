@@ -29,6 +29,7 @@ use futures_util::stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::Hub;
+use super::ReplayTrigger;
 use super::frame_batch::FrameBatch;
 #[cfg(test)]
 use super::frame_batch::MAX_BATCH_BYTES;
@@ -36,7 +37,6 @@ use super::live_feed::{LiveFeed, LiveItem};
 use super::live_queues::{Live, LiveQueues, SyncPoint};
 use super::observe::SubscriptionObserver;
 use crate::backplane::{Backplane, History, PageLimit};
-use crate::metrics::ReplayTrigger;
 use crate::model::Event;
 use crate::model::GapReason;
 use crate::model::TopicName;

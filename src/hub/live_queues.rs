@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use tokio::sync::broadcast;
 
+use super::HubMetrics;
 use super::observe::FanOutObserver;
 use crate::backplane::FanOut;
-use crate::metrics::Metrics;
 use crate::model::Event;
 use crate::model::EventId;
 use crate::model::TopicName;
@@ -60,11 +60,11 @@ pub struct LiveQueues {
     /// Ring length of each live queue (`stream.queue`).
     queue: usize,
     /// The hub's metrics (fan-out latency).
-    metrics: Arc<Metrics>,
+    metrics: Arc<HubMetrics>,
 }
 
 impl LiveQueues {
-    pub fn new(queue: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(queue: usize, metrics: Arc<HubMetrics>) -> Self {
         Self {
             channels: RwLock::new(HashMap::new()),
             watermark: AtomicU64::new(0),

@@ -29,6 +29,7 @@ mod frame_batch;
 mod lifecycle;
 mod live_feed;
 mod live_queues;
+pub mod metrics;
 mod observe;
 mod shed;
 mod subscription;
@@ -42,13 +43,16 @@ use std::time::{Duration, SystemTime};
 
 pub use lifecycle::{Lifecycle, Phase};
 pub use live_queues::LiveQueues;
+pub use metrics::{
+    CounterSnapshot, HubMetrics, Instruments, PublishOutcome, ReplayTrigger, Snapshot,
+    SubscriptionEnd,
+};
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
 
 use tracing::Instrument;
 
-use crate::backplane::{Backplane, BackplaneError, Replica};
-use crate::metrics::{Metrics, Snapshot};
+use crate::backplane::{Backplane, BackplaneError, BackplaneMetrics, Replica};
 use crate::model::{Event, EventDraft, ResumePoint, TopicName};
 
 /// The hub's share of the configuration.
@@ -80,7 +84,11 @@ struct HubInner {
     /// Open subscriptions, for the `max_subscribers` limit.
     subscribers: AtomicUsize,
     /// Shared with the live queues, the backplane and every subscription.
-    metrics: Arc<Metrics>,
+    metrics: Arc<HubMetrics>,
+    /// The backplane's figures, whose `up` gauge is read at scrape time.
+    backplane_metrics: Arc<BackplaneMetrics>,
+    /// Every family of the process, rendered by [`Hub::render_metrics`].
+    registry: crate::metrics::Registry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,16 +156,21 @@ impl Hub {
     /// `crate::backplane::connect`).
     pub async fn connect<F, E>(
         settings: HubSettings,
+        instruments: Instruments,
         connect: impl FnOnce(Replica) -> F,
     ) -> Result<Self, E>
     where
         F: Future<Output = Result<Arc<dyn Backplane>, E>>,
     {
-        let metrics = Arc::new(Metrics::new());
+        let Instruments {
+            registry,
+            hub: metrics,
+            backplane: backplane_metrics,
+        } = instruments;
         let live_queues = Arc::new(LiveQueues::new(settings.queue, metrics.clone()));
         let replica = Replica {
             fan_out: live_queues.clone(),
-            metrics: metrics.clone(),
+            metrics: backplane_metrics.clone(),
         };
         let backplane = connect(replica).await?;
         Ok(Self {
@@ -168,12 +181,14 @@ impl Hub {
                 lifecycle: Lifecycle::default(),
                 subscribers: AtomicUsize::new(0),
                 metrics,
+                backplane_metrics,
+                registry,
             }),
         })
     }
 
-    /// [`Hub::connect`] for a backplane that is built at once (tests,
-    /// benchmarks).
+    /// [`Hub::connect`] for a backplane that is built at once, with the
+    /// metrics of a process without auth (tests, benchmarks).
     pub fn new(
         settings: HubSettings,
         make_backplane: impl FnOnce(Replica) -> Arc<dyn Backplane>,
@@ -181,26 +196,28 @@ impl Hub {
         let connect = |replica| {
             std::future::ready(Ok::<_, std::convert::Infallible>(make_backplane(replica)))
         };
-        match futures_util::FutureExt::now_or_never(Self::connect(settings, connect)) {
+        let (instruments, ()) = metrics::register(|_| ());
+        match futures_util::FutureExt::now_or_never(Self::connect(settings, instruments, connect)) {
             Some(Ok(hub)) => hub,
             Some(Err(never)) => match never {},
             None => unreachable!("a ready future completes at once"),
         }
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub fn metrics(&self) -> &Arc<HubMetrics> {
         &self.inner.metrics
     }
 
     /// The metrics exposition, with the gauges read from the hub now.
     pub fn render_metrics(&self, openmetrics: bool) -> String {
-        let snapshot = Snapshot {
+        self.inner.metrics.set_state(Snapshot {
             subscribers: self.subscriber_count(),
             live_topics: self.inner.live_queues.live_topics(),
             phase: self.inner.lifecycle.phase(),
-            backplane_up: self.inner.backplane.is_available(),
-        };
-        self.inner.metrics.render(snapshot, openmetrics)
+        });
+        let up = self.inner.backplane.is_available();
+        self.inner.backplane_metrics.set_up(up);
+        crate::metrics::render(&self.inner.registry, openmetrics)
     }
 
     pub fn settings(&self) -> &HubSettings {

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use super::Hub;
-use crate::metrics::SubscriptionEnd;
+use super::SubscriptionEnd;
 use crate::model::sse;
 
 /// Why a subscribe was shed.

@@ -23,10 +23,10 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::SubscriptionEnd;
 use super::delivery::{Delivery, Flush, FollowUp};
 use super::live_feed::LiveFeed;
 use super::{Hub, SubscriberSeat};
-use crate::metrics::SubscriptionEnd;
 use crate::model::ResumePoint;
 use crate::model::TopicName;
 use crate::model::sse::{self, HEARTBEAT};

@@ -80,9 +80,11 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, PageLimit, Replica};
+use super::{
+    Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits, PageLimit,
+    Replica,
+};
 use crate::config::{RedisConfig, mask_userinfo};
-use crate::metrics::HistoryBound;
 use crate::model::{Event, EventDraft, EventId, TopicName};
 
 use scripts::{Keys, Scripts};
@@ -277,7 +279,7 @@ impl RedisBackplane {
             .run_publish(invocation.invoke_async(&mut connection))
             .await?;
         let metrics = &self.replica.metrics;
-        metrics.backplane_published(started.elapsed());
+        metrics.published(started.elapsed());
         if evicted_for_topics > 0 {
             metrics.history_evicted(HistoryBound::MaxTopics, evicted_for_topics);
         }

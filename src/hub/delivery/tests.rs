@@ -440,16 +440,7 @@ async fn a_history_that_starts_over_gives_each_stream_one_gap_then_the_new_epoch
         assert_eq!(seen[1..], ids(&expected), "one gap, then the new epoch");
     }
     assert_eq!(
-        hub.metrics()
-            .render(
-                crate::metrics::Snapshot {
-                    subscribers: 0,
-                    live_topics: 0,
-                    phase: crate::hub::Phase::Serving,
-                    backplane_up: true,
-                },
-                false,
-            )
+        hub.render_metrics(false)
             .lines()
             .find(|l| l.starts_with("ssehub_gap_frames_total{reason=\"epoch_changed\"}")),
         Some("ssehub_gap_frames_total{reason=\"epoch_changed\"} 2")
