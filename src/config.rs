@@ -13,6 +13,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::setting::InvalidSetting;
+pub use crate::setting::mask_userinfo;
+pub use crate::shutdown::{
+    DRAIN_DELAY_DEFAULT, DRAIN_SPREAD_DEFAULT, DRAIN_TIMEOUT_DEFAULT, DrainConfig,
+};
+
 /// Heartbeat default: well below nginx's 60 s `proxy_read_timeout` and the
 /// 30–60 s idle timeouts of common cloud load balancers.
 pub const HEARTBEAT_DEFAULT: Duration = Duration::from_secs(15);
@@ -84,16 +90,6 @@ pub const MAX_EVENTS_PER_REQUEST_DEFAULT: usize = 500;
 /// after 10 s is trickled (slowloris on the body) or stalled, and holds a
 /// connection and a partly filled buffer meanwhile.
 pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-/// Readiness turns 503 and the hub keeps serving this long, so load
-/// balancers stop routing new clients here before anything closes.
-pub const DRAIN_DELAY_DEFAULT: Duration = Duration::from_secs(5);
-/// Stream closes are spread over this window so that clients reconnect to
-/// the other replicas gradually instead of in one storm.
-pub const DRAIN_SPREAD_DEFAULT: Duration = Duration::from_secs(10);
-/// Hard deadline from the signal to exit; Kubernetes' grace period must be
-/// longer than this plus the preStop delay.
-pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
-
 /// Share of new traces kept when no `OTEL_TRACES_SAMPLER` is set: all of
 /// them. Tracing is off until an OTLP endpoint is named, and whoever names one
 /// usually wants to see every publish; lower it for busy hubs.
@@ -214,17 +210,6 @@ pub struct CorsConfig {
     pub allowed_origins: Vec<String>,
     /// Whether cookies/credentials may be sent cross-origin (not with `*`).
     pub allow_credentials: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DrainConfig {
-    #[serde(with = "humantime_serde")]
-    pub delay: Duration,
-    #[serde(with = "humantime_serde")]
-    pub spread: Duration,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -622,16 +607,6 @@ impl Default for LimitsConfig {
     }
 }
 
-impl Default for DrainConfig {
-    fn default() -> Self {
-        Self {
-            delay: DRAIN_DELAY_DEFAULT,
-            spread: DRAIN_SPREAD_DEFAULT,
-            timeout: DRAIN_TIMEOUT_DEFAULT,
-        }
-    }
-}
-
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -689,6 +664,12 @@ fn describe_figment_error(error: &figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+impl From<InvalidSetting> for ConfigError {
+    fn from(InvalidSetting { key, reason }: InvalidSetting) -> Self {
+        Self::Invalid { key, reason }
+    }
 }
 
 impl Config {
@@ -807,15 +788,7 @@ impl Config {
                 "must be longer than 0s (a duration such as 75s; keep it above the proxy's upstream keepalive_timeout)",
             ));
         }
-        if self.drain.timeout < self.drain.delay {
-            return Err(invalid(
-                "drain.timeout",
-                format!(
-                    "must be at least drain.delay ({})",
-                    humantime::format_duration(self.drain.delay)
-                ),
-            ));
-        }
+        self.drain.validate()?;
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
             return Err(invalid(
                 "cors.allow_credentials",
@@ -1009,14 +982,6 @@ fn read_key_lines(path: &Path, key: &'static str) -> Result<Vec<String>, ConfigE
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
         .collect())
-}
-
-/// Replaces the `user:password` part of a URL with `***`.
-pub fn mask_userinfo(url: &mut String) {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    if let Some(at) = url[scheme_end..].find('@') {
-        url.replace_range(scheme_end..scheme_end + at, "***");
-    }
 }
 
 #[cfg(test)]

@@ -45,5 +45,6 @@ pub mod listener;
 pub mod metrics;
 pub mod model;
 pub mod server;
+pub mod setting;
 pub mod shutdown;
 pub mod telemetry;
