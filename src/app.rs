@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthMetrics, Authenticator};
-use crate::backplane;
+use crate::backplane::{self, HistoryBounds, HistoryLimits};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, SeedTopic};
 use crate::hub::{self, Hub, HubSettings};
@@ -50,7 +50,15 @@ impl App {
         };
         let (instruments, auth_metrics) = hub::metrics::register(AuthMetrics::register);
         let hub = Hub::connect(settings, instruments, |replica| {
-            backplane::connect(&config, replica)
+            let limits = HistoryLimits {
+                size: config.history.size,
+                ttl: config.history.ttl,
+            };
+            let bounds = HistoryBounds {
+                max_topics: config.history.max_topics,
+                max_bytes: config.history.max_bytes,
+            };
+            backplane::connect(&config.backplane, limits, bounds, replica)
         })
         .await?;
         let authenticator = Authenticator::from_config(&config, Arc::new(auth_metrics))?;

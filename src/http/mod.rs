@@ -26,7 +26,8 @@ pub use seed::SeedTopic;
 pub use stats::StatsContext;
 
 use crate::auth::Authenticator;
-use crate::config::{BackplaneKind, CorsConfig};
+use crate::backplane::BackplaneKind;
+use crate::config::CorsConfig;
 use crate::hub::Hub;
 
 #[derive(Tags)]

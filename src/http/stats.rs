@@ -11,7 +11,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
-use crate::config::BackplaneKind;
+use crate::backplane::BackplaneKind;
 use crate::hub::CounterSnapshot;
 use crate::hub::{Hub, Phase};
 

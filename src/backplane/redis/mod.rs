@@ -80,12 +80,13 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::RedisConfig;
 use super::{
     Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits, PageLimit,
     Replica,
 };
-use crate::config::{RedisConfig, mask_userinfo};
 use crate::model::{Event, EventDraft, EventId, TopicName};
+use crate::setting::mask_userinfo;
 
 use scripts::{Keys, Scripts};
 
