@@ -17,6 +17,7 @@ pub use crate::backplane::{
     BackplaneConfig, BackplaneKind, REDIS_COMMAND_TIMEOUT_DEFAULT, REDIS_CONNECT_TIMEOUT_DEFAULT,
     REDIS_KEY_PREFIX_DEFAULT, RedisConfig,
 };
+pub use crate::http::{ConsoleConfig, CorsConfig, EventStreamConfig};
 use crate::setting::InvalidSetting;
 pub use crate::setting::mask_userinfo;
 pub use crate::shutdown::{
@@ -195,16 +196,6 @@ pub struct LimitsConfig {
     pub keep_alive_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct CorsConfig {
-    /// Origins allowed to subscribe/publish from a browser; `["*"]` allows any.
-    /// Empty: no CORS headers (same-origin only).
-    pub allowed_origins: Vec<String>,
-    /// Whether cookies/credentials may be sent cross-origin (not with `*`).
-    pub allow_credentials: bool,
-}
-
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -356,13 +347,6 @@ pub struct RateLimitsConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct EventStreamConfig {
-    /// Topic behind the seeds' `POST/GET /event-stream` routes.
-    pub topic: String,
-}
-
 /// How traces reach an OpenTelemetry collector. The standard `OTEL_*`
 /// variables win over these keys (see `crate::telemetry`), so a platform
 /// that injects them (the OpenTelemetry Operator, a sidecar) needs no ssehub
@@ -380,21 +364,6 @@ pub struct TelemetryConfig {
     pub sample_ratio: f64,
     /// `service.name` of the spans.
     pub service_name: String,
-}
-
-/// The browser console at `/` (see `crate::http::console`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConsoleConfig {
-    /// Serve the console. It is a static page that uses the public API with
-    /// the visitor's own key, so it grants nothing the API doesn't.
-    pub enabled: bool,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        Self { enabled: true }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -508,14 +477,6 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Text,
-        }
-    }
-}
-
-impl Default for EventStreamConfig {
-    fn default() -> Self {
-        Self {
-            topic: "event-stream".to_owned(),
         }
     }
 }
@@ -685,18 +646,7 @@ impl Config {
             ));
         }
         self.drain.validate()?;
-        if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
-            return Err(invalid(
-                "cors.allow_credentials",
-                "cannot be true with allowed_origins [\"*\"]; list the origins",
-            ));
-        }
-        if crate::model::TopicName::parse(&self.event_stream.topic).is_err() {
-            return Err(invalid(
-                "event_stream.topic",
-                crate::model::TOPIC_RULE.to_owned(),
-            ));
-        }
+        crate::http::validate_config(&self.cors, &self.event_stream)?;
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
             return Err(invalid(
                 "telemetry.sample_ratio",

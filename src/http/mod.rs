@@ -4,6 +4,7 @@
 
 mod allow;
 mod body_limit;
+mod config;
 pub mod console;
 mod credentials;
 mod error;
@@ -21,13 +22,13 @@ use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
+pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use seed::SeedTopic;
 pub use stats::StatsContext;
 
 use crate::auth::Authenticator;
 use crate::backplane::BackplaneKind;
-use crate::config::CorsConfig;
 use crate::hub::Hub;
 
 #[derive(Tags)]
