@@ -23,6 +23,9 @@ pub use crate::setting::mask_userinfo;
 pub use crate::shutdown::{
     DRAIN_DELAY_DEFAULT, DRAIN_SPREAD_DEFAULT, DRAIN_TIMEOUT_DEFAULT, DrainConfig,
 };
+pub use crate::telemetry::{
+    LogConfig, LogFormat, OtlpProtocol, TELEMETRY_SAMPLE_RATIO_DEFAULT, TelemetryConfig,
+};
 
 /// Heartbeat default: well below nginx's 60 s `proxy_read_timeout` and the
 /// 30–60 s idle timeouts of common cloud load balancers.
@@ -95,11 +98,6 @@ pub const MAX_EVENTS_PER_REQUEST_DEFAULT: usize = 500;
 /// after 10 s is trickled (slowloris on the body) or stalled, and holds a
 /// connection and a partly filled buffer meanwhile.
 pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-/// Share of new traces kept when no `OTEL_TRACES_SAMPLER` is set: all of
-/// them. Tracing is off until an OTLP endpoint is named, and whoever names one
-/// usually wants to see every publish; lower it for busy hubs.
-pub const TELEMETRY_SAMPLE_RATIO_DEFAULT: f64 = 1.0;
-
 /// Clock skew allowed on a token's `exp` and `nbf`: NTP keeps servers
 /// within milliseconds; a few seconds cover a laggard without keeping an
 /// expired token useful for long.
@@ -194,22 +192,6 @@ pub struct LimitsConfig {
     /// See [`KEEP_ALIVE_TIMEOUT_DEFAULT`].
     #[serde(with = "humantime_serde")]
     pub keep_alive_timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// A `tracing` filter (`info`, `ssehub=debug,poem=info`); `RUST_LOG` wins.
-    pub level: String,
-    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -347,65 +329,6 @@ pub struct RateLimitsConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-/// How traces reach an OpenTelemetry collector. The standard `OTEL_*`
-/// variables win over these keys (see `crate::telemetry`), so a platform
-/// that injects them (the OpenTelemetry Operator, a sidecar) needs no ssehub
-/// setting at all.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelemetryConfig {
-    /// Base URL of the OTLP receiver (`http://collector:4318` for
-    /// `http/protobuf`, `http://collector:4317` for `grpc`). Empty: no traces,
-    /// unless `OTEL_EXPORTER_OTLP_ENDPOINT` names one.
-    pub otlp_endpoint: String,
-    pub protocol: OtlpProtocol,
-    /// Share of new traces to keep (0.0–1.0); a publish that arrives with a
-    /// `traceparent` follows its caller's sampling decision instead.
-    pub sample_ratio: f64,
-    /// `service.name` of the spans.
-    pub service_name: String,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub enum OtlpProtocol {
-    /// OTLP over HTTP/1.1 with protobuf bodies (the OpenTelemetry default).
-    #[default]
-    #[serde(rename = "http/protobuf")]
-    HttpProtobuf,
-    /// OTLP over gRPC.
-    #[serde(rename = "grpc")]
-    Grpc,
-}
-
-impl OtlpProtocol {
-    /// The spelling of `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.trim() {
-            "http/protobuf" => Some(Self::HttpProtobuf),
-            "grpc" => Some(Self::Grpc),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HttpProtobuf => "http/protobuf",
-            Self::Grpc => "grpc",
-        }
-    }
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        Self {
-            otlp_endpoint: String::new(),
-            protocol: OtlpProtocol::default(),
-            sample_ratio: TELEMETRY_SAMPLE_RATIO_DEFAULT,
-            service_name: "ssehub".to_owned(),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -468,15 +391,6 @@ impl Default for LimitsConfig {
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             keep_alive_timeout: KEEP_ALIVE_TIMEOUT_DEFAULT,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-            format: LogFormat::Text,
         }
     }
 }
@@ -647,18 +561,7 @@ impl Config {
         }
         self.drain.validate()?;
         crate::http::validate_config(&self.cors, &self.event_stream)?;
-        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
-            return Err(invalid(
-                "telemetry.sample_ratio",
-                "must be between 0.0 (no new traces) and 1.0 (every trace)",
-            ));
-        }
-        if let Err(reason) = crate::telemetry::check_endpoint(&self.telemetry.otlp_endpoint) {
-            return Err(invalid("telemetry.otlp_endpoint", reason));
-        }
-        if self.telemetry.service_name.trim().is_empty() {
-            return Err(invalid("telemetry.service_name", "must not be empty"));
-        }
+        self.telemetry.validate()?;
         self.validate_auth()?;
         if self.backplane.kind == BackplaneKind::Redis {
             self.backplane.redis.validate()?;
