@@ -61,7 +61,8 @@ impl App {
             backplane::connect(&config.backplane, limits, bounds, replica)
         })
         .await?;
-        let authenticator = Authenticator::from_config(&config, Arc::new(auth_metrics))?;
+        let authenticator =
+            Authenticator::from_config(&config.auth, &config.rate_limits, Arc::new(auth_metrics))?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {

@@ -17,6 +17,7 @@
 //! have no `Debug` that shows them, and no log line carries one.
 
 mod client_address;
+mod config;
 mod error;
 mod grant;
 mod jwks;
@@ -32,6 +33,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use client_address::TrustedProxies;
+pub use config::{
+    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, JWKS_REFETCH_COOLDOWN_DEFAULT,
+    JWKS_REFRESH_DEFAULT, JWT_LEEWAY_DEFAULT, JWT_SECRET_MIN_BYTES, JwtConfig, PublishCount,
+    RateConfig, RateLimitsConfig, SubscribeAuth, validate as validate_config,
+};
 pub use error::{Action, AuthError, RateLimit, TokenRejection};
 pub use grant::{Grant, PublisherId, Scope};
 pub use jwks::JwksLocation;
@@ -39,8 +45,8 @@ pub use metrics::{AuthMetrics, RejectionReason};
 pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
 pub use rate::{Limited, RateLimiters, quota};
 
-use crate::config::{Config, ConfigError, SubscribeAuth};
 use crate::model::TopicName;
+use crate::setting::InvalidSetting;
 use jwks::Jwks;
 use keys::VerifyingKey;
 use rate::{PublishLimited, RateSettings};
@@ -113,14 +119,14 @@ struct Inner {
 impl Authenticator {
     /// Reads every key and key file named in `config`; a bad one is a
     /// configuration error that names its key.
-    pub fn from_config(config: &Config, metrics: Arc<AuthMetrics>) -> Result<Self, ConfigError> {
-        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                reason: reason.into(),
-            }
+    pub fn from_config(
+        auth: &AuthConfig,
+        rate_limits: &RateLimitsConfig,
+        metrics: Arc<AuthMetrics>,
+    ) -> Result<Self, AuthConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> AuthConfigError {
+            InvalidSetting::new(key, reason).into()
         }
-        let auth = &config.auth;
         let jwt = &auth.jwt;
         let tokens = if jwt.is_configured() {
             let secret = match (&jwt.secret, &jwt.secret_file) {
@@ -133,12 +139,12 @@ impl Authenticator {
                         )
                     })?;
                     let secret = text.trim_end().to_owned();
-                    if secret.len() < crate::config::JWT_SECRET_MIN_BYTES {
+                    if secret.len() < JWT_SECRET_MIN_BYTES {
                         return Err(invalid(
                             "auth.jwt.secret_file",
                             format!(
                                 "the secret must be at least {} bytes (RFC 7518 section 3.2)",
-                                crate::config::JWT_SECRET_MIN_BYTES
+                                JWT_SECRET_MIN_BYTES
                             ),
                         ));
                     }
@@ -193,11 +199,11 @@ impl Authenticator {
             .map(|text| TopicPattern::parse(text))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| invalid("auth.public_topics", error.to_string()))?;
-        let limits = &config.rate_limits;
+        let limits = rate_limits;
         Ok(Self {
             inner: Arc::new(Inner {
-                publish_keys: StaticKeys::new(config.publish_keys()?),
-                metrics_keys: StaticKeys::new(config.metrics_keys()?),
+                publish_keys: StaticKeys::new(auth.publish_keys()?),
+                metrics_keys: StaticKeys::new(auth.metrics_keys()?),
                 tokens,
                 subscribe: auth.subscribe,
                 public_topics,
