@@ -123,6 +123,7 @@ impl App {
                 write_timeout: (!config.stream.write_timeout.is_zero())
                     .then_some(config.stream.write_timeout),
                 coalesce: (!config.stream.coalesce.is_zero()).then_some(config.stream.coalesce),
+                refusal: http::refusal,
             },
             stop_server.clone(),
             CONNECTION_CLOSE_GRACE,

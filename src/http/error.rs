@@ -141,6 +141,12 @@ impl From<HeadError> for ApiError {
     }
 }
 
+/// The server's answer to a request head it can't serve
+/// (`ServerSettings::refusal`).
+pub fn refusal(error: HeadError) -> poem::Response {
+    ApiError::from(error).into_response()
+}
+
 impl From<ApiError> for poem::Error {
     fn from(error: ApiError) -> Self {
         poem::Error::from_response(error.into_response())

@@ -23,7 +23,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
-pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use error::{ApiError, PROBLEM_JSON, Problem, refusal};
 pub use seed::SeedTopic;
 pub use stats::StatsContext;
 

@@ -76,6 +76,10 @@ pub struct ServerSettings {
     pub write_timeout: Option<Duration>,
     /// `stream.coalesce`; `None` writes every frame at once.
     pub coalesce: Option<Duration>,
+    /// The answer to a request head that can't be served (400, 408, 414,
+    /// 431), rendered by the HTTP layer so that every error has one shape;
+    /// the server writes it and closes the connection.
+    pub refusal: fn(HeadError) -> Response,
 }
 
 /// What every connection task shares.
