@@ -15,9 +15,8 @@ use crate::backplane::{self, HistoryBounds, HistoryLimits};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, SeedTopic};
 use crate::hub::{self, Hub, HubSettings};
-use crate::listener::DrainingAcceptor;
 use crate::model::TopicName;
-use crate::server::{self, ServerSettings};
+use crate::server::{self, DrainingAcceptor, ServerSettings};
 use crate::shutdown::{self, DrainReport};
 
 /// Once the streams are closed, connections still open (idle keep-alive,

@@ -41,7 +41,6 @@ pub mod backplane;
 pub mod config;
 pub mod http;
 pub mod hub;
-pub mod listener;
 pub mod metrics;
 pub mod model;
 pub mod server;

@@ -43,6 +43,7 @@ mod accept;
 mod connection;
 mod hand_off;
 pub mod head;
+pub mod listener;
 mod stream_writer;
 
 use std::sync::Arc;
@@ -55,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use head::HeadError;
 
-use crate::listener::DrainingAcceptor;
+pub use listener::DrainingAcceptor;
 
 /// Set in a response's extensions by the routes that return an event stream
 /// (see the module documentation).
