@@ -11,8 +11,8 @@ mod error;
 mod fields;
 mod health;
 mod metrics;
-mod observe;
 mod publish;
+mod request_span;
 mod seed;
 mod spec;
 mod sse;
@@ -109,7 +109,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .at("/openapi.json", spec::document_endpoint(document))
         .at("/docs", docs)
         .at("/console/:name", poem::get(console::asset));
-    let observe = observe::Observe::new(
+    let observe = request_span::Observe::new(
         hub.metrics().clone(),
         <Apis as poem_openapi::OpenApi>::meta()
             .iter()

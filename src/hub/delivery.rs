@@ -35,7 +35,7 @@ use super::frame_batch::FrameBatch;
 use super::frame_batch::MAX_BATCH_BYTES;
 use super::live_feed::{LiveFeed, LiveItem};
 use super::live_queues::{Live, LiveQueues, SyncPoint};
-use super::observe::SubscriptionObserver;
+use super::spans::SubscriptionObserver;
 use crate::backplane::{Backplane, History, PageLimit};
 use crate::model::Event;
 use crate::model::GapReason;

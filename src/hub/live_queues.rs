@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use tokio::sync::broadcast;
 
 use super::HubMetrics;
-use super::observe::FanOutObserver;
+use super::spans::FanOutObserver;
 use crate::backplane::FanOut;
 use crate::model::Event;
 use crate::model::EventId;

@@ -30,8 +30,8 @@ mod lifecycle;
 mod live_feed;
 mod live_queues;
 pub mod metrics;
-mod observe;
 mod shed;
+mod spans;
 mod subscription;
 #[cfg(test)]
 mod wire_properties;
@@ -252,7 +252,7 @@ impl Hub {
         &self,
         mut drafts: Vec<EventDraft>,
     ) -> Result<Vec<Arc<Event>>, PublishError> {
-        let observer = observe::AcceptObserver::start(&mut drafts);
+        let observer = spans::AcceptObserver::start(&mut drafts);
         let result = self
             .accept(drafts)
             .instrument(observer.span().clone())
