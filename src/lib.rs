@@ -35,8 +35,8 @@
 //! subscriber's socket (no HTTP server in between once the stream is open;
 //! see `server`'s module documentation).
 //!
-//! Observability follows the same path: `http::observe` opens the request's
-//! server span (a child of the caller's `traceparent`), `hub::observe` the
+//! Observability follows the same path: `http::request_span` opens the request's
+//! server span (a child of the caller's `traceparent`), `hub::spans` the
 //! accept span (whose trace context then travels on each [`model::Event`]),
 //! the fan-out span (parented by that context, also across a backplane) and
 //! one span per subscription, linked to the publishes where it resumed after
