@@ -13,10 +13,10 @@ mod health;
 mod metrics;
 mod publish;
 mod request_span;
-mod seed;
 mod spec;
 mod sse;
 mod stats;
+mod tutorial;
 
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
@@ -24,8 +24,8 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
 pub use error::{ApiError, PROBLEM_JSON, Problem, refusal};
-pub use seed::SeedTopic;
 pub use stats::StatsContext;
+pub use tutorial::SeedTopic;
 
 use crate::auth::Authenticator;
 use crate::backplane::BackplaneKind;
@@ -64,7 +64,7 @@ pub struct HttpSettings {
 type Apis = (
     publish::PublishApi,
     sse::EventsApi,
-    seed::SeedApi,
+    tutorial::SeedApi,
     health::HealthApi,
     metrics::MetricsApi,
     stats::StatsApi,
@@ -77,7 +77,7 @@ pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
         spec::MergedPaths((
             publish::PublishApi,
             sse::EventsApi,
-            seed::SeedApi,
+            tutorial::SeedApi,
             health::HealthApi,
             metrics::MetricsApi,
             stats::StatsApi,
