@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::backplane::{self, HistoryBounds, HistoryLimits};
 use crate::config::{Config, ConfigError};
-use crate::http::{self, HttpSettings, SeedTopic};
+use crate::http::{self, HttpSettings, TutorialTopic};
 use crate::hub::{self, Hub, HubSettings};
 use crate::model::TopicName;
 use crate::server::{self, DrainingAcceptor, ServerSettings};
@@ -106,7 +106,7 @@ impl App {
                 body_read_timeout: config.limits.body_read_timeout,
                 cors: config.cors.clone(),
                 authenticator: authenticator.clone(),
-                seed_topic: SeedTopic(
+                tutorial_topic: TutorialTopic(
                     TopicName::parse(&config.event_stream.topic).expect("validated in Config"),
                 ),
                 console: config.console.enabled,

@@ -232,12 +232,12 @@ impl ApiResponse for ApiError {
 /// body over the limit, a draining hub), so it never shows two bodies for
 /// one status.
 #[derive(Debug)]
-pub struct SeedRouteError(pub ApiError);
+pub struct TutorialRouteError(pub ApiError);
 
-/// What [`SeedRouteError`] documents.
+/// What [`TutorialRouteError`] documents.
 const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 413, 429, 503, 504];
 
-impl ApiResponse for SeedRouteError {
+impl ApiResponse for TutorialRouteError {
     fn meta() -> MetaResponses {
         problem_responses(|status| SEED_ROUTE_STATUSES.contains(&status))
     }
@@ -247,19 +247,19 @@ impl ApiResponse for SeedRouteError {
     }
 }
 
-impl IntoResponse for SeedRouteError {
+impl IntoResponse for TutorialRouteError {
     fn into_response(self) -> Response {
         self.0.into_response()
     }
 }
 
-impl From<SeedRouteError> for poem::Error {
-    fn from(error: SeedRouteError) -> Self {
+impl From<TutorialRouteError> for poem::Error {
+    fn from(error: TutorialRouteError) -> Self {
         error.0.into()
     }
 }
 
-impl<E: Into<ApiError>> From<E> for SeedRouteError {
+impl<E: Into<ApiError>> From<E> for TutorialRouteError {
     fn from(error: E) -> Self {
         Self(error.into())
     }

@@ -25,7 +25,7 @@ use poem_openapi::{OpenApiService, Tags};
 pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
 pub use error::{ApiError, PROBLEM_JSON, Problem, refusal};
 pub use stats::StatsContext;
-pub use tutorial::SeedTopic;
+pub use tutorial::TutorialTopic;
 
 use crate::auth::Authenticator;
 use crate::backplane::BackplaneKind;
@@ -53,7 +53,7 @@ pub struct HttpSettings {
     pub body_read_timeout: std::time::Duration,
     pub cors: CorsConfig,
     pub authenticator: Authenticator,
-    pub seed_topic: SeedTopic,
+    pub tutorial_topic: TutorialTopic,
     /// `console.enabled`.
     pub console: bool,
     /// The configured backplane, reported by `/v1/stats`.
@@ -64,7 +64,7 @@ pub struct HttpSettings {
 type Apis = (
     publish::PublishApi,
     sse::EventsApi,
-    tutorial::SeedApi,
+    tutorial::TutorialApi,
     health::HealthApi,
     metrics::MetricsApi,
     stats::StatsApi,
@@ -77,7 +77,7 @@ pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
         spec::MergedPaths((
             publish::PublishApi,
             sse::EventsApi,
-            tutorial::SeedApi,
+            tutorial::TutorialApi,
             health::HealthApi,
             metrics::MetricsApi,
             stats::StatsApi,
@@ -126,7 +126,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
             settings.max_events_per_request,
         ))
         .data(settings.authenticator)
-        .data(settings.seed_topic)
+        .data(settings.tutorial_topic)
         .data(console::ConsoleEnabled(settings.console))
         .data(StatsContext {
             backplane: settings.backplane,
