@@ -4,7 +4,7 @@
 //! timer; the ordering logic lives in `hub::delivery`.
 //!
 //! The stream is polled by the connection's own task; there is no extra task
-//! per subscriber. [`Frames`] is written by hand rather than as an `async`
+//! per subscriber. [`SubscriptionStream`] is written by hand rather than as an `async`
 //! block because an idle stream is mostly this state: one timer (the
 //! nearest of heartbeat, token expiry and close slot), one drain signal at a
 //! time (closing, then cut), the delivery state and nothing else. The steps
@@ -76,7 +76,7 @@ impl Subscription {
 
     /// The SSE bytes for this subscriber, ending on drain or when the hub
     /// goes away. Dropping the stream (client gone) releases everything.
-    pub fn into_frames(self) -> Frames {
+    pub fn into_frames(self) -> SubscriptionStream {
         let Subscription {
             seat,
             topics,
@@ -94,7 +94,7 @@ impl Subscription {
         let closing = hub.lifecycle().closing().clone().cancelled_owned();
         // Set again when live delivery begins (after the resume's replay).
         let now = Instant::now();
-        Frames {
+        SubscriptionStream {
             delivery: Some(delivery),
             busy: None,
             stage: Stage::Prelude(resume),
@@ -115,7 +115,7 @@ impl Subscription {
 }
 
 #[cfg(test)]
-impl Frames {
+impl SubscriptionStream {
     /// What the stream holds now (see `Delivery::held_bytes`); nothing
     /// while a step that reads the backplane runs.
     pub(super) fn held_bytes(&self) -> (usize, usize) {
@@ -152,7 +152,7 @@ enum LiveStep {
 pin_project_lite::pin_project! {
     /// The byte stream of one subscription (see the module documentation).
     #[project = FramesProj]
-    pub struct Frames {
+    pub struct SubscriptionStream {
         // Dropped first: the subscription's span, counts and queues end
         // before its seat and drain token are given back.
         delivery: Option<Delivery>,
@@ -183,7 +183,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl Stream for Frames {
+impl Stream for SubscriptionStream {
     type Item = Bytes;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {

@@ -552,7 +552,7 @@ fn concrete_frames(
     hub: &Hub,
     topics: &[&str],
     resume: ResumePoint,
-) -> crate::hub::subscription::Frames {
+) -> crate::hub::subscription::SubscriptionStream {
     let request = SubscribeRequest {
         topics: topics
             .iter()
