@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthMetrics, Authenticator};
-use crate::backplane::{self, HistoryBounds, HistoryLimits};
+use crate::backplane::{self, HistoryBounds, HistoryLimits, Replica};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, TutorialTopic};
-use crate::hub::{self, Hub, HubSettings};
+use crate::hub::{self, Hub, HubParts, HubSettings, LiveQueues};
 use crate::model::TopicName;
 use crate::server::{self, DrainingAcceptor, ServerSettings};
 use crate::shutdown::{self, DrainReport};
@@ -47,19 +47,29 @@ impl App {
             max_event_bytes: config.limits.max_event_bytes,
             queue: config.stream.queue,
         };
+        // In order: every metric family (registered in /metrics order),
+        // the live queues, the backplane that fans out into them, the hub.
         let (instruments, auth_metrics) = hub::metrics::register(AuthMetrics::register);
-        let hub = Hub::connect(settings, instruments, |replica| {
-            let limits = HistoryLimits {
-                size: config.history.size,
-                ttl: config.history.ttl,
-            };
-            let bounds = HistoryBounds {
-                max_topics: config.history.max_topics,
-                max_bytes: config.history.max_bytes,
-            };
-            backplane::connect(&config.backplane, limits, bounds, replica)
-        })
-        .await?;
+        let live_queues = Arc::new(LiveQueues::new(settings.queue, instruments.hub.clone()));
+        let limits = HistoryLimits {
+            size: config.history.size,
+            ttl: config.history.ttl,
+        };
+        let bounds = HistoryBounds {
+            max_topics: config.history.max_topics,
+            max_bytes: config.history.max_bytes,
+        };
+        let replica = Replica {
+            fan_out: live_queues.clone(),
+            metrics: instruments.backplane.clone(),
+        };
+        let backplane = backplane::connect(&config.backplane, limits, bounds, replica).await?;
+        let hub = Hub::from_parts(HubParts {
+            settings,
+            instruments,
+            live_queues,
+            backplane,
+        });
         let authenticator =
             Authenticator::from_config(&config.auth, &config.rate_limits, Arc::new(auth_metrics))?;
         let local_addr = listener

@@ -36,7 +36,6 @@ mod subscription;
 #[cfg(test)]
 mod wire_properties;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -150,30 +149,30 @@ pub struct SubscribeRequest {
     pub expires_at: Option<SystemTime>,
 }
 
+/// What a hub is built from, each part made beforehand, in order: the
+/// metric families, the live queues (with the hub's metrics), then the
+/// backplane that fans accepted events out into them.
+pub struct HubParts {
+    pub settings: HubSettings,
+    pub instruments: Instruments,
+    pub live_queues: Arc<LiveQueues>,
+    pub backplane: Arc<dyn Backplane>,
+}
+
 impl Hub {
-    /// Builds a hub around the backplane that `connect` returns; it is
-    /// given the hub's live queues to fan accepted events out into (see
-    /// `crate::backplane::connect`).
-    pub async fn connect<F, E>(
-        settings: HubSettings,
-        instruments: Instruments,
-        connect: impl FnOnce(Replica) -> F,
-    ) -> Result<Self, E>
-    where
-        F: Future<Output = Result<Arc<dyn Backplane>, E>>,
-    {
+    pub fn from_parts(parts: HubParts) -> Self {
+        let HubParts {
+            settings,
+            instruments,
+            live_queues,
+            backplane,
+        } = parts;
         let Instruments {
             registry,
             hub: metrics,
             backplane: backplane_metrics,
         } = instruments;
-        let live_queues = Arc::new(LiveQueues::new(settings.queue, metrics.clone()));
-        let replica = Replica {
-            fan_out: live_queues.clone(),
-            metrics: backplane_metrics.clone(),
-        };
-        let backplane = connect(replica).await?;
-        Ok(Self {
+        Self {
             inner: Arc::new(HubInner {
                 settings,
                 live_queues,
@@ -184,24 +183,28 @@ impl Hub {
                 backplane_metrics,
                 registry,
             }),
-        })
+        }
     }
 
-    /// [`Hub::connect`] for a backplane that is built at once, with the
-    /// metrics of a process without auth (tests, benchmarks).
+    /// A hub around the backplane `make_backplane` builds from the hub's
+    /// live queues, with the metrics of a process without auth (tests,
+    /// benchmarks).
     pub fn new(
         settings: HubSettings,
         make_backplane: impl FnOnce(Replica) -> Arc<dyn Backplane>,
     ) -> Self {
-        let connect = |replica| {
-            std::future::ready(Ok::<_, std::convert::Infallible>(make_backplane(replica)))
-        };
         let (instruments, ()) = metrics::register(|_| ());
-        match futures_util::FutureExt::now_or_never(Self::connect(settings, instruments, connect)) {
-            Some(Ok(hub)) => hub,
-            Some(Err(never)) => match never {},
-            None => unreachable!("a ready future completes at once"),
-        }
+        let live_queues = Arc::new(LiveQueues::new(settings.queue, instruments.hub.clone()));
+        let backplane = make_backplane(Replica {
+            fan_out: live_queues.clone(),
+            metrics: instruments.backplane.clone(),
+        });
+        Self::from_parts(HubParts {
+            settings,
+            instruments,
+            live_queues,
+            backplane,
+        })
     }
 
     pub fn metrics(&self) -> &Arc<HubMetrics> {
