@@ -12,9 +12,8 @@ use divan::Bencher;
 use divan::counter::{BytesCount, ItemsCount};
 use futures_util::{FutureExt, Stream, StreamExt};
 use ssehub::backplane::{Backplane, HistoryLimits, MemoryBackplane};
-use ssehub::hub::{
-    EventDraft, EventId, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName,
-};
+use ssehub::hub::{Hub, HubSettings, SubscribeRequest};
+use ssehub::model::{EventDraft, EventId, ResumePoint, TopicName};
 
 const SUBSCRIBERS: usize = 10_000;
 
@@ -26,9 +25,9 @@ fn main() {
 #[divan::bench(args = [16, 256, 4096])]
 fn encode_event(bencher: Bencher, size: usize) {
     let data = "x".repeat(size);
-    let event_type = ssehub::hub::EventType::parse("update").unwrap();
+    let event_type = ssehub::model::EventType::parse("update").unwrap();
     bencher.counter(BytesCount::new(size)).bench(|| {
-        ssehub::hub::event_frame(
+        ssehub::model::sse::event_frame(
             EventId::new(0x5f3a_9c21, 123_456),
             Some(&event_type),
             None,
@@ -41,7 +40,7 @@ fn encode_event(bencher: Bencher, size: usize) {
 fn encode_multi_line_event(bencher: Bencher) {
     let data = "line of text\n".repeat(20);
     bencher.counter(BytesCount::new(data.len())).bench(|| {
-        ssehub::hub::event_frame(EventId::new(1, 2), None, None, divan::black_box(&data))
+        ssehub::model::sse::event_frame(EventId::new(1, 2), None, None, divan::black_box(&data))
     });
 }
 

@@ -5,17 +5,18 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
-use crate::backplane;
+use crate::auth::{AuthMetrics, Authenticator};
+use crate::backplane::{self, HistoryBounds, HistoryLimits, Replica};
 use crate::config::{Config, ConfigError};
-use crate::http::{self, HttpSettings, SeedTopic};
-use crate::hub::{Hub, HubSettings, TopicName};
-use crate::listener::DrainingAcceptor;
-use crate::server::{self, ServerSettings};
+use crate::http::{self, HttpSettings, TutorialTopic};
+use crate::hub::{self, Hub, HubParts, HubSettings, LiveQueues};
+use crate::model::TopicName;
+use crate::server::{self, DrainingAcceptor, ServerSettings};
 use crate::shutdown::{self, DrainReport};
 
 /// Once the streams are closed, connections still open (idle keep-alive,
@@ -46,8 +47,31 @@ impl App {
             max_event_bytes: config.limits.max_event_bytes,
             queue: config.stream.queue,
         };
-        let hub = Hub::connect(settings, |replica| backplane::connect(&config, replica)).await?;
-        let authenticator = Authenticator::from_config(&config, hub.metrics().clone())?;
+        // In order: every metric family (registered in /metrics order),
+        // the live queues, the backplane that fans out into them, the hub.
+        let (instruments, auth_metrics) = hub::metrics::register(AuthMetrics::register);
+        let live_queues = Arc::new(LiveQueues::new(settings.queue, instruments.hub.clone()));
+        let limits = HistoryLimits {
+            size: config.history.size,
+            ttl: config.history.ttl,
+        };
+        let bounds = HistoryBounds {
+            max_topics: config.history.max_topics,
+            max_bytes: config.history.max_bytes,
+        };
+        let replica = Replica {
+            fan_out: live_queues.clone(),
+            metrics: instruments.backplane.clone(),
+        };
+        let backplane = backplane::connect(&config.backplane, limits, bounds, replica).await?;
+        let hub = Hub::from_parts(HubParts {
+            settings,
+            instruments,
+            live_queues,
+            backplane,
+        });
+        let authenticator =
+            Authenticator::from_config(&config.auth, &config.rate_limits, Arc::new(auth_metrics))?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {
@@ -92,7 +116,7 @@ impl App {
                 body_read_timeout: config.limits.body_read_timeout,
                 cors: config.cors.clone(),
                 authenticator: authenticator.clone(),
-                seed_topic: SeedTopic(
+                tutorial_topic: TutorialTopic(
                     TopicName::parse(&config.event_stream.topic).expect("validated in Config"),
                 ),
                 console: config.console.enabled,
@@ -108,6 +132,7 @@ impl App {
                 write_timeout: (!config.stream.write_timeout.is_zero())
                     .then_some(config.stream.write_timeout),
                 coalesce: (!config.stream.coalesce.is_zero()).then_some(config.stream.coalesce),
+                refusal: http::refusal,
             },
             stop_server.clone(),
             CONNECTION_CLOSE_GRACE,

@@ -8,9 +8,10 @@ use std::time::Instant;
 use clap::Parser;
 use ssehub::app::App;
 use ssehub::config::{Config, EXIT_BAD_CONFIG};
+use ssehub::server::listener;
 use ssehub::shutdown::Signals;
+use ssehub::telemetry;
 use ssehub::telemetry::TraceSettings;
-use ssehub::{listener, telemetry};
 
 /// Server-Sent Events fan-out hub.
 #[derive(Parser)]

@@ -10,11 +10,59 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DrainConfig;
 use crate::hub::Hub;
+use crate::setting::InvalidSetting;
+
+/// Readiness turns 503 and the hub keeps serving this long, so load
+/// balancers stop routing new clients here before anything closes.
+pub const DRAIN_DELAY_DEFAULT: Duration = Duration::from_secs(5);
+/// Stream closes are spread over this window so that clients reconnect to
+/// the other replicas gradually instead of in one storm.
+pub const DRAIN_SPREAD_DEFAULT: Duration = Duration::from_secs(10);
+/// Hard deadline from the signal to exit; Kubernetes' grace period must be
+/// longer than this plus the preStop delay.
+pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The drain's timing (`drain.*`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainConfig {
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub spread: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        Self {
+            delay: DRAIN_DELAY_DEFAULT,
+            spread: DRAIN_SPREAD_DEFAULT,
+            timeout: DRAIN_TIMEOUT_DEFAULT,
+        }
+    }
+}
+
+impl DrainConfig {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.timeout < self.delay {
+            return Err(InvalidSetting::new(
+                "drain.timeout",
+                format!(
+                    "must be at least drain.delay ({})",
+                    humantime::format_duration(self.delay)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// After the deadline, streams still get this long to write their last
 /// frames before the connections are dropped.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::hub::TopicName;
+use crate::model::TopicName;
 
 /// What the credentials were for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]

@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use super::pattern::TopicPattern;
-use crate::hub::TopicName;
+use crate::model::TopicName;
 
 /// Who publishes, for the per-publisher rate limit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

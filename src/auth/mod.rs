@@ -17,10 +17,12 @@
 //! have no `Debug` that shows them, and no log line carries one.
 
 mod client_address;
+mod config;
 mod error;
 mod grant;
 mod jwks;
 mod keys;
+mod metrics;
 mod pattern;
 mod rate;
 mod static_keys;
@@ -29,18 +31,22 @@ mod token;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use strum::VariantArray;
 
 pub use client_address::TrustedProxies;
+pub use config::{
+    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, JWKS_REFETCH_COOLDOWN_DEFAULT,
+    JWKS_REFRESH_DEFAULT, JWT_LEEWAY_DEFAULT, JWT_SECRET_MIN_BYTES, JwtConfig, PublishCount,
+    RateConfig, RateLimitsConfig, SubscribeAuth, validate as validate_config,
+};
 pub use error::{Action, AuthError, RateLimit, TokenRejection};
 pub use grant::{Grant, PublisherId, Scope};
 pub use jwks::JwksLocation;
+pub use metrics::{AuthMetrics, RejectionReason};
 pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
 pub use rate::{Limited, RateLimiters, quota};
 
-use crate::config::{Config, ConfigError, SubscribeAuth};
-use crate::hub::TopicName;
-use crate::metrics::Metrics;
+use crate::model::TopicName;
+use crate::setting::InvalidSetting;
 use jwks::Jwks;
 use keys::VerifyingKey;
 use rate::{PublishLimited, RateSettings};
@@ -107,20 +113,20 @@ struct Inner {
     cookie_name: String,
     rate: RateLimiters,
     proxies: TrustedProxies,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AuthMetrics>,
 }
 
 impl Authenticator {
     /// Reads every key and key file named in `config`; a bad one is a
     /// configuration error that names its key.
-    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ConfigError> {
-        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                reason: reason.into(),
-            }
+    pub fn from_config(
+        auth: &AuthConfig,
+        rate_limits: &RateLimitsConfig,
+        metrics: Arc<AuthMetrics>,
+    ) -> Result<Self, AuthConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> AuthConfigError {
+            InvalidSetting::new(key, reason).into()
         }
-        let auth = &config.auth;
         let jwt = &auth.jwt;
         let tokens = if jwt.is_configured() {
             let secret = match (&jwt.secret, &jwt.secret_file) {
@@ -133,12 +139,12 @@ impl Authenticator {
                         )
                     })?;
                     let secret = text.trim_end().to_owned();
-                    if secret.len() < crate::config::JWT_SECRET_MIN_BYTES {
+                    if secret.len() < JWT_SECRET_MIN_BYTES {
                         return Err(invalid(
                             "auth.jwt.secret_file",
                             format!(
                                 "the secret must be at least {} bytes (RFC 7518 section 3.2)",
-                                crate::config::JWT_SECRET_MIN_BYTES
+                                JWT_SECRET_MIN_BYTES
                             ),
                         ));
                     }
@@ -193,11 +199,11 @@ impl Authenticator {
             .map(|text| TopicPattern::parse(text))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| invalid("auth.public_topics", error.to_string()))?;
-        let limits = &config.rate_limits;
+        let limits = rate_limits;
         Ok(Self {
             inner: Arc::new(Inner {
-                publish_keys: StaticKeys::new(config.publish_keys()?),
-                metrics_keys: StaticKeys::new(config.metrics_keys()?),
+                publish_keys: StaticKeys::new(auth.publish_keys()?),
+                metrics_keys: StaticKeys::new(auth.metrics_keys()?),
                 tokens,
                 subscribe: auth.subscribe,
                 public_topics,
@@ -467,11 +473,13 @@ impl Authenticator {
         let Err(error) = verdict else { return };
         let metrics = &self.inner.metrics;
         match error {
-            AuthError::Missing { .. } => metrics.auth_rejected(action, "missing_token"),
+            AuthError::Missing { .. } => metrics.rejected(action, RejectionReason::MissingToken),
             AuthError::Rejected { rejection, .. } => {
-                metrics.auth_rejected(action, rejection.as_str())
+                metrics.rejected(action, RejectionReason::Token(*rejection))
             }
-            AuthError::Forbidden { .. } => metrics.auth_rejected(action, "forbidden_topic"),
+            AuthError::Forbidden { .. } => {
+                metrics.rejected(action, RejectionReason::ForbiddenTopic)
+            }
             AuthError::RateLimited { limit, .. } | AuthError::OverBurst { limit, .. } => {
                 metrics.rate_limited(*limit)
             }
@@ -491,11 +499,4 @@ fn publish_limited(limited: PublishLimited) -> AuthError {
             burst: over.burst,
         },
     }
-}
-
-/// The reasons `ssehub_auth_rejections_total` counts, in order.
-pub fn rejection_reasons() -> impl Iterator<Item = &'static str> {
-    std::iter::once("missing_token")
-        .chain(TokenRejection::VARIANTS.iter().map(|r| r.as_str()))
-        .chain(std::iter::once("forbidden_topic"))
 }

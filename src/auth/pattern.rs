@@ -262,7 +262,7 @@ mod tests {
         ] {
             assert_eq!(subject_segment(subject), segment, "{subject:?}");
             assert!(
-                crate::hub::TopicName::parse(&format!("user.{segment}")).is_ok(),
+                crate::model::TopicName::parse(&format!("user.{segment}")).is_ok(),
                 "{segment:?} is a topic segment"
             );
         }

@@ -23,7 +23,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use super::client_address::client_key;
 use super::error::RateLimit;
 use super::grant::PublisherId;
-use crate::config::{PublishCount, RateConfig};
+use super::{PublishCount, RateConfig};
 
 /// One keyed limit.
 struct Keyed<K: std::hash::Hash + Eq + Clone> {

@@ -9,7 +9,9 @@
 //! memory backplane's expiry sweep, a Redis reader) runs in
 //! [`Backplane::run`], which the app spawns once and stops after the drain.
 
+mod config;
 mod memory;
+mod metrics;
 mod redis;
 
 use std::sync::Arc;
@@ -17,11 +19,15 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackplaneKind, Config, ConfigError};
-use crate::hub::{Event, EventDraft, EventId, TopicName};
-use crate::metrics::Metrics;
+use crate::model::{Event, EventDraft, EventId, TopicName};
+use crate::setting::InvalidSetting;
 
+pub use config::{
+    BackplaneConfig, BackplaneKind, REDIS_COMMAND_TIMEOUT_DEFAULT, REDIS_CONNECT_TIMEOUT_DEFAULT,
+    REDIS_KEY_PREFIX_DEFAULT, RedisConfig,
+};
 pub use memory::{EXPIRY_BATCH, ExpirySweep, HistoryBounds, HistoryLimits, MemoryBackplane};
+pub use metrics::{BackplaneMetrics, HistoryBound};
 pub use redis::RedisBackplane;
 
 /// The local fan-out, as seen by a backplane.
@@ -56,8 +62,8 @@ pub trait FanOut: Send + Sync + 'static {
 pub struct Replica {
     /// Where accepted events go on this process.
     pub fan_out: Arc<dyn FanOut>,
-    /// The hub's metrics, for the backplane's own figures.
-    pub metrics: Arc<Metrics>,
+    /// The backplane's own figures.
+    pub metrics: Arc<BackplaneMetrics>,
 }
 
 /// One page of a topic's events after a given position, oldest first.
@@ -166,28 +172,23 @@ pub trait Backplane: Send + Sync + 'static {
     fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()>;
 }
 
-/// Builds the backplane `config.backplane.kind` names. Fails only on
-/// configuration it can't use: a backplane server that can't be reached yet
-/// is not an error (the hub starts not ready and `run` keeps trying).
-pub async fn connect(config: &Config, replica: Replica) -> Result<Arc<dyn Backplane>, ConfigError> {
-    let limits = HistoryLimits {
-        size: config.history.size,
-        ttl: config.history.ttl,
-    };
-    let bounds = HistoryBounds {
-        max_topics: config.history.max_topics,
-        max_bytes: config.history.max_bytes,
-    };
-    match config.backplane.kind {
+/// Builds the backplane `config.kind` names, keeping history within
+/// `limits` and `bounds`. Fails only on configuration it can't use: a
+/// backplane server that can't be reached yet is not an error (the hub
+/// starts not ready and `run` keeps trying).
+pub async fn connect(
+    config: &BackplaneConfig,
+    limits: HistoryLimits,
+    bounds: HistoryBounds,
+    replica: Replica,
+) -> Result<Arc<dyn Backplane>, InvalidSetting> {
+    match config.kind {
         BackplaneKind::Memory => Ok(Arc::new(
             MemoryBackplane::new(limits, replica.fan_out).with_bounds(bounds, replica.metrics),
         )),
         BackplaneKind::Redis => {
-            let backplane = RedisBackplane::new(&config.backplane.redis, limits, bounds, replica)
-                .map_err(|error| ConfigError::Invalid {
-                key: "backplane.redis.url",
-                reason: error.to_string(),
-            })?;
+            let backplane = RedisBackplane::new(&config.redis, limits, bounds, replica)
+                .map_err(|error| InvalidSetting::new("backplane.redis.url", error.to_string()))?;
             Ok(Arc::new(backplane))
         }
     }

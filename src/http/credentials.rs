@@ -17,8 +17,8 @@ use poem::{Request, RequestBody};
 use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
+use crate::auth::AUTH_COOKIE_DEFAULT;
 use crate::auth::{Authenticator, Credential, CredentialSource};
-use crate::config::AUTH_COOKIE_DEFAULT;
 
 /// Name of the query parameter a subscriber's token may travel in (the
 /// OAuth 2.0 bearer token usage name, RFC 6750 section 2.3).

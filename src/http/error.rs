@@ -14,7 +14,8 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::auth::AuthError;
 use crate::backplane::BackplaneError;
-use crate::hub::{InvalidEventType, InvalidTopicName, PublishError, SubscribeError};
+use crate::hub::{PublishError, SubscribeError};
+use crate::model::{InvalidEventType, InvalidTopicName};
 use crate::server::HeadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -140,6 +141,12 @@ impl From<HeadError> for ApiError {
     }
 }
 
+/// The server's answer to a request head it can't serve
+/// (`ServerSettings::refusal`).
+pub fn refusal(error: HeadError) -> poem::Response {
+    ApiError::from(error).into_response()
+}
+
 impl From<ApiError> for poem::Error {
     fn from(error: ApiError) -> Self {
         poem::Error::from_response(error.into_response())
@@ -228,12 +235,12 @@ impl ApiResponse for ApiError {
 /// body over the limit, a draining hub), so it never shows two bodies for
 /// one status.
 #[derive(Debug)]
-pub struct SeedRouteError(pub ApiError);
+pub struct TutorialRouteError(pub ApiError);
 
-/// What [`SeedRouteError`] documents.
+/// What [`TutorialRouteError`] documents.
 const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 413, 429, 503, 504];
 
-impl ApiResponse for SeedRouteError {
+impl ApiResponse for TutorialRouteError {
     fn meta() -> MetaResponses {
         problem_responses(|status| SEED_ROUTE_STATUSES.contains(&status))
     }
@@ -243,19 +250,19 @@ impl ApiResponse for SeedRouteError {
     }
 }
 
-impl IntoResponse for SeedRouteError {
+impl IntoResponse for TutorialRouteError {
     fn into_response(self) -> Response {
         self.0.into_response()
     }
 }
 
-impl From<SeedRouteError> for poem::Error {
-    fn from(error: SeedRouteError) -> Self {
+impl From<TutorialRouteError> for poem::Error {
+    fn from(error: TutorialRouteError) -> Self {
         error.0.into()
     }
 }
 
-impl<E: Into<ApiError>> From<E> for SeedRouteError {
+impl<E: Into<ApiError>> From<E> for TutorialRouteError {
     fn from(error: E) -> Self {
         Self(error.into())
     }

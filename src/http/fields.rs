@@ -15,7 +15,7 @@ use poem_openapi::types::{
 };
 use serde_json::Value;
 
-use crate::hub::{EVENT_TYPE_MAX_CHARS, RESERVED_EVENT_TYPES, TOPIC_MAX_CHARS};
+use crate::model::{EVENT_TYPE_MAX_CHARS, RESERVED_EVENT_TYPES, TOPIC_MAX_CHARS};
 
 /// `TopicName`'s alphabet as an ECMA-262 pattern (what OpenAPI uses).
 const TOPIC_PATTERN: &str = "^[A-Za-z0-9._:~-]+$";
@@ -237,7 +237,7 @@ mod tests {
         let documented = class_of(TOPIC_PATTERN);
         for byte in 0u8..=255 {
             let name = (byte as char).to_string();
-            let by_rule = crate::hub::TopicName::parse(&name).is_ok();
+            let by_rule = crate::model::TopicName::parse(&name).is_ok();
             assert_eq!(by_rule, documented.contains(&(byte as char)), "{name:?}");
         }
     }

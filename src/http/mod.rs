@@ -4,29 +4,31 @@
 
 mod allow;
 mod body_limit;
+mod config;
 pub mod console;
 mod credentials;
 mod error;
 mod fields;
 mod health;
 mod metrics;
-mod observe;
 mod publish;
-mod seed;
+mod request_span;
 mod spec;
 mod sse;
 mod stats;
+mod tutorial;
 
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-pub use error::{ApiError, PROBLEM_JSON, Problem};
-pub use seed::SeedTopic;
+pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
+pub use error::{ApiError, PROBLEM_JSON, Problem, refusal};
 pub use stats::StatsContext;
+pub use tutorial::TutorialTopic;
 
 use crate::auth::Authenticator;
-use crate::config::{BackplaneKind, CorsConfig};
+use crate::backplane::BackplaneKind;
 use crate::hub::Hub;
 
 #[derive(Tags)]
@@ -51,7 +53,7 @@ pub struct HttpSettings {
     pub body_read_timeout: std::time::Duration,
     pub cors: CorsConfig,
     pub authenticator: Authenticator,
-    pub seed_topic: SeedTopic,
+    pub tutorial_topic: TutorialTopic,
     /// `console.enabled`.
     pub console: bool,
     /// The configured backplane, reported by `/v1/stats`.
@@ -62,7 +64,7 @@ pub struct HttpSettings {
 type Apis = (
     publish::PublishApi,
     sse::EventsApi,
-    seed::SeedApi,
+    tutorial::TutorialApi,
     health::HealthApi,
     metrics::MetricsApi,
     stats::StatsApi,
@@ -75,7 +77,7 @@ pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
         spec::MergedPaths((
             publish::PublishApi,
             sse::EventsApi,
-            seed::SeedApi,
+            tutorial::TutorialApi,
             health::HealthApi,
             metrics::MetricsApi,
             stats::StatsApi,
@@ -107,7 +109,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .at("/openapi.json", spec::document_endpoint(document))
         .at("/docs", docs)
         .at("/console/:name", poem::get(console::asset));
-    let observe = observe::Observe::new(
+    let observe = request_span::Observe::new(
         hub.metrics().clone(),
         <Apis as poem_openapi::OpenApi>::meta()
             .iter()
@@ -124,7 +126,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
             settings.max_events_per_request,
         ))
         .data(settings.authenticator)
-        .data(settings.seed_topic)
+        .data(settings.tutorial_topic)
         .data(console::ConsoleEnabled(settings.console))
         .data(StatsContext {
             backplane: settings.backplane,

@@ -15,7 +15,8 @@ use super::credentials::PublisherCredential;
 use super::error::ApiError;
 use super::fields::{BatchEvents, EventTypeField, MAX_EVENT_RETRY_MS, RetryField, TopicField};
 use crate::auth::Authenticator;
-use crate::hub::{EventDraft, EventType, Hub, TopicName};
+use crate::hub::Hub;
+use crate::model::{EventDraft, EventType, TopicName};
 
 /// An event's `data`: any JSON value, but present. (poem-openapi reads a
 /// missing `serde_json::Value` as `null`; a publisher that forgot the field

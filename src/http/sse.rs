@@ -20,7 +20,8 @@ use super::error::ApiError;
 use super::fields::TopicField;
 use super::publish::{self, BatchRequest, BatchResponse, MaxEventsPerRequest};
 use crate::auth::Authenticator;
-use crate::hub::{Admission, EventId, Hub, ResumePoint, ShedReason, SubscribeRequest, TopicName};
+use crate::hub::{Admission, Hub, ShedReason, SubscribeRequest};
+use crate::model::{EventId, ResumePoint, TopicName};
 use crate::server::EventStreamMarker;
 
 /// An SSE response body; documented in the spec as `text/event-stream`.

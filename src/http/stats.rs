@@ -11,9 +11,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
-use crate::config::BackplaneKind;
+use crate::backplane::BackplaneKind;
+use crate::hub::CounterSnapshot;
 use crate::hub::{Hub, Phase};
-use crate::metrics::CounterSnapshot;
 
 /// What the stats route knows besides the hub: fixed when the routes are built.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! The hub's side of a graceful drain: what is still accepted, and when each
 //! open stream ends. The sequence itself (signal, delay, deadline) is run by
-//! `crate::shutdown`; this module only holds the state every task reads.
+//! the shutdown module; this module only holds the state every task reads.
 //!
 //! Phases: `Serving` → `Draining` (readiness fails, everything else works) →
 //! `Closing` (publishes get 503, subscribes are shed, open streams end one by

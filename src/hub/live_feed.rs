@@ -9,7 +9,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::live_queues::{Live, LiveQueues};
-use super::topic::TopicName;
+use crate::model::TopicName;
 
 pub(super) type LiveItem = Result<Live, BroadcastStreamRecvError>;
 

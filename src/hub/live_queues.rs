@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use tokio::sync::broadcast;
 
-use super::event::Event;
-use super::event_id::EventId;
-use super::observe::FanOutObserver;
-use super::topic::TopicName;
+use super::HubMetrics;
+use super::spans::FanOutObserver;
 use crate::backplane::FanOut;
-use crate::metrics::Metrics;
+use crate::model::Event;
+use crate::model::EventId;
+use crate::model::TopicName;
 
 /// What a live queue carries.
 #[derive(Debug, Clone)]
@@ -60,11 +60,11 @@ pub struct LiveQueues {
     /// Ring length of each live queue (`stream.queue`).
     queue: usize,
     /// The hub's metrics (fan-out latency).
-    metrics: Arc<Metrics>,
+    metrics: Arc<HubMetrics>,
 }
 
 impl LiveQueues {
-    pub fn new(queue: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(queue: usize, metrics: Arc<HubMetrics>) -> Self {
         Self {
             channels: RwLock::new(HashMap::new()),
             watermark: AtomicU64::new(0),

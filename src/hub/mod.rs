@@ -25,41 +25,34 @@
 //! `frame_batch` gathers frames into one write.
 
 mod delivery;
-mod encoder;
-mod event;
-mod event_id;
 mod frame_batch;
 mod lifecycle;
 mod live_feed;
 mod live_queues;
-mod observe;
+pub mod metrics;
 mod shed;
+mod spans;
 mod subscription;
-mod topic;
 #[cfg(test)]
 mod wire_properties;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-pub use encoder::{
-    EVENT_TYPE_MAX_CHARS, EventType, InvalidEventType, RESERVED_EVENT_TYPES, TOKEN_EXPIRED_EVENT,
-    data_lines, event_frame, retry_hint, token_expired_frame,
-};
-pub use event::{Event, EventDraft, InvalidWireEvent, TraceContext, WireEvent};
-pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use lifecycle::{Lifecycle, Phase};
 pub use live_queues::LiveQueues;
+pub use metrics::{
+    CounterSnapshot, HubMetrics, Instruments, PublishOutcome, ReplayTrigger, Snapshot,
+    SubscriptionEnd,
+};
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
-pub use topic::{InvalidTopicName, TOPIC_MAX_CHARS, TOPIC_RULE, TopicName};
 
 use tracing::Instrument;
 
-use crate::backplane::{Backplane, BackplaneError, Replica};
-use crate::metrics::{Metrics, Snapshot};
+use crate::backplane::{Backplane, BackplaneError, BackplaneMetrics, Replica};
+use crate::model::{Event, EventDraft, ResumePoint, TopicName};
 
 /// The hub's share of the configuration.
 #[derive(Debug, Clone)]
@@ -90,7 +83,11 @@ struct HubInner {
     /// Open subscriptions, for the `max_subscribers` limit.
     subscribers: AtomicUsize,
     /// Shared with the live queues, the backplane and every subscription.
-    metrics: Arc<Metrics>,
+    metrics: Arc<HubMetrics>,
+    /// The backplane's figures, whose `up` gauge is read at scrape time.
+    backplane_metrics: Arc<BackplaneMetrics>,
+    /// Every family of the process, rendered by [`Hub::render_metrics`].
+    registry: crate::metrics::Registry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,25 +149,30 @@ pub struct SubscribeRequest {
     pub expires_at: Option<SystemTime>,
 }
 
+/// What a hub is built from, each part made beforehand, in order: the
+/// metric families, the live queues (with the hub's metrics), then the
+/// backplane that fans accepted events out into them.
+pub struct HubParts {
+    pub settings: HubSettings,
+    pub instruments: Instruments,
+    pub live_queues: Arc<LiveQueues>,
+    pub backplane: Arc<dyn Backplane>,
+}
+
 impl Hub {
-    /// Builds a hub around the backplane that `connect` returns; it is
-    /// given the hub's live queues to fan accepted events out into (see
-    /// `crate::backplane::connect`).
-    pub async fn connect<F, E>(
-        settings: HubSettings,
-        connect: impl FnOnce(Replica) -> F,
-    ) -> Result<Self, E>
-    where
-        F: Future<Output = Result<Arc<dyn Backplane>, E>>,
-    {
-        let metrics = Arc::new(Metrics::new());
-        let live_queues = Arc::new(LiveQueues::new(settings.queue, metrics.clone()));
-        let replica = Replica {
-            fan_out: live_queues.clone(),
-            metrics: metrics.clone(),
-        };
-        let backplane = connect(replica).await?;
-        Ok(Self {
+    pub fn from_parts(parts: HubParts) -> Self {
+        let HubParts {
+            settings,
+            instruments,
+            live_queues,
+            backplane,
+        } = parts;
+        let Instruments {
+            registry,
+            hub: metrics,
+            backplane: backplane_metrics,
+        } = instruments;
+        Self {
             inner: Arc::new(HubInner {
                 settings,
                 live_queues,
@@ -178,39 +180,47 @@ impl Hub {
                 lifecycle: Lifecycle::default(),
                 subscribers: AtomicUsize::new(0),
                 metrics,
+                backplane_metrics,
+                registry,
             }),
-        })
+        }
     }
 
-    /// [`Hub::connect`] for a backplane that is built at once (tests,
+    /// A hub around the backplane `make_backplane` builds from the hub's
+    /// live queues, with the metrics of a process without auth (tests,
     /// benchmarks).
     pub fn new(
         settings: HubSettings,
         make_backplane: impl FnOnce(Replica) -> Arc<dyn Backplane>,
     ) -> Self {
-        let connect = |replica| {
-            std::future::ready(Ok::<_, std::convert::Infallible>(make_backplane(replica)))
-        };
-        match futures_util::FutureExt::now_or_never(Self::connect(settings, connect)) {
-            Some(Ok(hub)) => hub,
-            Some(Err(never)) => match never {},
-            None => unreachable!("a ready future completes at once"),
-        }
+        let (instruments, ()) = metrics::register(|_| ());
+        let live_queues = Arc::new(LiveQueues::new(settings.queue, instruments.hub.clone()));
+        let backplane = make_backplane(Replica {
+            fan_out: live_queues.clone(),
+            metrics: instruments.backplane.clone(),
+        });
+        Self::from_parts(HubParts {
+            settings,
+            instruments,
+            live_queues,
+            backplane,
+        })
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub fn metrics(&self) -> &Arc<HubMetrics> {
         &self.inner.metrics
     }
 
     /// The metrics exposition, with the gauges read from the hub now.
     pub fn render_metrics(&self, openmetrics: bool) -> String {
-        let snapshot = Snapshot {
+        self.inner.metrics.set_state(Snapshot {
             subscribers: self.subscriber_count(),
             live_topics: self.inner.live_queues.live_topics(),
             phase: self.inner.lifecycle.phase(),
-            backplane_up: self.inner.backplane.is_available(),
-        };
-        self.inner.metrics.render(snapshot, openmetrics)
+        });
+        let up = self.inner.backplane.is_available();
+        self.inner.backplane_metrics.set_up(up);
+        crate::metrics::render(&self.inner.registry, openmetrics)
     }
 
     pub fn settings(&self) -> &HubSettings {
@@ -245,7 +255,7 @@ impl Hub {
         &self,
         mut drafts: Vec<EventDraft>,
     ) -> Result<Vec<Arc<Event>>, PublishError> {
-        let observer = observe::AcceptObserver::start(&mut drafts);
+        let observer = spans::AcceptObserver::start(&mut drafts);
         let result = self
             .accept(drafts)
             .instrument(observer.span().clone())

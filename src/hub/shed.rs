@@ -10,8 +10,8 @@
 use bytes::Bytes;
 
 use super::Hub;
-use super::encoder;
-use crate::metrics::SubscriptionEnd;
+use super::SubscriptionEnd;
+use crate::model::sse;
 
 /// Why a subscribe was shed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]
@@ -45,7 +45,7 @@ pub struct Shed {
 impl Shed {
     /// Counts the shed stream (opened and closed at once, with its bytes).
     pub(super) fn new(hub: &Hub, reason: ShedReason) -> Self {
-        let hint = encoder::retry_hint(hub.jittered_retry());
+        let hint = sse::retry_hint(hub.jittered_retry());
         let metrics = hub.metrics();
         metrics.subscription_opened();
         metrics.subscription_closed(reason.end());
@@ -71,8 +71,8 @@ mod tests {
     use futures_util::StreamExt;
 
     use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
-    use crate::hub::{Admission, Hub, HubSettings, ResumePoint, ShedReason, SubscribeRequest};
-    use crate::hub::{Phase, TopicName};
+    use crate::hub::{Admission, Hub, HubSettings, Phase, ShedReason, SubscribeRequest};
+    use crate::model::{ResumePoint, TopicName};
 
     fn hub(max_subscribers: usize) -> Hub {
         let settings = HubSettings {

@@ -4,7 +4,7 @@
 //! timer; the ordering logic lives in `hub::delivery`.
 //!
 //! The stream is polled by the connection's own task; there is no extra task
-//! per subscriber. [`Frames`] is written by hand rather than as an `async`
+//! per subscriber. [`SubscriptionStream`] is written by hand rather than as an `async`
 //! block because an idle stream is mostly this state: one timer (the
 //! nearest of heartbeat, token expiry and close slot), one drain signal at a
 //! time (closing, then cut), the delivery state and nothing else. The steps
@@ -23,13 +23,13 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::SubscriptionEnd;
 use super::delivery::{Delivery, Flush, FollowUp};
-use super::encoder::{self, HEARTBEAT};
-use super::event_id::ResumePoint;
 use super::live_feed::LiveFeed;
-use super::topic::TopicName;
 use super::{Hub, SubscriberSeat};
-use crate::metrics::SubscriptionEnd;
+use crate::model::ResumePoint;
+use crate::model::TopicName;
+use crate::model::sse::{self, HEARTBEAT};
 
 /// Share of the heartbeat interval by which a stream's heartbeat comes early,
 /// picked at random per stream so that streams that went quiet together
@@ -76,7 +76,7 @@ impl Subscription {
 
     /// The SSE bytes for this subscriber, ending on drain or when the hub
     /// goes away. Dropping the stream (client gone) releases everything.
-    pub fn into_frames(self) -> Frames {
+    pub fn into_frames(self) -> SubscriptionStream {
         let Subscription {
             seat,
             topics,
@@ -94,7 +94,7 @@ impl Subscription {
         let closing = hub.lifecycle().closing().clone().cancelled_owned();
         // Set again when live delivery begins (after the resume's replay).
         let now = Instant::now();
-        Frames {
+        SubscriptionStream {
             delivery: Some(delivery),
             busy: None,
             stage: Stage::Prelude(resume),
@@ -115,7 +115,7 @@ impl Subscription {
 }
 
 #[cfg(test)]
-impl Frames {
+impl SubscriptionStream {
     /// What the stream holds now (see `Delivery::held_bytes`); nothing
     /// while a step that reads the backplane runs.
     pub(super) fn held_bytes(&self) -> (usize, usize) {
@@ -152,7 +152,7 @@ enum LiveStep {
 pin_project_lite::pin_project! {
     /// The byte stream of one subscription (see the module documentation).
     #[project = FramesProj]
-    pub struct Frames {
+    pub struct SubscriptionStream {
         // Dropped first: the subscription's span, counts and queues end
         // before its seat and drain token are given back.
         delivery: Option<Delivery>,
@@ -183,7 +183,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl Stream for Frames {
+impl Stream for SubscriptionStream {
     type Item = Bytes;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
@@ -226,7 +226,7 @@ impl Stream for Frames {
             }
             match std::mem::replace(this.stage, Stage::Live) {
                 Stage::Prelude(resume) => {
-                    let prelude = encoder::stream_prelude(this.hub.settings().retry);
+                    let prelude = sse::stream_prelude(this.hub.settings().retry);
                     delivery.observer.wrote(prelude.len());
                     if let ResumePoint::Live = resume {
                         delivery.start_live();
@@ -282,10 +282,8 @@ impl Stream for Frames {
                     // recognises (it fetches a new token and reopens); the
                     // others a jittered hint for when to come back.
                     let last = match (delivery.observer.end(), *this.expires_at) {
-                        (SubscriptionEnd::TokenExpired, Some(at)) => {
-                            encoder::token_expired_frame(at)
-                        }
-                        _ => encoder::retry_hint(this.hub.jittered_retry()),
+                        (SubscriptionEnd::TokenExpired, Some(at)) => sse::token_expired_frame(at),
+                        _ => sse::retry_hint(this.hub.jittered_retry()),
                     };
                     delivery.observer.wrote(last.len());
                     *this.stage = Stage::Done;
@@ -418,7 +416,8 @@ mod tests {
     use tokio::time::Instant;
 
     use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
-    use crate::hub::{EventDraft, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName};
+    use crate::hub::{Hub, HubSettings, SubscribeRequest};
+    use crate::model::{EventDraft, ResumePoint, TopicName};
 
     const EVERY: Duration = Duration::from_secs(15);
 

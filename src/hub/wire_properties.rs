@@ -15,9 +15,9 @@ use futures_util::StreamExt;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-use super::encoder::{EVENT_TYPE_MAX_CHARS, EventType, event_frame, stream_prelude};
-use super::event_id::EventId;
-use super::topic::{TOPIC_MAX_CHARS, TopicName};
+use crate::model::EventId;
+use crate::model::sse::{EVENT_TYPE_MAX_CHARS, EventType, event_frame, stream_prelude};
+use crate::model::{TOPIC_MAX_CHARS, TopicName};
 
 /// Cases per property in CI: a few seconds for all of them on 2 cores.
 const CI_CASES: u32 = 500;
@@ -145,7 +145,7 @@ proptest! {
         let text = std::str::from_utf8(&frame).unwrap();
         let body = text.strip_suffix("\n\n").expect("a frame ends with a blank line");
         // Split the way a client does: CR, LF and CRLF all end a line.
-        let lines: Vec<&str> = super::encoder::data_lines(body).collect();
+        let lines: Vec<&str> = crate::model::sse::data_lines(body).collect();
         prop_assert_eq!(lines[0], "id: 1-2");
         let mut rest = &lines[1..];
         if let Some(event_type) = &event_type {
@@ -162,7 +162,7 @@ proptest! {
         let acceptable = !value.is_empty()
             && !value.contains(['\r', '\n', '\0'])
             && value.chars().count() <= EVENT_TYPE_MAX_CHARS
-            && !super::encoder::RESERVED_EVENT_TYPES.contains(&value.as_str());
+            && !crate::model::sse::RESERVED_EVENT_TYPES.contains(&value.as_str());
         match EventType::parse(&value) {
             Ok(parsed) => {
                 prop_assert!(acceptable, "{:?} accepted", value);

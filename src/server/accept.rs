@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::listener::DrainingAcceptor;
 use super::{Shared, connection};
-use crate::listener::DrainingAcceptor;
 
 pub(super) async fn run(
     mut acceptor: DrainingAcceptor,

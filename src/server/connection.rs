@@ -13,17 +13,16 @@ use bytes::Bytes;
 use poem::http::Method;
 use poem::http::uri::Scheme;
 use poem::web::RemoteAddr;
-use poem::{Body, Endpoint, IntoResponse, Request, RequestParts, Response};
+use poem::{Body, Endpoint, Request, RequestParts, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hand_off::{self, Answer, OneMessage};
-use super::head::{self, BodyFraming, Head, HeadError, RequestHead};
+use super::head::{self, BodyFraming, Head, RequestHead};
 use super::stream_writer::{self, StreamBody, StreamEnd};
 use super::{EventStreamMarker, Shared};
-use crate::http::ApiError;
 
 /// After refusing a head, the connection is read (and discarded) this long
 /// before it closes, so that the client, still sending, reads the answer
@@ -132,7 +131,7 @@ async fn serve_requests(
                 return None;
             }
             Err(error) => {
-                Box::pin(refuse(stream, error)).await;
+                Box::pin(refuse(stream, (shared.settings.refusal)(error))).await;
                 return None;
             }
         };
@@ -294,10 +293,9 @@ fn stream_response(
     }
 }
 
-/// Answers a head that can't be served with its problem document, then
-/// closes the connection.
-async fn refuse(mut stream: TcpStream, error: HeadError) {
-    let response = ApiError::from(error).into_response();
+/// Answers a head that can't be served with `response` (its problem
+/// document), then closes the connection.
+async fn refuse(mut stream: TcpStream, response: Response) {
     let (parts, body) = response.into_parts();
     let body = body.into_bytes().await.unwrap_or_default();
     let mut answer = format!(

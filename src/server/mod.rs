@@ -41,6 +41,7 @@ mod accept;
 mod connection;
 mod hand_off;
 pub mod head;
+pub mod listener;
 mod stream_writer;
 
 use std::sync::Arc;
@@ -53,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use head::HeadError;
 
-use crate::listener::DrainingAcceptor;
+pub use listener::DrainingAcceptor;
 
 /// Set in a response's extensions by the routes that return an event stream
 /// (see the module documentation).
@@ -74,6 +75,10 @@ pub struct ServerSettings {
     pub write_timeout: Option<Duration>,
     /// `stream.coalesce`; `None` writes every frame at once.
     pub coalesce: Option<Duration>,
+    /// The answer to a request head that can't be served (400, 408, 414,
+    /// 431), rendered by the HTTP layer so that every error has one shape;
+    /// the server writes it and closes the connection.
+    pub refusal: fn(HeadError) -> Response,
 }
 
 /// What every connection task shares.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use prometheus_parse::{Scrape, Value};
 use serde_json::json;
-use ssehub::hub::{EventDraft, TopicName};
+use ssehub::model::{EventDraft, TopicName};
 
 use crate::support::helpers::{PATIENCE, TestApp, body_text, spawn_app, spawn_app_with};
 

@@ -63,7 +63,7 @@ fn event_type_ok(event: &str) -> bool {
     !event.is_empty()
         && !event.contains(['\r', '\n', '\0'])
         && event.chars().count() <= 64
-        && !ssehub::hub::RESERVED_EVENT_TYPES.contains(&event)
+        && !ssehub::model::RESERVED_EVENT_TYPES.contains(&event)
 }
 
 async fn assert_is_problem(response: reqwest::Response) -> u16 {
@@ -227,7 +227,7 @@ fn any_last_event_id_resumes_right_or_announces_a_gap() {
                 // history, else a gap frame and all the history it holds.
                 let watermark = last_seq.max(split_id(&other_topic).1);
                 let trimmed = value.trim();
-                let position = ssehub::hub::EventId::parse(trimmed)
+                let position = ssehub::model::EventId::parse(trimmed)
                     .ok()
                     .filter(|id| id.epoch == epoch && id.seq <= watermark);
                 let expected: Vec<(String, String)> = history

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::hub::{Event, EventId, WireEvent};
+use super::wire::WireEvent;
+use crate::model::{Event, EventId};
 
 /// A message this build can't read: a bug, or another program on the channel.
 #[derive(Debug, thiserror::Error)]

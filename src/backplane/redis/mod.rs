@@ -69,6 +69,7 @@
 mod message;
 mod reader;
 mod scripts;
+mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -79,10 +80,13 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, History, HistoryBounds, HistoryLimits, PageLimit, Replica};
-use crate::config::{RedisConfig, mask_userinfo};
-use crate::hub::{Event, EventDraft, EventId, TopicName};
-use crate::metrics::HistoryBound;
+use super::RedisConfig;
+use super::{
+    Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits, PageLimit,
+    Replica,
+};
+use crate::model::{Event, EventDraft, EventId, TopicName};
+use crate::setting::mask_userinfo;
 
 use scripts::{Keys, Scripts};
 
@@ -261,8 +265,8 @@ impl RedisBackplane {
             .arg(self.bounds.max_bytes)
             .arg(self.keys.prefix());
         for draft in &drafts {
-            let json =
-                serde_json::to_string(&draft.to_wire()).expect("a wire event always serializes");
+            let json = serde_json::to_string(&wire::WireEvent::from(draft))
+                .expect("a wire event always serializes");
             invocation.arg(json);
         }
         let started = Instant::now();
@@ -276,7 +280,7 @@ impl RedisBackplane {
             .run_publish(invocation.invoke_async(&mut connection))
             .await?;
         let metrics = &self.replica.metrics;
-        metrics.backplane_published(started.elapsed());
+        metrics.published(started.elapsed());
         if evicted_for_topics > 0 {
             metrics.history_evicted(HistoryBound::MaxTopics, evicted_for_topics);
         }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::message::{self, MalformedMessage};
 use super::{RedisBackplane, known_epoch, now_ms};
 use crate::backplane::BackplaneError;
-use crate::hub::EventId;
+use crate::model::EventId;
 
 /// How often a session checks Redis with a small write. A hung Redis (a stopped process, a full
 /// disk) keeps its TCP connections open, so only an unanswered ping shows
@@ -155,7 +155,7 @@ impl Reader {
         *backoff = Backoff::new();
         self.sessions += 1;
         if self.sessions > 1 {
-            backplane.replica.metrics.backplane_reconnected();
+            backplane.replica.metrics.reconnected();
             tracing::info!(redis = %backplane.shown_url, "reconnected to Redis; streams caught up from history");
         } else {
             tracing::info!(redis = %backplane.shown_url, "connected to Redis");
@@ -211,12 +211,9 @@ impl Reader {
                 return self.resync(commands).await;
             }
         };
-        backplane
-            .replica
-            .metrics
-            .backplane_message_lag(Duration::from_millis(
-                now_ms().saturating_sub(header.accepted_ms),
-            ));
+        backplane.replica.metrics.message_lag(Duration::from_millis(
+            now_ms().saturating_sub(header.accepted_ms),
+        ));
         let at = *backplane.position.borrow();
         // Epochs only grow: an older one's message was sent before the
         // resync that moved this replica on, which covered it.
@@ -274,7 +271,7 @@ impl Reader {
         backplane.replica.fan_out.resync(through);
         backplane.position.send_replace(through);
         if known.epoch != 0 {
-            backplane.replica.metrics.backplane_resynced();
+            backplane.replica.metrics.resynced();
         }
         Ok(())
     }

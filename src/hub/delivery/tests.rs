@@ -17,9 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{MAX_BATCH_BYTES, REPLAY_PAGE_BYTES};
 use crate::backplane::{Backplane, BackplaneError, FanOut, History, PageLimit};
-use crate::hub::{
-    Event, EventDraft, EventId, Hub, HubSettings, ResumePoint, SubscribeRequest, TopicName,
-};
+use crate::hub::{Hub, HubSettings, SubscribeRequest};
+use crate::model::{Event, EventDraft, EventId, ResumePoint, TopicName};
 
 /// A backplane whose every step is explicit: `append` assigns an id and
 /// stores the event without fanning it out (an event still in flight to
@@ -441,16 +440,7 @@ async fn a_history_that_starts_over_gives_each_stream_one_gap_then_the_new_epoch
         assert_eq!(seen[1..], ids(&expected), "one gap, then the new epoch");
     }
     assert_eq!(
-        hub.metrics()
-            .render(
-                crate::metrics::Snapshot {
-                    subscribers: 0,
-                    live_topics: 0,
-                    phase: crate::hub::Phase::Serving,
-                    backplane_up: true,
-                },
-                false,
-            )
+        hub.render_metrics(false)
             .lines()
             .find(|l| l.starts_with("ssehub_gap_frames_total{reason=\"epoch_changed\"}")),
         Some("ssehub_gap_frames_total{reason=\"epoch_changed\"} 2")
@@ -562,7 +552,7 @@ fn concrete_frames(
     hub: &Hub,
     topics: &[&str],
     resume: ResumePoint,
-) -> crate::hub::subscription::Frames {
+) -> crate::hub::subscription::SubscriptionStream {
     let request = SubscribeRequest {
         topics: topics
             .iter()

@@ -27,11 +27,12 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::PublishError;
-use super::event::{Event, EventDraft};
-use super::event_id::ResumePoint;
-use super::topic::TopicName;
+use super::{HubMetrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
 use crate::backplane::BackplaneError;
-use crate::metrics::{GapReason, Metrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
+use crate::model::GapReason;
+use crate::model::ResumePoint;
+use crate::model::TopicName;
+use crate::model::{Event, EventDraft};
 use crate::telemetry::{self, SPAN_TARGET};
 
 /// Most span links one subscription records (one per gap).
@@ -84,7 +85,11 @@ impl AcceptObserver {
         &self.span
     }
 
-    pub(super) fn finish(self, metrics: &Metrics, result: &Result<Vec<Arc<Event>>, PublishError>) {
+    pub(super) fn finish(
+        self,
+        metrics: &HubMetrics,
+        result: &Result<Vec<Arc<Event>>, PublishError>,
+    ) {
         let outcome = match result {
             Ok(events) => {
                 if let (Some(first), Some(last)) = (events.first(), events.last()) {
@@ -161,7 +166,7 @@ impl FanOutObserver {
     /// but whose next write hasn't failed yet. Who lagged or got a gap is
     /// known only when each subscriber reads; it is on the subscription
     /// spans and in the metrics.
-    pub(super) fn finish(self, metrics: &Metrics, events: &[Arc<Event>], receivers: usize) {
+    pub(super) fn finish(self, metrics: &HubMetrics, events: &[Arc<Event>], receivers: usize) {
         if let Some(first) = events.first() {
             // Wall clocks: across replicas this includes their clock skew.
             let latency = SystemTime::now()
@@ -177,7 +182,7 @@ impl FanOutObserver {
 /// subscription's delivery state, so it is dropped exactly when the stream
 /// ends or its client goes away.
 pub(super) struct SubscriptionObserver {
-    metrics: Arc<Metrics>,
+    metrics: Arc<HubMetrics>,
     span: Span,
     /// Events pushed into the batch being built, counted when it is written.
     batch_events: u64,
@@ -208,7 +213,11 @@ impl fmt::Display for Topics<'_> {
 impl SubscriptionObserver {
     /// Counts the subscription as opened; its span's parent is the current
     /// span (the subscribe request's).
-    pub(super) fn open(metrics: Arc<Metrics>, topics: &[TopicName], resume: &ResumePoint) -> Self {
+    pub(super) fn open(
+        metrics: Arc<HubMetrics>,
+        topics: &[TopicName],
+        resume: &ResumePoint,
+    ) -> Self {
         metrics.subscription_opened();
         let resume = match resume {
             ResumePoint::Live => "live",

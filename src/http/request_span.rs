@@ -25,17 +25,17 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::error::problem_for_poem_error;
-use crate::metrics::{Metrics, PublishOutcome};
+use crate::hub::{HubMetrics, PublishOutcome};
 use crate::telemetry::{self, SPAN_TARGET};
 
 pub struct Observe {
-    metrics: Arc<Metrics>,
+    metrics: Arc<HubMetrics>,
     routes: Arc<RouteTemplates>,
 }
 
 impl Observe {
     /// `spec_paths`: the routes as the OpenAPI spec writes them.
-    pub fn new(metrics: Arc<Metrics>, spec_paths: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(metrics: Arc<HubMetrics>, spec_paths: impl IntoIterator<Item = String>) -> Self {
         Self {
             metrics,
             routes: Arc::new(RouteTemplates::new(spec_paths)),
@@ -57,7 +57,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
 
 pub struct ObserveEndpoint<E> {
     inner: E,
-    metrics: Arc<Metrics>,
+    metrics: Arc<HubMetrics>,
     routes: Arc<RouteTemplates>,
 }
 

@@ -22,6 +22,8 @@
 //! the log layer doesn't take ssehub's spans either, so every span site is a
 //! disabled callsite (one relaxed load) and the hot path pays nothing.
 
+mod settings;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -46,8 +48,13 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig, mask_userinfo};
-use crate::hub::TraceContext;
+pub use settings::{
+    LogConfig, LogFormat, OtlpProtocol, TELEMETRY_SAMPLE_RATIO_DEFAULT, TelemetryConfig,
+    check_endpoint,
+};
+
+use crate::model::TraceContext;
+use crate::setting::mask_userinfo;
 
 /// The `tracing` target of every span that is exported. Spans of other
 /// targets (dependencies) are neither exported nor logged as spans.
@@ -83,20 +90,6 @@ pub struct TraceSettings {
 pub struct TelemetryError {
     pub variable: &'static str,
     pub reason: String,
-}
-
-/// Checks `telemetry.otlp_endpoint` (empty is fine: tracing off).
-pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    if endpoint.is_empty() || endpoint.starts_with("http://") {
-        return Ok(());
-    }
-    if endpoint.starts_with("https://") {
-        return Err(
-            "https is not built in: send to a collector on the pod network or a sidecar over http://"
-                .to_owned(),
-        );
-    }
-    Err("must be a URL such as http://otel-collector:4318".to_owned())
 }
 
 impl TraceSettings {

@@ -16,10 +16,11 @@ use std::borrow::Cow;
 
 use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
-use super::error::{ApiError, SeedRouteError};
+use super::error::{ApiError, TutorialRouteError};
 use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
-use crate::hub::{EventDraft, EventType, Hub, SubscribeRequest, TopicName};
+use crate::hub::{Hub, SubscribeRequest};
+use crate::model::{EventDraft, EventType, TopicName};
 
 /// The seeds' limit: `binding:"required,max=100"` (characters, not bytes).
 const MESSAGE_MAX_CHARS: usize = 100;
@@ -29,7 +30,7 @@ const SEED_EVENT_TYPE: &str = "message";
 
 /// Which topic the seed routes use (`event_stream.topic`).
 #[derive(Clone)]
-pub struct SeedTopic(pub TopicName);
+pub struct TutorialTopic(pub TopicName);
 
 #[derive(Debug, Object, Deserialize)]
 pub struct SeedMessage {
@@ -118,8 +119,8 @@ pub struct JSend {
 }
 
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "seed_bad_request")]
-pub enum SeedPostResponse {
+#[oai(bad_request_handler = "tutorial_bad_request")]
+pub enum TutorialPostResponse {
     /// The message was sent to the stream.
     #[oai(status = 201)]
     Created(Json<JSend>),
@@ -128,8 +129,8 @@ pub enum SeedPostResponse {
     BadRequest(Json<JSend>),
 }
 
-fn fail(reason: impl std::fmt::Display) -> SeedPostResponse {
-    SeedPostResponse::BadRequest(Json(JSend {
+fn fail(reason: impl std::fmt::Display) -> TutorialPostResponse {
+    TutorialPostResponse::BadRequest(Json(JSend {
         status: "fail".to_owned(),
         data: format!("request validation error: {reason}"),
     }))
@@ -137,7 +138,7 @@ fn fail(reason: impl std::fmt::Display) -> SeedPostResponse {
 
 /// Any body poem-openapi can't parse (missing field, bad JSON, wrong
 /// content type, too long) becomes the seeds' 400 JSend answer.
-fn seed_bad_request(error: poem::Error) -> SeedPostResponse {
+fn tutorial_bad_request(error: poem::Error) -> TutorialPostResponse {
     let message = error.to_string();
     let reason = message
         .strip_prefix("parse request payload error: ")
@@ -155,10 +156,10 @@ fn seed_bad_request(error: poem::Error) -> SeedPostResponse {
     fail(reason)
 }
 
-pub struct SeedApi;
+pub struct TutorialApi;
 
 #[OpenApi(tag = "ApiTags::Seed")]
-impl SeedApi {
+impl TutorialApi {
     /// Send a message (tutorial contract)
     #[oai(path = "/event-stream", method = "post")]
     async fn post_message(
@@ -166,9 +167,9 @@ impl SeedApi {
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: PublisherCredential,
-        topic: Data<&SeedTopic>,
+        topic: Data<&TutorialTopic>,
         body: SeedMessageBody,
-    ) -> Result<SeedPostResponse, SeedRouteError> {
+    ) -> Result<TutorialPostResponse, TutorialRouteError> {
         auth.authorize_publish(
             credential.credential.as_ref(),
             credential.client,
@@ -193,7 +194,7 @@ impl SeedApi {
             trace: None,
         };
         hub.publish(vec![draft]).await?;
-        Ok(SeedPostResponse::Created(Json(JSend {
+        Ok(TutorialPostResponse::Created(Json(JSend {
             status: "success".to_owned(),
             data: message,
         })))
@@ -213,7 +214,7 @@ impl SeedApi {
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: SubscriberCredential,
-        topic: Data<&SeedTopic>,
+        topic: Data<&TutorialTopic>,
         /// Resume after this event id (for clients that can't set headers).
         #[oai(name = "lastEventId")]
         last_event_id_query: Query<Option<String>>,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::event_id::EventId;
+use super::EventId;
 
 /// The longest event type, in characters (what JSON Schema's `maxLength`
 /// counts, so the published spec states the same rule). Browsers only match
@@ -191,9 +191,37 @@ pub fn token_expired_frame(expired_at: std::time::SystemTime) -> Bytes {
     frame.freeze()
 }
 
+/// Why a subscriber was told it lost events (the `reason` of a gap frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum GapReason {
+    /// The resume id is older than the history still held.
+    HistoryExceeded,
+    /// The resume id comes from another epoch (e.g. before a restart).
+    UnknownEpoch,
+    /// The subscriber fell behind its live queue and history.
+    Lagged,
+    /// History could not be read (backplane down).
+    HistoryUnavailable,
+    /// The backplane's history started over under an open stream (a Redis
+    /// that came back empty): nothing from before can be replayed.
+    EpochChanged,
+}
+
+impl GapReason {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gap_reasons_are_snake_case() {
+        assert_eq!(GapReason::HistoryExceeded.as_str(), "history_exceeded");
+    }
 
     #[test]
     fn the_expiry_frame_names_its_event_and_the_exp_without_an_id() {

@@ -1,0 +1,246 @@
+use super::*;
+
+fn env_from(pairs: &[(&str, &str)]) -> Env {
+    // figment's Env reads the process environment; tests give it a
+    // private prefix so they don't race with each other.
+    let prefix = format!("SSEHUB_TEST_{}_", fastrand::u64(..));
+    for (key, value) in pairs {
+        // SAFETY: each test uses a unique variable prefix, so no other
+        // thread reads these variables concurrently.
+        unsafe { std::env::set_var(format!("{prefix}{key}"), value) };
+    }
+    Env::prefixed(&prefix).split("__")
+}
+
+#[test]
+fn defaults_are_valid_and_local() {
+    let config = Config::load_from(None, env_from(&[])).unwrap();
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.heartbeat.interval, HEARTBEAT_DEFAULT);
+}
+
+#[test]
+fn file_then_env_layering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ssehub.toml");
+    std::fs::write(
+        &path,
+        "listen = \"0.0.0.0:9000\"\n[heartbeat]\ninterval = \"5s\"\n[history]\nsize = 10\n",
+    )
+    .unwrap();
+    let config = Config::load_from(
+        Some(&path),
+        env_from(&[("HISTORY__SIZE", "20"), ("STREAM__RETRY", "500ms")]),
+    )
+    .unwrap();
+    assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(config.heartbeat.interval, Duration::from_secs(5));
+    assert_eq!(config.history.size, 20, "env wins over file");
+    assert_eq!(config.stream.retry, Duration::from_millis(500));
+}
+
+#[test]
+fn the_console_is_on_by_default_and_can_be_turned_off() {
+    assert!(Config::default().console.enabled);
+    let config = Config::load_from(None, env_from(&[("CONSOLE__ENABLED", "false")])).unwrap();
+    assert!(!config.console.enabled);
+    let error = Config::load_from(None, env_from(&[("CONSOLE__ENABLED", "maybe")])).unwrap_err();
+    assert!(error.to_string().contains("console.enabled"), "{error}");
+}
+
+#[test]
+fn stream_coalesce_is_off_by_default_and_bounded() {
+    assert_eq!(Config::default().stream.coalesce, Duration::ZERO);
+    let config = Config::load_from(None, env_from(&[("STREAM__COALESCE", "5ms")])).unwrap();
+    assert_eq!(config.stream.coalesce, Duration::from_millis(5));
+    let error = Config::load_from(None, env_from(&[("STREAM__COALESCE", "2s")])).unwrap_err();
+    assert!(error.to_string().contains("stream.coalesce"), "{error}");
+}
+
+#[test]
+fn batch_cap_and_what_publish_limits_count() {
+    let config = Config::default();
+    assert_eq!(
+        config.limits.max_events_per_request,
+        MAX_EVENTS_PER_REQUEST_DEFAULT
+    );
+    assert_eq!(config.rate_limits.publish_counts, PublishCount::Events);
+    let config = Config::load_from(
+        None,
+        env_from(&[
+            ("LIMITS__MAX_EVENTS_PER_REQUEST", "20"),
+            ("RATE_LIMITS__PUBLISH_COUNTS", "requests"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.limits.max_events_per_request, 20);
+    assert_eq!(config.rate_limits.publish_counts, PublishCount::Requests);
+    let error =
+        Config::load_from(None, env_from(&[("LIMITS__MAX_EVENTS_PER_REQUEST", "0")])).unwrap_err();
+    assert!(
+        error.to_string().contains("limits.max_events_per_request"),
+        "{error}"
+    );
+    let error =
+        Config::load_from(None, env_from(&[("RATE_LIMITS__PUBLISH_COUNTS", "bytes")])).unwrap_err();
+    assert!(
+        error.to_string().contains("rate_limits.publish_counts"),
+        "{error}"
+    );
+}
+
+#[test]
+fn history_bounds_have_defaults_and_refuse_what_cannot_hold_an_event() {
+    let config = Config::default();
+    assert_eq!(config.history.max_topics, HISTORY_MAX_TOPICS_DEFAULT);
+    assert_eq!(config.history.max_bytes, HISTORY_MAX_BYTES_DEFAULT);
+    let config = Config::load_from(
+        None,
+        env_from(&[
+            ("HISTORY__MAX_TOPICS", "10"),
+            ("HISTORY__MAX_BYTES", "1048576"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        (config.history.max_topics, config.history.max_bytes),
+        (10, 1 << 20)
+    );
+    let error = Config::load_from(None, env_from(&[("HISTORY__MAX_TOPICS", "0")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("`history.max_topics`: is 0; must be"),
+        "{error}"
+    );
+    let error = Config::load_from(None, env_from(&[("HISTORY__MAX_BYTES", "1000")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("`history.max_bytes`: is 1000; must be a number of bytes of at least limits.max_event_bytes (65536)"),
+        "{error}"
+    );
+    let error = Config::load_from(None, env_from(&[("HISTORY__MAX_BYTES", "lots")]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("history.max_bytes"), "{error}");
+}
+
+#[test]
+fn missing_explicit_file_is_an_error() {
+    let error = Config::load_from(Some(Path::new("no/such/file.toml")), env_from(&[])).unwrap_err();
+    assert!(matches!(error, ConfigError::MissingFile(_)), "{error}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let error = Config::load_from(None, env_from(&[("HISTORY__SIZE", "many")])).unwrap_err();
+    assert!(error.to_string().contains("history.size"), "{error}");
+    let error = Config::load_from(None, env_from(&[("HISTORY__SIZE", "0")])).unwrap_err();
+    assert!(error.to_string().contains("history.size"), "{error}");
+    let error = Config::load_from(None, env_from(&[("HEARTBEAT__INTERVAL", "soon")])).unwrap_err();
+    assert!(error.to_string().contains("heartbeat.interval"), "{error}");
+}
+
+#[test]
+fn masked_output_hides_secrets() {
+    let mut config = Config::default();
+    config.auth.publish_keys = vec!["s3cret".into()];
+    config.auth.metrics_keys = vec!["metrics-s3cret".into()];
+    config.auth.jwt.secret = Some("jwt-s3cret".into());
+    config.auth.jwt.jwks = Some("https://user:jwks-pw@idp.example/jwks.json".into());
+    config.backplane.redis.url = "redis://user:pw@localhost:6379".into();
+    let shown = config.to_masked_toml();
+    for secret in ["s3cret", "pw@", "jwks-pw"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(
+        shown.contains("https://***@idp.example/jwks.json"),
+        "{shown}"
+    );
+    assert!(shown.contains("redis://***@localhost:6379"), "{shown}");
+}
+
+#[test]
+fn redis_keys_load_and_validate() {
+    let config = Config::load_from(
+        None,
+        env_from(&[
+            ("BACKPLANE__KIND", "redis"),
+            ("BACKPLANE__REDIS__URL", "rediss://app:pw@redis:6380/2"),
+            ("BACKPLANE__REDIS__COMMAND_TIMEOUT", "250ms"),
+            ("BACKPLANE__REDIS__KEY_PREFIX", "tenant-a:"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.backplane.kind, BackplaneKind::Redis);
+    assert_eq!(
+        config.backplane.redis.command_timeout,
+        Duration::from_millis(250)
+    );
+    assert_eq!(config.backplane.redis.key_prefix, "tenant-a:");
+    for (key, value, named) in [
+        ("BACKPLANE__REDIS__URL", "", "backplane.redis.url"),
+        (
+            "BACKPLANE__REDIS__URL",
+            "http://redis:6379",
+            "backplane.redis.url",
+        ),
+        (
+            "BACKPLANE__REDIS__URL",
+            "redis://pw@host:notaport",
+            "backplane.redis.url",
+        ),
+        (
+            "BACKPLANE__REDIS__CONNECT_TIMEOUT",
+            "0s",
+            "backplane.redis.connect_timeout",
+        ),
+        (
+            "BACKPLANE__REDIS__KEY_PREFIX",
+            "",
+            "backplane.redis.key_prefix",
+        ),
+    ] {
+        let mut pairs = vec![
+            ("BACKPLANE__KIND", "redis"),
+            ("BACKPLANE__REDIS__URL", "redis://localhost"),
+        ];
+        pairs.push((key, value));
+        let error = Config::load_from(None, env_from(&pairs)).unwrap_err();
+        assert!(error.to_string().contains(named), "{key}={value}: {error}");
+        assert!(!error.to_string().contains("pw@"), "{error}");
+    }
+}
+
+#[test]
+fn telemetry_keys_load_and_validate() {
+    let config = Config::load_from(
+        None,
+        env_from(&[
+            ("TELEMETRY__OTLP_ENDPOINT", "http://collector:4317"),
+            ("TELEMETRY__PROTOCOL", "grpc"),
+            ("TELEMETRY__SAMPLE_RATIO", "0.25"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.telemetry.protocol, OtlpProtocol::Grpc);
+    assert_eq!(config.telemetry.sample_ratio, 0.25);
+    let error = Config::load_from(None, env_from(&[("TELEMETRY__SAMPLE_RATIO", "2")])).unwrap_err();
+    assert!(
+        error.to_string().contains("telemetry.sample_ratio"),
+        "{error}"
+    );
+    let error =
+        Config::load_from(None, env_from(&[("TELEMETRY__PROTOCOL", "http/json")])).unwrap_err();
+    assert!(error.to_string().contains("telemetry.protocol"), "{error}");
+    let error = Config::load_from(
+        None,
+        env_from(&[("TELEMETRY__OTLP_ENDPOINT", "collector:4317")]),
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("telemetry.otlp_endpoint"),
+        "{error}"
+    );
+}

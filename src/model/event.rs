@@ -1,0 +1,86 @@
+//! Events as the hub sees them: a draft to publish, and an accepted event
+//! with its id and its SSE frame, encoded once and shared by every subscriber.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::sse::{self, EventType};
+use super::{EventId, TopicName};
+
+/// An event that has passed validation and waits for its id.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub topic: TopicName,
+    pub event_type: Option<EventType>,
+    /// Reconnection delay to set on the client with this event.
+    pub retry: Option<Duration>,
+    /// The `data` text exactly as subscribers will receive it.
+    pub data: String,
+    /// The publish's trace, filled in by the hub when tracing is on.
+    pub trace: Option<TraceContext>,
+}
+
+/// An accepted event. Shared as `Arc<Event>`: history and every live queue
+/// point at the same allocation.
+#[derive(Debug)]
+pub struct Event {
+    pub topic: TopicName,
+    pub id: EventId,
+    /// The complete SSE frame; cloning `Bytes` is a reference count bump.
+    pub frame: Bytes,
+    /// When it was accepted, by the wall clock of the replica (or server)
+    /// that assigned its id: comparable across processes, for latency figures.
+    pub accepted_at: SystemTime,
+    /// The trace of the publish that produced it, so that its fan-out (on
+    /// this replica or, carried by a backplane, on another) joins that trace.
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C trace context (`traceparent` and `tracestate` header values) that
+/// travels with an event. The hub never looks inside: the telemetry module
+/// writes and reads it, and a backplane carries it as two strings. Cheap to
+/// clone: every event of a batch shares one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext(Arc<TraceHeaders>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct TraceHeaders {
+    traceparent: Box<str>,
+    tracestate: Box<str>,
+}
+
+impl TraceContext {
+    /// `tracestate` may be empty.
+    pub fn new(traceparent: impl Into<Box<str>>, tracestate: impl Into<Box<str>>) -> Self {
+        Self(Arc::new(TraceHeaders {
+            traceparent: traceparent.into(),
+            tracestate: tracestate.into(),
+        }))
+    }
+
+    pub fn traceparent(&self) -> &str {
+        &self.0.traceparent
+    }
+
+    pub fn tracestate(&self) -> &str {
+        &self.0.tracestate
+    }
+}
+
+impl Event {
+    /// Gives the draft its id and encodes its frame, the one time it is
+    /// encoded (per process: a replica that receives the event from a
+    /// backplane builds it with this too, from the draft it carried).
+    pub fn accept(draft: EventDraft, id: EventId, accepted_at: SystemTime) -> Arc<Self> {
+        let frame = sse::event_frame(id, draft.event_type.as_ref(), draft.retry, &draft.data);
+        Arc::new(Self {
+            topic: draft.topic,
+            id,
+            frame,
+            accepted_at,
+            trace: draft.trace,
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! The vocabulary every part shares: topic names, event ids and resume
+//! points, events and their trace context, and the SSE wire format
+//! ([`sse`]). At the bottom of the crate: imports nothing of ours, so every
+//! part may import it.
+
+mod event;
+mod event_id;
+pub mod sse;
+mod topic;
+
+pub use event::{Event, EventDraft, TraceContext};
+pub use event_id::{EventId, MalformedEventId, ResumePoint};
+pub use sse::{
+    EVENT_TYPE_MAX_CHARS, EventType, GapReason, InvalidEventType, RESERVED_EVENT_TYPES,
+    TOKEN_EXPIRED_EVENT,
+};
+pub use topic::{InvalidTopicName, TOPIC_MAX_CHARS, TOPIC_RULE, TopicName};
