@@ -161,7 +161,7 @@ EOF
   sed -e "s/server @SSEHUB_UPSTREAM@;/${upstream% }/" \
     -e "s/@LISTEN_PORT@/127.0.0.1:$NGINX_PORT/" \
     -e '/location \/v1\/topics\/ {/a\        proxy_next_upstream error timeout http_503 non_idempotent;' \
-    -e '/location ~ \^\/(?:v1\/events|event-stream)\$ {/a\        proxy_next_upstream error timeout http_503 non_idempotent;' \
+    -e '/location ~ \^\/(?:_ssehub_token\/)?(?:v1\/events|event-stream)\$ {/a\        proxy_next_upstream error timeout http_503 non_idempotent;' \
     "$ROOT/nginx/ssehub.conf" >"$STATE/nginx/ssehub.conf"
   if [[ "$(grep -c 'proxy_next_upstream' "$STATE/nginx/ssehub.conf")" -ne 2 ]]; then
     echo "$NAME: nginx/ssehub.conf changed shape: the publish locations were not found" >&2
