@@ -29,9 +29,9 @@ cd "$ROOT"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Two cores: build with both, run tests two at a time.
 JOBS="${JOBS:-2}"
-# 1: step 3 checks src/ as well as loadtest/src/ for import cycles and long
-# files. Off until src/ passes (`bash scripts/check-imports.sh`).
-CHECK_SRC_IMPORTS="${CHECK_SRC_IMPORTS:-0}"
+# 1 (the default): step 3 checks src/ as well as loadtest/src/ for import
+# cycles and long files; 0 checks loadtest/src/ only.
+CHECK_SRC_IMPORTS="${CHECK_SRC_IMPORTS:-1}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
