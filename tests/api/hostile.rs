@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::helpers::{PATIENCE, Subscriber};
+use crate::support::helpers::{PATIENCE, Subscriber, within};
 use crate::support::process::HubProcess;
 use crate::support::raw::{RawClient, subscribe_head};
 
@@ -41,37 +41,6 @@ fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / per_second)
-}
-
-/// `ssehub_subscribers_connected` from `/metrics`.
-async fn subscribers(hub: &HubProcess) -> f64 {
-    let text = reqwest::get(hub.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("ssehub_subscribers_connected "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("ssehub_subscribers_connected in /metrics")
-}
-
-/// Polls `condition` until it holds or `limit` passes; returns how long it
-/// took, or `None`.
-async fn within<F, Fut>(limit: Duration, mut condition: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if condition().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
 }
 
 /// Sockets of the hub's port in CLOSE_WAIT (state 08 in /proc/net/tcp):
@@ -203,7 +172,7 @@ async fn slowloris_connections_time_out_without_taking_slots_or_descriptors() {
         open_fds(pid)
     );
     assert!(freed.is_some(), "descriptors still held: {}", open_fds(pid));
-    assert_eq!(subscribers(&hub).await, 1.0);
+    assert_eq!(hub.subscribers().await, 1.0);
 }
 
 #[tokio::test]
@@ -253,7 +222,7 @@ async fn huge_request_heads_are_refused_with_a_problem_and_bounded_memory() {
     let grown = rss_kib(pid).saturating_sub(rss_before);
     println!("huge heads: RSS grew {grown} KiB over 20 requests with a 1 MiB Last-Event-ID");
     assert!(grown < 8 * 1024, "RSS grew {grown} KiB");
-    assert_eq!(subscribers(&hub).await, 0.0);
+    assert_eq!(hub.subscribers().await, 0.0);
 }
 
 #[tokio::test]
@@ -272,7 +241,7 @@ async fn a_subscriber_that_never_reads_is_ended_after_the_write_timeout_and_hold
         .unwrap();
     let mut reader = subscriber(&hub, "flood").await;
     assert!(
-        within(PATIENCE, || async { subscribers(&hub).await == 2.0 })
+        within(PATIENCE, || async { hub.subscribers().await == 2.0 })
             .await
             .is_some()
     );
@@ -287,7 +256,7 @@ async fn a_subscriber_that_never_reads_is_ended_after_the_write_timeout_and_hold
         assert_eq!(event.event, "message", "round {round}: {event:?}");
         peak = peak.max(rss_kib(pid));
     }
-    let freed = within(PATIENCE, || async { subscribers(&hub).await == 1.0 }).await;
+    let freed = within(PATIENCE, || async { hub.subscribers().await == 1.0 }).await;
     println!(
         "never-reading subscriber: server RSS {rss_before} KiB before, peak {peak} KiB while stalled \
          (+{} KiB); slot freed {freed:?} after the last publish (write timeout 2 s)",
@@ -320,12 +289,12 @@ async fn a_vanished_subscriber_frees_its_slot_at_once_even_without_heartbeats() 
     for client in &mut clients {
         client.read_until(": ssehub stream open", PATIENCE).await;
     }
-    assert_eq!(subscribers(&hub).await, 200.0);
+    assert_eq!(hub.subscribers().await, 200.0);
 
     drop(clients);
     let port = hub.addr.port();
     let freed = within(PATIENCE, || async {
-        close_wait_sockets(port) == 0 && subscribers(&hub).await == 0.0
+        close_wait_sockets(port) == 0 && hub.subscribers().await == 0.0
     })
     .await;
     println!("vanished subscribers: 200 slots freed and no CLOSE_WAIT after {freed:?}");
@@ -333,7 +302,7 @@ async fn a_vanished_subscriber_frees_its_slot_at_once_even_without_heartbeats() 
         freed.is_some(),
         "{} sockets in CLOSE_WAIT, {} subscribers",
         close_wait_sockets(port),
-        subscribers(&hub).await
+        hub.subscribers().await
     );
 }
 

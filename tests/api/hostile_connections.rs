@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::helpers::PATIENCE;
+use crate::support::helpers::{PATIENCE, within};
 use crate::support::process::HubProcess;
 use crate::support::raw::RawClient;
 
@@ -16,37 +16,6 @@ use crate::support::raw::RawClient;
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n";
-
-/// `ssehub_subscribers_connected` from `/metrics`.
-async fn subscribers(hub: &HubProcess) -> f64 {
-    let text = reqwest::get(hub.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("ssehub_subscribers_connected "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("ssehub_subscribers_connected in /metrics")
-}
-
-/// Polls `condition` until it holds or `limit` passes; returns how long it
-/// took, or `None`.
-async fn within<F, Fut>(limit: Duration, mut condition: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if condition().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
 
 /// The problem document of a raw answer, after checking its status.
 fn problem(raw: &str, status: u16) -> Value {
@@ -192,7 +161,7 @@ async fn a_subscribe_with_a_body_never_holds_a_seat_after_its_client_leaves() {
         refused += 1;
     }
     drop(clients);
-    let freed = within(PATIENCE, || async { subscribers(&hub).await == 0.0 }).await;
+    let freed = within(PATIENCE, || async { hub.subscribers().await == 0.0 }).await;
     println!(
         "subscribes with a body: {refused} of 100 refused with 400; seats back to 0 after {freed:?} \
          once their clients left (heartbeats off)"
@@ -200,7 +169,7 @@ async fn a_subscribe_with_a_body_never_holds_a_seat_after_its_client_leaves() {
     assert!(
         freed.is_some(),
         "{} seats still held by departed clients",
-        subscribers(&hub).await
+        hub.subscribers().await
     );
     assert_eq!(refused, 100);
     // Every seat is free for an ordinary subscriber.

@@ -8,17 +8,6 @@ use serde_json::{Value, json};
 use crate::support::helpers::Subscriber;
 use crate::support::process::HubProcess;
 
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
-    kib / 1024
-}
-
 /// Publishes one event of `bytes` to each topic `flood.<first..first+count>`,
 /// `per_request` to a batch; returns the ids in topic order.
 async fn flood(
@@ -58,16 +47,9 @@ async fn flood(
 
 /// `ssehub_history_evicted_events_total{bound="…"}` from `/metrics`.
 async fn evicted(hub: &HubProcess, bound: &str) -> f64 {
-    let text = reqwest::get(hub.url("/metrics"))
+    let series = format!("ssehub_history_evicted_events_total{{bound=\"{bound}\"}}");
+    hub.metric(&series)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("ssehub_history_evicted_events_total{{bound=\"{bound}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
-        .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("{series} in /metrics"))
 }
 
@@ -97,9 +79,9 @@ async fn a_flood_of_large_events_stays_within_history_max_bytes() {
     let hub = HubProcess::start(&[("SSEHUB_HISTORY__MAX_BYTES", &MAX_BYTES.to_string())]);
     // Warm up (allocator arenas, the request path) before the baseline.
     flood(&hub, 1_000_000, 15, EVENT_BYTES, 15).await;
-    let before = rss_mib(hub.pid());
+    let before = hub.rss_kib() / 1024;
     let ids = flood(&hub, 0, TOPICS, EVENT_BYTES, 15).await;
-    let after = rss_mib(hub.pid());
+    let after = hub.rss_kib() / 1024;
     let offered = (TOPICS * EVENT_BYTES) as u64 >> 20;
     println!(
         "history.max_bytes {} MiB: {offered} MiB offered in {TOPICS} topics, RSS {before} → {after} MiB",

@@ -20,30 +20,6 @@ const HOSTILE_CONNECTIONS: usize = 4;
 /// Events per publish request (about 800 KiB, under the 1 MiB body limit).
 const BATCH: usize = 100;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
-/// A metric's value from `/metrics` (0 when the series isn't there yet).
-async fn metric(hub: &HubProcess, series: &str) -> f64 {
-    let text = reqwest::get(hub.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Fills `TOPICS` topics with `EVENTS_PER_TOPIC` events of `EVENT_BYTES`.
 async fn fill_history(hub: &HubProcess) {
     let client = reqwest::Client::new();
@@ -84,22 +60,21 @@ async fn hostile_resumes(
     hub: &HubProcess,
     peak_of: impl Fn() -> u64,
 ) -> (u64, u64, Vec<TcpStream>) {
-    let pid = hub.pid();
-    let before = rss_kib(pid);
+    let before = hub.rss_kib();
     let mut hostile = Vec::new();
     for _ in 0..HOSTILE_CONNECTIONS {
         hostile.push(never_reading_resume(hub).await);
     }
     let replays = "ssehub_history_replays_total{trigger=\"resume\"} ";
     let started = Instant::now();
-    while metric(hub, replays).await < HOSTILE_CONNECTIONS as f64 {
+    while hub.metric(replays).await.unwrap_or(0.0) < HOSTILE_CONNECTIONS as f64 {
         assert!(started.elapsed() < PATIENCE, "the resumes did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The replays run as far as the sockets take them: sample for a while.
     let mut peak = before;
     for _ in 0..20 {
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(hub.rss_kib());
         peak_of();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -83,6 +83,40 @@ impl HubProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Resident memory of the hub process, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// One series' value from `/metrics`, named as exposed (`name` or
+    /// `name{labels}`); `None` while the hub doesn't expose it.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = series.trim_end();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    /// `ssehub_subscribers_connected`.
+    pub async fn subscribers(&self) -> f64 {
+        self.metric("ssehub_subscribers_connected")
+            .await
+            .expect("ssehub_subscribers_connected in /metrics")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
