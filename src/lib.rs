@@ -40,7 +40,8 @@
 //! accept span (whose trace context then travels on each [`model::Event`]),
 //! the fan-out span (parented by that context, also across a backplane) and
 //! one span per subscription, linked to the publishes where it resumed after
-//! a gap. Counters are bumped at the same places, per batch on the hot path.
+//! a gap. Counters are bumped at the same places, per batch on the hot path;
+//! a publish's outcome is decided and counted in `http::publish_outcome`.
 
 pub mod app;
 pub mod auth;

@@ -12,6 +12,7 @@ mod fields;
 mod health;
 mod metrics;
 mod publish;
+mod publish_outcome;
 mod request_span;
 mod spec;
 mod sse;

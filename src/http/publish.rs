@@ -14,6 +14,7 @@ use super::ApiTags;
 use super::credentials::PublisherCredential;
 use super::error::ApiError;
 use super::fields::{BatchEvents, EventTypeField, MAX_EVENT_RETRY_MS, RetryField, TopicField};
+use super::publish_outcome;
 use crate::auth::Authenticator;
 use crate::hub::Hub;
 use crate::model::{EventDraft, EventType, TopicName};
@@ -152,7 +153,7 @@ impl PublishApi {
             1,
         )
         .await?;
-        let accepted = hub.publish(vec![draft]).await?;
+        let accepted = publish_outcome::publish(&hub, vec![draft]).await?;
         let event = &accepted[0];
         Ok(PublishResponse::Accepted(Json(Accepted {
             id: event.id.to_string(),
@@ -220,7 +221,7 @@ pub(super) async fn publish_batch(
         drafts.len(),
     )
     .await?;
-    let accepted = hub.publish(drafts).await?;
+    let accepted = publish_outcome::publish(&hub, drafts).await?;
     Ok(BatchResponse::Accepted(Json(BatchAccepted {
         events: accepted
             .iter()

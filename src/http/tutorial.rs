@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::{ApiError, TutorialRouteError};
+use super::publish_outcome;
 use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
 use crate::hub::{Hub, SubscribeRequest};
@@ -193,7 +194,7 @@ impl TutorialApi {
             data: message.clone(),
             trace: None,
         };
-        hub.publish(vec![draft]).await?;
+        publish_outcome::publish(&hub, vec![draft]).await?;
         Ok(TutorialPostResponse::Created(Json(JSend {
             status: "success".to_owned(),
             data: message,

@@ -250,7 +250,8 @@ impl Hub {
     }
 
     /// Accepts `drafts` as one unit: all get ids and reach subscribers, or
-    /// none does. Returns them in id order.
+    /// none does. Returns them in id order. The caller counts the outcome
+    /// (`events_published`), as it answers it.
     pub async fn publish(
         &self,
         mut drafts: Vec<EventDraft>,
@@ -260,7 +261,7 @@ impl Hub {
             .accept(drafts)
             .instrument(observer.span().clone())
             .await;
-        observer.finish(&self.inner.metrics, &result);
+        observer.finish(&result);
         result
     }
 

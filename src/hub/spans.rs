@@ -27,8 +27,7 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::PublishError;
-use super::{HubMetrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
-use crate::backplane::BackplaneError;
+use super::{HubMetrics, ReplayTrigger, SubscriptionEnd};
 use crate::model::GapReason;
 use crate::model::ResumePoint;
 use crate::model::TopicName;
@@ -41,7 +40,6 @@ pub(super) const MAX_LINKS: u8 = 8;
 /// The accept span of one publish call (one event or a batch).
 pub(super) struct AcceptObserver {
     span: Span,
-    events: usize,
 }
 
 impl AcceptObserver {
@@ -75,22 +73,17 @@ impl AcceptObserver {
                 draft.trace.clone_from(&trace);
             }
         }
-        Self {
-            span,
-            events: drafts.len(),
-        }
+        Self { span }
     }
 
     pub(super) fn span(&self) -> &Span {
         &self.span
     }
 
-    pub(super) fn finish(
-        self,
-        metrics: &HubMetrics,
-        result: &Result<Vec<Arc<Event>>, PublishError>,
-    ) {
-        let outcome = match result {
+    /// Records the result on the span. (The events' outcome is counted by
+    /// the caller, who also answers it: `http::publish_outcome`.)
+    pub(super) fn finish(self, result: &Result<Vec<Arc<Event>>, PublishError>) {
+        match result {
             Ok(events) => {
                 if let (Some(first), Some(last)) = (events.first(), events.last()) {
                     self.span
@@ -100,26 +93,13 @@ impl AcceptObserver {
                             .record("ssehub.last_event_id", tracing::field::display(last.id));
                     }
                 }
-                PublishOutcome::Accepted
             }
             Err(error) => {
                 self.span.record("otel.status_code", "error");
                 self.span
                     .record("otel.status_description", tracing::field::display(error));
-                match error {
-                    PublishError::TooLarge { .. } => PublishOutcome::RejectedTooLarge,
-                    PublishError::Empty => PublishOutcome::RejectedInvalid,
-                    PublishError::Closing
-                    | PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
-                        PublishOutcome::Unavailable
-                    }
-                    PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {
-                        PublishOutcome::OutcomeUnknown
-                    }
-                }
             }
-        };
-        metrics.events_published(outcome, self.events);
+        }
     }
 }
 
