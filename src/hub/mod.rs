@@ -30,6 +30,7 @@ mod lifecycle;
 mod live_feed;
 mod live_queues;
 pub mod metrics;
+mod readiness;
 mod shed;
 mod spans;
 mod subscription;
@@ -46,6 +47,7 @@ pub use metrics::{
     CounterSnapshot, HubMetrics, Instruments, PublishOutcome, ReplayTrigger, Snapshot,
     SubscriptionEnd,
 };
+pub use readiness::Readiness;
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
 
@@ -244,9 +246,13 @@ impl Hub {
         self.inner.live_queues.live_topics()
     }
 
-    /// Ready to take traffic: not draining, backplane reachable.
-    pub fn is_ready(&self) -> bool {
-        self.inner.lifecycle.phase() == Phase::Serving && self.inner.backplane.is_available()
+    /// Ready to take new clients, or why not: draining, or the backplane
+    /// unreachable (auth's own reason, a JWKS not read yet, is auth's).
+    pub fn readiness(&self) -> Readiness {
+        Readiness::of(
+            self.inner.lifecycle.phase(),
+            self.inner.backplane.is_available(),
+        )
     }
 
     /// Accepts `drafts` as one unit: all get ids and reach subscribers, or
