@@ -40,7 +40,7 @@ impl App {
         listener: std::net::TcpListener,
     ) -> Result<Self, ConfigError> {
         let settings = HubSettings {
-            heartbeat: (!config.heartbeat.interval.is_zero()).then_some(config.heartbeat.interval),
+            heartbeat: config.heartbeat.interval(),
             retry: config.stream.retry,
             max_subscribers: config.limits.max_subscribers,
             max_topics_per_subscription: config.limits.max_topics_per_subscription,
@@ -129,9 +129,8 @@ impl App {
             ServerSettings {
                 header_read_timeout: config.limits.header_read_timeout,
                 keep_alive_timeout: config.limits.keep_alive_timeout,
-                write_timeout: (!config.stream.write_timeout.is_zero())
-                    .then_some(config.stream.write_timeout),
-                coalesce: (!config.stream.coalesce.is_zero()).then_some(config.stream.coalesce),
+                write_timeout: config.stream.write_timeout(),
+                coalesce: config.stream.coalesce(),
                 refusal: http::refusal,
             },
             stop_server.clone(),

@@ -129,7 +129,8 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatConfig {
-    /// A comment line is sent after this much silence on a stream; 0 disables.
+    /// A comment line is sent after this much silence on a stream; 0 disables
+    /// (read it with [`HeartbeatConfig::interval()`]).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 }
@@ -247,6 +248,36 @@ impl Default for LimitsConfig {
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             keep_alive_timeout: KEEP_ALIVE_TIMEOUT_DEFAULT,
         }
+    }
+}
+
+/// **0 means off.** A duration key whose `0s` turns its feature off
+/// (`heartbeat.interval`, `stream.write_timeout`, `stream.coalesce`) is
+/// read through the getter beside it, which gives `None` for off. The rule
+/// is written here once: nothing else compares those fields with zero.
+fn off_if_zero(value: Duration) -> Option<Duration> {
+    (!value.is_zero()).then_some(value)
+}
+
+impl HeartbeatConfig {
+    /// Silence after which a stream gets a heartbeat; `None`: never
+    /// ([`off_if_zero`]).
+    pub fn interval(&self) -> Option<Duration> {
+        off_if_zero(self.interval)
+    }
+}
+
+impl StreamConfig {
+    /// How long a stream's socket may accept nothing before the stream
+    /// ends; `None`: a stalled stream is never ended ([`off_if_zero`]).
+    pub fn write_timeout(&self) -> Option<Duration> {
+        off_if_zero(self.write_timeout)
+    }
+
+    /// The window a stream gathers events in before its next write;
+    /// `None`: every event is written at once ([`off_if_zero`]).
+    pub fn coalesce(&self) -> Option<Duration> {
+        off_if_zero(self.coalesce)
     }
 }
 
