@@ -103,8 +103,6 @@ pub const MAX_EVENTS_PER_REQUEST_DEFAULT: usize = 500;
 /// after 10 s is trickled (slowloris on the body) or stalled, and holds a
 /// connection and a partly filled buffer meanwhile.
 pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-/// Exit code for a configuration error (`EX_CONFIG`-like; sysexits' EX_USAGE).
-pub const EXIT_BAD_CONFIG: i32 = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
