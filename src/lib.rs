@@ -41,6 +41,10 @@
 //! the fan-out span (parented by that context, also across a backplane) and
 //! one span per subscription, linked to the publishes where it resumed after
 //! a gap. Counters are bumped at the same places, per batch on the hot path.
+//!
+//! The source layout, directory by directory, is the book's Development page
+//! (`docs/src/development.md`, "Development"): a module added, moved or
+//! renamed here is changed there too.
 
 pub mod app;
 pub mod auth;
