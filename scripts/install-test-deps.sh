@@ -46,7 +46,8 @@ fi
 # render ids or links differently. 0.5.4 needs Rust 1.88, as ssehub does; only
 # the `search` feature, since the docs are built, not served.
 MDBOOK_VERSION=0.5.4
-if [[ "$(mdbook --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]]; then
+MDBOOK="$(command -v mdbook || echo "${CARGO_HOME:-$HOME/.cargo}/bin/mdbook")"
+if [[ "$("$MDBOOK" --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]]; then
   echo "install-test-deps: cargo install mdbook $MDBOOK_VERSION"
   cargo install --locked mdbook --version "$MDBOOK_VERSION" --no-default-features --features search
 fi
