@@ -42,6 +42,10 @@
 //! one span per subscription, linked to the publishes where it resumed after
 //! a gap. Counters are bumped at the same places, per batch on the hot path;
 //! a publish's outcome is decided and counted in `http::publish_outcome`.
+//!
+//! The source layout, directory by directory, is the book's Development page
+//! (`docs/src/development.md`, "Development"): a module added, moved or
+//! renamed here is changed there too.
 
 pub mod app;
 pub mod auth;
