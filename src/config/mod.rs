@@ -14,7 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::{
-    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, JWKS_REFETCH_COOLDOWN_DEFAULT,
+    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, AuthSettings, JWKS_REFETCH_COOLDOWN_DEFAULT,
     JWKS_REFRESH_DEFAULT, JWT_LEEWAY_DEFAULT, JWT_SECRET_MIN_BYTES, JwtConfig, PublishCount,
     RateConfig, RateLimitsConfig, SubscribeAuth,
 };
@@ -426,11 +426,19 @@ impl Config {
         self.drain.validate()?;
         crate::http::validate_config(&self.cors, &self.event_stream)?;
         self.telemetry.validate()?;
-        crate::auth::validate_config(&self.auth, &self.rate_limits)?;
+        self.auth_settings()?;
         if self.backplane.kind == BackplaneKind::Redis {
             self.backplane.redis.validate()?;
         }
         Ok(())
+    }
+
+    /// Auth's settings (`auth.*`, `rate_limits.*`) checked, and parsed
+    /// once on the way: what the authenticator is built from. `validate`
+    /// checks them through here too; they are not kept in `Config`, which
+    /// stays plain data that callers may change before building.
+    pub fn auth_settings(&self) -> Result<AuthSettings, ConfigError> {
+        Ok(crate::auth::validate_config(&self.auth, &self.rate_limits)?)
     }
 
     /// The merged configuration as TOML with secrets masked.
