@@ -33,6 +33,8 @@ pub mod metrics;
 mod shed;
 mod spans;
 mod subscription;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod wire_properties;
 

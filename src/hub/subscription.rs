@@ -415,49 +415,27 @@ mod tests {
     use futures_util::StreamExt;
     use tokio::time::Instant;
 
-    use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
+    use crate::hub::testing::{self, HISTORY};
     use crate::hub::{Hub, HubSettings, SubscribeRequest};
-    use crate::model::{EventDraft, ResumePoint, TopicName};
 
     const EVERY: Duration = Duration::from_secs(15);
 
     fn hub() -> Hub {
         let settings = HubSettings {
             heartbeat: Some(EVERY),
-            retry: Duration::from_secs(3),
-            max_subscribers: 10,
-            max_topics_per_subscription: 4,
-            max_event_bytes: 1024,
-            queue: 16,
+            ..testing::settings()
         };
-        Hub::new(settings, |replica| {
-            let limits = HistoryLimits {
-                size: 100,
-                ttl: Duration::from_secs(3600),
-            };
-            std::sync::Arc::new(MemoryBackplane::new(limits, replica.fan_out))
-                as std::sync::Arc<dyn Backplane>
-        })
+        testing::memory_hub(settings, HISTORY)
     }
 
     fn frames(hub: &Hub) -> impl futures_util::Stream<Item = bytes::Bytes> + Unpin {
-        let request = SubscribeRequest {
-            topics: vec![TopicName::parse("t").unwrap()],
-            resume: ResumePoint::Live,
-            expires_at: None,
-        };
-        Box::pin(hub.subscribe(request).unwrap().into_frames())
+        Box::pin(hub.subscribe(testing::live(&["t"])).unwrap().into_frames())
     }
 
     async fn publish(hub: &Hub) {
-        let draft = EventDraft {
-            topic: TopicName::parse("t").unwrap(),
-            event_type: None,
-            retry: None,
-            data: "tick".into(),
-            trace: None,
-        };
-        hub.publish(vec![draft]).await.unwrap();
+        hub.publish(vec![testing::draft("t", "tick")])
+            .await
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -466,9 +444,8 @@ mod tests {
         let lifetime = Duration::from_secs(40);
         let expires_at = std::time::SystemTime::now() + lifetime;
         let request = SubscribeRequest {
-            topics: vec![TopicName::parse("t").unwrap()],
-            resume: ResumePoint::Live,
             expires_at: Some(expires_at),
+            ..testing::live(&["t"])
         };
         let mut frames = Box::pin(hub.subscribe(request).unwrap().into_frames());
         let opened = Instant::now();
