@@ -22,7 +22,7 @@
 //! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh), topic patterns, grants, rate limits, the client address behind trusted proxies; its settings and metric families. No HTTP types |
 //! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync, the wire form of an event) — the trait, the fan-out contract, `connect` from its settings, the background `run`, its metric families |
 //! | [`server`] | the HTTP/1 front: the listening socket (bound, or inherited via `LISTEN_FDS`) and an acceptor the drain can stop, accept loop, request heads, the lean writer for event streams, hand-off to hyper for everything else |
-//! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, trace context in and out of events, its settings |
+//! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, its settings; trace context in and out of request headers and events (`propagation`, the part `hub` and `http` use) |
 //! | [`setting`] | `InvalidSetting`, what a part's settings check returns |
 //! | [`metrics`] | registry helpers, buckets, labelled families, the exposition |
 //! | [`model`] | the shared vocabulary: topic names, event ids and resume points, events, trace context, the SSE wire format (with the gap reasons) |
