@@ -19,9 +19,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hand_off::{self, Answer, OneMessage};
 use super::head::{self, BodyFraming, Head, RequestHead};
 use super::stream_writer::{self, StreamBody, StreamEnd};
+use super::via_hyper::{self, Answer, OneMessage};
 use super::{EventStreamMarker, Shared};
 
 /// After refusing a head, the connection is read (and discarded) this long
@@ -127,7 +127,7 @@ async fn serve_requests(
             Ok(Head::Closed) => return None,
             Ok(Head::HandToHyper) => {
                 let io = OneMessage::new(stream, buffered, 0);
-                Box::pin(hand_off::serve_rest(shared, io, remote.clone(), stopping)).await;
+                Box::pin(via_hyper::serve_rest(shared, io, remote.clone(), stopping)).await;
                 return None;
             }
             Err(error) => {
@@ -212,7 +212,7 @@ async fn answer(
             drop(parts);
             let io = OneMessage::new(stream, buffered, len as u64 + bytes);
             let answer = Answer::Endpoint;
-            let next = Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
+            let next = Box::pin(via_hyper::serve_one(shared, io, answer, remote, stopping)).await;
             Answered::Next(next, keep_alive)
         }
         BodyFraming::Empty => {
@@ -222,7 +222,7 @@ async fn answer(
                 let io = OneMessage::new(stream, buffered, len as u64);
                 let answer = Answer::Ready(response);
                 let next =
-                    Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
+                    Box::pin(via_hyper::serve_one(shared, io, answer, remote, stopping)).await;
                 Answered::Next(next, keep_alive)
             } else {
                 buffered.drain(..len);

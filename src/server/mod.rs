@@ -39,10 +39,10 @@
 
 mod accept;
 mod connection;
-mod hand_off;
 pub mod head;
 pub mod listener;
 mod stream_writer;
+mod via_hyper;
 
 use std::sync::Arc;
 use std::time::Duration;
