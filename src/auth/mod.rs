@@ -1,6 +1,6 @@
 //! Who may publish, subscribe and read metrics: credentials in, a verdict
-//! out. No HTTP types here, so every HTTP path (poem's, a leaner stream
-//! path) shares the same checks; `http` only finds the credentials in a
+//! out. No HTTP types here, so every HTTP path (hyper's, the server's own
+//! stream path) shares the same checks; `http` only finds the credentials in a
 //! request and turns [`AuthError`] into a status.
 //!
 //! - [`Authenticator`] turns a bearer value into a [`Grant`]: a static key
