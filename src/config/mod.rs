@@ -113,6 +113,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub heartbeat: HeartbeatConfig,
     pub history: HistoryConfig,
+    /// Every event stream's settings (see [`StreamConfig`]).
     pub stream: StreamConfig,
     pub limits: LimitsConfig,
     pub cors: CorsConfig,
@@ -120,6 +121,8 @@ pub struct Config {
     pub log: LogConfig,
     pub backplane: BackplaneConfig,
     pub auth: AuthConfig,
+    /// The tutorial routes' topic only (see [`EventStreamConfig`]); the
+    /// settings of every stream are `stream`.
     pub event_stream: EventStreamConfig,
     pub telemetry: TelemetryConfig,
     pub rate_limits: RateLimitsConfig,
@@ -148,6 +151,10 @@ pub struct HistoryConfig {
     pub max_bytes: usize,
 }
 
+/// `stream.*`: how every event stream the hub serves behaves, the
+/// subscribe route's (`GET /v1/events`) and the tutorial's
+/// (`GET /event-stream`) alike. Not to be confused with `event_stream.*`
+/// ([`EventStreamConfig`]), which only names the tutorial routes' topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamConfig {
