@@ -34,6 +34,8 @@ mod readiness;
 mod shed;
 mod spans;
 mod subscription;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod wire_properties;
 
