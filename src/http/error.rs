@@ -189,7 +189,10 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     (
         503,
         "Draining or backplane down, known before anything was sent: nothing was \
-         published; retry after `Retry-After` seconds",
+         published; retry after `Retry-After` seconds. `publish-not-replicated`: stored \
+         on the Redis master but fewer than backplane.redis.replicas_ack replicas \
+         confirmed it in time, so it may or may not be kept; a retry with the same \
+         Idempotency-Key is safe",
     ),
     (
         504,
@@ -302,6 +305,18 @@ impl From<PublishError> for ApiError {
             PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                 Self::unavailable("backplane-unavailable", error.to_string())
             }
+            // 503 with Retry-After, as the operator asked for replicated
+            // publishes only: the event is on the Redis master and may have
+            // been delivered, but a failover could still lose it. A retry
+            // with the same Idempotency-Key is safe whether it was stored or
+            // not; one without a key may publish it twice.
+            PublishError::Backplane(BackplaneError::NotReplicated { .. }) => Self::unavailable(
+                "publish-not-replicated",
+                format!(
+                    "{error}. The events may or may not be kept (they may even have been \
+                     delivered): retry with the same Idempotency-Key, which is safe either way"
+                ),
+            ),
             // 504, not 503: a 503 here means "nothing was published, retry
             // freely" (what nginx's `proxy_next_upstream http_503` and
             // generic clients assume); this one may have been published,

@@ -110,7 +110,9 @@ impl AcceptObserver {
                     PublishError::TooLarge { .. } => PublishOutcome::RejectedTooLarge,
                     PublishError::Empty => PublishOutcome::RejectedInvalid,
                     PublishError::Closing
-                    | PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
+                    | PublishError::Backplane(
+                        BackplaneError::Unavailable { .. } | BackplaneError::NotReplicated { .. },
+                    ) => {
                         PublishOutcome::Unavailable
                     }
                     PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {
