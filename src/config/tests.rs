@@ -240,11 +240,17 @@ fn sentinel_and_replicas_ack_keys_load_and_validate() {
     )
     .unwrap();
     let redis = &config.backplane.redis;
-    assert_eq!(redis.sentinel.addresses, ["sentinel-0:26379", "[::1]:26380"]);
+    assert_eq!(
+        redis.sentinel.addresses,
+        ["sentinel-0:26379", "[::1]:26380"]
+    );
     assert_eq!(redis.replicas_ack, 1);
     assert_eq!(redis.replicas_ack_timeout, Duration::from_millis(250));
     let shown = config.to_masked_toml();
-    assert!(!shown.contains("sentinel-pw") && !shown.contains("data-pw"), "{shown}");
+    assert!(
+        !shown.contains("sentinel-pw") && !shown.contains("data-pw"),
+        "{shown}"
+    );
     // Sentinel without a URL: plain TCP, no password, database 0.
     Config::load_from(None, env_from(&sentinel)).unwrap();
     assert_eq!(Config::default().backplane.redis.replicas_ack, 0);
@@ -302,7 +308,10 @@ fn sentinel_and_replicas_ack_keys_load_and_validate() {
         let pairs = [&sentinel[..], &extra[..]].concat();
         let error = Config::load_from(None, env_from(&pairs)).unwrap_err();
         let error = error.to_string();
-        assert!(error.contains(named) && error.contains(says), "{extra:?}: {error}");
+        assert!(
+            error.contains(named) && error.contains(says),
+            "{extra:?}: {error}"
+        );
         assert!(!error.contains("pw@"), "{error}");
     }
     // Sentinel credentials without sentinels.
@@ -316,7 +325,9 @@ fn sentinel_and_replicas_ack_keys_load_and_validate() {
     )
     .unwrap_err();
     assert!(
-        error.to_string().contains("backplane.redis.sentinel.password"),
+        error
+            .to_string()
+            .contains("backplane.redis.sentinel.password"),
         "{error}"
     );
     assert!(!error.to_string().contains("sentinel-pw"), "{error}");

@@ -112,9 +112,7 @@ impl AcceptObserver {
                     PublishError::Closing
                     | PublishError::Backplane(
                         BackplaneError::Unavailable { .. } | BackplaneError::NotReplicated { .. },
-                    ) => {
-                        PublishOutcome::Unavailable
-                    }
+                    ) => PublishOutcome::Unavailable,
                     PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {
                         PublishOutcome::OutcomeUnknown
                     }

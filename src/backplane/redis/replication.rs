@@ -68,24 +68,26 @@ impl PublishLink {
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(timeout.as_millis() as u64);
         let mut connection = self.connection.clone();
-        let replicas: u64 =
-            match tokio::time::timeout(timeout + command_timeout, wait.query_async(&mut connection))
-                .await
-            {
-                Ok(Ok(replicas)) => replicas,
-                Ok(Err(error)) => {
-                    return Err(not_replicated(
-                        format!("Redis refused WAIT ({})", super::error_summary(&error)),
-                        wanted,
-                    ));
-                }
-                Err(_) => {
-                    return Err(not_replicated(
-                        "Redis did not answer WAIT in time".to_owned(),
-                        wanted,
-                    ));
-                }
-            };
+        let replicas: u64 = match tokio::time::timeout(
+            timeout + command_timeout,
+            wait.query_async(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(replicas)) => replicas,
+            Ok(Err(error)) => {
+                return Err(not_replicated(
+                    format!("Redis refused WAIT ({})", super::error_summary(&error)),
+                    wanted,
+                ));
+            }
+            Err(_) => {
+                return Err(not_replicated(
+                    "Redis did not answer WAIT in time".to_owned(),
+                    wanted,
+                ));
+            }
+        };
         *last = (covers, replicas);
         Ok(replicas)
     }

@@ -12,7 +12,6 @@
 
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, TlsMode};
-use tokio::sync::Mutex;
 
 use crate::backplane::RedisConfig;
 use crate::backplane::config::parse_host_port;
@@ -20,87 +19,38 @@ use crate::setting::mask_userinfo;
 
 pub(super) enum Target {
     /// One Redis at a fixed address.
-    Direct(redis::Client),
-    /// The master of `master_name`, as the sentinels see it. Locked only by
-    /// the reader, once per session.
-    Sentinel {
-        client: Box<Mutex<SentinelClient>>,
-        master_name: String,
-    },
+    Direct(Box<redis::Client>),
+    /// The master of `sentinel.master_name`, as the sentinels see it.
+    Sentinel(Box<RedisConfig>),
 }
 
 impl Target {
     pub fn new(config: &RedisConfig) -> redis::RedisResult<Self> {
-        let sentinel = &config.sentinel;
-        if !sentinel.is_enabled() {
-            return Ok(Self::Direct(redis::Client::open(config.url.as_str())?));
+        if !config.sentinel.is_enabled() {
+            return Ok(Self::Direct(Box::new(redis::Client::open(
+                config.url.as_str(),
+            )?)));
         }
-        // The data nodes' TLS, user, password and database, from the URL.
-        let data = if config.url.is_empty() {
-            None
-        } else {
-            Some(redis::Client::open(config.url.as_str())?.get_connection_info().clone())
-        };
-        let tls = data.as_ref().and_then(|info| match info.addr() {
-            ConnectionAddr::TcpTls { insecure, .. } => Some(if *insecure {
-                TlsMode::Insecure
-            } else {
-                TlsMode::Secure
-            }),
-            _ => None,
-        });
-        // The sentinels speak TLS when the data nodes do (as Redis's own
-        // `tls-replication`/sentinel setups run them).
-        let sentinels = sentinel.addresses.iter().map(|address| {
-            let (host, port) = parse_host_port(address).expect("validated");
-            match tls {
-                Some(mode) => ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: mode == TlsMode::Insecure,
-                    tls_params: None,
-                },
-                None => ConnectionAddr::Tcp(host, port),
-            }
-        });
-        let mut builder =
-            SentinelClientBuilder::new(sentinels, &sentinel.master_name, SentinelServerType::Master)?;
-        if let Some(mode) = tls {
-            builder = builder.set_client_to_redis_tls_mode(mode);
-        }
-        if let Some(info) = &data {
-            let settings = info.redis_settings();
-            builder = builder.set_client_to_redis_db(settings.db());
-            if let Some(username) = settings.username() {
-                builder = builder.set_client_to_redis_username(username);
-            }
-            if let Some(password) = settings.password() {
-                builder = builder.set_client_to_redis_password(password);
-            }
-        }
-        if !sentinel.username.is_empty() {
-            builder = builder.set_client_to_sentinel_username(&sentinel.username);
-        }
-        if !sentinel.password.is_empty() {
-            builder = builder.set_client_to_sentinel_password(&sentinel.password);
-        }
-        Ok(Self::Sentinel {
-            client: Box::new(Mutex::new(builder.build()?)),
-            master_name: sentinel.master_name.clone(),
-        })
+        sentinel_client(config)?;
+        Ok(Self::Sentinel(Box::new(config.clone())))
     }
 
     /// A client for the master now: asks the sentinels each time.
     pub async fn master(&self) -> redis::RedisResult<redis::Client> {
         match self {
-            Self::Direct(client) => Ok(client.clone()),
-            Self::Sentinel { client, .. } => client.lock().await.async_get_client().await,
+            Self::Direct(client) => Ok((**client).clone()),
+            // A client of its own for each lookup: a `SentinelClient` keeps
+            // its connections to the sentinels, and one kept to a sentinel
+            // that died and came back stays broken (seen with redis 1.8), so
+            // a hub could never find the master again. Lookups are once per
+            // session; the few connects they cost don't matter.
+            Self::Sentinel(config) => sentinel_client(config)?.async_get_client().await,
         }
     }
 
     /// Whether the master is found through sentinels.
     pub fn is_sentinel(&self) -> bool {
-        matches!(self, Self::Sentinel { .. })
+        matches!(self, Self::Sentinel(_))
     }
 
     /// What to call the target in logs and errors (never a password).
@@ -111,12 +61,72 @@ impl Target {
                 mask_userinfo(&mut shown);
                 shown
             }
-            Self::Sentinel { master_name, .. } => format!(
-                "master {master_name:?} of sentinels {}",
+            Self::Sentinel(_) => format!(
+                "master {:?} of sentinels {}",
+                config.sentinel.master_name,
                 config.sentinel.addresses.join(",")
             ),
         }
     }
+}
+
+/// A Sentinel client for the master of `config.sentinel.master_name`.
+fn sentinel_client(config: &RedisConfig) -> redis::RedisResult<SentinelClient> {
+    let sentinel = &config.sentinel;
+    // The data nodes' TLS, user, password and database, from the URL.
+    let data = if config.url.is_empty() {
+        None
+    } else {
+        Some(
+            redis::Client::open(config.url.as_str())?
+                .get_connection_info()
+                .clone(),
+        )
+    };
+    let tls = data.as_ref().and_then(|info| match info.addr() {
+        ConnectionAddr::TcpTls { insecure, .. } => Some(if *insecure {
+            TlsMode::Insecure
+        } else {
+            TlsMode::Secure
+        }),
+        _ => None,
+    });
+    // The sentinels speak TLS when the data nodes do (as Redis's own
+    // `tls-replication`/sentinel setups run them).
+    let sentinels = sentinel.addresses.iter().map(|address| {
+        let (host, port) = parse_host_port(address).expect("validated");
+        match tls {
+            Some(mode) => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: mode == TlsMode::Insecure,
+                tls_params: None,
+            },
+            None => ConnectionAddr::Tcp(host, port),
+        }
+    });
+    let mut builder =
+        SentinelClientBuilder::new(sentinels, &sentinel.master_name, SentinelServerType::Master)?;
+    if let Some(mode) = tls {
+        builder = builder.set_client_to_redis_tls_mode(mode);
+    }
+    if let Some(info) = &data {
+        let settings = info.redis_settings();
+        builder = builder.set_client_to_redis_db(settings.db());
+        if let Some(username) = settings.username() {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder.set_client_to_redis_password(password);
+        }
+    }
+    if !sentinel.username.is_empty() {
+        builder = builder.set_client_to_sentinel_username(&sentinel.username);
+    }
+    if !sentinel.password.is_empty() {
+        builder = builder.set_client_to_sentinel_password(&sentinel.password);
+    }
+    builder.build()
 }
 
 /// Whether Redis refused a write because the node is no longer the master
