@@ -164,6 +164,7 @@ EOF
   # Two connections per stream (client and upstream): room for the subscribers
   # in each of the two workers, within the 20,000 open files a process may hold.
   local msec='' resend='http_503 '
+  # shellcheck disable=SC2016 # nginx's variable, literally
   [[ "${NGINX_LOG_MSEC:-0}" == 1 ]] && msec='$msec '
   [[ "${NGINX_RESEND_503:-1}" == 0 ]] && resend=''
   sed -e 's/worker_connections 8192;/worker_connections 16384;/' \
