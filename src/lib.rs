@@ -20,7 +20,7 @@
 //! | [`shutdown`] | the drain sequence, signal handling, the drain settings |
 //! | [`hub`] | the domain core: the topics' live queues, subscriptions and their delivery logic, drain state, shedding (the one answer to a subscribe not served now), its metric families and the order every family is registered in. No HTTP, no Redis |
 //! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh), topic patterns, grants, rate limits, the client address behind trusted proxies; its settings and metric families. No HTTP types |
-//! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync, the wire form of an event) — the trait, the fan-out contract, `connect` from its settings, the background `run`, its metric families |
+//! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync, the wire form of an event, the master found directly or through Sentinel, `WAIT` for `replicas_ack`) — the trait, the fan-out contract, `connect` from its settings, the background `run`, its metric families |
 //! | [`server`] | the HTTP/1 front: the listening socket (bound, or inherited via `LISTEN_FDS`) and an acceptor the drain can stop, accept loop, request heads, the lean writer for event streams, hand-off to hyper for everything else |
 //! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, trace context in and out of events, its settings |
 //! | [`setting`] | `InvalidSetting`, what a part's settings check returns |
