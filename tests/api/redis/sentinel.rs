@@ -397,3 +397,44 @@ async fn replicas_ack_answers_503_with_retry_after_until_enough_replicas_confirm
         .collect();
     assert_eq!(seen[..2], ["alone", "replicated"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_of_the_sentinels_and_of_the_data_nodes_are_used_where_they_belong() {
+    let (master, sentinel) = blocking(|| {
+        let master = RedisServer::start(Persistence::None);
+        let sentinel = SentinelServer::start_with(
+            master.port,
+            &format!(
+                "requirepass sentinel-pw\nsentinel auth-pass {MASTER_NAME} data-pw\n\
+                 sentinel sentinel-pass sentinel-pw\n"
+            ),
+            Some("sentinel-pw"),
+        );
+        // The master's password only now: its helpers run without one.
+        master.cli(&["CONFIG", "SET", "requirepass", "data-pw"]);
+        (master, sentinel)
+    })
+    .await;
+    let addresses = vec![sentinel.address()];
+
+    // Both passwords: ready, publishes go through.
+    let configure = |config: &mut Config, sentinel_password: &str| {
+        use_sentinels(config, addresses.clone());
+        config.backplane.redis.url = format!("redis://:data-pw@{MASTER_NAME}/0");
+        config.backplane.redis.sentinel.password = sentinel_password.to_owned();
+    };
+    let app = spawn_app_with(|config| configure(config, "sentinel-pw")).await;
+    wait_ready(&app, true).await;
+    app.publish("t", json!("authenticated")).await;
+
+    // The sentinels refuse a hub without their password: not ready, and
+    // the error names the sentinels (never a password).
+    let refused = spawn_app_with(|config| configure(config, "")).await;
+    let response = refused.publish_raw("t", json!({"data": "refused"})).await;
+    let problem = assert_problem(response, 503).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(&sentinel.address()), "{detail}");
+    assert!(!detail.contains("pw"), "{detail}");
+    assert_eq!(refused.get("/readyz").await.status(), 503);
+    drop(master);
+}

@@ -174,6 +174,10 @@ fn redis_sentinel() -> PathBuf {
 pub struct SentinelServer {
     pub port: u16,
     master_port: u16,
+    /// More sentinel.conf lines (`requirepass`, `sentinel auth-pass`).
+    extra_config: String,
+    /// The sentinel's own password, for `redis-cli`.
+    password: Option<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -182,9 +186,16 @@ pub const MASTER_NAME: &str = "mymaster";
 
 impl SentinelServer {
     pub fn start(master_port: u16) -> Self {
+        Self::start_with(master_port, "", None)
+    }
+
+    /// With more sentinel.conf lines and the sentinel's own password.
+    pub fn start_with(master_port: u16, extra_config: &str, password: Option<&str>) -> Self {
         let mut sentinel = Self {
             port: free_port(),
             master_port,
+            extra_config: extra_config.to_owned(),
+            password: password.map(str::to_owned),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -209,10 +220,11 @@ impl SentinelServer {
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                      sentinel failover-timeout {MASTER_NAME} 5000\n\
-                     sentinel parallel-syncs {MASTER_NAME} 1\n",
+                     sentinel parallel-syncs {MASTER_NAME} 1\n{extra}",
                     port = self.port,
                     dir = self.dir.path().display(),
                     master = self.master_port,
+                    extra = self.extra_config,
                 ),
             )
             .unwrap();
@@ -249,12 +261,12 @@ impl SentinelServer {
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(password) = &self.password {
+            command.env("REDISCLI_AUTH", password);
+        }
+        let output = command.args(args).stderr(Stdio::null()).output().ok()?;
         output
             .status
             .success()
