@@ -48,6 +48,12 @@
 //! - **Resume on any replica**: `last_id` asks Redis, so an id handed out on
 //!   replica A a moment ago is valid on C before C has received its event;
 //!   C's live queue then skips it when it arrives (no gap, no duplicate).
+//! - **High availability**: the master is the one `url` names, or the one
+//!   Redis Sentinel names at the start of each session ([`target`]); a
+//!   failover ends the session (connections break, or the demoted master
+//!   answers `READONLY`) and the next one lands on the new master. With
+//!   `replicas_ack` a publish is answered 2xx only once that many replicas
+//!   hold it ([`replication`]: `WAIT`), else 503 `publish-not-replicated`.
 //! - **Failure**: a publish needs Redis now. Known down before the script
 //!   is sent (no working session), or refused by Redis (out of memory): 503
 //!   with `Retry-After`, and nothing was stored. `/readyz` turns 503 while
