@@ -40,10 +40,10 @@ impl Target {
         match self {
             Self::Direct(client) => Ok((**client).clone()),
             // A client of its own for each lookup: a `SentinelClient` keeps
-            // its connections to the sentinels, and one kept to a sentinel
-            // that died and came back stays broken (seen with redis 1.8), so
-            // a hub could never find the master again. Lookups are once per
-            // session; the few connects they cost don't matter.
+            // its connections to the sentinels, and with one long-lived
+            // client (redis 1.8) a hub whose sentinels had all restarted did
+            // not find the master again (tests/api/redis/sentinel.rs). A
+            // lookup is once per session; the few connects don't matter.
             Self::Sentinel(config) => sentinel_client(config)?.async_get_client().await,
         }
     }
