@@ -4,6 +4,9 @@
 #   - chromium and chromium-driver (Debian) for the browser EventSource test;
 #   - redis-server and redis-tools (Debian) for the Redis backplane tests,
 #     the several-replica tests and the rolling restart;
+#   - buildah and debootstrap (Debian) for the container image build
+#     (scripts/build-image.sh), with curl, iproute2 and binutils that its
+#     checks use;
 #   - cargo-nextest (crates.io) if missing;
 #   - the deployment tools (helm, kubernetes-validate, linters) via
 #     scripts/install-deploy-tools.sh, cached in .tools/;
@@ -24,6 +27,12 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-
 # The Redis backplane tests start their own servers (Debian's 7.x).
 [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
 [[ -x /usr/bin/redis-cli ]] || missing+=(redis-tools)
+# The image build: daemonless buildah, base-image stand-ins from debootstrap.
+[[ -x /usr/bin/buildah ]] || missing+=(buildah)
+[[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+[[ -x /usr/sbin/ip || -x /usr/bin/ip || -x /sbin/ip ]] || missing+=(iproute2)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 if ((${#missing[@]})); then
   echo "install-test-deps: apt-get install ${missing[*]}"
   apt-get update -qq
