@@ -94,7 +94,20 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         }
     };
     listener::raise_open_file_limit(config.limits.max_subscribers);
-    let listener = match listener::bind(config.listen) {
+    let addr = match config.listen.resolve() {
+        // The first address the name resolves to (for `localhost`, what
+        // the system prefers).
+        Ok(addresses) => addresses[0],
+        Err(error) => {
+            return bad_config(format!(
+                "invalid value for `listen`: {:?} does not resolve ({error}); use an IP \
+                 address or a host name this machine resolves, e.g. \"127.0.0.1:8080\" or \
+                 \"localhost:8080\"",
+                config.listen.to_string()
+            ));
+        }
+    };
+    let listener = match listener::bind(addr) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(%error, listen = %config.listen, "cannot listen; check `listen`");

@@ -23,6 +23,7 @@ pub use crate::backplane::{
     REDIS_KEY_PREFIX_DEFAULT, RedisConfig,
 };
 pub use crate::http::{ConsoleConfig, CorsConfig, EventStreamConfig};
+pub use crate::server::ListenAddress;
 use crate::setting::InvalidSetting;
 pub use crate::setting::mask_userinfo;
 pub use crate::shutdown::{
@@ -108,7 +109,7 @@ pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the HTTP server binds to.
-    pub listen: SocketAddr,
+    pub listen: ListenAddress,
     pub heartbeat: HeartbeatConfig,
     pub history: HistoryConfig,
     /// Every event stream's settings (see [`StreamConfig`]).
@@ -193,7 +194,7 @@ pub struct LimitsConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)).into(),
             heartbeat: HeartbeatConfig::default(),
             history: HistoryConfig::default(),
             stream: StreamConfig::default(),

@@ -147,3 +147,33 @@ fn a_listening_socket_passed_in_listen_fds_is_used() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("LISTEN_FDS"));
 }
+
+#[tokio::test]
+async fn listen_takes_a_host_name_and_one_that_does_not_resolve_exits_64() {
+    let hub = crate::support::process::HubProcess::start(&[("SSEHUB_LISTEN", "localhost:0")]);
+    assert!(hub.addr.ip().is_loopback(), "{}", hub.addr);
+    let status = reqwest::get(hub.url("/healthz")).await.unwrap().status();
+    assert_eq!(status, 200);
+
+    // `.invalid` never resolves (RFC 6761).
+    let output = ssehub()
+        .env("SSEHUB_LISTEN", "ssehub.invalid:8090")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`listen`")
+            && stderr.contains("ssehub.invalid:8090")
+            && stderr.contains("does not resolve"),
+        "{stderr}"
+    );
+
+    let output = ssehub().env("SSEHUB_LISTEN", "localhost").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`listen`") && stderr.contains("\"localhost:8080\""),
+        "{stderr}"
+    );
+}
