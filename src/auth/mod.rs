@@ -23,6 +23,7 @@ mod grant;
 mod jwks;
 mod keys;
 mod metrics;
+mod mint;
 mod pattern;
 mod rate;
 mod static_keys;
@@ -42,6 +43,7 @@ pub use error::{Action, AuthError, RateLimit, TokenRejection};
 pub use grant::{Grant, PublisherId, Scope};
 pub use jwks::JwksLocation;
 pub use metrics::{AuthMetrics, RejectionReason};
+pub use mint::{MintError, MintRequest, Minted, mint};
 pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
 pub use rate::{Limited, RateLimiters, quota};
 
