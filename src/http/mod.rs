@@ -38,8 +38,9 @@ enum ApiTags {
     Publish,
     /// Receive events over Server-Sent Events.
     Subscribe,
-    /// The tutorial-compatible `/event-stream` routes.
-    Seed,
+    /// The tutorial-compatible `/event-stream` routes: `{"message": "..."}`
+    /// in, `event: message` frames out, on one topic (`event_stream.topic`).
+    Tutorial,
     /// Probes and metrics for load balancers, orchestrators and monitoring.
     Operations,
     /// The browser console.
