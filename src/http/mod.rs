@@ -6,6 +6,7 @@ mod allow;
 mod body_limit;
 mod config;
 pub mod console;
+mod cors_off;
 mod credentials;
 mod error;
 mod fields;
@@ -145,11 +146,10 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
                         .map(move |operation| (path.path.clone(), operation.method))
                 }),
         ));
+    let cors_off = settings.cors.allowed_origins.is_empty();
     endpoint
-        .with_if(
-            !settings.cors.allowed_origins.is_empty(),
-            cors(&settings.cors),
-        )
+        .with_if(!cors_off, cors(&settings.cors))
+        .with_if(cors_off, cors_off::CorsOff::default())
         .into_endpoint()
 }
 
