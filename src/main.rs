@@ -150,12 +150,21 @@ async fn run(config: Config, started: Instant) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let console = config.console.enabled;
     let app = match App::build(config, listener).await {
         Ok(app) => app,
         Err(error) => return bad_config(error),
     };
+    // Where a person on this machine opens the hub: an unspecified address
+    // (0.0.0.0, ::) is not one to browse to.
+    let mut browse = app.local_addr();
+    if browse.ip().is_unspecified() {
+        browse.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     tracing::info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        console = console.then(|| format!("http://{browse}/")),
+        api_docs = format!("http://{browse}/docs"),
         "listening on {}",
         app.local_addr()
     );

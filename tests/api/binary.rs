@@ -177,3 +177,34 @@ async fn listen_takes_a_host_name_and_one_that_does_not_resolve_exits_64() {
         "{stderr}"
     );
 }
+
+/// The first run: the start-up line gives the console's and the API docs'
+/// URLs, and the first Ctrl-C says that a second one exits at once.
+#[tokio::test]
+async fn the_start_up_line_links_the_console_and_ctrl_c_explains_itself() {
+    let hub = crate::support::process::HubProcess::start(&[("SSEHUB_DRAIN__DELAY", "0s")]);
+    let start_line: serde_json::Value = hub
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("listening on "))
+        })
+        .expect("the start-up line");
+    let console = format!("http://{}/", hub.addr);
+    assert_eq!(start_line["console"], console.as_str(), "{start_line}");
+    assert_eq!(
+        start_line["api_docs"],
+        format!("http://{}/docs", hub.addr).as_str()
+    );
+    assert_eq!(reqwest::get(&console).await.unwrap().status(), 200);
+
+    hub.signal("INT");
+    let (status, _, log) = hub.exit_within(std::time::Duration::from_secs(10)).await;
+    assert!(status.success(), "{log}");
+    assert!(log.contains("press Ctrl-C again to exit at once"), "{log}");
+}
