@@ -169,10 +169,11 @@ fn the_layout_on_the_development_page_names_every_source_file() {
             }
             continue;
         }
-        let Some((_, text)) = entries
-            .iter()
-            .find(|(name, _)| *name == format!("src/{top_name}/"))
-        else {
+        // A directory beside its module file (`app.rs` and `app/`) may be
+        // described in the module file's entry.
+        let Some((_, text)) = entries.iter().find(|(name, _)| {
+            *name == format!("src/{top_name}/") || *name == format!("src/{top_name}.rs")
+        }) else {
             missing.push(format!("src/{top_name}/"));
             continue;
         };

@@ -379,6 +379,18 @@ async fn replicas_ack_answers_503_with_retry_after_until_enough_replicas_confirm
         replica
     })
     .await;
+    // The link up is not yet an acknowledged offset: wait until the master
+    // lists the replica online with its whole replication stream
+    // acknowledged, so the hub's WAIT below is judged on replication, not on
+    // how fast a loaded machine finishes the initial sync.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !replica_caught_up(&master.cli(&["INFO", "replication"])) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not catch up with the master within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.publish("t", json!("replicated")).await;
     let batch = app
         .client
@@ -437,4 +449,24 @@ async fn passwords_of_the_sentinels_and_of_the_data_nodes_are_used_where_they_be
     assert!(!detail.contains("pw"), "{detail}");
     assert_eq!(refused.get("/readyz").await.status(), 503);
     drop(master);
+}
+
+/// `INFO replication` of a master: a replica is online and has acknowledged
+/// the master's whole replication stream (`slave0:…,state=online,offset=N`
+/// with N = `master_repl_offset`).
+fn replica_caught_up(info: &str) -> bool {
+    let field = |line: &str, name: &str| {
+        line.split(',')
+            .find_map(|part| part.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    let master_offset = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("master_repl_offset:"))
+        .map(str::to_owned);
+    info.lines().any(|line| {
+        line.starts_with("slave")
+            && field(line, "state=").as_deref() == Some("online")
+            && field(line, "offset=") == master_offset
+    })
 }
