@@ -157,7 +157,8 @@ impl From<ApiError> for poem::Error {
 const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     (
         400,
-        "Malformed request: bad JSON, unknown field, bad topic name",
+        "Malformed request: bad JSON, unknown field, bad topic name, a malformed or \
+         over-long Idempotency-Key (`invalid-idempotency-key`)",
     ),
     (
         401,
@@ -176,11 +177,18 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
         "Event or body larger than the configured limit (`event-too-large`), or a batch \
          worth more events than a publish rate limit's burst (`over-rate-limit-burst`)",
     ),
+    (
+        409,
+        "`idempotency-key-in-flight`: a publish with the same Idempotency-Key is still \
+         being answered; retry once it is, and the retry gets its answer",
+    ),
     (415, "Content-Type is not application/json"),
     (
         422,
         "A field has a value the hub can't accept (`too-many-events`: a batch over \
-         limits.max_events_per_request)",
+         limits.max_events_per_request), or `idempotency-key-reused`: the \
+         Idempotency-Key was used within limits.idempotency_window for a different \
+         request (route, topic or body); nothing was published",
     ),
     (
         429,
@@ -238,7 +246,7 @@ impl ApiResponse for ApiError {
 pub struct TutorialRouteError(pub ApiError);
 
 /// What [`TutorialRouteError`] documents.
-const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 413, 429, 503, 504];
+const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 409, 413, 422, 429, 503, 504];
 
 impl ApiResponse for TutorialRouteError {
     fn meta() -> MetaResponses {
@@ -299,6 +307,19 @@ impl From<PublishError> for ApiError {
                 "empty-batch",
                 "`events` must hold at least one event",
             ),
+            // The draft's answers: 409 while the first is under way (no
+            // `Retry-After`: its answer comes when it comes), 422 for a key
+            // sent with another request.
+            PublishError::KeyInFlight => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                error.to_string(),
+            ),
+            PublishError::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                error.to_string(),
+            ),
             PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                 Self::unavailable("backplane-unavailable", error.to_string())
             }
@@ -312,10 +333,11 @@ impl From<PublishError> for ApiError {
                 "publish-outcome-unknown",
                 format!(
                     "{error}. The events may have been published (and may still be, \
-                     once the backplane resumes), or not. A retry may publish them a \
-                     second time, with new ids, as long as publishes carry no \
-                     idempotency key; check a subscriber or the topic's history \
-                     before retrying"
+                     once the backplane resumes), or not. A retry with the same \
+                     Idempotency-Key is safe (it gets the first publish's ids, or \
+                     publishes once); without one it may publish them a second \
+                     time, with new ids: check a subscriber or the topic's history \
+                     first"
                 ),
             ),
         }

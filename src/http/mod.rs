@@ -10,6 +10,7 @@ mod credentials;
 mod error;
 mod fields;
 mod health;
+mod idempotency;
 mod metrics;
 mod publish;
 mod request_span;

@@ -90,9 +90,19 @@ impl EventsApi {
         auth: Data<&Authenticator>,
         max_events: Data<&MaxEventsPerRequest>,
         credential: PublisherCredential,
+        /// Makes a retry safe (IETF draft "The Idempotency-Key HTTP Header
+        /// Field"): a retry with the same key within
+        /// `limits.idempotency_window` gets the first answer (same status,
+        /// same ids) and publishes nothing; 409 while the first is in
+        /// flight, 422 if the key was used for another request. A quoted
+        /// string (`"4f1c…"`) or a bare printable ASCII value, at most 255
+        /// bytes; keys are per publisher.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: Json<BatchRequest>,
     ) -> Result<BatchResponse, ApiError> {
-        publish::publish_batch(hub, auth, max_events, credential, body).await
+        let key = idempotency_key.0.as_deref();
+        publish::publish_batch(hub, auth, max_events, credential, key, body).await
     }
 
     /// Subscribe to topics (SSE)

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::{ApiError, TutorialRouteError};
+use super::idempotency::{self, PublishRoute};
 use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
 use crate::hub::{Hub, SubscribeRequest};
@@ -161,22 +162,42 @@ pub struct TutorialApi;
 #[OpenApi(tag = "ApiTags::Seed")]
 impl TutorialApi {
     /// Send a message (tutorial contract)
+    ///
+    /// With an `Idempotency-Key`, a retry within `limits.idempotency_window`
+    /// gets the first answer and publishes nothing.
     #[oai(path = "/event-stream", method = "post")]
+    // Each argument is one documented parameter or extractor of the
+    // operation: poem-openapi builds the spec from the signature.
+    #[allow(clippy::too_many_arguments)]
     async fn post_message(
         &self,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: PublisherCredential,
         topic: Data<&TutorialTopic>,
+        /// Makes a retry safe (IETF draft "The Idempotency-Key HTTP Header
+        /// Field"): a retry with the same key within
+        /// `limits.idempotency_window` gets the first answer and publishes
+        /// nothing; 409 while the first is in flight, 422 if the key was
+        /// used for another message. A quoted string (`"4f1c…"`) or a bare
+        /// printable ASCII value, at most 255 bytes; keys are per publisher.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: SeedMessageBody,
     ) -> Result<TutorialPostResponse, TutorialRouteError> {
-        auth.authorize_publish(
-            credential.credential.as_ref(),
-            credential.client,
-            &[&topic.0.0],
-            1,
-        )
-        .await?;
+        let key = match idempotency::parse_key(idempotency_key.0.as_deref()) {
+            Ok(key) => key,
+            // This route's contract: every bad request is its JSend 400.
+            Err(invalid) => return Ok(fail(invalid)),
+        };
+        let publisher = auth
+            .authorize_publish(
+                credential.credential.as_ref(),
+                credential.client,
+                &[&topic.0.0],
+                1,
+            )
+            .await?;
         let message = match body {
             SeedMessageBody::Json(Json(body)) => body.message.0,
             // Form bodies go through serde, not poem-openapi's parser: check
@@ -193,7 +214,14 @@ impl TutorialApi {
             data: message.clone(),
             trace: None,
         };
-        hub.publish(vec![draft]).await?;
+        let drafts = vec![draft];
+        let once = idempotency::record(
+            key.as_ref(),
+            publisher.as_ref(),
+            PublishRoute::Tutorial,
+            &drafts,
+        );
+        hub.publish_once(drafts, once).await?;
         Ok(TutorialPostResponse::Created(Json(JSend {
             status: "success".to_owned(),
             data: message,

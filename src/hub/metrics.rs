@@ -53,7 +53,8 @@ impl SubscriptionEnd {
 pub enum PublishOutcome {
     /// 2xx: in history and on its way to subscribers.
     Accepted,
-    /// 400, 415, 422: a malformed request or a value the hub can't take.
+    /// 400, 408, 409, 415, 422: a malformed request, a value the hub can't
+    /// take, or an idempotency key still in flight or reused.
     RejectedInvalid,
     /// 401, 403: no publish key or a wrong one.
     RejectedUnauthorized,
@@ -78,13 +79,46 @@ impl PublishOutcome {
     pub fn from_status(status: u16) -> Self {
         match status {
             200..=299 => Self::Accepted,
-            400 | 408 | 415 | 422 => Self::RejectedInvalid,
+            400 | 408 | 409 | 415 | 422 => Self::RejectedInvalid,
             401 | 403 => Self::RejectedUnauthorized,
             413 => Self::RejectedTooLarge,
             429 => Self::RejectedRateLimited,
             503 => Self::Unavailable,
             504 => Self::OutcomeUnknown,
             _ => Self::Error,
+        }
+    }
+}
+
+/// What became of a publish that carried an `Idempotency-Key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum IdempotencyOutcome {
+    /// Published, and its key recorded with it.
+    Published,
+    /// Answered from an earlier publish's record; nothing published.
+    Replayed,
+    /// 409: the same key was still in flight on this replica.
+    InFlight,
+    /// 422: the key was recorded for a different request.
+    KeyReused,
+}
+
+impl IdempotencyOutcome {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The outcome of a keyed publish's result; `None` for failures that
+    /// are not about the key (invalid, draining, backplane down), which
+    /// the publish families count.
+    pub fn of(result: &Result<super::Receipt, super::PublishError>) -> Option<Self> {
+        match result {
+            Ok(super::Receipt::Published(_)) => Some(Self::Published),
+            Ok(super::Receipt::Replayed(_)) => Some(Self::Replayed),
+            Err(super::PublishError::KeyInFlight) => Some(Self::InFlight),
+            Err(super::PublishError::KeyReused) => Some(Self::KeyReused),
+            Err(_) => None,
         }
     }
 }
@@ -170,6 +204,7 @@ struct Streams {
     subscriptions_closed: [Counter; SubscriptionEnd::VARIANTS.len()],
     publish_requests: [Counter; PublishOutcome::VARIANTS.len()],
     events_published: [Counter; PublishOutcome::VARIANTS.len()],
+    idempotent_publishes: [Counter; IdempotencyOutcome::VARIANTS.len()],
 }
 
 /// What reaches subscribers: registered after auth's families.
@@ -238,6 +273,13 @@ impl Streams {
             "Events in publish requests the hub handled, by outcome (a batch counts each event)",
             "outcome",
         );
+        let idempotent_publishes = labelled::<IdempotencyOutcome, _>(
+            registry,
+            "idempotent_publishes",
+            "Publishes that carried an Idempotency-Key, by outcome: published, replayed from the \
+             first publish's record, refused while in flight, refused for a reused key",
+            "outcome",
+        );
         Self {
             subscribers,
             live_topics,
@@ -246,6 +288,7 @@ impl Streams {
             subscriptions_closed,
             publish_requests,
             events_published,
+            idempotent_publishes,
         }
     }
 }
@@ -355,6 +398,10 @@ impl HubMetrics {
 
     pub fn events_published(&self, outcome: PublishOutcome, events: usize) {
         self.streams.events_published[outcome as usize].inc_by(events as u64);
+    }
+
+    pub fn idempotent_publish(&self, outcome: IdempotencyOutcome) {
+        self.streams.idempotent_publishes[outcome as usize].inc();
     }
 
     pub fn publish_request(&self, outcome: PublishOutcome, took: Duration) {

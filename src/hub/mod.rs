@@ -26,6 +26,7 @@
 
 mod delivery;
 mod frame_batch;
+mod in_flight;
 mod lifecycle;
 mod live_feed;
 mod live_queues;
@@ -43,16 +44,18 @@ use std::time::{Duration, SystemTime};
 pub use lifecycle::{Lifecycle, Phase};
 pub use live_queues::LiveQueues;
 pub use metrics::{
-    CounterSnapshot, HubMetrics, Instruments, PublishOutcome, ReplayTrigger, Snapshot,
-    SubscriptionEnd,
+    CounterSnapshot, HubMetrics, IdempotencyOutcome, Instruments, PublishOutcome, ReplayTrigger,
+    Snapshot, SubscriptionEnd,
 };
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
 
 use tracing::Instrument;
 
-use crate::backplane::{Backplane, BackplaneError, BackplaneMetrics, Replica};
-use crate::model::{Event, EventDraft, ResumePoint, TopicName};
+use crate::backplane::{
+    Backplane, BackplaneError, BackplaneMetrics, Publication, RecordedIds, Replica,
+};
+use crate::model::{Event, EventDraft, Idempotency, ResumePoint, TopicName};
 
 /// The hub's share of the configuration.
 #[derive(Debug, Clone)]
@@ -88,6 +91,8 @@ struct HubInner {
     backplane_metrics: Arc<BackplaneMetrics>,
     /// Every family of the process, rendered by [`Hub::render_metrics`].
     registry: crate::metrics::Registry,
+    /// Keyed publishes under way here (a retry meanwhile is refused).
+    in_flight: in_flight::InFlightKeys,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +109,32 @@ pub enum PublishError {
     },
     #[error("no events to publish")]
     Empty,
+    /// A publish with the same idempotency key (and publisher) is under way
+    /// on this replica: nothing was published by this one.
+    #[error(
+        "a publish with this Idempotency-Key is still in flight; retry once it is answered \
+         (the retry then gets its answer)"
+    )]
+    KeyInFlight,
+    /// The idempotency key is recorded for a request that published other
+    /// events (another route, topic or body): nothing was published.
+    #[error(
+        "this Idempotency-Key was already used for a different request (another route, topic \
+         or body) within limits.idempotency_window; use a new key for a new publish"
+    )]
+    KeyReused,
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
+}
+
+/// What a publish was answered with.
+#[derive(Debug)]
+pub enum Receipt {
+    /// Published now, in id order (the order of the drafts).
+    Published(Vec<Arc<Event>>),
+    /// A keyed publish already made: its ids, in the order of its drafts;
+    /// nothing was published now.
+    Replayed(RecordedIds),
 }
 
 /// A subscribe that no retry can fix (a shed is not an error: see [`Admission`]).
@@ -182,6 +211,7 @@ impl Hub {
                 metrics,
                 backplane_metrics,
                 registry,
+                in_flight: in_flight::InFlightKeys::default(),
             }),
         }
     }
@@ -251,20 +281,41 @@ impl Hub {
 
     /// Accepts `drafts` as one unit: all get ids and reach subscribers, or
     /// none does. Returns them in id order.
-    pub async fn publish(
+    pub async fn publish(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
+        match self.publish_once(drafts, None).await? {
+            Receipt::Published(events) => Ok(events),
+            Receipt::Replayed(_) => unreachable!("only a keyed publish is replayed"),
+        }
+    }
+
+    /// [`Hub::publish`], at most once per idempotency record: a publish
+    /// whose record an earlier one left gets that one's ids and publishes
+    /// nothing, or [`PublishError::KeyReused`] when it would publish other
+    /// events; one whose key is under way here gets
+    /// [`PublishError::KeyInFlight`]. Without `once`, a plain publish.
+    pub async fn publish_once(
         &self,
         mut drafts: Vec<EventDraft>,
-    ) -> Result<Vec<Arc<Event>>, PublishError> {
+        once: Option<Idempotency>,
+    ) -> Result<Receipt, PublishError> {
+        let keyed = once.is_some();
         let observer = spans::AcceptObserver::start(&mut drafts);
         let result = self
-            .accept(drafts)
+            .accept(drafts, once)
             .instrument(observer.span().clone())
             .await;
         observer.finish(&self.inner.metrics, &result);
+        if keyed && let Some(outcome) = IdempotencyOutcome::of(&result) {
+            self.inner.metrics.idempotent_publish(outcome);
+        }
         result
     }
 
-    async fn accept(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
+    async fn accept(
+        &self,
+        drafts: Vec<EventDraft>,
+        once: Option<Idempotency>,
+    ) -> Result<Receipt, PublishError> {
         if drafts.is_empty() {
             return Err(PublishError::Empty);
         }
@@ -280,10 +331,23 @@ impl Hub {
                 limit,
             });
         }
+        let _claim = match &once {
+            Some(once) => Some(
+                self.inner
+                    .in_flight
+                    .claim(once.record)
+                    .ok_or(PublishError::KeyInFlight)?,
+            ),
+            None => None,
+        };
         let Some(_in_flight) = self.inner.lifecycle.publish_token() else {
             return Err(PublishError::Closing);
         };
-        Ok(self.inner.backplane.publish(drafts).await?)
+        match self.inner.backplane.publish(drafts, once).await? {
+            Publication::Accepted(events) => Ok(Receipt::Published(events)),
+            Publication::Replayed(ids) => Ok(Receipt::Replayed(ids)),
+            Publication::KeyReused => Err(PublishError::KeyReused),
+        }
     }
 
     /// Opens a subscription. Its receivers are attached before any history

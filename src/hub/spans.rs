@@ -26,8 +26,8 @@ use std::time::SystemTime;
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::PublishError;
 use super::{HubMetrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
+use super::{PublishError, Receipt};
 use crate::backplane::BackplaneError;
 use crate::model::GapReason;
 use crate::model::ResumePoint;
@@ -58,6 +58,7 @@ impl AcceptObserver {
             "messaging.message.body.size" = bytes,
             "messaging.batch.message_count" = Empty,
             "ssehub.last_event_id" = Empty,
+            "ssehub.idempotency" = Empty,
             "otel.status_code" = Empty,
             "otel.status_description" = Empty,
         );
@@ -85,13 +86,16 @@ impl AcceptObserver {
         &self.span
     }
 
-    pub(super) fn finish(
-        self,
-        metrics: &HubMetrics,
-        result: &Result<Vec<Arc<Event>>, PublishError>,
-    ) {
+    pub(super) fn finish(self, metrics: &HubMetrics, result: &Result<Receipt, PublishError>) {
         let outcome = match result {
-            Ok(events) => {
+            Ok(Receipt::Replayed(ids)) => {
+                // Nothing published now: no events to count.
+                self.span
+                    .record("messaging.message.id", tracing::field::display(ids.first));
+                self.span.record("ssehub.idempotency", "replayed");
+                return;
+            }
+            Ok(Receipt::Published(events)) => {
                 if let (Some(first), Some(last)) = (events.first(), events.last()) {
                     self.span
                         .record("messaging.message.id", tracing::field::display(first.id));
@@ -108,7 +112,9 @@ impl AcceptObserver {
                     .record("otel.status_description", tracing::field::display(error));
                 match error {
                     PublishError::TooLarge { .. } => PublishOutcome::RejectedTooLarge,
-                    PublishError::Empty => PublishOutcome::RejectedInvalid,
+                    PublishError::Empty | PublishError::KeyInFlight | PublishError::KeyReused => {
+                        PublishOutcome::RejectedInvalid
+                    }
                     PublishError::Closing
                     | PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                         PublishOutcome::Unavailable

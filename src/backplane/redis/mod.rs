@@ -61,10 +61,12 @@
 //! Redis runs the queued script when it resumes. It is reported as
 //! [`BackplaneError::OutcomeUnknown`] (HTTP 504 `publish-outcome-unknown`),
 //! never as the plain 503 that means "nothing published". A publisher that
-//! retries it may publish twice (with new ids); only an idempotency key
-//! from the publisher can make that retry safe. ssehub promises: nothing
-//! answered 2xx is lost, nothing answered 503 was stored, and nothing is
-//! delivered that Redis did not store.
+//! retries it without an idempotency key may publish twice (with new ids).
+//! With a key the retry is safe: the record is written by the same script
+//! as the events, so the retry either finds it (and is answered with the
+//! first publish's ids) or publishes the events itself. ssehub promises:
+//! nothing answered 2xx is lost, nothing answered 503 was stored, and
+//! nothing is delivered that Redis did not store.
 
 mod message;
 mod reader;
@@ -82,10 +84,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::RedisConfig;
 use super::{
-    Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits, PageLimit,
-    Replica,
+    Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits,
+    IDEMPOTENCY_WINDOW_DEFAULT, PageLimit, Publication, RecordedIds, Replica,
 };
-use crate::model::{Event, EventDraft, EventId, TopicName};
+use crate::model::{Event, EventDraft, EventId, Idempotency, TopicName};
 use crate::setting::mask_userinfo;
 
 use scripts::{Keys, Scripts};
@@ -106,6 +108,8 @@ pub struct RedisBackplane {
     command_timeout: Duration,
     limits: HistoryLimits,
     bounds: HistoryBounds,
+    /// How long a keyed publish's record lives in Redis (its key's TTL).
+    idempotency_window: Duration,
     keys: Keys,
     scripts: Scripts,
     replica: Replica,
@@ -140,6 +144,7 @@ impl RedisBackplane {
             command_timeout: config.command_timeout,
             limits,
             bounds,
+            idempotency_window: IDEMPOTENCY_WINDOW_DEFAULT,
             keys: Keys::new(&config.key_prefix),
             scripts: Scripts::new(),
             replica,
@@ -148,6 +153,12 @@ impl RedisBackplane {
             epoch: AtomicU64::new(0),
             position: watch::Sender::new(EventId::new(0, 0)),
         })
+    }
+
+    /// Keeps keyed publishes' records for `window` (`limits.idempotency_window`).
+    pub fn with_idempotency_window(mut self, window: Duration) -> Self {
+        self.idempotency_window = window;
+        self
     }
 
     /// The current session's command connection. Reads need only this: the
@@ -237,10 +248,12 @@ impl RedisBackplane {
     async fn publish_drafts(
         &self,
         drafts: Vec<EventDraft>,
-    ) -> Result<Vec<Arc<Event>>, BackplaneError> {
+        once: Option<Idempotency>,
+    ) -> Result<Publication, BackplaneError> {
         let mut connection = self.publish_connection()?;
         let known = *self.position.borrow();
         let mut invocation = self.scripts.publish.prepare_invoke();
+        let record = once.as_ref().map(Idempotency::record_hex);
         invocation
             .key(&self.keys.epoch)
             .key(&self.keys.seq)
@@ -248,7 +261,8 @@ impl RedisBackplane {
             .key(&self.keys.topics)
             .key(&self.keys.sizes)
             .key(&self.keys.bytes)
-            .key(&self.keys.evicted);
+            .key(&self.keys.evicted)
+            .key(self.keys.idempotency(record.as_deref().unwrap_or_default()));
         for draft in &drafts {
             invocation
                 .key(self.keys.history(draft.topic.as_str()))
@@ -263,22 +277,43 @@ impl RedisBackplane {
             .arg(&self.keys.channel)
             .arg(self.bounds.max_topics)
             .arg(self.bounds.max_bytes)
-            .arg(self.keys.prefix());
+            .arg(self.keys.prefix())
+            .arg(
+                once.as_ref()
+                    .map(Idempotency::fingerprint_hex)
+                    .unwrap_or_default(),
+            )
+            .arg(self.idempotency_window.as_millis() as u64);
         for draft in &drafts {
             let json = serde_json::to_string(&wire::WireEvent::from(draft))
                 .expect("a wire event always serializes");
             invocation.arg(json);
         }
         let started = Instant::now();
-        let (epoch, first, accepted_ms, evicted_for_topics, evicted_for_bytes): (
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = self
+        let reply: Vec<redis::Value> = self
             .run_publish(invocation.invoke_async(&mut connection))
             .await?;
+        let (epoch, first, accepted_ms, evicted_for_topics, evicted_for_bytes) =
+            match parse_publish(reply).map_err(|reason| BackplaneError::OutcomeUnknown {
+                reason: format!("unreadable answer of the publish script: {reason}"),
+                source: None,
+            })? {
+                PublishReply::Published {
+                    epoch,
+                    first,
+                    accepted_ms,
+                    evicted_for_topics,
+                    evicted_for_bytes,
+                } => (
+                    epoch,
+                    first,
+                    accepted_ms,
+                    evicted_for_topics,
+                    evicted_for_bytes,
+                ),
+                PublishReply::Replayed(ids) => return Ok(Publication::Replayed(ids)),
+                PublishReply::KeyReused => return Ok(Publication::KeyReused),
+            };
         let metrics = &self.replica.metrics;
         metrics.published(started.elapsed());
         if evicted_for_topics > 0 {
@@ -311,7 +346,7 @@ impl RedisBackplane {
             position.wait_for(|at| at.epoch != epoch || at.seq >= last),
         )
         .await;
-        Ok(events)
+        Ok(Publication::Accepted(events))
     }
 
     async fn read_history(
@@ -386,6 +421,54 @@ fn error_summary(error: &redis::RedisError) -> String {
     }
 }
 
+/// What `PUBLISH_LUA` answered.
+#[derive(Debug, PartialEq, Eq)]
+enum PublishReply {
+    Published {
+        epoch: u64,
+        first: u64,
+        accepted_ms: u64,
+        evicted_for_topics: u64,
+        evicted_for_bytes: u64,
+    },
+    Replayed(RecordedIds),
+    KeyReused,
+}
+
+/// `{'published', epoch, first, ms, evicted for topics, evicted for
+/// bytes}`, `{'replayed', epoch, first, count}` or `{'key_reused'}`.
+fn parse_publish(reply: Vec<redis::Value>) -> Result<PublishReply, String> {
+    use redis::FromRedisValue;
+    let mut reply = reply.into_iter();
+    let tag = reply.next().ok_or("empty reply")?;
+    let tag = String::from_redis_value(tag).map_err(|e| e.to_string())?;
+    // Integers come back as integers, strings of digits as strings: both read as u64.
+    let mut number = |what: &str| -> Result<u64, String> {
+        let value = reply.next().ok_or_else(|| format!("no {what}"))?;
+        u64::from_redis_value(value).map_err(|e| format!("{what}: {e}"))
+    };
+    match tag.as_str() {
+        "published" => Ok(PublishReply::Published {
+            epoch: number("epoch")?,
+            first: number("first seq")?,
+            accepted_ms: number("accepted ms")?,
+            evicted_for_topics: number("evictions for max topics")?,
+            evicted_for_bytes: number("evictions for max bytes")?,
+        }),
+        "replayed" => {
+            let epoch = number("recorded epoch")?;
+            let first = number("recorded first seq")?;
+            let count = number("recorded count")?;
+            Ok(PublishReply::Replayed(RecordedIds {
+                first: EventId::new(epoch, first),
+                count: count as usize,
+            }))
+        }
+        "key_reused" => Ok(PublishReply::KeyReused),
+        other => Err(format!("unknown answer {other:?}")),
+    }
+}
+
 /// `{epoch, complete, {id, ms, json, ...}, next}` from `HISTORY_LUA`.
 fn parse_history(reply: Vec<redis::Value>) -> Result<History, String> {
     use redis::FromRedisValue;
@@ -440,8 +523,9 @@ impl Backplane for RedisBackplane {
     fn publish(
         &self,
         drafts: Vec<EventDraft>,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
-        Box::pin(self.publish_drafts(drafts))
+        once: Option<Idempotency>,
+    ) -> BoxFuture<'_, Result<Publication, BackplaneError>> {
+        Box::pin(self.publish_drafts(drafts, once))
     }
 
     fn history<'a>(
