@@ -734,7 +734,7 @@ check "Dockerfile copies what the workspace needs" dockerfile_context
 
 echo "== Scripts"
 SCRIPTS=(scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh
-  scripts/scale-out.sh scripts/lib/replicas.sh)
+  scripts/scale-out.sh scripts/lib/replicas.sh scripts/check-docs.sh)
 check "shellcheck ${SCRIPTS[*]}" "$SHELLCHECK" -x "${SCRIPTS[@]}"
 
 echo "== YAML"

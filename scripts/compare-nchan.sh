@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: the same load-test scenarios against ssehub
-# (release build) and Nchan (nginx + libnginx-mod-nchan from Debian), in one
-# sitting on this machine, then one markdown table of every figure with the
-# ratio ssehub/Nchan.
+# (release build), Nchan (nginx + libnginx-mod-nchan from Debian) and the
+# floor (../shared/floor: the least work an SSE fan-out server can do here; a
+# yardstick, not a competitor), in one sitting on this machine, then markdown
+# tables of every figure with the ratios ssehub/Nchan and ssehub/floor.
 #
 #   scripts/compare-nchan.sh                  # the default scenario list
 #   scripts/compare-nchan.sh smoke idle-10k   # chosen scenarios
 #
 # Environment:
-#   TARGETS        servers to run, in order (default "nchan ssehub")
+#   TARGETS        servers to run, in order (default "floor nchan ssehub")
 #   PORT_SSEHUB    loopback port for ssehub (default 18080)
 #   PORT_NCHAN     loopback port for Nchan (default 18081)
+#   PORT_FLOOR     loopback port for the floor (default 18082)
+#   FLOOR_DIR      the floor's sources (default ../shared/floor beside the
+#                  checkout); built into target/floor
+#   FLOOR_THREADS  the floor's worker threads (default: the number of cores)
 #   OUT_DIR        where JSON lines, plots and the table go
 #                  (default target/compare/<timestamp>)
 #   SKIP_INSTALL=1 don't apt-get install nginx + Nchan when missing
@@ -31,10 +36,14 @@ SCENARIOS=("$@")
 if [ ${#SCENARIOS[@]} -eq 0 ]; then
     SCENARIOS=(broadcast-1k broadcast-10k saturate-1k idle-10k idle-20k topics-10k)
 fi
-read -r -a TARGET_LIST <<<"${TARGETS:-nchan ssehub}"
+read -r -a TARGET_LIST <<<"${TARGETS:-floor nchan ssehub}"
 PORT_SSEHUB="${PORT_SSEHUB:-18080}"
 PORT_NCHAN="${PORT_NCHAN:-18081}"
+PORT_FLOOR="${PORT_FLOOR:-18082}"
+FLOOR_DIR="${FLOOR_DIR:-$ROOT/../shared/floor}"
+FLOOR_THREADS="${FLOOR_THREADS:-$(nproc)}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN_FLOOR="$TARGET_DIR/floor/release/floor"
 OUT_DIR="${OUT_DIR:-$TARGET_DIR/compare/$(date +%Y%m%d-%H%M%S)}"
 RESULTS="$OUT_DIR/results.jsonl"
 BIN_SSEHUB="${BIN_SSEHUB:-$TARGET_DIR/release/ssehub}"
@@ -65,6 +74,11 @@ build() {
     fi
     log "building ssehub and ssehub-loadtest (release)"
     (cd "$ROOT" && cargo build --release -p ssehub -p ssehub-loadtest)
+    if [[ " ${TARGET_LIST[*]} " == *" floor "* ]]; then
+        log "building the floor (release) from $FLOOR_DIR"
+        # ../shared may be read-only: the floor builds into our own target/.
+        cargo build --release --manifest-path "$FLOOR_DIR/Cargo.toml" --target-dir "$TARGET_DIR/floor"
+    fi
 }
 
 wait_for_port() {
@@ -112,6 +126,13 @@ start_ssehub() {
     wait_for_port "$PORT_SSEHUB" "$SERVER_PID"
 }
 
+start_floor() {
+    "$BIN_FLOOR" --listen "127.0.0.1:$PORT_FLOOR" --threads "$FLOOR_THREADS" \
+        >>"$OUT_DIR/floor.log" 2>&1 &
+    SERVER_PID=$!
+    wait_for_port "$PORT_FLOOR" "$SERVER_PID"
+}
+
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
     kill -TERM "$SERVER_PID" 2>/dev/null || true
@@ -141,6 +162,7 @@ run_scenario() {
     case "$target" in
         nchan) port="$PORT_NCHAN"; start_nchan || { fail_start nchan; return; } ;;
         ssehub) port="$PORT_SSEHUB"; start_ssehub || { fail_start ssehub; return; } ;;
+        floor) port="$PORT_FLOOR"; start_floor || { fail_start floor; return; } ;;
         *) echo "unknown target $target" >&2; exit 1 ;;
     esac
     log "$scenario against $target (pid $SERVER_PID)"
@@ -172,7 +194,12 @@ done
         "$(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r); $(nginx -v 2>&1 | sed 's/.*: //')" \
         "with libnginx-mod-nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?');" \
         "ssehub $LABEL; harness and server on the same machine, loopback."
-    echo
-    "$BIN_LOADTEST" compare "$RESULTS" --candidate ssehub --baseline nchan
+    for baseline in nchan floor; do
+        [[ " ${TARGET_LIST[*]} " == *" $baseline "* ]] || continue
+        echo
+        echo "ssehub / $baseline:"
+        echo
+        "$BIN_LOADTEST" compare "$RESULTS" --candidate ssehub --baseline "$baseline"
+    done
 } | tee "$OUT_DIR/table.md"
 log "results in $OUT_DIR"

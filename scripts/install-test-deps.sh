@@ -5,6 +5,8 @@
 #   - redis-server and redis-tools (Debian) for the Redis backplane tests,
 #     the several-replica tests and the rolling restart;
 #   - cargo-nextest (crates.io) if missing;
+#   - mdbook (crates.io, the version pinned below) for the book in docs/, if
+#     missing or another version;
 #   - the deployment tools (helm, kubernetes-validate, linters) via
 #     scripts/install-deploy-tools.sh, cached in .tools/;
 #   - schemathesis for the API fuzzing (scripts/fuzz/api.sh), pinned with
@@ -38,6 +40,16 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "install-test-deps: cargo install cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+
+# The book in docs/ (scripts/check-docs.sh builds it). Pinned: a new mdbook may
+# render ids or links differently. 0.5.4 needs Rust 1.88, as ssehub does; only
+# the `search` feature, since the docs are built, not served.
+MDBOOK_VERSION=0.5.4
+MDBOOK="$(command -v mdbook || echo "${CARGO_HOME:-$HOME/.cargo}/bin/mdbook")"
+if [[ "$("$MDBOOK" --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]]; then
+  echo "install-test-deps: cargo install mdbook $MDBOOK_VERSION"
+  cargo install --locked mdbook --version "$MDBOOK_VERSION" --no-default-features --features search
 fi
 
 bash "$ROOT/scripts/install-deploy-tools.sh"

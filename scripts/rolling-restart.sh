@@ -23,7 +23,7 @@
 #
 #   scripts/rolling-restart.sh                      CI size: 3 x 100 subscribers
 #   scripts/rolling-restart.sh --subscribers 9000 --topics 30 --rate 100 \
-#       --drain-spread 10s --retry 1s --release     the 3 x 3,000 run of the README
+#       --drain-spread 10s --retry 1s --release     the 3 x 3,000 run of the book
 #
 # Options (defaults in brackets):
 #   --replicas N [3]         ssehub processes behind nginx
@@ -220,8 +220,9 @@ if ((drained < REPLICAS)); then
   status=1
 fi
 
-# The figures as a table to paste into the README (on stderr: the verdict
-# stays the last line of stdout).
+# The figures as a table to paste into the book's
+# docs/src/scaling-out/rolling-restart.md (on stderr: the verdict stays the
+# last line of stdout).
 if [[ -s "$RUN_JSON" ]]; then
   python3 - "$RUN_JSON" "$STATE/drains.tsv" "$PROFILE" "$REPLICAS" "$DRAIN_DELAY" "$DRAIN_SPREAD" "$RETRY" <<'PY' >&2
 import json, sys

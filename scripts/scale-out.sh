@@ -13,7 +13,8 @@
 # [3], --release (target/release binaries; the default is target/debug, whose
 # figures mean little), --json-out FILE, --label TEXT; anything after `--` goes
 # to the harness (e.g. `-- --subscribers 3000`). It ends with a table to
-# paste into the README (on stderr, one row per replica count). The machine is shared and
+# paste into docs/src/scaling-out/throughput.md (on stderr, one row per
+# replica count). The machine is shared and
 # has two cores: three replicas there compete for the same CPU, so these
 # figures say what a replica costs more than how far it scales; take final
 # figures in a quiet sitting, on machines with the cores to match.

@@ -6,8 +6,10 @@
 # Steps (each prints a header; the first failure stops the run):
 #   1. install test dependencies (Debian packages, cargo-nextest, deploy tools)
 #   2. build the workspace once (debug), reused by every later step
-#   3. cargo fmt --check, cargo clippy -D warnings, and imports that run one
-#      way with no file over 600 lines (scripts/check-imports.sh)
+#   3. cargo fmt --check, cargo clippy -D warnings, imports that run one
+#      way with no file over 600 lines (scripts/check-imports.sh), and the
+#      docs: the book in docs/ builds with mdbook, every link and anchor of
+#      every Markdown file resolves (scripts/check-docs.sh)
 #   4. unit and integration tests (cargo nextest): hub, HTTP API, drain of
 #      the real binary, nginx in front of ssehub
 #   5. deployment checks: Helm chart, k8s/, Dockerfile, nginx configs
@@ -46,7 +48,7 @@ bash scripts/install-test-deps.sh
 step "2/9 build (debug, all targets)"
 cargo build --workspace --all-targets --locked -j "$JOBS"
 
-step "3/9 format and lints"
+step "3/9 format, lints and docs"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -j "$JOBS" -- -D warnings
 bash scripts/check-imports.sh --self-test 2>&1 | tee "$LOGS/imports-self-test.log"
@@ -55,6 +57,7 @@ if [ "$CHECK_SRC_IMPORTS" = 1 ]; then
 else
     bash scripts/check-imports.sh --loadtest-only 2>&1 | tee "$LOGS/imports.log"
 fi
+bash scripts/check-docs.sh 2>&1 | tee "$LOGS/docs.log"
 
 step "4/9 unit and integration tests"
 cargo nextest run --workspace --locked -j "$JOBS" --no-fail-fast 2>&1 | tee "$LOGS/nextest.log"
@@ -76,5 +79,5 @@ bash scripts/rolling-restart.sh 2>&1 | tee "$LOGS/rolling-restart.log"
 # The plain closing line CI runners read as a test result.
 grep -q '^rolling-restart: PASS$' "$LOGS/rolling-restart.log" && echo "1 passed, 0 failed" | tee -a "$LOGS/rolling-restart.log"
 
-total=$(($(passed_in "$LOGS/imports-self-test.log") + $(passed_in "$LOGS/imports.log") + $(passed_in "$LOGS/nextest.log") + $(passed_in "$LOGS/deploy.log") + $(passed_in "$LOGS/smoke.log") + $(passed_in "$LOGS/fuzz.log") + $(passed_in "$LOGS/churn.log") + $(passed_in "$LOGS/rolling-restart.log")))
+total=$(($(passed_in "$LOGS/imports-self-test.log") + $(passed_in "$LOGS/imports.log") + $(passed_in "$LOGS/docs.log") + $(passed_in "$LOGS/nextest.log") + $(passed_in "$LOGS/deploy.log") + $(passed_in "$LOGS/smoke.log") + $(passed_in "$LOGS/fuzz.log") + $(passed_in "$LOGS/churn.log") + $(passed_in "$LOGS/rolling-restart.log")))
 printf '\nall test steps passed\ntotal: %d passed, 0 failed\n' "$total"

@@ -17,7 +17,7 @@ use crate::http::{self, HttpSettings, TutorialTopic};
 use crate::hub::{self, Hub, HubParts, HubSettings, LiveQueues};
 use crate::model::TopicName;
 use crate::server::{self, DrainingAcceptor, ServerSettings};
-use crate::shutdown::{self, DrainReport};
+use crate::shutdown::{self, DrainReport, Running};
 
 /// Once the streams are closed, connections still open (idle keep-alive,
 /// a client that stopped reading) get this long before they are dropped.
@@ -40,7 +40,7 @@ impl App {
         listener: std::net::TcpListener,
     ) -> Result<Self, ConfigError> {
         let settings = HubSettings {
-            heartbeat: (!config.heartbeat.interval.is_zero()).then_some(config.heartbeat.interval),
+            heartbeat: config.heartbeat.interval(),
             retry: config.stream.retry,
             max_subscribers: config.limits.max_subscribers,
             max_topics_per_subscription: config.limits.max_topics_per_subscription,
@@ -100,8 +100,8 @@ impl App {
         &self.hub
     }
 
-    /// Serves until `shutdown` resolves, then drains (see `shutdown`) and
-    /// returns once every connection is closed.
+    /// Serves until `shutdown` resolves, then drains and stops in the order
+    /// `shutdown` owns; returns once every connection is closed.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<DrainReport> {
         let App {
             config,
@@ -134,40 +134,27 @@ impl App {
             ServerSettings {
                 header_read_timeout: config.limits.header_read_timeout,
                 keep_alive_timeout: config.limits.keep_alive_timeout,
-                write_timeout: (!config.stream.write_timeout.is_zero())
-                    .then_some(config.stream.write_timeout),
-                coalesce: (!config.stream.coalesce.is_zero()).then_some(config.stream.coalesce),
+                write_timeout: config.stream.write_timeout(),
+                coalesce: config.stream.coalesce(),
                 refusal: http::refusal,
             },
             stop_server.clone(),
             CONNECTION_CLOSE_GRACE,
         ));
-        // Stopped only after the drain: streams get every event accepted
-        // before it, and a Redis backplane delivers them through this task.
         let stop_backplane = CancellationToken::new();
-        let backplane_task = tokio::spawn(hub.backplane().clone().run(stop_backplane.clone()));
-        let auth_tasks = authenticator.spawn_background();
+        let backplane = tokio::spawn(hub.backplane().clone().run(stop_backplane.clone()));
+        let background = authenticator.spawn_background();
         authenticator.log_summary(local_addr);
         tracing::info!(%local_addr, backplane = ?config.backplane.kind, "ssehub ready");
 
-        shutdown.await;
-        let report = shutdown::drain(&hub, &config.drain, &stop_accepting).await;
-        stop_server.cancel();
-        stop_backplane.cancel();
-        if let Err(error) = backplane_task.await {
-            tracing::error!(%error, "the backplane task failed");
-        }
-        for task in auth_tasks {
-            task.abort();
-        }
-        server
-            .await
-            .map_err(|error| io::Error::other(format!("server task failed: {error}")))?;
-        tracing::info!(
-            closed = report.streams_closed,
-            cut = report.streams_cut,
-            "drain complete"
-        );
-        Ok(report)
+        let running = Running {
+            stop_accepting,
+            stop_server,
+            server,
+            stop_backplane,
+            backplane,
+            background,
+        };
+        shutdown::drain_then_stop(&hub, &config.drain, shutdown, running).await
     }
 }

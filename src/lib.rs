@@ -17,7 +17,7 @@
 //! | [`app`] | building in order around an already bound listener: the metric families, hub and backplane, auth, routes, the HTTP server; serving until the drain |
 //! | [`config`] | the root configuration: composes each part's settings, its layers (defaults < TOML < `SSEHUB_*`), `ConfigError` (wrapping a part's [`setting::InvalidSetting`]), masking |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), tutorial routes, probes, `/v1/stats`, the console at `/` (assets embedded), problem+json errors (and the refusal [`server`] sends for a bad head), its settings (CORS, console, tutorial topic) |
-//! | [`shutdown`] | the drain sequence, signal handling, the drain settings |
+//! | [`shutdown`] | the drain sequence and the stop order after it, the signals (the first drains, a second exits at once), the drain settings |
 //! | [`hub`] | the domain core: the topics' live queues, subscriptions and their delivery logic, drain state, shedding (the one answer to a subscribe not served now), its metric families and the order every family is registered in. No HTTP, no Redis |
 //! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh), topic patterns, grants, rate limits, the client address behind trusted proxies; its settings and metric families. No HTTP types |
 //! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync, the wire form of an event) — the trait, the fan-out contract, `connect` from its settings, the background `run`, its metric families |
@@ -40,7 +40,12 @@
 //! accept span (whose trace context then travels on each [`model::Event`]),
 //! the fan-out span (parented by that context, also across a backplane) and
 //! one span per subscription, linked to the publishes where it resumed after
-//! a gap. Counters are bumped at the same places, per batch on the hot path.
+//! a gap. Counters are bumped at the same places, per batch on the hot path;
+//! a publish's outcome is decided and counted in `http::publish_outcome`.
+//!
+//! The source layout, directory by directory, is the book's Development page
+//! (`docs/src/development.md`, "Development"): a module added, moved or
+//! renamed here is changed there too.
 
 pub mod app;
 pub mod auth;

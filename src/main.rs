@@ -7,11 +7,17 @@ use std::time::Instant;
 
 use clap::Parser;
 use ssehub::app::App;
-use ssehub::config::{Config, EXIT_BAD_CONFIG};
+use ssehub::config::Config;
 use ssehub::server::listener;
 use ssehub::shutdown::Signals;
 use ssehub::telemetry;
 use ssehub::telemetry::TraceSettings;
+
+/// Exit code for a configuration error (`EX_CONFIG`-like; sysexits' EX_USAGE).
+const EXIT_BAD_CONFIG: i32 = 64;
+/// Exit code when a second signal cuts the drain short: 128 + SIGINT, what
+/// a shell reports for Ctrl-C.
+const EXIT_SECOND_SIGNAL: i32 = 130;
 
 /// Server-Sent Events fan-out hub.
 #[derive(Parser)]
@@ -80,7 +86,7 @@ fn bad_config(error: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn run(config: Config, started: Instant) -> ExitCode {
-    let mut signals = match Signals::install() {
+    let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(error) => {
             tracing::error!(%error, "cannot install signal handlers");
@@ -104,27 +110,8 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         "listening on {}",
         app.local_addr()
     );
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let first = signals.next().await;
-        tracing::info!(
-            signal = first,
-            "shutdown signal: draining (send it again to exit at once)"
-        );
-        let _ = first_tx.send(());
-        let second = signals.next().await;
-        tracing::warn!(
-            signal = second,
-            "second signal: exiting now without finishing the drain"
-        );
-        std::process::exit(130);
-    });
-    match app
-        .serve(async {
-            let _ = first_rx.await;
-        })
-        .await
-    {
+    let drain_signal = signals.drain_on_first(|| std::process::exit(EXIT_SECOND_SIGNAL));
+    match app.serve(drain_signal).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");

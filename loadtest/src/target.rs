@@ -1,5 +1,6 @@
 //! Where the load goes: subscribe and publish request templates. A scenario
-//! names the load; a target names the server. Presets cover ssehub and Nchan;
+//! names the load; a target names the server. Presets cover ssehub, Nchan and
+//! the floor (`../shared/floor`, the least work an SSE fan-out server can do);
 //! every part can be overridden for any other SSE server.
 
 use crate::http::request::Header;
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 const SSEHUB_BASE_URL: &str = "http://127.0.0.1:8080";
 /// Where `loadtest/peers/nchan.conf` listens when the compare script runs it.
 const NCHAN_BASE_URL: &str = "http://127.0.0.1:8081";
+/// Where the compare script runs the floor server.
+const FLOOR_BASE_URL: &str = "http://127.0.0.1:8082";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -19,6 +22,9 @@ pub enum Preset {
     Ssehub,
     /// Nchan: `GET /sub/{topic}` (EventSource), `POST /pub/{topic}` with the raw payload.
     Nchan,
+    /// The floor (a yardstick, not a competitor): Nchan's request shapes,
+    /// `GET /sub/{topic}` and `POST /pub/{topic}` with the raw payload.
+    Floor,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -26,7 +32,7 @@ pub struct TargetArgs {
     /// Server preset whose request templates are used.
     #[arg(long, value_enum, default_value = "ssehub")]
     pub target: Preset,
-    /// Replaces the preset's `http://host:port` (ssehub: 127.0.0.1:8080, nchan: 127.0.0.1:8081).
+    /// Replaces the preset's `http://host:port` (ssehub: 127.0.0.1:8080, nchan: 127.0.0.1:8081, floor: 127.0.0.1:8082).
     #[arg(long)]
     pub base_url: Option<String>,
     /// Subscribe URL template; `{topic}` is replaced by the topic name.
@@ -73,6 +79,13 @@ impl Target {
             ),
             Preset::Nchan => (
                 NCHAN_BASE_URL,
+                "{base}/sub/{topic}",
+                "{base}/pub/{topic}",
+                "{payload}",
+                "text/plain",
+            ),
+            Preset::Floor => (
+                FLOOR_BASE_URL,
                 "{base}/sub/{topic}",
                 "{base}/pub/{topic}",
                 "{payload}",
@@ -186,6 +199,21 @@ mod tests {
             t.publish_headers,
             vec![("Authorization".into(), "Bearer k".into())]
         );
+    }
+
+    #[test]
+    fn floor_preset() {
+        let t = target(&["--target", "floor"]);
+        assert_eq!(t.name, "floor");
+        assert_eq!(
+            render(&t.subscribe_url, "lt-x-1", ""),
+            "http://127.0.0.1:8082/sub/lt-x-1"
+        );
+        assert_eq!(
+            render(&t.publish_url, "lt-x-1", ""),
+            "http://127.0.0.1:8082/pub/lt-x-1"
+        );
+        assert_eq!(t.publish_content_type, "text/plain");
     }
 
     #[test]

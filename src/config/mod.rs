@@ -109,8 +109,6 @@ pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// records of a busy hub would outweigh its history.
 const IDEMPOTENCY_WINDOW_MIN: Duration = Duration::from_secs(1);
 const IDEMPOTENCY_WINDOW_MAX: Duration = Duration::from_secs(24 * 60 * 60);
-/// Exit code for a configuration error (`EX_CONFIG`-like; sysexits' EX_USAGE).
-pub const EXIT_BAD_CONFIG: i32 = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -135,7 +133,8 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatConfig {
-    /// A comment line is sent after this much silence on a stream; 0 disables.
+    /// A comment line is sent after this much silence on a stream; 0 disables
+    /// (read it with [`HeartbeatConfig::interval()`]).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 }
@@ -262,6 +261,36 @@ impl Default for LimitsConfig {
             idempotency_window: IDEMPOTENCY_WINDOW_DEFAULT,
             idempotency_keys: IDEMPOTENCY_KEYS_DEFAULT,
         }
+    }
+}
+
+/// **0 means off.** A duration key whose `0s` turns its feature off
+/// (`heartbeat.interval`, `stream.write_timeout`, `stream.coalesce`) is
+/// read through the getter beside it, which gives `None` for off. The rule
+/// is written here once: nothing else compares those fields with zero.
+fn off_if_zero(value: Duration) -> Option<Duration> {
+    (!value.is_zero()).then_some(value)
+}
+
+impl HeartbeatConfig {
+    /// Silence after which a stream gets a heartbeat; `None`: never
+    /// ([`off_if_zero`]).
+    pub fn interval(&self) -> Option<Duration> {
+        off_if_zero(self.interval)
+    }
+}
+
+impl StreamConfig {
+    /// How long a stream's socket may accept nothing before the stream
+    /// ends; `None`: a stalled stream is never ended ([`off_if_zero`]).
+    pub fn write_timeout(&self) -> Option<Duration> {
+        off_if_zero(self.write_timeout)
+    }
+
+    /// The window a stream gathers events in before its next write;
+    /// `None`: every event is written at once ([`off_if_zero`]).
+    pub fn coalesce(&self) -> Option<Duration> {
+        off_if_zero(self.coalesce)
     }
 }
 

@@ -272,3 +272,31 @@ fn idempotency_window_and_keys_are_bounded_and_named_when_wrong() {
         assert!(message.contains(expected), "{message}");
     }
 }
+
+#[test]
+fn zero_turns_a_duration_feature_off() {
+    let off = Config::load_from(
+        None,
+        env_from(&[
+            ("HEARTBEAT__INTERVAL", "0s"),
+            ("STREAM__WRITE_TIMEOUT", "0s"),
+            ("STREAM__COALESCE", "0s"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(off.heartbeat.interval(), None);
+    assert_eq!(off.stream.write_timeout(), None);
+    assert_eq!(off.stream.coalesce(), None);
+    let on = Config::load_from(
+        None,
+        env_from(&[
+            ("HEARTBEAT__INTERVAL", "5s"),
+            ("STREAM__WRITE_TIMEOUT", "7s"),
+            ("STREAM__COALESCE", "3ms"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(on.heartbeat.interval(), Some(Duration::from_secs(5)));
+    assert_eq!(on.stream.write_timeout(), Some(Duration::from_secs(7)));
+    assert_eq!(on.stream.coalesce(), Some(Duration::from_millis(3)));
+}

@@ -1,6 +1,8 @@
 //! Every error the HTTP API answers is built here, as
 //! `application/problem+json` (RFC 9457) with a message a person can act on.
-//! Domain errors map to statuses in one place ([`ApiError`]'s `From` impls);
+//! Domain errors map to statuses in one place ([`ApiError`]'s `From` impls;
+//! a publish error's, with the outcome label it counts under, in
+//! `publish_outcome`);
 //! errors raised by poem or poem-openapi before a handler runs (bad JSON,
 //! wrong content type, unknown route) are rewritten by [`problem_for_poem_error`].
 
@@ -13,8 +15,7 @@ use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object};
 
 use crate::auth::AuthError;
-use crate::backplane::BackplaneError;
-use crate::hub::{PublishError, SubscribeError};
+use crate::hub::SubscribeError;
 use crate::model::{InvalidEventType, InvalidTopicName};
 use crate::server::HeadError;
 
@@ -289,58 +290,6 @@ impl From<InvalidEventType> for ApiError {
             "invalid-event-type",
             error.to_string(),
         )
-    }
-}
-
-impl From<PublishError> for ApiError {
-    fn from(error: PublishError) -> Self {
-        match error {
-            PublishError::Closing => Self::unavailable("draining", error.to_string()),
-            PublishError::TooLarge { index, .. } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "event-too-large",
-                error.to_string(),
-            )
-            .at(&format!("events[{index}]")),
-            PublishError::Empty => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "empty-batch",
-                "`events` must hold at least one event",
-            ),
-            // The draft's answers: 409 while the first is under way (no
-            // `Retry-After`: its answer comes when it comes), 422 for a key
-            // sent with another request.
-            PublishError::KeyInFlight => Self::new(
-                StatusCode::CONFLICT,
-                "idempotency-key-in-flight",
-                error.to_string(),
-            ),
-            PublishError::KeyReused => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                error.to_string(),
-            ),
-            PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
-                Self::unavailable("backplane-unavailable", error.to_string())
-            }
-            // 504, not 503: a 503 here means "nothing was published, retry
-            // freely" (what nginx's `proxy_next_upstream http_503` and
-            // generic clients assume); this one may have been published,
-            // so it must not look like that. No `Retry-After` either: a
-            // blind retry is exactly what may publish twice.
-            PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "publish-outcome-unknown",
-                format!(
-                    "{error}. The events may have been published (and may still be, \
-                     once the backplane resumes), or not. A retry with the same \
-                     Idempotency-Key is safe (it gets the first publish's ids, or \
-                     publishes once); without one it may publish them a second \
-                     time, with new ids: check a subscriber or the topic's history \
-                     first"
-                ),
-            ),
-        }
     }
 }
 

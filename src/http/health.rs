@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::error::ApiError;
 use crate::auth::Authenticator;
-use crate::hub::{Hub, Phase};
+use crate::hub::{Hub, Readiness};
 
 #[derive(Debug, Object)]
 pub struct Status {
@@ -50,21 +50,52 @@ impl HealthApi {
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
     ) -> Result<HealthResponse, ApiError> {
-        if hub.is_ready() && auth.is_ready() {
-            return Ok(HealthResponse::Ok(Json(Status {
+        match unready(hub.readiness(), auth.is_ready()) {
+            None => Ok(HealthResponse::Ok(Json(Status {
                 status: "ready".to_owned(),
                 subscribers: hub.subscriber_count() as u64,
-            })));
+            }))),
+            Some((problem, detail)) => Err(ApiError::unavailable(problem, detail)),
         }
-        Err(if hub.lifecycle().phase() != Phase::Serving {
-            ApiError::unavailable("draining", "the hub is draining before shutdown")
-        } else if !auth.is_ready() {
-            ApiError::unavailable(
-                "keys-unavailable",
-                "the JWKS (auth.jwt.jwks) has not been read yet",
-            )
-        } else {
-            ApiError::unavailable("backplane-unavailable", "the backplane is unreachable")
-        })
+    }
+}
+
+/// Why this process is not ready (problem type, detail), or `None`: the
+/// one place the hub's reasons and auth's (a JWKS named by URL not read
+/// yet) are combined. A drain wins over everything; the keys come before a
+/// backplane outage.
+fn unready(hub: Readiness, keys_read: bool) -> Option<(&'static str, &'static str)> {
+    match (hub, keys_read) {
+        (Readiness::Ready, true) => None,
+        (Readiness::Draining, _) => Some(("draining", "the hub is draining before shutdown")),
+        (_, false) => Some((
+            "keys-unavailable",
+            "the JWKS (auth.jwt.jwks) has not been read yet",
+        )),
+        (Readiness::BackplaneUnavailable, true) => {
+            Some(("backplane-unavailable", "the backplane is unreachable"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_wins_then_the_keys_then_the_backplane() {
+        let problem = |hub, keys| unready(hub, keys).map(|(problem, _)| problem);
+        assert_eq!(problem(Readiness::Ready, true), None);
+        assert_eq!(problem(Readiness::Draining, false), Some("draining"));
+        assert_eq!(problem(Readiness::Draining, true), Some("draining"));
+        assert_eq!(problem(Readiness::Ready, false), Some("keys-unavailable"));
+        assert_eq!(
+            problem(Readiness::BackplaneUnavailable, false),
+            Some("keys-unavailable")
+        );
+        assert_eq!(
+            problem(Readiness::BackplaneUnavailable, true),
+            Some("backplane-unavailable")
+        );
     }
 }

@@ -56,8 +56,9 @@ pub struct MetricsApi;
 impl MetricsApi {
     /// Metrics (Prometheus)
     ///
-    /// Every metric is described in the README. Topic names never appear as
-    /// label values.
+    /// Every metric is described in the book's metrics page
+    /// (`docs/src/operations/metrics.md`). Topic names never appear as label
+    /// values.
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(
         &self,

@@ -13,6 +13,7 @@ mod health;
 mod idempotency;
 mod metrics;
 mod publish;
+mod publish_outcome;
 mod request_span;
 mod spec;
 mod sse;

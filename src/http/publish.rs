@@ -15,6 +15,7 @@ use super::credentials::PublisherCredential;
 use super::error::ApiError;
 use super::fields::{BatchEvents, EventTypeField, MAX_EVENT_RETRY_MS, RetryField, TopicField};
 use super::idempotency::{self, PublishRoute};
+use super::publish_outcome;
 use crate::auth::Authenticator;
 use crate::hub::Hub;
 use crate::model::{EventDraft, EventType, TopicName};
@@ -170,7 +171,7 @@ impl PublishApi {
         let drafts = vec![draft];
         let once =
             idempotency::record(key.as_ref(), publisher.as_ref(), PublishRoute::One, &drafts);
-        let receipt = hub.publish_once(drafts, once).await?;
+        let receipt = publish_outcome::publish(&hub, drafts, once).await?;
         let id = idempotency::answered_ids(&receipt)[0];
         Ok(PublishResponse::Accepted(Json(Accepted {
             id: id.to_string(),
@@ -248,7 +249,7 @@ pub(super) async fn publish_batch(
         PublishRoute::Batch,
         &drafts,
     );
-    let receipt = hub.publish_once(drafts, once).await?;
+    let receipt = publish_outcome::publish(&hub, drafts, once).await?;
     // Ids follow the drafts' order, which is the request's.
     Ok(BatchResponse::Accepted(Json(BatchAccepted {
         events: idempotency::answered_ids(&receipt)

@@ -25,7 +25,8 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::error::problem_for_poem_error;
-use crate::hub::{HubMetrics, PublishOutcome};
+use super::publish_outcome;
+use crate::hub::HubMetrics;
 use crate::telemetry::{self, SPAN_TARGET};
 
 pub struct Observe {
@@ -185,8 +186,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let status = response.status().as_u16();
         let took = started.elapsed();
         if publish {
-            self.metrics
-                .publish_request(PublishOutcome::from_status(status), took);
+            publish_outcome::count_request(&self.metrics, status, took);
         }
         if !span.is_disabled() {
             if let Some(PathPattern(pattern)) = &route {

@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::ApiTags;
 use crate::backplane::BackplaneKind;
 use crate::hub::CounterSnapshot;
-use crate::hub::{Hub, Phase};
+use crate::hub::{Hub, Phase, Readiness};
 
 /// What the stats route knows besides the hub: fixed when the routes are built.
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +166,7 @@ fn read(hub: &Hub, context: &StatsContext) -> Stats {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_seconds: context.started.elapsed().as_secs(),
         phase: hub.lifecycle().phase().into(),
-        ready: hub.is_ready(),
+        ready: hub.readiness() == Readiness::Ready,
         backplane: BackplaneStats {
             kind: context.backplane.into(),
             available: hub.backplane().is_available(),

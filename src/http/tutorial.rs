@@ -18,6 +18,7 @@ use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::{ApiError, TutorialRouteError};
 use super::idempotency::{self, PublishRoute};
+use super::publish_outcome;
 use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
 use crate::hub::{Hub, SubscribeRequest};
@@ -221,7 +222,7 @@ impl TutorialApi {
             PublishRoute::Tutorial,
             &drafts,
         );
-        hub.publish_once(drafts, once).await?;
+        publish_outcome::publish(&hub, drafts, once).await?;
         Ok(TutorialPostResponse::Created(Json(JSend {
             status: "success".to_owned(),
             data: message,

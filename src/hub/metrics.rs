@@ -47,7 +47,9 @@ impl SubscriptionEnd {
     }
 }
 
-/// What became of a publish request (by status) or of the events in it.
+/// What became of a publish request or of the events in it: the labels of
+/// the publish families. Which answer counts under which is decided in one
+/// place, `http::publish_outcome`, which counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
 pub enum PublishOutcome {
@@ -73,20 +75,6 @@ pub enum PublishOutcome {
 impl PublishOutcome {
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    /// The outcome an HTTP status stands for.
-    pub fn from_status(status: u16) -> Self {
-        match status {
-            200..=299 => Self::Accepted,
-            400 | 408 | 409 | 415 | 422 => Self::RejectedInvalid,
-            401 | 403 => Self::RejectedUnauthorized,
-            413 => Self::RejectedTooLarge,
-            429 => Self::RejectedRateLimited,
-            503 => Self::Unavailable,
-            504 => Self::OutcomeUnknown,
-            _ => Self::Error,
-        }
     }
 }
 

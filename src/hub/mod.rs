@@ -31,6 +31,7 @@ mod lifecycle;
 mod live_feed;
 mod live_queues;
 pub mod metrics;
+mod readiness;
 mod shed;
 mod spans;
 mod subscription;
@@ -47,6 +48,7 @@ pub use metrics::{
     CounterSnapshot, HubMetrics, IdempotencyOutcome, Instruments, PublishOutcome, ReplayTrigger,
     Snapshot, SubscriptionEnd,
 };
+pub use readiness::Readiness;
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
 
@@ -274,9 +276,13 @@ impl Hub {
         self.inner.live_queues.live_topics()
     }
 
-    /// Ready to take traffic: not draining, backplane reachable.
-    pub fn is_ready(&self) -> bool {
-        self.inner.lifecycle.phase() == Phase::Serving && self.inner.backplane.is_available()
+    /// Ready to take new clients, or why not: draining, or the backplane
+    /// unreachable (auth's own reason, a JWKS not read yet, is auth's).
+    pub fn readiness(&self) -> Readiness {
+        Readiness::of(
+            self.inner.lifecycle.phase(),
+            self.inner.backplane.is_available(),
+        )
     }
 
     /// Accepts `drafts` as one unit: all get ids and reach subscribers, or
@@ -293,21 +299,19 @@ impl Hub {
     /// nothing, or [`PublishError::KeyReused`] when it would publish other
     /// events; one whose key is under way here gets
     /// [`PublishError::KeyInFlight`]. Without `once`, a plain publish.
+    /// The caller counts the outcome (`events_published`,
+    /// `idempotent_publishes`), as it answers it.
     pub async fn publish_once(
         &self,
         mut drafts: Vec<EventDraft>,
         once: Option<Idempotency>,
     ) -> Result<Receipt, PublishError> {
-        let keyed = once.is_some();
         let observer = spans::AcceptObserver::start(&mut drafts);
         let result = self
             .accept(drafts, once)
             .instrument(observer.span().clone())
             .await;
-        observer.finish(&self.inner.metrics, &result);
-        if keyed && let Some(outcome) = IdempotencyOutcome::of(&result) {
-            self.inner.metrics.idempotent_publish(outcome);
-        }
+        observer.finish(&result);
         result
     }
 

@@ -26,9 +26,8 @@ use std::time::SystemTime;
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::{HubMetrics, PublishOutcome, ReplayTrigger, SubscriptionEnd};
+use super::{HubMetrics, ReplayTrigger, SubscriptionEnd};
 use super::{PublishError, Receipt};
-use crate::backplane::BackplaneError;
 use crate::model::GapReason;
 use crate::model::ResumePoint;
 use crate::model::TopicName;
@@ -41,7 +40,6 @@ pub(super) const MAX_LINKS: u8 = 8;
 /// The accept span of one publish call (one event or a batch).
 pub(super) struct AcceptObserver {
     span: Span,
-    events: usize,
 }
 
 impl AcceptObserver {
@@ -76,24 +74,22 @@ impl AcceptObserver {
                 draft.trace.clone_from(&trace);
             }
         }
-        Self {
-            span,
-            events: drafts.len(),
-        }
+        Self { span }
     }
 
     pub(super) fn span(&self) -> &Span {
         &self.span
     }
 
-    pub(super) fn finish(self, metrics: &HubMetrics, result: &Result<Receipt, PublishError>) {
-        let outcome = match result {
+    /// Records the result on the span. (The events' outcome is counted by
+    /// the caller, who also answers it: `http::publish_outcome`.)
+    pub(super) fn finish(self, result: &Result<Receipt, PublishError>) {
+        match result {
             Ok(Receipt::Replayed(ids)) => {
-                // Nothing published now: no events to count.
+                // Nothing published now: the span names the recorded ids.
                 self.span
                     .record("messaging.message.id", tracing::field::display(ids.first));
                 self.span.record("ssehub.idempotency", "replayed");
-                return;
             }
             Ok(Receipt::Published(events)) => {
                 if let (Some(first), Some(last)) = (events.first(), events.last()) {
@@ -104,28 +100,13 @@ impl AcceptObserver {
                             .record("ssehub.last_event_id", tracing::field::display(last.id));
                     }
                 }
-                PublishOutcome::Accepted
             }
             Err(error) => {
                 self.span.record("otel.status_code", "error");
                 self.span
                     .record("otel.status_description", tracing::field::display(error));
-                match error {
-                    PublishError::TooLarge { .. } => PublishOutcome::RejectedTooLarge,
-                    PublishError::Empty | PublishError::KeyInFlight | PublishError::KeyReused => {
-                        PublishOutcome::RejectedInvalid
-                    }
-                    PublishError::Closing
-                    | PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
-                        PublishOutcome::Unavailable
-                    }
-                    PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {
-                        PublishOutcome::OutcomeUnknown
-                    }
-                }
             }
-        };
-        metrics.events_published(outcome, self.events);
+        }
     }
 }
 

@@ -325,7 +325,7 @@ async fn the_console_page_has_a_content_security_policy_and_no_inline_script() {
     assert_problem(app.get("/console/nothing.js").await, 404).await;
 }
 
-/// How GitHub turns a README heading into its anchor.
+/// How GitHub turns a Markdown heading into its anchor.
 fn github_anchor(heading: &str) -> String {
     heading
         .trim()
@@ -336,33 +336,53 @@ fn github_anchor(heading: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn every_readme_section_the_page_links_exists() {
-    let readme = include_str!("../../README.md");
+/// The anchors of the headings of a Markdown file, outside code blocks.
+fn heading_anchors(markdown: &str) -> Vec<String> {
     let mut in_code = false;
     let mut anchors = Vec::new();
-    for line in readme.lines() {
+    for line in markdown.lines() {
         if line.starts_with("```") {
             in_code = !in_code;
         } else if !in_code && line.starts_with('#') {
             anchors.push(github_anchor(line.trim_start_matches('#')));
         }
     }
+    anchors
+}
+
+/// The console links the book's pages by their GitHub URL
+/// (`…/blob/main/docs/src/concepts.md#history-and-resume`): each must be a
+/// page of the book in this checkout, and its anchor one of its headings.
+#[tokio::test]
+async fn every_docs_page_the_console_links_exists() {
+    const BOOK: &str = "https://github.com/ssehub/ssehub/blob/main/";
     let app = spawn_app().await;
     let page = app.get("/").await.text().await.unwrap();
     let mut linked = 0;
-    for (start, _) in page.match_indices("ssehub/ssehub#") {
-        let rest = &page[start + "ssehub/ssehub#".len()..];
-        let anchor = &rest[..rest.find('"').unwrap()];
-        if anchor != "readme" {
+    for (start, _) in page.match_indices(BOOK) {
+        let rest = &page[start + BOOK.len()..];
+        let link = &rest[..rest.find('"').unwrap()];
+        let (path, anchor) = link.split_once('#').unwrap_or((link, ""));
+        assert!(
+            path.starts_with("docs/src/") && path.ends_with(".md"),
+            "the page links {link}, which is no page of the book"
+        );
+        let markdown =
+            std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path))
+                .unwrap_or_else(|error| {
+                    panic!("the page links {path}, which can't be read: {error}")
+                });
+        if !anchor.is_empty() {
             assert!(
-                anchors.iter().any(|known| known == anchor),
-                "the page links README#{anchor}, which is no heading of the README"
+                heading_anchors(&markdown)
+                    .iter()
+                    .any(|known| known == anchor),
+                "the page links {path}#{anchor}, which is no heading of {path}"
             );
-            linked += 1;
         }
+        linked += 1;
     }
-    assert!(linked >= 2, "{linked} README sections linked");
+    assert!(linked >= 2, "{linked} pages of the book linked");
 }
 
 #[tokio::test]

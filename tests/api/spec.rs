@@ -1,22 +1,18 @@
-//! The spec at `/openapi.json` describes the same routes as the README, so a
-//! new user trying the README's routes in Swagger UI finds every one.
+//! The spec at `/openapi.json` describes the same routes as the book's HTTP
+//! API page, so a new user trying its routes in Swagger UI finds every one.
 
 use std::collections::BTreeSet;
 
 use crate::support::helpers::spawn_app;
 
-/// README routes that serve the spec itself rather than being described in
-/// it.
+/// Documented routes that serve the spec itself rather than being described
+/// in it.
 const SPEC_ITSELF: &[&str] = &["GET /docs", "GET /openapi.json"];
 
-/// `METHOD /path` of every row of the README's "HTTP API" route table.
-fn readme_routes() -> BTreeSet<String> {
-    let readme = include_str!("../../README.md");
-    let section = readme
-        .split("\n## HTTP API\n")
-        .nth(1)
-        .expect("the README has an HTTP API section");
-    let table = section
+/// `METHOD /path` of every row of the route table of the HTTP API page.
+fn documented_routes() -> BTreeSet<String> {
+    let page = include_str!("../../docs/src/http-api.md");
+    let table = page
         .lines()
         .skip_while(|line| !line.starts_with("| route |"))
         .skip(2)
@@ -36,15 +32,15 @@ fn readme_routes() -> BTreeSet<String> {
 }
 
 #[test]
-fn the_readme_route_table_is_read() {
-    let routes = readme_routes();
+fn the_documented_route_table_is_read() {
+    let routes = documented_routes();
     assert!(routes.contains("POST /v1/events"), "{routes:?}");
     assert!(routes.contains("GET /v1/events"), "{routes:?}");
     assert!(routes.contains("GET /docs"), "{routes:?}");
 }
 
 #[tokio::test]
-async fn the_spec_has_exactly_the_routes_the_readme_lists() {
+async fn the_spec_has_exactly_the_routes_the_docs_list() {
     let app = spawn_app().await;
     let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
     let mut in_spec = BTreeSet::new();
@@ -53,18 +49,18 @@ async fn the_spec_has_exactly_the_routes_the_readme_lists() {
             in_spec.insert(format!("{} {path}", method.to_uppercase()));
         }
     }
-    let mut in_readme = readme_routes();
-    in_readme.retain(|route| !SPEC_ITSELF.contains(&route.as_str()));
+    let mut in_docs = documented_routes();
+    in_docs.retain(|route| !SPEC_ITSELF.contains(&route.as_str()));
 
-    let missing_from_spec: Vec<_> = in_readme.difference(&in_spec).collect();
+    let missing_from_spec: Vec<_> = in_docs.difference(&in_spec).collect();
     assert!(
         missing_from_spec.is_empty(),
-        "routes the README lists but /openapi.json does not: {missing_from_spec:?}"
+        "routes docs/src/http-api.md lists but /openapi.json does not: {missing_from_spec:?}"
     );
-    let missing_from_readme: Vec<_> = in_spec.difference(&in_readme).collect();
+    let missing_from_docs: Vec<_> = in_spec.difference(&in_docs).collect();
     assert!(
-        missing_from_readme.is_empty(),
-        "operations in /openapi.json the README does not list: {missing_from_readme:?}"
+        missing_from_docs.is_empty(),
+        "operations in /openapi.json docs/src/http-api.md does not list: {missing_from_docs:?}"
     );
 }
 

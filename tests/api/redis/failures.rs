@@ -238,9 +238,9 @@ async fn a_hung_redis_fails_publishes_and_readiness_then_everything_catches_up()
             !seen.iter().any(|s| matches!(s, Seen::Gap(_))),
             "no gap: {seen:?}"
         );
-        // The 504'd publish may exist after all (its outcome is unknown,
-        // see the README): Redis ran it once it was resumed. Everything
-        // acknowledged is there, in order, once.
+        // The 504'd publish may exist after all (its outcome is unknown, see
+        // docs/src/scaling-out/index.md): Redis ran it once it was resumed.
+        // Everything acknowledged is there, in order, once.
         let ids: Vec<String> = seen
             .iter()
             .filter_map(|s| match s {
