@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use strum::VariantArray;
 
-use super::{Phase, ShedReason};
+use super::{IdempotencyOutcome, Phase, ShedReason};
 use crate::backplane::BackplaneMetrics;
 use crate::metrics::{
     FANOUT_LATENCY_BUCKETS, Label, PUBLISH_DURATION_BUCKETS, Registry, Unit, labelled,
@@ -75,39 +75,6 @@ pub enum PublishOutcome {
 impl PublishOutcome {
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-}
-
-/// What became of a publish that carried an `Idempotency-Key`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
-#[strum(serialize_all = "snake_case")]
-pub enum IdempotencyOutcome {
-    /// Published, and its key recorded with it.
-    Published,
-    /// Answered from an earlier publish's record; nothing published.
-    Replayed,
-    /// 409: the same key was still in flight on this replica.
-    InFlight,
-    /// 422: the key was recorded for a different request.
-    KeyReused,
-}
-
-impl IdempotencyOutcome {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    /// The outcome of a keyed publish's result; `None` for failures that
-    /// are not about the key (invalid, draining, backplane down), which
-    /// the publish families count.
-    pub fn of(result: &Result<super::Receipt, super::PublishError>) -> Option<Self> {
-        match result {
-            Ok(super::Receipt::Published(_)) => Some(Self::Published),
-            Ok(super::Receipt::Replayed(_)) => Some(Self::Replayed),
-            Err(super::PublishError::KeyInFlight) => Some(Self::InFlight),
-            Err(super::PublishError::KeyReused) => Some(Self::KeyReused),
-            Err(_) => None,
-        }
     }
 }
 

@@ -32,6 +32,7 @@ mod live_feed;
 mod live_queues;
 pub mod metrics;
 mod readiness;
+mod receipt;
 mod shed;
 mod spans;
 mod subscription;
@@ -45,18 +46,17 @@ use std::time::{Duration, SystemTime};
 pub use lifecycle::{Lifecycle, Phase};
 pub use live_queues::LiveQueues;
 pub use metrics::{
-    CounterSnapshot, HubMetrics, IdempotencyOutcome, Instruments, PublishOutcome, ReplayTrigger,
-    Snapshot, SubscriptionEnd,
+    CounterSnapshot, HubMetrics, Instruments, PublishOutcome, ReplayTrigger, Snapshot,
+    SubscriptionEnd,
 };
 pub use readiness::Readiness;
+pub use receipt::{IdempotencyOutcome, Receipt};
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
 
 use tracing::Instrument;
 
-use crate::backplane::{
-    Backplane, BackplaneError, BackplaneMetrics, Publication, RecordedIds, Replica,
-};
+use crate::backplane::{Backplane, BackplaneError, BackplaneMetrics, Publication, Replica};
 use crate::model::{Event, EventDraft, Idempotency, ResumePoint, TopicName};
 
 /// The hub's share of the configuration.
@@ -127,16 +127,6 @@ pub enum PublishError {
     KeyReused,
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
-}
-
-/// What a publish was answered with.
-#[derive(Debug)]
-pub enum Receipt {
-    /// Published now, in id order (the order of the drafts).
-    Published(Vec<Arc<Event>>),
-    /// A keyed publish already made: its ids, in the order of its drafts;
-    /// nothing was published now.
-    Replayed(RecordedIds),
 }
 
 /// A subscribe that no retry can fix (a shed is not an error: see [`Admission`]).
