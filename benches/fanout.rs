@@ -4,16 +4,15 @@
 //! prints the fan-out cost as nanoseconds per delivery.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use divan::Bencher;
 use divan::counter::{BytesCount, ItemsCount};
 use futures_util::{FutureExt, Stream, StreamExt};
-use ssehub::backplane::{Backplane, HistoryLimits, MemoryBackplane};
-use ssehub::hub::{Hub, HubSettings, SubscribeRequest};
-use ssehub::model::{EventDraft, EventId, ResumePoint, TopicName};
+use ssehub::backplane::HistoryLimits;
+use ssehub::hub::{Hub, HubSettings, testing};
+use ssehub::model::EventId;
 
 const SUBSCRIBERS: usize = 10_000;
 
@@ -49,30 +48,19 @@ type Frames = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 /// A hub with `subscribers` live streams on topic `t`, each past its prelude.
 fn hub_with_subscribers(subscribers: usize) -> (Hub, Vec<Frames>) {
     let settings = HubSettings {
-        heartbeat: None,
-        retry: Duration::from_secs(3),
         max_subscribers: subscribers,
         max_topics_per_subscription: 1,
         max_event_bytes: 64 * 1024,
         queue: 64,
+        ..testing::settings()
     };
-    let hub = Hub::new(settings, |replica| {
-        let limits = HistoryLimits {
-            size: 1000,
-            ttl: Duration::from_secs(3600),
-        };
-        Arc::new(MemoryBackplane::new(limits, replica.fan_out)) as Arc<dyn Backplane>
-    });
-    let topic = TopicName::parse("t").unwrap();
+    let history = HistoryLimits {
+        size: 1000,
+        ttl: Duration::from_secs(3600),
+    };
+    let hub = testing::memory_hub(settings, history);
     let mut streams: Vec<Frames> = (0..subscribers)
-        .map(|_| {
-            let request = SubscribeRequest {
-                topics: vec![topic.clone()],
-                resume: ResumePoint::Live,
-                expires_at: None,
-            };
-            Box::pin(hub.subscribe(request).unwrap().into_frames()) as Frames
-        })
+        .map(|_| Box::pin(hub.subscribe(testing::live(&["t"])).unwrap().into_frames()) as Frames)
         .collect();
     for stream in &mut streams {
         let prelude = stream.next().now_or_never().flatten();
@@ -83,22 +71,12 @@ fn hub_with_subscribers(subscribers: usize) -> (Hub, Vec<Frames>) {
     (hub, streams)
 }
 
-fn draft(size: usize) -> EventDraft {
-    EventDraft {
-        topic: TopicName::parse("t").unwrap(),
-        event_type: None,
-        retry: None,
-        data: "x".repeat(size),
-        trace: None,
-    }
-}
-
 /// Publishes one event and polls every subscriber once: the frame must be
 /// ready for each. The returned time covers accept, encode, fan-out and
 /// every delivery.
 fn publish_and_deliver(hub: &Hub, streams: &mut [Frames]) -> Duration {
     let started = Instant::now();
-    hub.publish(vec![draft(256)])
+    hub.publish(vec![testing::draft("t", "x".repeat(256))])
         .now_or_never()
         .expect("memory publish is immediate")
         .unwrap();

@@ -75,8 +75,7 @@ impl App {
             live_queues,
             backplane,
         });
-        let authenticator =
-            Authenticator::from_config(&config.auth, &config.rate_limits, Arc::new(auth_metrics))?;
+        let authenticator = Authenticator::new(config.auth_settings()?, Arc::new(auth_metrics))?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {

@@ -1,11 +1,15 @@
-//! Auth's settings (`auth.*`, `rate_limits.*`), their check and the key
-//! files they name.
+//! Auth's settings (`auth.*`, `rate_limits.*`), their check, which parses
+//! each value once into the [`AuthSettings`] the authenticator is built
+//! from, and the key files they name.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use governor::Quota;
 use serde::{Deserialize, Serialize};
 
+use super::rate::RateSettings;
+use super::token::ClaimRules;
 use super::{JwksLocation, TopicPattern, TrustedProxies, quota};
 use crate::setting::InvalidSetting;
 
@@ -172,9 +176,49 @@ pub struct RateLimitsConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-impl AuthConfig {
+/// Auth's settings once checked: every value parsed here, once (topic
+/// patterns, the JWKS location, trusted proxies, rate quotas), and handed
+/// to [`Authenticator::new`](super::Authenticator::new). Files are only
+/// named here; they are read when the authenticator is built. Its `Debug`
+/// shows no key.
+pub struct AuthSettings {
+    pub(super) publish_keys: Vec<String>,
+    pub(super) publish_keys_file: Option<PathBuf>,
+    pub(super) metrics_keys: Vec<String>,
+    pub(super) metrics_keys_file: Option<PathBuf>,
+    pub(super) subscribe: SubscribeAuth,
+    pub(super) public_topics: Vec<TopicPattern>,
+    pub(super) cookie_name: String,
+    /// `None`: no key source under `auth.jwt`, so no token is accepted.
+    pub(super) jwt: Option<JwtSettings>,
+    pub(super) rate: RateSettings,
+    pub(super) proxies: TrustedProxies,
+}
+
+/// `auth.jwt.*` once checked.
+pub(super) struct JwtSettings {
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<PathBuf>,
+    pub(super) public_key_file: Option<PathBuf>,
+    pub(super) jwks: Option<JwksLocation>,
+    pub(super) jwks_refresh: Duration,
+    pub(super) jwks_refetch_cooldown: Duration,
+    pub(super) rules: ClaimRules,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("subscribe", &self.subscribe)
+            .field("public_topics", &self.public_topics)
+            .field("jwt", &self.jwt.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthSettings {
     /// Publish keys from `auth.publish_keys` and `auth.publish_keys_file`.
-    pub fn publish_keys(&self) -> Result<Vec<String>, AuthConfigError> {
+    pub(super) fn read_publish_keys(&self) -> Result<Vec<String>, AuthConfigError> {
         let mut keys: Vec<String> = self.publish_keys.clone();
         if let Some(path) = &self.publish_keys_file {
             let text =
@@ -193,7 +237,7 @@ impl AuthConfig {
     }
 
     /// Metrics keys from `auth.metrics_keys` and `auth.metrics_keys_file`.
-    pub fn metrics_keys(&self) -> Result<Vec<String>, AuthConfigError> {
+    pub(super) fn read_metrics_keys(&self) -> Result<Vec<String>, AuthConfigError> {
         let mut keys = self.metrics_keys.clone();
         if let Some(path) = &self.metrics_keys_file {
             keys.extend(read_key_lines(path, "auth.metrics_keys_file")?);
@@ -202,12 +246,18 @@ impl AuthConfig {
     }
 }
 
-/// The auth keys whose values can be checked without reading files
-/// (those are read, and checked, when the authenticator is built).
-pub fn validate(auth: &AuthConfig, rate_limits: &RateLimitsConfig) -> Result<(), InvalidSetting> {
-    fn invalid(key: &'static str, reason: impl Into<String>) -> InvalidSetting {
-        InvalidSetting::new(key, reason)
-    }
+fn invalid(key: &'static str, reason: impl Into<String>) -> InvalidSetting {
+    InvalidSetting::new(key, reason)
+}
+
+/// Checks the auth keys whose values can be checked without reading files
+/// (those are read, and checked, when the authenticator is built), and
+/// parses them on the way: the result is what the authenticator is built
+/// from.
+pub fn validate(
+    auth: &AuthConfig,
+    rate_limits: &RateLimitsConfig,
+) -> Result<AuthSettings, InvalidSetting> {
     let jwt = &auth.jwt;
     if auth.subscribe == SubscribeAuth::Jwt && !jwt.is_configured() {
         return Err(invalid(
@@ -215,6 +265,7 @@ pub fn validate(auth: &AuthConfig, rate_limits: &RateLimitsConfig) -> Result<(),
             "\"jwt\" needs a key: set auth.jwt.secret, auth.jwt.public_key_file or auth.jwt.jwks",
         ));
     }
+    let mut public_topics = Vec::with_capacity(auth.public_topics.len());
     for pattern in &auth.public_topics {
         match TopicPattern::parse(pattern) {
             Err(error) => return Err(invalid("auth.public_topics", error.to_string())),
@@ -224,7 +275,7 @@ pub fn validate(auth: &AuthConfig, rate_limits: &RateLimitsConfig) -> Result<(),
                     format!("{pattern:?}: `{{sub}}` needs a token; public topics have none"),
                 ));
             }
-            Ok(_) => {}
+            Ok(pattern) => public_topics.push(pattern),
         }
     }
     let cookie_ok = !auth.cookie_name.is_empty()
@@ -252,11 +303,12 @@ pub fn validate(auth: &AuthConfig, rate_limits: &RateLimitsConfig) -> Result<(),
             format!("must be at least {JWT_SECRET_MIN_BYTES} bytes (RFC 7518 section 3.2)"),
         ));
     }
-    if let Some(jwks) = &jwt.jwks
-        && let Err(reason) = JwksLocation::parse(jwks)
-    {
-        return Err(invalid("auth.jwt.jwks", reason));
-    }
+    let jwks = jwt
+        .jwks
+        .as_deref()
+        .map(JwksLocation::parse)
+        .transpose()
+        .map_err(|reason| invalid("auth.jwt.jwks", reason))?;
     if jwt.jwks_refresh.is_zero() {
         return Err(invalid("auth.jwt.jwks_refresh", "must be longer than 0s"));
     }
@@ -267,37 +319,68 @@ pub fn validate(auth: &AuthConfig, rate_limits: &RateLimitsConfig) -> Result<(),
         return Err(invalid("auth.jwt.audience", "must not be empty when set"));
     }
     let limits = rate_limits;
-    for (key, rate) in [
-        (
+    let rate = RateSettings {
+        publish_counts: limits.publish_counts,
+        publish_per_publisher: rate_quota(
             "rate_limits.publish_per_publisher",
             &limits.publish_per_publisher,
-        ),
-        (
+        )?,
+        publish_per_address: rate_quota(
             "rate_limits.publish_per_address",
             &limits.publish_per_address,
-        ),
-        (
+        )?,
+        subscribe_per_address: rate_quota(
             "rate_limits.subscribe_per_address",
             &limits.subscribe_per_address,
-        ),
-    ] {
-        if !rate.per_second.is_finite() || rate.per_second < 0.0 {
-            return Err(invalid(key, "per_second must be 0 (off) or more"));
-        }
-        if rate.per_second > 0.0 && rate.burst == 0 {
-            return Err(invalid(
-                key,
-                "burst must be at least 1 when the limit is on",
-            ));
-        }
-        if rate.per_second > 0.0 && quota(rate).is_none() {
-            return Err(invalid(key, "per_second is too high to be a limit"));
-        }
+        )?,
+    };
+    let proxies = TrustedProxies::parse(&limits.trusted_proxies)
+        .map_err(|reason| invalid("rate_limits.trusted_proxies", reason))?;
+    let jwt = jwt.is_configured().then(|| JwtSettings {
+        secret: jwt.secret.clone(),
+        secret_file: jwt.secret_file.clone(),
+        public_key_file: jwt.public_key_file.clone(),
+        jwks,
+        jwks_refresh: jwt.jwks_refresh,
+        jwks_refetch_cooldown: jwt.jwks_refetch_cooldown,
+        rules: ClaimRules {
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.clone(),
+            leeway: jwt.leeway,
+        },
+    });
+    Ok(AuthSettings {
+        publish_keys: auth.publish_keys.clone(),
+        publish_keys_file: auth.publish_keys_file.clone(),
+        metrics_keys: auth.metrics_keys.clone(),
+        metrics_keys_file: auth.metrics_keys_file.clone(),
+        subscribe: auth.subscribe,
+        public_topics,
+        cookie_name: auth.cookie_name.clone(),
+        jwt,
+        rate,
+        proxies,
+    })
+}
+
+/// The quota of one rate limit (`None`: off), or why `key` can't be one.
+fn rate_quota(key: &'static str, rate: &RateConfig) -> Result<Option<Quota>, InvalidSetting> {
+    if !rate.per_second.is_finite() || rate.per_second < 0.0 {
+        return Err(invalid(key, "per_second must be 0 (off) or more"));
     }
-    if let Err(reason) = TrustedProxies::parse(&limits.trusted_proxies) {
-        return Err(invalid("rate_limits.trusted_proxies", reason));
+    if rate.per_second == 0.0 {
+        return Ok(None);
     }
-    Ok(())
+    if rate.burst == 0 {
+        return Err(invalid(
+            key,
+            "burst must be at least 1 when the limit is on",
+        ));
+    }
+    match quota(rate) {
+        Some(quota) => Ok(Some(quota)),
+        None => Err(invalid(key, "per_second is too high to be a limit")),
+    }
 }
 
 /// The keys of a key file: one per line, blank lines and `#` comments skipped.
@@ -311,4 +394,50 @@ fn read_key_lines(path: &Path, key: &'static str) -> Result<Vec<String>, Invalid
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_hands_over_what_it_parsed() {
+        let auth = AuthConfig {
+            subscribe: SubscribeAuth::Jwt,
+            public_topics: vec!["news.*".into()],
+            jwt: JwtConfig {
+                jwks: Some("https://idp.example/jwks.json".into()),
+                issuer: Some("https://idp.example".into()),
+                ..JwtConfig::default()
+            },
+            ..AuthConfig::default()
+        };
+        let rate_limits = RateLimitsConfig {
+            subscribe_per_address: RateConfig {
+                per_second: 2.0,
+                burst: 5,
+            },
+            trusted_proxies: vec!["10.0.0.0/8".into()],
+            ..RateLimitsConfig::default()
+        };
+        let settings = validate(&auth, &rate_limits).unwrap();
+        assert!(settings.public_topics[0].matches("news.today", None));
+        let jwt = settings.jwt.expect("a key source is set");
+        assert!(matches!(jwt.jwks, Some(JwksLocation::Url(_))));
+        assert_eq!(jwt.rules.issuer.as_deref(), Some("https://idp.example"));
+        let burst = |quota: Option<Quota>| quota.map(|quota| quota.burst_size().get());
+        assert_eq!(burst(settings.rate.subscribe_per_address), Some(5));
+        assert_eq!(burst(settings.rate.publish_per_address), None, "off");
+        let client = settings
+            .proxies
+            .client_address("10.1.2.3".parse().unwrap(), ["203.0.113.7"].into_iter());
+        assert_eq!(client, "203.0.113.7".parse::<std::net::IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn no_key_source_means_no_token_settings() {
+        let settings = validate(&AuthConfig::default(), &RateLimitsConfig::default()).unwrap();
+        assert!(settings.jwt.is_none());
+        assert!(settings.public_topics.is_empty());
+    }
 }

@@ -1,6 +1,6 @@
 //! Who may publish, subscribe and read metrics: credentials in, a verdict
-//! out. No HTTP types here, so every HTTP path (poem's, a leaner stream
-//! path) shares the same checks; `http` only finds the credentials in a
+//! out. No HTTP types here, so every HTTP path (hyper's, the server's own
+//! stream path) shares the same checks; `http` only finds the credentials in a
 //! request and turns [`AuthError`] into a status.
 //!
 //! - [`Authenticator`] turns a bearer value into a [`Grant`]: a static key
@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 pub use client_address::TrustedProxies;
 pub use config::{
-    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, JWKS_REFETCH_COOLDOWN_DEFAULT,
+    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, AuthSettings, JWKS_REFETCH_COOLDOWN_DEFAULT,
     JWKS_REFRESH_DEFAULT, JWT_LEEWAY_DEFAULT, JWT_SECRET_MIN_BYTES, JwtConfig, PublishCount,
     RateConfig, RateLimitsConfig, SubscribeAuth, validate as validate_config,
 };
@@ -49,9 +49,9 @@ use crate::model::TopicName;
 use crate::setting::InvalidSetting;
 use jwks::Jwks;
 use keys::VerifyingKey;
-use rate::{PublishLimited, RateSettings};
+use rate::PublishLimited;
 use static_keys::StaticKeys;
-use token::{ClaimRules, TokenVerifier};
+use token::TokenVerifier;
 
 /// How often idle rate-limit state is dropped: often enough that a scan of
 /// many addresses doesn't pile up, rarely enough to cost nothing.
@@ -117,105 +117,92 @@ struct Inner {
 }
 
 impl Authenticator {
-    /// Reads every key and key file named in `config`; a bad one is a
-    /// configuration error that names its key.
-    pub fn from_config(
-        auth: &AuthConfig,
-        rate_limits: &RateLimitsConfig,
-        metrics: Arc<AuthMetrics>,
-    ) -> Result<Self, AuthConfigError> {
+    /// Builds the checks from `settings` (see [`validate_config`]), reading
+    /// every key file they name; a bad one is a configuration error that
+    /// names its key.
+    pub fn new(settings: AuthSettings, metrics: Arc<AuthMetrics>) -> Result<Self, AuthConfigError> {
         fn invalid(key: &'static str, reason: impl Into<String>) -> AuthConfigError {
             InvalidSetting::new(key, reason).into()
         }
-        let jwt = &auth.jwt;
-        let tokens = if jwt.is_configured() {
-            let secret = match (&jwt.secret, &jwt.secret_file) {
-                (Some(secret), _) => Some(secret.clone().into_bytes()),
-                (None, Some(path)) => {
-                    let text = std::fs::read_to_string(path).map_err(|error| {
-                        invalid(
-                            "auth.jwt.secret_file",
-                            format!("cannot read {}: {error}", path.display()),
-                        )
-                    })?;
-                    let secret = text.trim_end().to_owned();
-                    if secret.len() < JWT_SECRET_MIN_BYTES {
-                        return Err(invalid(
-                            "auth.jwt.secret_file",
-                            format!(
-                                "the secret must be at least {} bytes (RFC 7518 section 3.2)",
-                                JWT_SECRET_MIN_BYTES
-                            ),
-                        ));
+        let tokens = match &settings.jwt {
+            Some(jwt) => {
+                let secret = match (&jwt.secret, &jwt.secret_file) {
+                    (Some(secret), _) => Some(secret.clone().into_bytes()),
+                    (None, Some(path)) => {
+                        let text = std::fs::read_to_string(path).map_err(|error| {
+                            invalid(
+                                "auth.jwt.secret_file",
+                                format!("cannot read {}: {error}", path.display()),
+                            )
+                        })?;
+                        let secret = text.trim_end().to_owned();
+                        if secret.len() < JWT_SECRET_MIN_BYTES {
+                            return Err(invalid(
+                                "auth.jwt.secret_file",
+                                format!(
+                                    "the secret must be at least {} bytes (RFC 7518 section 3.2)",
+                                    JWT_SECRET_MIN_BYTES
+                                ),
+                            ));
+                        }
+                        Some(secret.into_bytes())
                     }
-                    Some(secret.into_bytes())
-                }
-                (None, None) => None,
-            };
-            let public_key = jwt
-                .public_key_file
-                .as_ref()
-                .map(|path| {
-                    let pem = std::fs::read(path).map_err(|error| {
-                        invalid(
-                            "auth.jwt.public_key_file",
-                            format!("cannot read {}: {error}", path.display()),
-                        )
-                    })?;
-                    VerifyingKey::from_pem(&pem).map_err(|reason| {
-                        invalid(
-                            "auth.jwt.public_key_file",
-                            format!("{}: {reason}", path.display()),
-                        )
+                    (None, None) => None,
+                };
+                let public_key = jwt
+                    .public_key_file
+                    .as_ref()
+                    .map(|path| {
+                        let pem = std::fs::read(path).map_err(|error| {
+                            invalid(
+                                "auth.jwt.public_key_file",
+                                format!("cannot read {}: {error}", path.display()),
+                            )
+                        })?;
+                        VerifyingKey::from_pem(&pem).map_err(|reason| {
+                            invalid(
+                                "auth.jwt.public_key_file",
+                                format!("{}: {reason}", path.display()),
+                            )
+                        })
                     })
-                })
-                .transpose()?;
-            let jwks = jwt
-                .jwks
-                .as_deref()
-                .map(|text| {
-                    let location =
-                        JwksLocation::parse(text).map_err(|r| invalid("auth.jwt.jwks", r))?;
-                    Jwks::new(location, jwt.jwks_refresh, jwt.jwks_refetch_cooldown)
-                        .map(Arc::new)
-                        .map_err(|reason| invalid("auth.jwt.jwks", reason))
-                })
-                .transpose()?;
-            let rules = ClaimRules {
-                issuer: jwt.issuer.clone(),
-                audience: jwt.audience.clone(),
-                leeway: jwt.leeway,
-            };
-            Some(
-                TokenVerifier::new(secret, public_key, jwks, rules)
-                    .map_err(|reason| invalid("auth.jwt.secret", reason))?,
-            )
-        } else {
-            None
+                    .transpose()?;
+                let jwks = jwt
+                    .jwks
+                    .clone()
+                    .map(|location| {
+                        Jwks::new(location, jwt.jwks_refresh, jwt.jwks_refetch_cooldown)
+                            .map(Arc::new)
+                            .map_err(|reason| invalid("auth.jwt.jwks", reason))
+                    })
+                    .transpose()?;
+                Some(
+                    TokenVerifier::new(secret, public_key, jwks, jwt.rules.clone())
+                        .map_err(|reason| invalid("auth.jwt.secret", reason))?,
+                )
+            }
+            None => None,
         };
-        let public_topics = auth
-            .public_topics
-            .iter()
-            .map(|text| TopicPattern::parse(text))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| invalid("auth.public_topics", error.to_string()))?;
-        let limits = rate_limits;
+        let publish_keys = StaticKeys::new(settings.read_publish_keys()?);
+        let metrics_keys = StaticKeys::new(settings.read_metrics_keys()?);
+        let AuthSettings {
+            subscribe,
+            public_topics,
+            cookie_name,
+            rate,
+            proxies,
+            ..
+        } = settings;
         Ok(Self {
             inner: Arc::new(Inner {
-                publish_keys: StaticKeys::new(auth.publish_keys()?),
-                metrics_keys: StaticKeys::new(auth.metrics_keys()?),
+                publish_keys,
+                metrics_keys,
                 tokens,
-                subscribe: auth.subscribe,
+                subscribe,
                 public_topics,
-                cookie_name: auth.cookie_name.clone(),
-                rate: RateLimiters::new(RateSettings {
-                    publish_counts: limits.publish_counts,
-                    publish_per_publisher: &limits.publish_per_publisher,
-                    publish_per_address: &limits.publish_per_address,
-                    subscribe_per_address: &limits.subscribe_per_address,
-                }),
-                proxies: TrustedProxies::parse(&limits.trusted_proxies)
-                    .map_err(|reason| invalid("rate_limits.trusted_proxies", reason))?,
+                cookie_name,
+                rate: RateLimiters::new(rate),
+                proxies,
                 metrics,
             }),
         })

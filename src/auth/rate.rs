@@ -34,8 +34,8 @@ struct Keyed<K: std::hash::Hash + Eq + Clone> {
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
-    fn new(config: &RateConfig, limit: RateLimit) -> Option<Self> {
-        let quota = quota(config)?;
+    fn new(quota: Option<Quota>, limit: RateLimit) -> Option<Self> {
+        let quota = quota?;
         Some(Self {
             limiter: DefaultKeyedRateLimiter::keyed(quota),
             limit,
@@ -127,16 +127,17 @@ pub struct RateLimiters {
     clock: DefaultClock,
 }
 
-/// What each limit allows, from the configuration.
-pub struct RateSettings<'a> {
+/// What each limit allows (`None`: off), from the checked configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct RateSettings {
     pub publish_counts: PublishCount,
-    pub publish_per_publisher: &'a RateConfig,
-    pub publish_per_address: &'a RateConfig,
-    pub subscribe_per_address: &'a RateConfig,
+    pub publish_per_publisher: Option<Quota>,
+    pub publish_per_address: Option<Quota>,
+    pub subscribe_per_address: Option<Quota>,
 }
 
 impl RateLimiters {
-    pub fn new(settings: RateSettings<'_>) -> Self {
+    pub fn new(settings: RateSettings) -> Self {
         Self {
             publish_counts: settings.publish_counts,
             publish_per_publisher: Keyed::new(
@@ -229,9 +230,9 @@ mod tests {
         let limited = rate(1.0, 3);
         let limiters = RateLimiters::new(RateSettings {
             publish_counts: PublishCount::Events,
-            publish_per_publisher: &off,
-            publish_per_address: &limited,
-            subscribe_per_address: &off,
+            publish_per_publisher: quota(&off),
+            publish_per_address: quota(&limited),
+            subscribe_per_address: quota(&off),
         });
         let address: IpAddr = "203.0.113.9".parse().unwrap();
         for _ in 0..3 {
@@ -262,9 +263,9 @@ mod tests {
         let one = rate(0.001, 1);
         let limiters = RateLimiters::new(RateSettings {
             publish_counts: PublishCount::Events,
-            publish_per_publisher: &off,
-            publish_per_address: &off,
-            subscribe_per_address: &one,
+            publish_per_publisher: quota(&off),
+            publish_per_address: quota(&off),
+            subscribe_per_address: quota(&one),
         });
         limiters
             .subscribe_from("2001:db8::1".parse().unwrap())
@@ -280,9 +281,9 @@ mod tests {
         let off = rate(0.0, 1);
         RateLimiters::new(RateSettings {
             publish_counts,
-            publish_per_publisher: &limit,
-            publish_per_address: &off,
-            subscribe_per_address: &off,
+            publish_per_publisher: quota(&limit),
+            publish_per_address: quota(&off),
+            subscribe_per_address: quota(&off),
         })
     }
 

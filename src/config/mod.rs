@@ -14,7 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::{
-    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, JWKS_REFETCH_COOLDOWN_DEFAULT,
+    AUTH_COOKIE_DEFAULT, AuthConfig, AuthConfigError, AuthSettings, JWKS_REFETCH_COOLDOWN_DEFAULT,
     JWKS_REFRESH_DEFAULT, JWT_LEEWAY_DEFAULT, JWT_SECRET_MIN_BYTES, JwtConfig, PublishCount,
     RateConfig, RateLimitsConfig, SubscribeAuth,
 };
@@ -117,6 +117,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub heartbeat: HeartbeatConfig,
     pub history: HistoryConfig,
+    /// Every event stream's settings (see [`StreamConfig`]).
     pub stream: StreamConfig,
     pub limits: LimitsConfig,
     pub cors: CorsConfig,
@@ -124,6 +125,8 @@ pub struct Config {
     pub log: LogConfig,
     pub backplane: BackplaneConfig,
     pub auth: AuthConfig,
+    /// The tutorial routes' topic only (see [`EventStreamConfig`]); the
+    /// settings of every stream are `stream`.
     pub event_stream: EventStreamConfig,
     pub telemetry: TelemetryConfig,
     pub rate_limits: RateLimitsConfig,
@@ -153,6 +156,10 @@ pub struct HistoryConfig {
     pub max_bytes: usize,
 }
 
+/// `stream.*`: how every event stream the hub serves behaves, the
+/// subscribe route's (`GET /v1/events`) and the tutorial's
+/// (`GET /event-stream`) alike. Not to be confused with `event_stream.*`
+/// ([`EventStreamConfig`]), which only names the tutorial routes' topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamConfig {
@@ -487,11 +494,19 @@ impl Config {
         self.drain.validate()?;
         crate::http::validate_config(&self.cors, &self.event_stream)?;
         self.telemetry.validate()?;
-        crate::auth::validate_config(&self.auth, &self.rate_limits)?;
+        self.auth_settings()?;
         if self.backplane.kind == BackplaneKind::Redis {
             self.backplane.redis.validate()?;
         }
         Ok(())
+    }
+
+    /// Auth's settings (`auth.*`, `rate_limits.*`) checked, and parsed
+    /// once on the way: what the authenticator is built from. `validate`
+    /// checks them through here too; they are not kept in `Config`, which
+    /// stays plain data that callers may change before building.
+    pub fn auth_settings(&self) -> Result<AuthSettings, ConfigError> {
+        Ok(crate::auth::validate_config(&self.auth, &self.rate_limits)?)
     }
 
     /// The merged configuration as TOML with secrets masked.

@@ -17,10 +17,15 @@ pub struct CorsConfig {
     pub allow_credentials: bool,
 }
 
+/// `event_stream.*`: the tutorial routes (`POST /event-stream`,
+/// `GET /event-stream`, see `tutorial`), which serve one topic. Not the
+/// settings of event streams: those, for every stream the hub serves (this
+/// route's included), are `stream.*` (the root config's `StreamConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventStreamConfig {
-    /// Topic behind the seeds' `POST/GET /event-stream` routes.
+    /// Topic behind the tutorial routes `POST /event-stream` and
+    /// `GET /event-stream`, and nothing else.
     pub topic: String,
 }
 

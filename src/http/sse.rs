@@ -57,7 +57,7 @@ impl IntoResponse for EventStreamBody {
             // nginx would otherwise buffer the stream (even with its
             // `proxy_buffering on` default); this header wins per response.
             .header("x-accel-buffering", "no")
-            // The lean writer takes streams it recognises by this marker.
+            // The server's stream writer takes streams it recognises by this marker.
             .extension(EventStreamMarker)
             .body(self.0)
     }

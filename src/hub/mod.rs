@@ -36,6 +36,8 @@ mod receipt;
 mod shed;
 mod spans;
 mod subscription;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod wire_properties;
 

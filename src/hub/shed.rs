@@ -65,39 +65,21 @@ impl Shed {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use futures_util::StreamExt;
 
-    use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
+    use crate::hub::testing::{self, HISTORY};
     use crate::hub::{Admission, Hub, HubSettings, Phase, ShedReason, SubscribeRequest};
-    use crate::model::{ResumePoint, TopicName};
 
     fn hub(max_subscribers: usize) -> Hub {
         let settings = HubSettings {
-            heartbeat: None,
-            retry: Duration::from_secs(3),
             max_subscribers,
-            max_topics_per_subscription: 4,
-            max_event_bytes: 1024,
-            queue: 16,
+            ..testing::settings()
         };
-        Hub::new(settings, |replica| {
-            let limits = HistoryLimits {
-                size: 10,
-                ttl: Duration::from_secs(60),
-            };
-            Arc::new(MemoryBackplane::new(limits, replica.fan_out)) as Arc<dyn Backplane>
-        })
+        testing::memory_hub(settings, HISTORY)
     }
 
     fn request() -> SubscribeRequest {
-        SubscribeRequest {
-            topics: vec![TopicName::parse("t").unwrap()],
-            resume: ResumePoint::Live,
-            expires_at: None,
-        }
+        testing::live(&["t"])
     }
 
     fn shed_reason(admission: &Admission) -> Option<ShedReason> {

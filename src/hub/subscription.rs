@@ -96,7 +96,7 @@ impl Subscription {
         let now = Instant::now();
         SubscriptionStream {
             delivery: Some(delivery),
-            busy: None,
+            backplane_read: None,
             stage: Stage::Prelude(resume),
             watermark_wait: false,
             heartbeat,
@@ -109,7 +109,7 @@ impl Subscription {
             signal: closing,
             closing: false,
             hub,
-            ticket: Some((seat, stream_token)),
+            seat_and_drain_token: Some((seat, stream_token)),
         }
     }
 }
@@ -123,8 +123,9 @@ impl SubscriptionStream {
     }
 }
 
-/// A step that reads the backplane; it owns the delivery state while it runs.
-type Busy = Pin<Box<dyn Future<Output = Delivery> + Send>>;
+/// A step that reads the backplane (a resume, a catch-up, a replay's next
+/// page); it owns the delivery state while it runs.
+type BackplaneRead = Pin<Box<dyn Future<Output = Delivery> + Send>>;
 
 /// Where a stream is in its life.
 enum Stage {
@@ -151,12 +152,12 @@ enum LiveStep {
 
 pin_project_lite::pin_project! {
     /// The byte stream of one subscription (see the module documentation).
-    #[project = FramesProj]
+    #[project = SubscriptionStreamProj]
     pub struct SubscriptionStream {
         // Dropped first: the subscription's span, counts and queues end
         // before its seat and drain token are given back.
         delivery: Option<Delivery>,
-        busy: Option<Busy>,
+        backplane_read: Option<BackplaneRead>,
         stage: Stage,
         // Events held for the watermark: a yield is under way.
         watermark_wait: bool,
@@ -179,7 +180,7 @@ pin_project_lite::pin_project! {
         signal: WaitForCancellationFutureOwned,
         closing: bool,
         hub: Hub,
-        ticket: Option<(SubscriberSeat, TaskTrackerToken)>,
+        seat_and_drain_token: Option<(SubscriberSeat, TaskTrackerToken)>,
     }
 }
 
@@ -189,15 +190,15 @@ impl Stream for SubscriptionStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut this = self.project();
         loop {
-            if let Some(busy) = this.busy.as_mut() {
-                let delivery = std::task::ready!(busy.as_mut().poll(cx));
-                *this.busy = None;
+            if let Some(read) = this.backplane_read.as_mut() {
+                let delivery = std::task::ready!(read.as_mut().poll(cx));
+                *this.backplane_read = None;
                 *this.delivery = Some(delivery);
             }
             let Some(delivery) = this.delivery.as_mut() else {
                 // The last frame is out: the seat and the drain token go
                 // now, not whenever the server drops the finished body.
-                *this.ticket = None;
+                *this.seat_and_drain_token = None;
                 return Poll::Ready(None);
             };
             // One write at a time, made only once the writer took the last
@@ -209,7 +210,7 @@ impl Stream for SubscriptionStream {
                 // A replay's next page, read only now that its previous
                 // events are written.
                 let mut delivery = this.delivery.take().expect("delivery is here");
-                *this.busy = Some(Box::pin(async move {
+                *this.backplane_read = Some(Box::pin(async move {
                     delivery.read_history().await;
                     delivery
                 }));
@@ -217,8 +218,14 @@ impl Stream for SubscriptionStream {
             }
             if std::mem::take(this.watermark_wait) {
                 if let Some(follow_up) = delivery.after_watermark_wait()
-                    && follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
-                        .is_pending()
+                    && follow(
+                        this.delivery,
+                        this.backplane_read,
+                        this.watermark_wait,
+                        follow_up,
+                        cx,
+                    )
+                    .is_pending()
                 {
                     return Poll::Pending;
                 }
@@ -232,7 +239,7 @@ impl Stream for SubscriptionStream {
                         delivery.start_live();
                     } else {
                         let mut delivery = this.delivery.take().expect("delivery is here");
-                        *this.busy = Some(Box::pin(async move {
+                        *this.backplane_read = Some(Box::pin(async move {
                             delivery.start(resume).await;
                             delivery
                         }));
@@ -270,8 +277,14 @@ impl Stream for SubscriptionStream {
                         }
                         Flush::Follow(follow_up) => {
                             *this.stage = Stage::Ending;
-                            if follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx)
-                                .is_pending()
+                            if follow(
+                                this.delivery,
+                                this.backplane_read,
+                                this.watermark_wait,
+                                follow_up,
+                                cx,
+                            )
+                            .is_pending()
                             {
                                 return Poll::Pending;
                             }
@@ -317,7 +330,7 @@ impl Stream for SubscriptionStream {
 /// then `Ready`: poll it).
 fn follow(
     delivery: &mut Option<Delivery>,
-    busy: &mut Option<Busy>,
+    backplane_read: &mut Option<BackplaneRead>,
     watermark_wait: &mut bool,
     follow_up: FollowUp,
     cx: &mut Context<'_>,
@@ -330,7 +343,7 @@ fn follow(
         }
         FollowUp::Catchup(catchup) => {
             let mut delivery = delivery.take().expect("delivery is here");
-            *busy = Some(Box::pin(async move {
+            *backplane_read = Some(Box::pin(async move {
                 delivery.catch_up(catchup).await;
                 delivery
             }));
@@ -344,14 +357,21 @@ fn follow(
 /// drain signal, a mutex to check, is looked at once per wake-up, not once
 /// per event; publishing stops before streams are closed, so the feed can't
 /// starve the drain), then the drain signal, then the timer.
-fn live_step(this: &mut FramesProj<'_>, cx: &mut Context<'_>) -> LiveStep {
+fn live_step(this: &mut SubscriptionStreamProj<'_>, cx: &mut Context<'_>) -> LiveStep {
     let delivery = this.delivery.as_mut().expect("delivery is here");
     match delivery.poll_live(cx) {
         Poll::Ready(None) => return LiveStep::End(SubscriptionEnd::Drained),
         Poll::Ready(Some(item)) => {
             *this.last_write = Instant::now();
             if let Some(follow_up) = delivery.on_live_now(item)
-                && follow(this.delivery, this.busy, this.watermark_wait, follow_up, cx).is_pending()
+                && follow(
+                    this.delivery,
+                    this.backplane_read,
+                    this.watermark_wait,
+                    follow_up,
+                    cx,
+                )
+                .is_pending()
             {
                 return LiveStep::Pending;
             }
@@ -397,7 +417,7 @@ fn live_step(this: &mut FramesProj<'_>, cx: &mut Context<'_>) -> LiveStep {
 }
 
 /// Points the timer at the nearest of heartbeat, expiry and close slot.
-fn rearm(this: &mut FramesProj<'_>) {
+fn rearm(this: &mut SubscriptionStreamProj<'_>) {
     let mut at = *this.heartbeat_at;
     if let Some(expiry) = *this.expiry {
         at = at.min(expiry);
@@ -415,49 +435,27 @@ mod tests {
     use futures_util::StreamExt;
     use tokio::time::Instant;
 
-    use crate::backplane::{Backplane, HistoryLimits, MemoryBackplane};
+    use crate::hub::testing::{self, HISTORY};
     use crate::hub::{Hub, HubSettings, SubscribeRequest};
-    use crate::model::{EventDraft, ResumePoint, TopicName};
 
     const EVERY: Duration = Duration::from_secs(15);
 
     fn hub() -> Hub {
         let settings = HubSettings {
             heartbeat: Some(EVERY),
-            retry: Duration::from_secs(3),
-            max_subscribers: 10,
-            max_topics_per_subscription: 4,
-            max_event_bytes: 1024,
-            queue: 16,
+            ..testing::settings()
         };
-        Hub::new(settings, |replica| {
-            let limits = HistoryLimits {
-                size: 100,
-                ttl: Duration::from_secs(3600),
-            };
-            std::sync::Arc::new(MemoryBackplane::new(limits, replica.fan_out))
-                as std::sync::Arc<dyn Backplane>
-        })
+        testing::memory_hub(settings, HISTORY)
     }
 
     fn frames(hub: &Hub) -> impl futures_util::Stream<Item = bytes::Bytes> + Unpin {
-        let request = SubscribeRequest {
-            topics: vec![TopicName::parse("t").unwrap()],
-            resume: ResumePoint::Live,
-            expires_at: None,
-        };
-        Box::pin(hub.subscribe(request).unwrap().into_frames())
+        Box::pin(hub.subscribe(testing::live(&["t"])).unwrap().into_frames())
     }
 
     async fn publish(hub: &Hub) {
-        let draft = EventDraft {
-            topic: TopicName::parse("t").unwrap(),
-            event_type: None,
-            retry: None,
-            data: "tick".into(),
-            trace: None,
-        };
-        hub.publish(vec![draft]).await.unwrap();
+        hub.publish(vec![testing::draft("t", "tick")])
+            .await
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -466,9 +464,8 @@ mod tests {
         let lifetime = Duration::from_secs(40);
         let expires_at = std::time::SystemTime::now() + lifetime;
         let request = SubscribeRequest {
-            topics: vec![TopicName::parse("t").unwrap()],
-            resume: ResumePoint::Live,
             expires_at: Some(expires_at),
+            ..testing::live(&["t"])
         };
         let mut frames = Box::pin(hub.subscribe(request).unwrap().into_frames());
         let opened = Instant::now();

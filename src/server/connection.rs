@@ -1,9 +1,10 @@
 //! One client connection, request by request: every head is read here
-//! ([`head`]), the endpoint answers, and the answer is written by the lean
-//! writer (an event stream) or by hyper (everything else). After each
-//! request the connection comes back here, so a subscribe that follows
-//! publishes on a keep-alive connection (nginx's upstream `keepalive`) is
-//! served as lean as one on a fresh connection.
+//! ([`head`]), the endpoint answers, and the answer is written by the
+//! stream writer (an event stream, [`stream_writer`]) or by hyper
+//! (everything else, [`via_hyper`]). After each request the connection
+//! comes back here, so a subscribe that follows publishes on a keep-alive
+//! connection (nginx's upstream `keepalive`) costs no more than one on a
+//! fresh connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,9 +20,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hand_off::{self, Answer, OneMessage};
 use super::head::{self, BodyFraming, Head, RequestHead};
 use super::stream_writer::{self, StreamBody, StreamEnd};
+use super::via_hyper::{self, Answer, OneMessage};
 use super::{EventStreamMarker, Shared};
 
 /// After refusing a head, the connection is read (and discarded) this long
@@ -86,7 +87,7 @@ enum Next {
 }
 
 /// Reads heads and answers requests until one is answered with an event
-/// stream (returned for the lean writer) or the connection ends (`None`).
+/// stream (returned for the stream writer) or the connection ends (`None`).
 async fn serve_requests(
     shared: &Shared,
     next: Next,
@@ -127,7 +128,13 @@ async fn serve_requests(
             Ok(Head::Closed) => return None,
             Ok(Head::HandToHyper) => {
                 let io = OneMessage::new(stream, buffered, 0);
-                Box::pin(hand_off::serve_rest(shared, io, remote.clone(), stopping)).await;
+                Box::pin(via_hyper::serve_rest_of_connection(
+                    shared,
+                    io,
+                    remote.clone(),
+                    stopping,
+                ))
+                .await;
                 return None;
             }
             Err(error) => {
@@ -175,11 +182,11 @@ enum Answered {
     /// Answered by hyper; the connection comes back for its next head
     /// (`None`: it has ended). Carries the request's keep-alive.
     Next(Option<OneMessage>, bool),
-    /// An event stream for the lean writer.
+    /// An event stream for the stream writer.
     Stream(StreamStart),
 }
 
-/// Everything the lean writer needs of a streaming response, and nothing
+/// Everything the stream writer needs of a streaming response, and nothing
 /// more: the request, the response and their headers are gone by then.
 struct StreamStart {
     stream: TcpStream,
@@ -212,7 +219,10 @@ async fn answer(
             drop(parts);
             let io = OneMessage::new(stream, buffered, len as u64 + bytes);
             let answer = Answer::Endpoint;
-            let next = Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
+            let next = Box::pin(via_hyper::serve_one_request(
+                shared, io, answer, remote, stopping,
+            ))
+            .await;
             Answered::Next(next, keep_alive)
         }
         BodyFraming::Empty => {
@@ -221,8 +231,10 @@ async fn answer(
             if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
                 let io = OneMessage::new(stream, buffered, len as u64);
                 let answer = Answer::Ready(response);
-                let next =
-                    Box::pin(hand_off::serve_one(shared, io, answer, remote, stopping)).await;
+                let next = Box::pin(via_hyper::serve_one_request(
+                    shared, io, answer, remote, stopping,
+                ))
+                .await;
                 Answered::Next(next, keep_alive)
             } else {
                 buffered.drain(..len);
@@ -259,7 +271,7 @@ fn stream_parts(response: Response, keep_alive: bool) -> (Bytes, StreamBody) {
     (head, body.into())
 }
 
-/// Writes an event stream with the lean writer; gives the connection back
+/// Writes an event stream with the stream writer; gives the connection back
 /// when the stream has finished cleanly. Not an `async fn`, which would
 /// keep `start` beside the parts taken from it.
 fn stream_response(

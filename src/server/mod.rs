@@ -16,7 +16,7 @@
 //!    writes its head and frames to the socket itself; the connection then
 //!    costs its socket, its task, the stream's own state and no HTTP
 //!    buffers. Any other response, and every request with a body, is
-//!    written by hyper ([`hand_off`]), one request at a time, and the
+//!    written by hyper ([`via_hyper`]), one request at a time, and the
 //!    connection comes back for its next head (keep-alive, pipelining).
 //!    The request loop and the writer are two phases of the connection's
 //!    task, each a boxed future dropped when its phase ends, so a stream
@@ -33,16 +33,16 @@
 //! module: a response whose extensions hold it is a `200` whose body is a
 //! stream of SSE frames that lasts until the body ends (drain, a shed hint,
 //! an expired credential — whatever ends it, the route decides) or the
-//! client leaves. The lean writer sends it chunked, as hyper would; a route
+//! client leaves. The stream writer sends it chunked, as hyper would; a route
 //! that sets the marker must not set `Content-Length`. Responses without the
 //! marker are never touched here.
 
 mod accept;
 mod connection;
-mod hand_off;
 pub mod head;
 pub mod listener;
 mod stream_writer;
+mod via_hyper;
 
 use std::sync::Arc;
 use std::time::Duration;

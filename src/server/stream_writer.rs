@@ -1,4 +1,4 @@
-//! The lean writer: once the endpoint has answered a subscribe with an
+//! The stream writer: once the endpoint has answered a subscribe with an
 //! event stream, this writes the response head and the stream's frames to
 //! the socket itself, HTTP/1.1 chunked, exactly as hyper would have, with
 //! no HTTP machinery (buffers, dispatcher) left behind per stream.

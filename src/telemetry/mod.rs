@@ -22,16 +22,15 @@
 //! the log layer doesn't take ssehub's spans either, so every span site is a
 //! disabled callsite (one relaxed load) and the hot path pays nothing.
 
+mod propagation;
 mod settings;
 
 use std::fmt;
 use std::time::Duration;
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::{
     EnvResourceDetector, ResourceDetector, TelemetryResourceDetector,
 };
@@ -48,12 +47,12 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
+pub use propagation::{add_link, set_parent, set_parent_from_headers, trace_context};
 pub use settings::{
     LogConfig, LogFormat, OtlpProtocol, TELEMETRY_SAMPLE_RATIO_DEFAULT, TelemetryConfig,
     check_endpoint,
 };
 
-use crate::model::TraceContext;
 use crate::setting::mask_userinfo;
 
 /// The `tracing` target of every span that is exported. Spans of other
@@ -321,85 +320,6 @@ fn build_provider(settings: &TraceSettings) -> Result<SdkTracerProvider, Telemet
     Ok(builder.build())
 }
 
-/// The trace context of `span`, to travel with events; `None` when the span
-/// is not traced.
-pub fn trace_context(span: &Span) -> Option<TraceContext> {
-    if span.is_disabled() {
-        return None;
-    }
-    let context = span.context();
-    if !context.span().span_context().is_valid() {
-        return None;
-    }
-    let mut headers = Headers::default();
-    TraceContextPropagator::new().inject_context(&context, &mut headers);
-    Some(TraceContext::new(
-        headers.traceparent?,
-        headers.tracestate.unwrap_or_default(),
-    ))
-}
-
-/// Makes `trace` the parent of `span` (which must not have started yet).
-pub fn set_parent(span: &Span, trace: &TraceContext) {
-    if span.is_disabled() {
-        return;
-    }
-    let _ = span.set_parent(extract(trace));
-}
-
-/// Adds a link from `span` to the span that `trace` names.
-pub fn add_link(span: &Span, trace: &TraceContext) {
-    if span.is_disabled() {
-        return;
-    }
-    let context = extract(trace);
-    span.add_link(context.span().span_context().clone());
-}
-
-/// Makes the remote parent named by request headers the parent of `span`.
-pub fn set_parent_from_headers(span: &Span, headers: &poem::http::HeaderMap) {
-    if span.is_disabled() {
-        return;
-    }
-    let context =
-        TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
-    let _ = span.set_parent(context);
-}
-
-fn extract(trace: &TraceContext) -> opentelemetry::Context {
-    TraceContextPropagator::new().extract(trace)
-}
-
-impl Extractor for TraceContext {
-    fn get(&self, key: &str) -> Option<&str> {
-        match key {
-            "traceparent" => Some(self.traceparent()),
-            "tracestate" => Some(self.tracestate()).filter(|s| !s.is_empty()),
-            _ => None,
-        }
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        vec!["traceparent", "tracestate"]
-    }
-}
-
-#[derive(Default)]
-struct Headers {
-    traceparent: Option<String>,
-    tracestate: Option<String>,
-}
-
-impl Injector for Headers {
-    fn set(&mut self, key: &str, value: String) {
-        match key {
-            "traceparent" => self.traceparent = Some(value),
-            "tracestate" => self.tracestate = Some(value),
-            _ => {}
-        }
-    }
-}
-
 /// The ids of the trace the current span belongs to, if it is traced.
 fn current_trace_ids() -> Option<(String, String)> {
     let span = Span::current();
@@ -548,22 +468,5 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(error.variable, "OTEL_TRACES_EXPORTER");
-    }
-
-    #[test]
-    fn trace_context_round_trips_through_the_propagator() {
-        let trace = TraceContext::new(
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            "vendor=value",
-        );
-        let context = extract(&trace);
-        let span = context.span();
-        let span_context = span.span_context();
-        assert_eq!(
-            span_context.trace_id().to_string(),
-            "0af7651916cd43dd8448eb211c80319c"
-        );
-        assert!(span_context.is_remote() && span_context.is_sampled());
-        assert_eq!(span_context.trace_state().header(), "vendor=value");
     }
 }

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{MAX_BATCH_BYTES, REPLAY_PAGE_BYTES};
 use crate::backplane::{Backplane, BackplaneError, FanOut, History, PageLimit};
-use crate::hub::{Hub, HubSettings, SubscribeRequest};
+use crate::hub::testing::{self, draft};
+use crate::hub::{Hub, HubSettings};
 use crate::model::{Event, EventDraft, EventId, ResumePoint, TopicName};
 
 /// A backplane whose every step is explicit: `append` assigns an id and
@@ -199,16 +200,6 @@ impl Backplane for Scripted {
     }
 }
 
-fn draft(topic: &str, data: &str) -> EventDraft {
-    EventDraft {
-        topic: TopicName::parse(topic).unwrap(),
-        event_type: None,
-        retry: None,
-        data: data.to_owned(),
-        trace: None,
-    }
-}
-
 fn hub(queue: usize, size: usize) -> (Hub, Arc<Scripted>) {
     hub_with(queue, size, Scripted::new)
 }
@@ -219,34 +210,20 @@ fn hub_with(
     backplane: impl FnOnce(Arc<dyn FanOut>, usize) -> Scripted,
 ) -> (Hub, Arc<Scripted>) {
     let settings = HubSettings {
-        heartbeat: None,
-        retry: Duration::from_secs(3),
-        max_subscribers: 100,
-        max_topics_per_subscription: 4,
-        max_event_bytes: 1024,
         queue,
+        ..testing::settings()
     };
-    let mut scripted = None;
-    let hub = Hub::new(settings, |replica| {
-        let backplane = Arc::new(backplane(replica.fan_out, size));
-        scripted = Some(backplane.clone());
-        backplane as Arc<dyn Backplane>
-    });
-    (hub, scripted.unwrap())
+    testing::hub_over(settings, |fan_out| backplane(fan_out, size))
 }
 
 type Frames = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 
 fn subscribe(hub: &Hub, topics: &[&str], resume: ResumePoint) -> Frames {
-    let request = SubscribeRequest {
-        topics: topics
-            .iter()
-            .map(|t| TopicName::parse(t).unwrap())
-            .collect(),
-        resume,
-        expires_at: None,
-    };
-    Box::pin(hub.subscribe(request).unwrap().into_frames())
+    Box::pin(
+        hub.subscribe(testing::request(topics, resume))
+            .unwrap()
+            .into_frames(),
+    )
 }
 
 /// What the stream has ready now, as text (every backplane call here is
@@ -554,15 +531,7 @@ fn concrete_frames(
     topics: &[&str],
     resume: ResumePoint,
 ) -> crate::hub::subscription::SubscriptionStream {
-    let request = SubscribeRequest {
-        topics: topics
-            .iter()
-            .map(|t| TopicName::parse(t).unwrap())
-            .collect(),
-        resume,
-        expires_at: None,
-    };
-    match hub.subscribe(request).unwrap() {
+    match hub.subscribe(testing::request(topics, resume)).unwrap() {
         crate::hub::Admission::Open(subscription) => subscription.into_frames(),
         crate::hub::Admission::Shed(_) => panic!("shed"),
     }

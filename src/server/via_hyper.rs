@@ -1,6 +1,7 @@
-//! Handing requests to hyper: one request at a time (so that the next head
-//! on the connection comes back to [`super::connection`]), or the rest of
-//! the connection for what only hyper should handle.
+//! The requests hyper serves: every one whose answer is not an event
+//! stream, one request at a time (so that the next head on the connection
+//! comes back to [`super::connection`]), and the rest of the connection for
+//! what only hyper should handle.
 //!
 //! For one request hyper gets a [`OneMessage`]: the socket, with the bytes
 //! already read replayed in front, that ends (reads as EOF) where the
@@ -131,7 +132,7 @@ pub enum Answer {
 /// Serves one request with hyper; gives the socket back for the next
 /// request, or `None` when the connection is finished (an error, or the
 /// server stopping).
-pub async fn serve_one(
+pub async fn serve_one_request(
     shared: &Shared,
     io: OneMessage,
     answer: Answer,
@@ -184,7 +185,7 @@ pub async fn serve_one(
 /// Serves the rest of the connection with hyper (HTTP/2 with prior
 /// knowledge, HTTP/1.0, chunked request bodies, upgrades). Streams served
 /// here are written by hyper, which notices a closed peer itself.
-pub async fn serve_rest(
+pub async fn serve_rest_of_connection(
     shared: &Shared,
     io: OneMessage,
     remote: RemoteAddr,
