@@ -174,7 +174,8 @@ for mode in "${MODES[@]}"; do
   if [[ "$status" != "$expected_status" ]]; then
     verdict="a publish got $status, not the mode's $expected_status"
   fi
-  "$ST" "${args[@]}" || verdict="schemathesis found problems (replay with FUZZ_SEED=$SEED)"
+  # Valid idempotency keys made unique per request (see hooks.py).
+  SCHEMATHESIS_HOOKS="${FUZZ_HOOKS:-$ROOT/scripts/fuzz/hooks.py}" "$ST" "${args[@]}" || verdict="schemathesis found problems (replay with FUZZ_SEED=$SEED)"
   if ! kill -0 "$HUB_PID" 2>/dev/null; then
     verdict="the hub died"
   elif grep -aq 'panicked' "$log"; then

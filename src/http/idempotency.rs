@@ -14,6 +14,12 @@
 //!   of the body follows from the request, which the fingerprint says is
 //!   the same (the topics, the tutorial route's echoed message).
 
+use std::borrow::Cow;
+
+use poem::Request;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseFromParameter, ParseResult, Type};
+
 use crate::auth::PublisherId;
 use crate::hub::Receipt;
 use crate::model::{EventDraft, EventId, Idempotency, IdempotencyKey, InvalidIdempotencyKey};
@@ -42,14 +48,70 @@ impl PublishRoute {
     }
 }
 
-/// The header's value, if sent.
-pub(super) fn parse_key(
-    header: Option<&str>,
-) -> Result<Option<IdempotencyKey>, InvalidIdempotencyKey> {
-    header
-        .map(|value| IdempotencyKey::parse(value.as_bytes()))
-        .transpose()
+/// The `Idempotency-Key` header as the spec describes it: its schema
+/// states the syntax (so a fuzzer knows a valid key from an invalid one).
+/// Only documentation: the value is read raw by [`key_of`], which answers
+/// the route's own 400 rather than poem's generic parameter error.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKeyHeader(String);
+
+/// Printable ASCII but `"` and `\` for a bare key; within quotes the
+/// space too, with `\"` and `\\` escaped (RFC 9651's sf-string); 1 to 255
+/// characters of the key either way (`model::IDEMPOTENCY_KEY_MAX_BYTES`);
+/// spaces and tabs around it are HTTP's optional whitespace.
+const IDEMPOTENCY_KEY_PATTERN: &str =
+    r#"^[ \t]*(?:[!#-\[\]-~]{1,255}|"(?:[ !#-\[\]-~]|\\["\\]){1,255}")[ \t]*$"#;
+
+impl Type for IdempotencyKeyHeader {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        "string(idempotency-key)".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            pattern: Some(IDEMPOTENCY_KEY_PATTERN.to_owned()),
+            min_length: Some(1),
+            ..MetaSchema::new("string")
+        }))
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
 }
+
+impl ParseFromParameter for IdempotencyKeyHeader {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// The key the request carries, if any. Read raw from the request, not
+/// from poem's parsed parameter (which takes a value that is not visible
+/// ASCII for an absent header): such a value, or two `Idempotency-Key`
+/// fields, is refused, never ignored.
+pub(super) fn key_of(request: &Request) -> Result<Option<IdempotencyKey>, InvalidIdempotencyKey> {
+    let mut values = request.headers().get_all(HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(InvalidIdempotencyKey::new(
+            "send one Idempotency-Key field, not several",
+        ));
+    }
+    IdempotencyKey::parse(value.as_bytes()).map(Some)
+}
+
+const HEADER: &str = "idempotency-key";
 
 impl From<InvalidIdempotencyKey> for ApiError {
     fn from(error: InvalidIdempotencyKey) -> Self {

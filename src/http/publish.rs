@@ -1,5 +1,6 @@
 //! Publish routes: one event to a topic, or a batch across topics.
 
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -14,7 +15,7 @@ use super::ApiTags;
 use super::credentials::PublisherCredential;
 use super::error::ApiError;
 use super::fields::{BatchEvents, EventTypeField, MAX_EVENT_RETRY_MS, RetryField, TopicField};
-use super::idempotency::{self, PublishRoute};
+use super::idempotency::{self, IdempotencyKeyHeader, PublishRoute};
 use super::publish_outcome;
 use crate::auth::Authenticator;
 use crate::hub::Hub;
@@ -138,8 +139,12 @@ impl PublishApi {
     /// `Idempotency-Key`, a retry within `limits.idempotency_window` gets
     /// the first answer and publishes nothing.
     #[oai(path = "/v1/topics/:topic/events", method = "post")]
+    // Each argument is one documented parameter or extractor of the
+    // operation: poem-openapi builds the spec from the signature.
+    #[allow(clippy::too_many_arguments)]
     async fn publish(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: PublisherCredential,
@@ -153,10 +158,11 @@ impl PublishApi {
         /// string (`"4f1c…"`) or a bare printable ASCII value, at most 255
         /// bytes; keys are per publisher.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        _idempotency_key: Header<Option<IdempotencyKeyHeader>>,
         body: Json<PublishRequest>,
     ) -> Result<PublishResponse, ApiError> {
-        let key = idempotency::parse_key(idempotency_key.0.as_deref())?;
+        // The header is read raw: see `idempotency::key_of`.
+        let key = idempotency::key_of(request)?;
         let Json(body) = body;
         let draft = draft(&topic.0.0, body.data, body.event, body.retry)?;
         let publisher = auth
@@ -217,10 +223,10 @@ pub(super) async fn publish_batch(
     auth: Data<&Authenticator>,
     max_events: Data<&MaxEventsPerRequest>,
     credential: PublisherCredential,
-    idempotency_key: Option<&str>,
+    request: &Request,
     body: Json<BatchRequest>,
 ) -> Result<BatchResponse, ApiError> {
-    let key = idempotency::parse_key(idempotency_key)?;
+    let key = idempotency::key_of(request)?;
     let Json(BatchRequest {
         events: BatchEvents(events),
     }) = body;

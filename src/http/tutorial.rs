@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::{ApiError, TutorialRouteError};
-use super::idempotency::{self, PublishRoute};
+use super::idempotency::{self, IdempotencyKeyHeader, PublishRoute};
 use super::publish_outcome;
 use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
@@ -172,6 +172,7 @@ impl TutorialApi {
     #[allow(clippy::too_many_arguments)]
     async fn post_message(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: PublisherCredential,
@@ -183,10 +184,11 @@ impl TutorialApi {
         /// used for another message. A quoted string (`"4f1c…"`) or a bare
         /// printable ASCII value, at most 255 bytes; keys are per publisher.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        _idempotency_key: Header<Option<IdempotencyKeyHeader>>,
         body: SeedMessageBody,
     ) -> Result<TutorialPostResponse, TutorialRouteError> {
-        let key = match idempotency::parse_key(idempotency_key.0.as_deref()) {
+        // The header is read raw: see `idempotency::key_of`.
+        let key = match idempotency::key_of(request) {
             Ok(key) => key,
             // This route's contract: every bad request is its JSend 400.
             Err(invalid) => return Ok(fail(invalid)),

@@ -32,6 +32,12 @@ pub struct IdempotencyKey(String);
 #[error("{0}")]
 pub struct InvalidIdempotencyKey(String);
 
+impl InvalidIdempotencyKey {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 impl IdempotencyKey {
     /// Reads the header's value. The draft's form is a Structured Field
     /// String (`"4f1c…"`, RFC 9651); a bare value (`4f1c…`, what a curl
@@ -39,7 +45,17 @@ impl IdempotencyKey {
     /// record. Bare values are printable ASCII without spaces, quotes or
     /// backslashes (any of those needs the quoted form).
     pub fn parse(value: &[u8]) -> Result<Self, InvalidIdempotencyKey> {
-        let value = value.trim_ascii();
+        // HTTP's optional whitespace around a field value (RFC 9110 5.5).
+        let is_whitespace = |byte: &u8| *byte == b' ' || *byte == b'\t';
+        let start = value
+            .iter()
+            .position(|b| !is_whitespace(b))
+            .unwrap_or(value.len());
+        let end = value
+            .iter()
+            .rposition(|b| !is_whitespace(b))
+            .map_or(start, |at| at + 1);
+        let value = &value[start..end];
         let key = if value.first() == Some(&b'"') {
             let item = sfv::Parser::new(value)
                 .parse_item::<sfv::Item>()
@@ -50,9 +66,16 @@ impl IdempotencyKey {
                          (printable ASCII, `\\\"` and `\\\\` escaped)"
                     ))
                 })?;
+            // The draft defines no parameters: a key is the string alone.
             match item.bare_item {
-                sfv::BareItem::String(text) => text.as_str().to_owned(),
-                _ => unreachable!("a value starting with a quote parses as a string or fails"),
+                sfv::BareItem::String(text) if item.params.is_empty() => text.as_str().to_owned(),
+                _ => {
+                    return Err(InvalidIdempotencyKey(
+                        "Idempotency-Key is a quoted string alone, without parameters \
+                         (`;name=value`): send e.g. \"4f1c2a9e-8d3b-4b7a\""
+                            .to_owned(),
+                    ));
+                }
             }
         } else {
             let bare = value

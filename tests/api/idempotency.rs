@@ -214,6 +214,37 @@ async fn malformed_and_over_long_keys_are_a_400_and_publish_nothing() {
             "{body}"
         );
     }
+    // A value that is not ASCII, and two fields: refused, never ignored.
+    let latin1 = reqwest::header::HeaderValue::from_bytes(b"\xd7\xf8k").unwrap();
+    let not_ascii = app
+        .client
+        .post(app.url("/v1/topics/t/events"))
+        .header("Idempotency-Key", latin1)
+        .json(&json!({"data": 1}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(not_ascii, 400).await;
+    assert_eq!(
+        problem["type"],
+        "urn:ssehub:problem:invalid-idempotency-key"
+    );
+    let twice = app
+        .client
+        .post(app.url("/v1/events"))
+        .header("Idempotency-Key", "a")
+        .header("Idempotency-Key", "b")
+        .json(&json!({"events": [{"topic": "t", "data": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(twice, 400).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("one Idempotency-Key")
+    );
     // 255 bytes is fine.
     let longest = "k".repeat(255);
     let ok = post(
