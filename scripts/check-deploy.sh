@@ -214,7 +214,7 @@ fi
 SSEHUB_BIN="${SSEHUB_BIN:-}"
 
 cat >"$WORK/ssehub-config.py" <<'PY'
-import os, subprocess, sys, yaml
+import os, subprocess, sys, tomllib, yaml
 render, binary, workdir = sys.argv[1:4]
 docs = [d for d in yaml.safe_load_all(open(render)) if d]
 configmap = next(d for d in docs if d["kind"] == "ConfigMap")
@@ -227,6 +227,11 @@ env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 # Redis one is recognisable, so that the output shows whether the variable the
 # Deployment sets is the one ssehub reads.
 REDIS_STAND_IN = "redis://redis-stand-in.invalid:6379/0"
+# With Sentinel the URL's host is the master's name (the sentinels give its
+# address), so the stand-in takes that shape.
+sentinel = tomllib.loads(configmap["data"]["ssehub.toml"]).get("backplane", {}).get("redis", {}).get("sentinel")
+if sentinel:
+    REDIS_STAND_IN = f"redis://{sentinel['master_name']}/0"
 for item in container.get("env", []):
     env[item["name"]] = item.get("value", REDIS_STAND_IN if "REDIS" in item["name"] else "x")
 args = container["args"]
@@ -312,6 +317,31 @@ else:
         elif base64.b64decode(secret["data"][ref["key"]]).decode() != redis.get("url"):
             problems.append("the chart's Secret does not hold backplane.redis.url")
         wired = f"the chart's Secret {ref['name']}, key {ref['key']}"
+if backplane.get("redis", {}).get("replicas_ack", 0) != redis.get("replicasAck", 0):
+    problems.append(f"ConfigMap backplane.redis.replicas_ack is not the values' replicasAck")
+# Sentinel: its settings in the ConfigMap, its password (if any) only from a Secret.
+sentinel = redis.get("sentinel", {})
+in_config = backplane.get("redis", {}).get("sentinel", {})
+if sentinel.get("addresses"):
+    if (in_config.get("master_name"), in_config.get("addresses")) != (sentinel.get("masterName"), sentinel["addresses"]):
+        problems.append(f"ConfigMap backplane.redis.sentinel {in_config} is not the values' {sentinel}")
+    if "password" in in_config:
+        problems.append("the sentinels' password is in the ConfigMap")
+    env = [e for e in container.get("env", []) if e["name"] == "SSEHUB_BACKPLANE__REDIS__SENTINEL__PASSWORD"]
+    if sentinel.get("password") or sentinel.get("existingSecret"):
+        ref = env[0].get("valueFrom", {}).get("secretKeyRef") if len(env) == 1 else None
+        secret = {s["metadata"]["name"]: s for s in kind("Secret")}.get((ref or {}).get("name"))
+        if ref is None:
+            problems.append(f"SSEHUB_BACKPLANE__REDIS__SENTINEL__PASSWORD must come once from a secretKeyRef, got {env}")
+        elif sentinel.get("existingSecret"):
+            if (ref["name"], ref["key"]) != (sentinel["existingSecret"], sentinel.get("existingSecretKey", "sentinel-password")):
+                problems.append(f"secretKeyRef {ref} is not the sentinels' existing Secret")
+        elif secret is None or base64.b64decode(secret.get("data", {}).get(ref["key"], "")).decode() != sentinel["password"]:
+            problems.append("the chart's Secret does not hold backplane.redis.sentinel.password")
+    elif env:
+        problems.append("a sentinel password variable without a password")
+elif in_config:
+    problems.append("Sentinel settings in the ConfigMap without sentinel addresses in the values")
 autoscaled = bool(kind("HorizontalPodAutoscaler"))
 replicas = kind("HorizontalPodAutoscaler")[0]["spec"]["maxReplicas"] if autoscaled else deployment["spec"].get("replicas", 1)
 if replicas > 1:
@@ -322,6 +352,8 @@ if replicas > 1:
         problems.append(f"{replicas} pods and no PodDisruptionBudget")
 if problems:
     raise SystemExit("\n".join(problems))
+if sentinel.get("addresses"):
+    wired += f"; master {sentinel['masterName']!r} through {len(sentinel['addresses'])} sentinels"
 print(f"note: Redis URL from {wired} as SSEHUB_BACKPLANE__REDIS__URL; up to {replicas} pods, "
       f"rolling maxUnavailable 0{', PDB' if kind('PodDisruptionBudget') else ''}")
 PY
@@ -734,7 +766,7 @@ check "Dockerfile copies what the workspace needs" dockerfile_context
 
 echo "== Scripts"
 SCRIPTS=(scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh
-  scripts/scale-out.sh scripts/lib/replicas.sh scripts/check-docs.sh)
+  scripts/scale-out.sh scripts/failover.sh scripts/lib/replicas.sh scripts/check-docs.sh)
 check "shellcheck ${SCRIPTS[*]}" "$SHELLCHECK" -x "${SCRIPTS[@]}"
 
 echo "== YAML"

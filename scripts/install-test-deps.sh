@@ -2,8 +2,9 @@
 # Installs what the test suite needs and the machine lacks:
 #   - nginx (Debian) for the tests that put nginx in front of ssehub;
 #   - chromium and chromium-driver (Debian) for the browser EventSource test;
-#   - redis-server and redis-tools (Debian) for the Redis backplane tests,
-#     the several-replica tests and the rolling restart;
+#   - redis-server, redis-tools and redis-sentinel (Debian) for the Redis
+#     backplane tests, the several-replica tests, the rolling restart and
+#     the Sentinel failover proof;
 #   - cargo-nextest (crates.io) if missing;
 #   - mdbook (crates.io, the version pinned below) for the book in docs/, if
 #     missing or another version;
@@ -26,6 +27,7 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-
 # The Redis backplane tests start their own servers (Debian's 7.x).
 [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
 [[ -x /usr/bin/redis-cli ]] || missing+=(redis-tools)
+[[ -x /usr/bin/redis-sentinel ]] || missing+=(redis-sentinel)
 if ((${#missing[@]})); then
   echo "install-test-deps: apt-get install ${missing[*]}"
   apt-get update -qq
@@ -35,6 +37,7 @@ fi
 if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now nginx >/dev/null 2>&1 || true
   systemctl disable --now redis-server >/dev/null 2>&1 || true
+  systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

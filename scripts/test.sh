@@ -23,6 +23,11 @@
 #   9. the rolling-restart proof, CI size: nginx in front of 3 replicas on
 #      one Redis, each restarted under load; nothing lost, duplicated or
 #      reordered, no gap frame, no reconnect burst
+#  10. the Sentinel failover proof, CI size: 2 replicas behind nginx on a
+#      Redis master + replica + 3 sentinels, the master killed under load;
+#      with replicas_ack 1 nothing acknowledged lost, duplicated or
+#      reordered, no gap frame; the same with replicas_ack 0 reports what
+#      was lost; the restarted old master never serves a publish (~80 s)
 # Works unattended (CI=true, no stdin) as root on a fresh Debian machine.
 set -euo pipefail
 
@@ -42,13 +47,13 @@ LOGS="$(mktemp -d)"
 trap 'rm -rf "$LOGS"' EXIT
 passed_in() { grep -Eo '[0-9]+ passed' "$1" | tail -n 1 | grep -Eo '[0-9]+' || echo 0; }
 
-step "1/9 install test dependencies"
+step "1/10 install test dependencies"
 bash scripts/install-test-deps.sh
 
-step "2/9 build (debug, all targets)"
+step "2/10 build (debug, all targets)"
 cargo build --workspace --all-targets --locked -j "$JOBS"
 
-step "3/9 format, lints and docs"
+step "3/10 format, lints and docs"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -j "$JOBS" -- -D warnings
 bash scripts/check-imports.sh --self-test 2>&1 | tee "$LOGS/imports-self-test.log"
@@ -59,25 +64,30 @@ else
 fi
 bash scripts/check-docs.sh 2>&1 | tee "$LOGS/docs.log"
 
-step "4/9 unit and integration tests"
+step "4/10 unit and integration tests"
 cargo nextest run --workspace --locked -j "$JOBS" --no-fail-fast 2>&1 | tee "$LOGS/nextest.log"
 
-step "5/9 deployment checks"
+step "5/10 deployment checks"
 SSEHUB_BIN="$ROOT/target/debug/ssehub" bash scripts/check-deploy.sh 2>&1 | tee "$LOGS/deploy.log"
 
-step "6/9 load-test smoke run"
+step "6/10 load-test smoke run"
 bash loadtest/smoke.sh 2>&1 | tee "$LOGS/smoke.log"
 
-step "7/9 fuzz: the HTTP API against its spec (schemathesis)"
+step "7/10 fuzz: the HTTP API against its spec (schemathesis)"
 SSEHUB_BIN="$ROOT/target/debug/ssehub" bash scripts/fuzz/api.sh 2>&1 | tee "$LOGS/fuzz.log"
 
-step "8/9 churn: subscribe/disconnect cycles, nothing leaked"
+step "8/10 churn: subscribe/disconnect cycles, nothing leaked"
 bash loadtest/churn.sh 2>&1 | tee "$LOGS/churn.log"
 
-step "9/9 rolling-restart proof (CI size)"
+step "9/10 rolling-restart proof (CI size)"
 bash scripts/rolling-restart.sh 2>&1 | tee "$LOGS/rolling-restart.log"
 # The plain closing line CI runners read as a test result.
 grep -q '^rolling-restart: PASS$' "$LOGS/rolling-restart.log" && echo "1 passed, 0 failed" | tee -a "$LOGS/rolling-restart.log"
 
-total=$(($(passed_in "$LOGS/imports-self-test.log") + $(passed_in "$LOGS/imports.log") + $(passed_in "$LOGS/docs.log") + $(passed_in "$LOGS/nextest.log") + $(passed_in "$LOGS/deploy.log") + $(passed_in "$LOGS/smoke.log") + $(passed_in "$LOGS/fuzz.log") + $(passed_in "$LOGS/churn.log") + $(passed_in "$LOGS/rolling-restart.log")))
+step "10/10 Sentinel failover proof (CI size, replicas_ack 1 then 0)"
+bash scripts/failover.sh --replicas-ack 1 2>&1 | tee "$LOGS/failover.log"
+bash scripts/failover.sh --replicas-ack 0 2>&1 | tee -a "$LOGS/failover.log"
+[[ "$(grep -c '^failover: PASS' "$LOGS/failover.log")" == 2 ]] && echo "2 passed, 0 failed" | tee -a "$LOGS/failover.log"
+
+total=$(($(passed_in "$LOGS/imports-self-test.log") + $(passed_in "$LOGS/imports.log") + $(passed_in "$LOGS/docs.log") + $(passed_in "$LOGS/nextest.log") + $(passed_in "$LOGS/deploy.log") + $(passed_in "$LOGS/smoke.log") + $(passed_in "$LOGS/fuzz.log") + $(passed_in "$LOGS/churn.log") + $(passed_in "$LOGS/rolling-restart.log") + $(passed_in "$LOGS/failover.log")))
 printf '\nall test steps passed\ntotal: %d passed, 0 failed\n' "$total"

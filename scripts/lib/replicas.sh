@@ -7,9 +7,14 @@
 # logs), REPLICAS, SSEHUB, NGINX, REDIS_SERVER, ROOT, DRAIN_DELAY,
 # DRAIN_SPREAD, DRAIN_TIMEOUT, RETRY, and NAME (for messages); optionally
 # REPLICA_DRAIN_SPREAD, the drain.spread the replicas really get (default
-# DRAIN_SPREAD; the rolling restart's burst calibration sets 0s). It sets
-# BACKPLANE (redis, or memory with REPLICAS=1 for a build without Redis),
-# REDIS_URL, REDIS_PID, NGINX_PORT and NGINX_PID. `cluster_stop` ends it all.
+# DRAIN_SPREAD; the rolling restart's burst calibration sets 0s). Also
+# optional: OWN_REDIS=1 (the caller runs Redis itself and sets REDIS_URL),
+# REPLICA_ENV (more VAR=value words for every ssehub), NGINX_RESEND_503=0
+# (nginx does not pass a publish answered 503 to the next replica) and
+# NGINX_LOG_MSEC=1 (access log lines start with the time, in seconds with
+# ms). It sets BACKPLANE (redis, or memory with REPLICAS=1 for a build
+# without Redis), REDIS_URL, REDIS_PID, NGINX_PORT and NGINX_PID.
+# `cluster_stop` ends it all.
 # shellcheck shell=bash
 
 millis() { # millis DURATION: 500ms, 2s, 1m -> milliseconds
@@ -78,7 +83,8 @@ start_replica() {
   port="$(cat "$STATE/port-$index")"
   generation=$(($(cat "$STATE/generation-$index" 2>/dev/null || echo 0) + 1))
   echo "$generation" >"$STATE/generation-$index"
-  env SSEHUB_LISTEN="127.0.0.1:$port" \
+  # shellcheck disable=SC2086 # REPLICA_ENV: one VAR=value a word
+  env ${REPLICA_ENV:-} SSEHUB_LISTEN="127.0.0.1:$port" \
     SSEHUB_LOG__LEVEL=info SSEHUB_LOG__FORMAT=json \
     SSEHUB_DRAIN__DELAY="$DRAIN_DELAY" SSEHUB_DRAIN__SPREAD="${REPLICA_DRAIN_SPREAD:-$DRAIN_SPREAD}" \
     SSEHUB_DRAIN__TIMEOUT="$DRAIN_TIMEOUT" SSEHUB_STREAM__RETRY="$RETRY" \
@@ -104,7 +110,7 @@ cluster_start() {
     echo "$NAME: this ssehub build has no Redis backplane: one replica on the memory backplane, gaps and refused publishes reported but not judged" >&2
     REPLICAS=1
   fi
-  if [[ "$BACKPLANE" == redis ]]; then
+  if [[ "$BACKPLANE" == redis && "${OWN_REDIS:-0}" != 1 ]]; then
     REDIS_PORT="$(free_port)"
     mkdir -p "$STATE/redis"
     # No persistence: Redis stays up for the whole run, which is the point.
@@ -126,6 +132,7 @@ REPLICAS=$REPLICAS
 SSEHUB='$SSEHUB'
 BACKPLANE=$BACKPLANE
 REDIS_URL='$REDIS_URL'
+REPLICA_ENV='${REPLICA_ENV:-}'
 DRAIN_DELAY=$DRAIN_DELAY
 DRAIN_SPREAD=$DRAIN_SPREAD
 REPLICA_DRAIN_SPREAD=${REPLICA_DRAIN_SPREAD:-$DRAIN_SPREAD}
@@ -156,12 +163,17 @@ EOF
   done
   # Two connections per stream (client and upstream): room for the subscribers
   # in each of the two workers, within the 20,000 open files a process may hold.
+  local msec='' resend='http_503 '
+  # shellcheck disable=SC2016 # nginx's variable, literally
+  [[ "${NGINX_LOG_MSEC:-0}" == 1 ]] && msec='$msec '
+  [[ "${NGINX_RESEND_503:-1}" == 0 ]] && resend=''
   sed -e 's/worker_connections 8192;/worker_connections 16384;/' \
+    -e "s/log_format ssehub '/log_format ssehub '$msec/" \
     "$ROOT/nginx/nginx.conf" >"$STATE/nginx/nginx.conf"
   sed -e "s/server @SSEHUB_UPSTREAM@;/${upstream% }/" \
     -e "s/@LISTEN_PORT@/127.0.0.1:$NGINX_PORT/" \
-    -e '/location \/v1\/topics\/ {/a\        proxy_next_upstream error timeout http_503 non_idempotent;' \
-    -e '/location ~ \^\/(?:_ssehub_token\/)?(?:v1\/events|event-stream)\$ {/a\        proxy_next_upstream error timeout http_503 non_idempotent;' \
+    -e "/location \/v1\/topics\/ {/a\        proxy_next_upstream error timeout ${resend}non_idempotent;" \
+    -e "/location ~ \^\/(?:_ssehub_token\/)?(?:v1\/events|event-stream)\\$ {/a\        proxy_next_upstream error timeout ${resend}non_idempotent;" \
     "$ROOT/nginx/ssehub.conf" >"$STATE/nginx/ssehub.conf"
   if [[ "$(grep -c 'proxy_next_upstream' "$STATE/nginx/ssehub.conf")" -ne 2 ]]; then
     echo "$NAME: nginx/ssehub.conf changed shape: the publish locations were not found" >&2

@@ -25,7 +25,7 @@ use crate::setting::InvalidSetting;
 
 pub use config::{
     BackplaneConfig, BackplaneKind, REDIS_COMMAND_TIMEOUT_DEFAULT, REDIS_CONNECT_TIMEOUT_DEFAULT,
-    REDIS_KEY_PREFIX_DEFAULT, RedisConfig,
+    REDIS_KEY_PREFIX_DEFAULT, REDIS_REPLICAS_ACK_TIMEOUT_DEFAULT, RedisConfig, SentinelConfig,
 };
 pub use idempotency::{
     IDEMPOTENCY_KEYS_DEFAULT, IDEMPOTENCY_WINDOW_DEFAULT, IdempotencyLimits, RecordedIds,
@@ -149,6 +149,12 @@ pub enum BackplaneError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The publish was stored on the Redis master (and may have been
+    /// delivered) but fewer replicas than `backplane.redis.replicas_ack`
+    /// confirmed it in time: a failover now could lose it. Retrying with
+    /// the same idempotency key is safe either way.
+    #[error("the publish is not confirmed by enough Redis replicas: {reason}")]
+    NotReplicated { reason: String },
 }
 
 impl BackplaneError {

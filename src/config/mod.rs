@@ -525,6 +525,9 @@ impl Config {
             mask_userinfo(jwks);
         }
         mask_userinfo(&mut shown.backplane.redis.url);
+        if !shown.backplane.redis.sentinel.password.is_empty() {
+            shown.backplane.redis.sentinel.password = "***".to_owned();
+        }
         mask_userinfo(&mut shown.telemetry.otlp_endpoint);
         toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot render: {error}"))
     }

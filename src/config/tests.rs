@@ -214,6 +214,126 @@ fn redis_keys_load_and_validate() {
 }
 
 #[test]
+fn sentinel_and_replicas_ack_keys_load_and_validate() {
+    let sentinel = [
+        ("BACKPLANE__KIND", "redis"),
+        ("BACKPLANE__REDIS__SENTINEL__MASTER_NAME", "mymaster"),
+        (
+            "BACKPLANE__REDIS__SENTINEL__ADDRESSES",
+            "[sentinel-0:26379,\"[::1]:26380\"]",
+        ),
+    ];
+    let config = Config::load_from(
+        None,
+        env_from(
+            &[
+                &sentinel[..],
+                &[
+                    ("BACKPLANE__REDIS__URL", "rediss://:data-pw@mymaster/2"),
+                    ("BACKPLANE__REDIS__SENTINEL__PASSWORD", "sentinel-pw"),
+                    ("BACKPLANE__REDIS__REPLICAS_ACK", "1"),
+                    ("BACKPLANE__REDIS__REPLICAS_ACK_TIMEOUT", "250ms"),
+                ],
+            ]
+            .concat(),
+        ),
+    )
+    .unwrap();
+    let redis = &config.backplane.redis;
+    assert_eq!(
+        redis.sentinel.addresses,
+        ["sentinel-0:26379", "[::1]:26380"]
+    );
+    assert_eq!(redis.replicas_ack, 1);
+    assert_eq!(redis.replicas_ack_timeout, Duration::from_millis(250));
+    let shown = config.to_masked_toml();
+    assert!(
+        !shown.contains("sentinel-pw") && !shown.contains("data-pw"),
+        "{shown}"
+    );
+    // Sentinel without a URL: plain TCP, no password, database 0.
+    Config::load_from(None, env_from(&sentinel)).unwrap();
+    assert_eq!(Config::default().backplane.redis.replicas_ack, 0);
+
+    for (extra, named, says) in [
+        (
+            vec![("BACKPLANE__REDIS__SENTINEL__ADDRESSES", "[]")],
+            "backplane.redis.sentinel.addresses",
+            "is empty",
+        ),
+        (
+            vec![("BACKPLANE__REDIS__SENTINEL__ADDRESSES", "[sentinel-0]")],
+            "backplane.redis.sentinel.addresses",
+            "\"sentinel-0\" is not host:port",
+        ),
+        (
+            vec![("BACKPLANE__REDIS__SENTINEL__ADDRESSES", "[\"a:0\"]")],
+            "backplane.redis.sentinel.addresses",
+            "\"a:0\" is not host:port",
+        ),
+        (
+            vec![("BACKPLANE__REDIS__SENTINEL__ADDRESSES", "[\"::1:26379\"]")],
+            "backplane.redis.sentinel.addresses",
+            "is not host:port",
+        ),
+        (
+            vec![("BACKPLANE__REDIS__SENTINEL__MASTER_NAME", "")],
+            "backplane.redis.sentinel.master_name",
+            "is not a master name",
+        ),
+        (
+            vec![("BACKPLANE__REDIS__URL", "redis://:pw@redis:6379/0")],
+            "backplane.redis.url",
+            "host must be the master's name",
+        ),
+        (
+            vec![("BACKPLANE__REDIS__URL", "redis://:pw@mymaster:6379/0")],
+            "backplane.redis.url",
+            "no port",
+        ),
+        (
+            vec![
+                ("BACKPLANE__REDIS__REPLICAS_ACK", "1"),
+                ("BACKPLANE__REDIS__REPLICAS_ACK_TIMEOUT", "0s"),
+            ],
+            "backplane.redis.replicas_ack_timeout",
+            "longer than 0s",
+        ),
+        (
+            vec![("BACKPLANE__REDIS__REPLICAS_ACK", "-1")],
+            "backplane.redis.replicas_ack",
+            "",
+        ),
+    ] {
+        let pairs = [&sentinel[..], &extra[..]].concat();
+        let error = Config::load_from(None, env_from(&pairs)).unwrap_err();
+        let error = error.to_string();
+        assert!(
+            error.contains(named) && error.contains(says),
+            "{extra:?}: {error}"
+        );
+        assert!(!error.contains("pw@"), "{error}");
+    }
+    // Sentinel credentials without sentinels.
+    let error = Config::load_from(
+        None,
+        env_from(&[
+            ("BACKPLANE__KIND", "redis"),
+            ("BACKPLANE__REDIS__URL", "redis://localhost"),
+            ("BACKPLANE__REDIS__SENTINEL__PASSWORD", "sentinel-pw"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("backplane.redis.sentinel.password"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("sentinel-pw"), "{error}");
+}
+
+#[test]
 fn telemetry_keys_load_and_validate() {
     let config = Config::load_from(
         None,

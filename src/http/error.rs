@@ -198,7 +198,10 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     (
         503,
         "Draining or backplane down, known before anything was sent: nothing was \
-         published; retry after `Retry-After` seconds",
+         published; retry after `Retry-After` seconds. `publish-not-replicated`: stored \
+         on the Redis master but fewer than backplane.redis.replicas_ack replicas \
+         confirmed it in time, so it may or may not be kept; a retry with the same \
+         Idempotency-Key is safe",
     ),
     (
         504,

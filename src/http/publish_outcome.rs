@@ -60,6 +60,14 @@ impl PublishRefusal {
             PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "backplane-unavailable")
             }
+            // 503 with Retry-After, as the operator asked for replicated
+            // publishes only: the event is on the Redis master and may have
+            // been delivered, but a failover could still lose it. A retry
+            // with the same Idempotency-Key is safe whether it was stored or
+            // not; one without a key may publish it twice.
+            PublishError::Backplane(BackplaneError::NotReplicated { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "publish-not-replicated")
+            }
             // 504, not 503: a 503 here means "nothing was published, retry
             // freely" (what nginx's `proxy_next_upstream http_503` and
             // generic clients assume); this one may have been published,
@@ -90,6 +98,10 @@ impl From<PublishError> for ApiError {
                  publishes once); without one it may publish them a second \
                  time, with new ids: check a subscriber or the topic's history \
                  first"
+            ),
+            PublishError::Backplane(BackplaneError::NotReplicated { .. }) => format!(
+                "{error}. The events may or may not be kept (they may even have been \
+                 delivered): retry with the same Idempotency-Key, which is safe either way"
             ),
             _ => error.to_string(),
         };
@@ -151,6 +163,12 @@ mod tests {
         })
     }
 
+    fn not_replicated() -> PublishError {
+        PublishError::Backplane(BackplaneError::NotReplicated {
+            reason: "0 of 1 replicas".to_owned(),
+        })
+    }
+
     fn outcome_unknown() -> PublishError {
         PublishError::Backplane(BackplaneError::OutcomeUnknown {
             reason: "no answer".to_owned(),
@@ -172,6 +190,7 @@ mod tests {
             PublishError::KeyInFlight,
             PublishError::KeyReused,
             unavailable(),
+            not_replicated(),
             outcome_unknown(),
         ];
         for error in &all {
@@ -182,6 +201,7 @@ mod tests {
                 | PublishError::KeyInFlight
                 | PublishError::KeyReused
                 | PublishError::Backplane(BackplaneError::Unavailable { .. })
+                | PublishError::Backplane(BackplaneError::NotReplicated { .. })
                 | PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {}
             }
         }
@@ -210,6 +230,7 @@ mod tests {
                 (409, "idempotency-key-in-flight", "rejected_invalid"),
                 (422, "idempotency-key-reused", "rejected_invalid"),
                 (503, "backplane-unavailable", "unavailable"),
+                (503, "publish-not-replicated", "unavailable"),
                 (504, "publish-outcome-unknown", "outcome_unknown"),
             ]
         );

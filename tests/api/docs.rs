@@ -114,3 +114,99 @@ fn every_metric_family_has_a_row_on_the_metrics_page() {
         "metric families without a row in docs/src/operations/metrics.md: {missing:?}"
     );
 }
+
+/// The Development page's layout block: the first fenced block after its
+/// "Layout"-style introduction, which names src/'s directories one paragraph
+/// each (`src/hub/   the domain core … (mod.rs) …`).
+const DEVELOPMENT_PAGE: &str = include_str!("../../docs/src/development.md");
+
+/// Each `src/…` entry of the layout block with the text that describes it
+/// (its first line and the indented lines under it).
+fn layout_entries() -> Vec<(String, String)> {
+    let block = DEVELOPMENT_PAGE
+        .split("```\n")
+        .nth(1)
+        .expect("the Development page opens with the layout block");
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in block.lines() {
+        if let Some(rest) = line.strip_prefix("src/") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            entries.push((format!("src/{name}"), text.to_owned()));
+        } else if line.starts_with(' ') {
+            if let Some((_, text)) = entries.last_mut() {
+                text.push(' ');
+                text.push_str(line.trim());
+            }
+        } else {
+            entries.push((
+                line.split(' ').next().unwrap_or("").to_owned(),
+                String::new(),
+            ));
+        }
+    }
+    entries
+}
+
+/// Every source file of src/ is named on the Development page: a top-level
+/// file by its own entry, a file in a directory by name (or, for a
+/// subdirectory's own files, the subdirectory) in that directory's entry. A
+/// module added, moved or renamed without the page fails here.
+#[test]
+fn the_layout_on_the_development_page_names_every_source_file() {
+    let entries = layout_entries();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut missing = Vec::new();
+    for top in std::fs::read_dir(&root).unwrap() {
+        let top = top.unwrap().path();
+        let top_name = top.file_name().unwrap().to_string_lossy().into_owned();
+        if top.is_file() {
+            if top_name.ends_with(".rs")
+                && !entries
+                    .iter()
+                    .any(|(name, _)| *name == format!("src/{top_name}"))
+            {
+                missing.push(format!("src/{top_name}"));
+            }
+            continue;
+        }
+        let Some((_, text)) = entries
+            .iter()
+            .find(|(name, _)| *name == format!("src/{top_name}/"))
+        else {
+            missing.push(format!("src/{top_name}/"));
+            continue;
+        };
+        let mut stack = vec![top.clone()];
+        while let Some(dir) = stack.pop() {
+            for file in std::fs::read_dir(&dir).unwrap() {
+                let path = file.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let file_name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if !file_name.ends_with(".rs") {
+                    continue;
+                }
+                let relative = path.strip_prefix(&top).unwrap();
+                // A subdirectory's files: its name with a slash (`memory/`,
+                // `delivery/replay.rs`) or the file's own name.
+                let named = text.contains(&file_name)
+                    || relative
+                        .parent()
+                        .and_then(|parent| parent.to_str())
+                        .is_some_and(|parent| {
+                            !parent.is_empty() && text.contains(&format!("{parent}/"))
+                        });
+                if !named {
+                    missing.push(format!("src/{top_name}/{}", relative.display()));
+                }
+            }
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "source files the Development page's layout doesn't name: {missing:?}"
+    );
+}

@@ -70,7 +70,42 @@ Whether the chart renders its own Secret: for publisher keys it manages, or
 for a Redis URL given in values. Returns "true" or "".
 */}}
 {{- define "ssehub.managesSecret" -}}
-{{- if or (and .Values.auth.enabled (not .Values.auth.existingSecret)) (and (eq .Values.backplane.kind "redis") .Values.backplane.redis.url (not .Values.backplane.redis.existingSecret)) (include "ssehub.jwtInChartSecret" .) (and .Values.auth.metrics.enabled .Values.auth.metrics.keys (not .Values.auth.metrics.existingSecret)) -}}
+{{- if or (and .Values.auth.enabled (not .Values.auth.existingSecret)) (and (eq .Values.backplane.kind "redis") .Values.backplane.redis.url (not .Values.backplane.redis.existingSecret)) (include "ssehub.jwtInChartSecret" .) (and .Values.auth.metrics.enabled .Values.auth.metrics.keys (not .Values.auth.metrics.existingSecret)) (include "ssehub.sentinelPasswordInChartSecret" .) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+Whether a Redis URL is given (in values or an existing Secret): with Sentinel
+it is optional. Returns "true" or "".
+*/}}
+{{- define "ssehub.hasRedisUrl" -}}
+{{- if or .Values.backplane.redis.url .Values.backplane.redis.existingSecret -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret and key of the sentinels' password: the existing one
+(sentinel.existingSecret, existingSecretKey), or the chart's own, key
+sentinel-password. hasSentinelPassword: "true" when there is one.
+*/}}
+{{- define "ssehub.sentinelSecretName" -}}
+{{- .Values.backplane.redis.sentinel.existingSecret | default (include "ssehub.fullname" .) }}
+{{- end }}
+
+{{- define "ssehub.sentinelSecretKey" -}}
+{{- ternary .Values.backplane.redis.sentinel.existingSecretKey "sentinel-password" (not (empty .Values.backplane.redis.sentinel.existingSecret)) }}
+{{- end }}
+
+{{- define "ssehub.hasSentinelPassword" -}}
+{{- if and .Values.backplane.redis.sentinel.addresses (or .Values.backplane.redis.sentinel.password .Values.backplane.redis.sentinel.existingSecret) -}}
+true
+{{- end }}
+{{- end }}
+
+{{- define "ssehub.sentinelPasswordInChartSecret" -}}
+{{- if and (eq .Values.backplane.kind "redis") .Values.backplane.redis.sentinel.addresses .Values.backplane.redis.sentinel.password (not .Values.backplane.redis.sentinel.existingSecret) -}}
 true
 {{- end }}
 {{- end }}
@@ -163,8 +198,18 @@ Included by every template that matters, so any render fails.
 {{- if and (gt $max 1) (eq .Values.backplane.kind "memory") }}
 {{- fail (printf "\n\nssehub: %d replicas need the Redis backplane (backplane.kind: redis, with backplane.redis.url or backplane.redis.existingSecret).\nWith backplane.kind: memory each pod only sees the events published to itself: a subscriber\nconnected to one pod would miss every event published through another, and no gap would tell it.\nEither set replicaCount: 1 (and autoscaling.maxReplicas: 1, or autoscaling.enabled: false),\nor configure the Redis backplane." $max) }}
 {{- end }}
-{{- if and (eq .Values.backplane.kind "redis") (not .Values.backplane.redis.url) (not .Values.backplane.redis.existingSecret) }}
-{{- fail "\n\nssehub: backplane.kind is redis but no Redis is named: set backplane.redis.url, or backplane.redis.existingSecret (and existingSecretKey)." }}
+{{- $sentinel := .Values.backplane.redis.sentinel }}
+{{- if and (eq .Values.backplane.kind "redis") (not .Values.backplane.redis.url) (not .Values.backplane.redis.existingSecret) (not $sentinel.addresses) }}
+{{- fail "\n\nssehub: backplane.kind is redis but no Redis is named: set backplane.redis.url, or backplane.redis.existingSecret (and existingSecretKey), or backplane.redis.sentinel.addresses and masterName." }}
+{{- end }}
+{{- if and (eq .Values.backplane.kind "redis") $sentinel.addresses (not $sentinel.masterName) }}
+{{- fail "\n\nssehub: backplane.redis.sentinel.addresses is set but backplane.redis.sentinel.masterName is empty: give the name the sentinels monitor the master under (sentinel monitor <name> ...)." }}
+{{- end }}
+{{- if and (eq .Values.backplane.kind "redis") $sentinel.addresses .Values.backplane.redis.url (not (regexMatch (printf "^rediss?://([^@/]*@)?%s(/[0-9]+)?/?$" (regexQuoteMeta $sentinel.masterName)) .Values.backplane.redis.url)) }}
+{{- fail (printf "\n\nssehub: with backplane.redis.sentinel the sentinels give the master's address, so backplane.redis.url names the master by its name, without a port: redis://[:PASSWORD@]%s/0 (or rediss://)." $sentinel.masterName) }}
+{{- end }}
+{{- if and $sentinel.password $sentinel.existingSecret }}
+{{- fail (printf "\n\nssehub: backplane.redis.sentinel.password and backplane.redis.sentinel.existingSecret (%s) are both set: the pods would read the password from the Secret. Set one of them." $sentinel.existingSecret) }}
 {{- end }}
 {{- if and (eq .Values.backplane.kind "redis") .Values.backplane.redis.url .Values.backplane.redis.existingSecret }}
 {{- fail (printf "\n\nssehub: backplane.redis.url and backplane.redis.existingSecret (%s) are both set: the pods would read the URL from the Secret and ignore backplane.redis.url. Set one of them." .Values.backplane.redis.existingSecret) }}

@@ -48,6 +48,12 @@
 //! - **Resume on any replica**: `last_id` asks Redis, so an id handed out on
 //!   replica A a moment ago is valid on C before C has received its event;
 //!   C's live queue then skips it when it arrives (no gap, no duplicate).
+//! - **High availability**: the master is the one `url` names, or the one
+//!   Redis Sentinel names at the start of each session ([`target`]); a
+//!   failover ends the session (connections break, or the demoted master
+//!   answers `READONLY`) and the next one lands on the new master. With
+//!   `replicas_ack` a publish is answered 2xx only once that many replicas
+//!   hold it ([`replication`]: `WAIT`), else 503 `publish-not-replicated`.
 //! - **Failure**: a publish needs Redis now. Known down before the script
 //!   is sent (no working session), or refused by Redis (out of memory): 503
 //!   with `Retry-After`, and nothing was stored. `/readyz` turns 503 while
@@ -70,7 +76,9 @@
 
 mod message;
 mod reader;
+mod replication;
 mod scripts;
+mod target;
 mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,9 +96,10 @@ use super::{
     IDEMPOTENCY_WINDOW_DEFAULT, PageLimit, Publication, RecordedIds, Replica,
 };
 use crate::model::{Event, EventDraft, EventId, Idempotency, TopicName};
-use crate::setting::mask_userinfo;
 
+use replication::PublishLink;
 use scripts::{Keys, Scripts};
+use target::Target;
 
 /// Most entries one history read asks Redis for, whatever the caller's
 /// limit (the count crosses into Lua as a double).
@@ -101,11 +110,15 @@ const MAX_PAGE_ENTRIES: usize = 1 << 20;
 const KEY_LIFETIME_MARGIN: Duration = Duration::from_secs(60);
 
 pub struct RedisBackplane {
-    client: redis::Client,
-    /// The URL with its password masked, for logs.
+    /// Where the master is: one URL, or asked of Sentinel each session.
+    target: Target,
+    /// The URL with its password masked (or the Sentinel setup), for logs.
     shown_url: String,
     connect_timeout: Duration,
     command_timeout: Duration,
+    /// `backplane.redis.replicas_ack` and its timeout (see [`replication`]).
+    replicas_ack: u32,
+    replicas_ack_timeout: Duration,
     limits: HistoryLimits,
     bounds: HistoryBounds,
     /// How long a keyed publish's record lives in Redis (its key's TTL).
@@ -116,6 +129,12 @@ pub struct RedisBackplane {
     /// The command connection of the reader's current session: cloned by
     /// each command (it multiplexes); `None` while there is no session.
     commands: RwLock<Option<MultiplexedConnection>>,
+    /// The current session's publish connection (its own with
+    /// `replicas_ack`, which blocks it in `WAIT`; else `commands`).
+    publishes: RwLock<Option<Arc<PublishLink>>>,
+    /// Woken by a publish that found the master demoted (`READONLY`): the
+    /// reader ends the session at once and finds the master again.
+    demoted: tokio::sync::Notify,
     /// True while the reader has a working session (readiness follows).
     available: AtomicBool,
     /// The epoch in force as this replica knows it (0 before the first sync).
@@ -134,14 +153,14 @@ impl RedisBackplane {
         bounds: HistoryBounds,
         replica: Replica,
     ) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let mut shown_url = config.url.clone();
-        mask_userinfo(&mut shown_url);
+        let target = Target::new(config)?;
         Ok(Self {
-            client,
-            shown_url,
+            shown_url: target.describe(config),
+            target,
             connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,
+            replicas_ack: config.replicas_ack,
+            replicas_ack_timeout: config.replicas_ack_timeout,
             limits,
             bounds,
             idempotency_window: IDEMPOTENCY_WINDOW_DEFAULT,
@@ -149,6 +168,8 @@ impl RedisBackplane {
             scripts: Scripts::new(),
             replica,
             commands: RwLock::new(None),
+            publishes: RwLock::new(None),
+            demoted: tokio::sync::Notify::new(),
             available: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             position: watch::Sender::new(EventId::new(0, 0)),
@@ -171,11 +192,19 @@ impl RedisBackplane {
 
     /// A connection for a publish: only while the session is fully up
     /// (synced and healthy), which is also what readiness says.
-    fn publish_connection(&self) -> Result<MultiplexedConnection, BackplaneError> {
+    fn publish_connection(&self) -> Result<Arc<PublishLink>, BackplaneError> {
         if !self.available.load(Ordering::Acquire) {
             return Err(self.unreachable());
         }
-        self.connection()
+        let publishes = self.publishes.read().unwrap_or_else(|p| p.into_inner());
+        publishes.clone().ok_or_else(|| self.unreachable())
+    }
+
+    /// A publish found the master demoted: no more publishes go to it, and
+    /// the reader finds the new one.
+    fn master_demoted(&self) {
+        self.available.store(false, Ordering::Release);
+        self.demoted.notify_one();
     }
 
     fn unreachable(&self) -> BackplaneError {
@@ -214,12 +243,22 @@ impl RedisBackplane {
         &self,
         script: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, BackplaneError> {
-        match tokio::time::timeout(self.command_timeout, script).await {
+        // With replicas_ack a script may queue behind one WAIT on its connection.
+        let timeout = match self.replicas_ack {
+            0 => self.command_timeout,
+            _ => self.command_timeout + self.replicas_ack_timeout,
+        };
+        match tokio::time::timeout(timeout, script).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) if script_never_ran(&error) => Err(BackplaneError::unavailable(
-                format!("Redis refused the publish: {}", error_summary(&error)),
-                error,
-            )),
+            Ok(Err(error)) if script_never_ran(&error) => {
+                if target::is_demoted(&error) {
+                    self.master_demoted();
+                }
+                Err(BackplaneError::unavailable(
+                    format!("Redis refused the publish: {}", error_summary(&error)),
+                    error,
+                ))
+            }
             Ok(Err(error)) => Err(BackplaneError::OutcomeUnknown {
                 reason: format!(
                     "the connection to Redis failed with the publish in flight ({})",
@@ -240,6 +279,30 @@ impl RedisBackplane {
         }
     }
 
+    /// Waits until `backplane.redis.replicas_ack` replicas hold the publish
+    /// whose script was just answered on `link`.
+    async fn await_replicas(&self, link: &PublishLink) -> Result<(), BackplaneError> {
+        let ticket = link.script_answered();
+        let held = link
+            .replicas_holding(
+                ticket,
+                self.replicas_ack,
+                self.replicas_ack_timeout,
+                self.command_timeout,
+            )
+            .await?;
+        if held < u64::from(self.replicas_ack) {
+            return Err(replication::not_replicated(
+                format!(
+                    "{held} replica(s) confirmed it within backplane.redis.replicas_ack_timeout ({})",
+                    humantime::format_duration(self.replicas_ack_timeout)
+                ),
+                self.replicas_ack,
+            ));
+        }
+        Ok(())
+    }
+
     /// Milliseconds the topic keys live after a publish.
     fn key_lifetime_ms(&self) -> u64 {
         (self.limits.ttl + KEY_LIFETIME_MARGIN).as_millis() as u64
@@ -250,7 +313,8 @@ impl RedisBackplane {
         drafts: Vec<EventDraft>,
         once: Option<Idempotency>,
     ) -> Result<Publication, BackplaneError> {
-        let mut connection = self.publish_connection()?;
+        let link = self.publish_connection()?;
+        let mut connection = link.connection.clone();
         let known = *self.position.borrow();
         let mut invocation = self.scripts.publish.prepare_invoke();
         let record = once.as_ref().map(Idempotency::record_hex);
@@ -293,27 +357,34 @@ impl RedisBackplane {
         let reply: Vec<redis::Value> = self
             .run_publish(invocation.invoke_async(&mut connection))
             .await?;
-        let (epoch, first, accepted_ms, evicted_for_topics, evicted_for_bytes) =
-            match parse_publish(reply).map_err(|reason| BackplaneError::OutcomeUnknown {
-                reason: format!("unreadable answer of the publish script: {reason}"),
-                source: None,
-            })? {
-                PublishReply::Published {
-                    epoch,
-                    first,
-                    accepted_ms,
-                    evicted_for_topics,
-                    evicted_for_bytes,
-                } => (
-                    epoch,
-                    first,
-                    accepted_ms,
-                    evicted_for_topics,
-                    evicted_for_bytes,
-                ),
-                PublishReply::Replayed(ids) => return Ok(Publication::Replayed(ids)),
-                PublishReply::KeyReused => return Ok(Publication::KeyReused),
-            };
+        let reply = parse_publish(reply).map_err(|reason| BackplaneError::OutcomeUnknown {
+            reason: format!("unreadable answer of the publish script: {reason}"),
+            source: None,
+        })?;
+        // A replay is answered 2xx only once the replicas hold what it
+        // replays, as its first publish was: the script touched the record,
+        // so this connection's WAIT covers the record and the events
+        // written before it (see `PUBLISH_LUA`).
+        if self.replicas_ack > 0 && reply != PublishReply::KeyReused {
+            self.await_replicas(&link).await?;
+        }
+        let (epoch, first, accepted_ms, evicted_for_topics, evicted_for_bytes) = match reply {
+            PublishReply::Published {
+                epoch,
+                first,
+                accepted_ms,
+                evicted_for_topics,
+                evicted_for_bytes,
+            } => (
+                epoch,
+                first,
+                accepted_ms,
+                evicted_for_topics,
+                evicted_for_bytes,
+            ),
+            PublishReply::Replayed(ids) => return Ok(Publication::Replayed(ids)),
+            PublishReply::KeyReused => return Ok(Publication::KeyReused),
+        };
         let metrics = &self.replica.metrics;
         metrics.published(started.elapsed());
         if evicted_for_topics > 0 {

@@ -16,6 +16,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::message::{self, MalformedMessage};
+use super::replication::PublishLink;
 use super::{RedisBackplane, known_epoch, now_ms};
 use crate::backplane::BackplaneError;
 use crate::model::EventId;
@@ -31,6 +32,10 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// Longest pause between attempts: a Redis that comes back is used within
 /// this, and a hundred replicas retrying cost Redis a few connects a second.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest pause with Sentinel: a lookup costs the sentinels little, and
+/// during a failover the new master should be used within a second of
+/// its promotion, not five.
+const BACKOFF_MAX_SENTINEL: Duration = Duration::from_secs(1);
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -48,18 +53,20 @@ enum SessionEnd {
 /// step.
 struct Backoff {
     step: Duration,
+    max: Duration,
 }
 
 impl Backoff {
-    fn new() -> Self {
+    fn new(max: Duration) -> Self {
         Self {
             step: BACKOFF_FIRST,
+            max,
         }
     }
 
     fn next(&mut self) -> Duration {
         let pause = self.step.mul_f64(0.5 + 0.5 * fastrand::f64());
-        self.step = (self.step * 2).min(BACKOFF_MAX);
+        self.step = (self.step * 2).min(self.max);
         pause
     }
 }
@@ -70,13 +77,23 @@ pub(super) async fn run(backplane: Arc<RedisBackplane>, stop: CancellationToken)
         sessions: 0,
         warned_about_policy: false,
     };
-    let mut backoff = Backoff::new();
+    let backoff_max = if reader.backplane.target.is_sentinel() {
+        BACKOFF_MAX_SENTINEL
+    } else {
+        BACKOFF_MAX
+    };
+    let mut backoff = Backoff::new(backoff_max);
     loop {
         let ended = reader.session(&stop, &mut backoff).await;
         let was_available = reader.backplane.available.swap(false, Ordering::AcqRel);
         *reader
             .backplane
             .commands
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        *reader
+            .backplane
+            .publishes
             .write()
             .unwrap_or_else(|p| p.into_inner()) = None;
         let error = match ended {
@@ -119,18 +136,31 @@ impl Reader {
     ) -> Result<(), SessionEnd> {
         let backplane = self.backplane.clone();
         let connect = async {
+            // With Sentinel: the master as the sentinels name it now.
+            let client = backplane.target.master().await?;
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(backplane.connect_timeout))
                 .set_response_timeout(Some(backplane.command_timeout));
-            let commands = backplane
-                .client
+            let commands = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            let mut pubsub = backplane.client.get_async_pubsub().await?;
+            let publishes = if backplane.replicas_ack > 0 {
+                // WAIT blocks its connection: publishes get their own,
+                // without a response timeout (run_publish has its own).
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(backplane.connect_timeout))
+                    .set_response_timeout(None);
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?
+            } else {
+                commands.clone()
+            };
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&backplane.keys.channel).await?;
-            Ok::<_, redis::RedisError>((commands, pubsub))
+            Ok::<_, redis::RedisError>((commands, publishes, pubsub))
         };
-        let (mut commands, pubsub) = tokio::select! {
+        let (mut commands, publishes, pubsub) = tokio::select! {
             connected = tokio::time::timeout(backplane.connect_timeout, connect) => match connected {
                 Ok(Ok(connected)) => connected,
                 Ok(Err(error)) => return Err(SessionEnd::Connect(super::error_summary(&error))),
@@ -142,17 +172,23 @@ impl Reader {
             _ = stop.cancelled() => return Ok(()),
         };
         let mut messages = pubsub.into_on_message();
+        // A READONLY seen in an earlier session was about a master left behind.
+        let _ = futures_util::FutureExt::now_or_never(backplane.demoted.notified());
         self.check_eviction_policy(&mut commands).await;
         *backplane
             .commands
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Some(commands.clone());
+        *backplane
+            .publishes
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(PublishLink::new(publishes)));
 
         // Subscribed first, then where ids stand: every later event arrives
         // on the channel, every earlier one is in history.
         self.resync(&mut commands).await?;
         backplane.available.store(true, Ordering::Release);
-        *backoff = Backoff::new();
+        *backoff = Backoff::new(backoff.max);
         self.sessions += 1;
         if self.sessions > 1 {
             backplane.replica.metrics.reconnected();
@@ -167,6 +203,11 @@ impl Reader {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
+                _ = backplane.demoted.notified() => {
+                    return Err(SessionEnd::Lost(
+                        "Redis answered READONLY: the master was demoted (a failover); finding the master again".to_owned(),
+                    ));
+                }
                 message = messages.next() => {
                     let Some(message) = message else {
                         return Err(SessionEnd::Lost(

@@ -136,7 +136,9 @@ end
 ///
 /// Idempotency: with a fingerprint, the record is looked up first. Found
 /// with the same fingerprint, nothing is published and the script returns
-/// `{'replayed', epoch, first seq, count}` of the publish that made it;
+/// `{'replayed', epoch, first seq, count}` of the publish that made it
+/// (after setting the record's TTL to what it is: a write, which a `WAIT`
+/// of the replaying connection then covers, with `replicas_ack`);
 /// with another, `{'key_reused'}`. Not found, the events are published and
 /// the record is written in the same step, so two replicas racing on one
 /// key can't both publish: Redis runs one script after the other.
@@ -172,7 +174,12 @@ if fingerprint ~= '' then
   local recorded = redis.call('GET', KEYS[8])
   if recorded then
     local fp, e, f, n = string.match(recorded, '^(%x+) (%d+) (%d+) (%d+)$')
-    if fp == fingerprint then return { 'replayed', e, f, n } end
+    if fp == fingerprint then
+      -- A write (the record's own TTL again) so that this connection's
+      -- WAIT, with replicas_ack, covers the record and what came before it.
+      redis.call('PEXPIRE', KEYS[8], math.max(redis.call('PTTL', KEYS[8]), 1))
+      return { 'replayed', e, f, n }
+    end
     return { 'key_reused' }
   end
 end

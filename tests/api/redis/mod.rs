@@ -1,14 +1,15 @@
 //! The Redis backplane against a real `redis-server`: the backplane
 //! contract, several replicas on one Redis, Redis killed, restarted, hung
 //! and cut off under live streams, history trimmed on every replica, a
-//! publish whose outcome a stall left unknown, and one trace across two
-//! replicas.
+//! publish whose outcome a stall left unknown, one trace across two
+//! replicas, and Sentinel failover with replicas_ack.
 
 mod bounds;
 mod failures;
 mod idempotency;
 mod outcome_unknown;
 mod replicas;
+mod sentinel;
 pub mod server;
 mod stalled_resume;
 mod traces;
