@@ -67,14 +67,14 @@
 //! Redis runs the queued script when it resumes. It is reported as
 //! [`BackplaneError::OutcomeUnknown`] (HTTP 504 `publish-outcome-unknown`),
 //! never as the plain 503 that means "nothing published". A publisher that
-//! retries it without an idempotency key may publish twice (with new ids).
-//! With a key the retry is safe: the record is written by the same script
-//! as the events, so the retry either finds it (and is answered with the
-//! first publish's ids) or publishes the events itself. ssehub promises:
+//! retries it without an idempotency key may publish twice (with new ids);
+//! with one, the retry finds the record the script wrote with the events
+//! (and gets their ids) or publishes them itself. ssehub promises:
 //! nothing answered 2xx is lost, nothing answered 503 was stored, and
 //! nothing is delivered that Redis did not store.
 
 mod message;
+mod publish_reply;
 mod reader;
 mod replication;
 mod scripts;
@@ -93,10 +93,11 @@ use tokio_util::sync::CancellationToken;
 use super::RedisConfig;
 use super::{
     Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits,
-    IDEMPOTENCY_WINDOW_DEFAULT, PageLimit, Publication, RecordedIds, Replica,
+    IDEMPOTENCY_WINDOW_DEFAULT, PageLimit, Publication, Replica,
 };
 use crate::model::{Event, EventDraft, EventId, Idempotency, TopicName};
 
+use publish_reply::{PublishReply, Published, parse_publish};
 use replication::PublishLink;
 use scripts::{Keys, Scripts};
 use target::Target;
@@ -317,7 +318,9 @@ impl RedisBackplane {
         let mut connection = link.connection.clone();
         let known = *self.position.borrow();
         let mut invocation = self.scripts.publish.prepare_invoke();
-        let record = once.as_ref().map(Idempotency::record_hex);
+        let (record, fingerprint) = once.as_ref().map_or_else(Default::default, |once| {
+            (once.record_hex(), once.fingerprint_hex())
+        });
         invocation
             .key(&self.keys.epoch)
             .key(&self.keys.seq)
@@ -326,7 +329,7 @@ impl RedisBackplane {
             .key(&self.keys.sizes)
             .key(&self.keys.bytes)
             .key(&self.keys.evicted)
-            .key(self.keys.idempotency(record.as_deref().unwrap_or_default()));
+            .key(self.keys.idempotency(&record));
         for draft in &drafts {
             invocation
                 .key(self.keys.history(draft.topic.as_str()))
@@ -342,11 +345,7 @@ impl RedisBackplane {
             .arg(self.bounds.max_topics)
             .arg(self.bounds.max_bytes)
             .arg(self.keys.prefix())
-            .arg(
-                once.as_ref()
-                    .map(Idempotency::fingerprint_hex)
-                    .unwrap_or_default(),
-            )
+            .arg(fingerprint)
             .arg(self.idempotency_window.as_millis() as u64);
         for draft in &drafts {
             let json = serde_json::to_string(&wire::WireEvent::from(draft))
@@ -361,27 +360,19 @@ impl RedisBackplane {
             reason: format!("unreadable answer of the publish script: {reason}"),
             source: None,
         })?;
-        // A replay is answered 2xx only once the replicas hold what it
-        // replays, as its first publish was: the script touched the record,
-        // so this connection's WAIT covers the record and the events
-        // written before it (see `PUBLISH_LUA`).
+        // A replay, like its first publish, is 2xx only once replicas hold
+        // it: its script rewrote the record's TTL, which this WAIT covers.
         if self.replicas_ack > 0 && reply != PublishReply::KeyReused {
             self.await_replicas(&link).await?;
         }
-        let (epoch, first, accepted_ms, evicted_for_topics, evicted_for_bytes) = match reply {
-            PublishReply::Published {
-                epoch,
-                first,
-                accepted_ms,
-                evicted_for_topics,
-                evicted_for_bytes,
-            } => (
-                epoch,
-                first,
-                accepted_ms,
-                evicted_for_topics,
-                evicted_for_bytes,
-            ),
+        let Published {
+            epoch,
+            first,
+            accepted_ms,
+            evicted_for_topics,
+            evicted_for_bytes,
+        } = match reply {
+            PublishReply::Published(published) => published,
             PublishReply::Replayed(ids) => return Ok(Publication::Replayed(ids)),
             PublishReply::KeyReused => return Ok(Publication::KeyReused),
         };
@@ -489,54 +480,6 @@ fn error_summary(error: &redis::RedisError) -> String {
     match error.code() {
         Some(code) => format!("{code} {}", error.detail().unwrap_or_default()),
         None => error.category().to_owned(),
-    }
-}
-
-/// What `PUBLISH_LUA` answered.
-#[derive(Debug, PartialEq, Eq)]
-enum PublishReply {
-    Published {
-        epoch: u64,
-        first: u64,
-        accepted_ms: u64,
-        evicted_for_topics: u64,
-        evicted_for_bytes: u64,
-    },
-    Replayed(RecordedIds),
-    KeyReused,
-}
-
-/// `{'published', epoch, first, ms, evicted for topics, evicted for
-/// bytes}`, `{'replayed', epoch, first, count}` or `{'key_reused'}`.
-fn parse_publish(reply: Vec<redis::Value>) -> Result<PublishReply, String> {
-    use redis::FromRedisValue;
-    let mut reply = reply.into_iter();
-    let tag = reply.next().ok_or("empty reply")?;
-    let tag = String::from_redis_value(tag).map_err(|e| e.to_string())?;
-    // Integers come back as integers, strings of digits as strings: both read as u64.
-    let mut number = |what: &str| -> Result<u64, String> {
-        let value = reply.next().ok_or_else(|| format!("no {what}"))?;
-        u64::from_redis_value(value).map_err(|e| format!("{what}: {e}"))
-    };
-    match tag.as_str() {
-        "published" => Ok(PublishReply::Published {
-            epoch: number("epoch")?,
-            first: number("first seq")?,
-            accepted_ms: number("accepted ms")?,
-            evicted_for_topics: number("evictions for max topics")?,
-            evicted_for_bytes: number("evictions for max bytes")?,
-        }),
-        "replayed" => {
-            let epoch = number("recorded epoch")?;
-            let first = number("recorded first seq")?;
-            let count = number("recorded count")?;
-            Ok(PublishReply::Replayed(RecordedIds {
-                first: EventId::new(epoch, first),
-                count: count as usize,
-            }))
-        }
-        "key_reused" => Ok(PublishReply::KeyReused),
-        other => Err(format!("unknown answer {other:?}")),
     }
 }
 
