@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of everything ssehub ships for deployment: the Helm chart, the
-# plain manifests in k8s/, the Dockerfile and the nginx configs.
+# plain manifests in k8s/, the Dockerfile, the nginx configs and the release
+# (workflow, versions, licences, a dry run of what it packages).
 #
 #   scripts/check-deploy.sh                run every check (installs tools first)
 #   scripts/check-deploy.sh --update-k8s   regenerate k8s/ from the chart, then check
@@ -30,6 +31,7 @@ KUBERNETES_VALIDATE="$TOOLS/venv/bin/kubernetes-validate"
 YAMLLINT="$TOOLS/venv/bin/yamllint"
 SHELLCHECK="$TOOLS/venv/bin/shellcheck"
 HADOLINT="$TOOLS/venv/bin/hadolint"
+ACTIONLINT="$TOOLS/venv/bin/actionlint"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 CHART="helm/ssehub"
 RELEASE=ssehub
@@ -569,6 +571,86 @@ if problems:
 PY
 }
 
+# --------------------------------------------------------------- releases ----
+
+actionlint_catches() {
+  # The linter is not a no-op: a workflow with an unknown input and an
+  # untrusted expression in a script must be refused, for both reasons.
+  local bad="$WORK/bad-workflow.yml" output
+  cat >"$bad" <<'YAML'
+"on": push
+jobs:
+  bad:
+    runs-on: ubuntu-24.04
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          fetch-dept: 1
+      - run: echo "${{ github.event.head_commit.message }}"
+YAML
+  if output="$("$ACTIONLINT" -no-color "$bad" 2>&1)"; then
+    echo "actionlint accepted a broken workflow"
+    return 1
+  fi
+  if ! grep -q 'input "fetch-dept" is not defined' <<<"$output" || ! grep -q 'potentially untrusted' <<<"$output"; then
+    echo "$output"
+    return 1
+  fi
+}
+
+release_image_repository() {
+  # The workflow pushes the image where the chart pulls it from.
+  local chart workflow
+  chart="$("$PY" -c 'import yaml; print(yaml.safe_load(open("helm/ssehub/values.yaml"))["image"]["repository"])')"
+  workflow="$("$PY" -c 'import yaml; print(yaml.safe_load(open(".github/workflows/release.yml"))["env"]["IMAGE"])')"
+  if [[ "$chart" != "$workflow" ]]; then
+    echo "release.yml pushes to $workflow, the chart pulls $chart"
+    return 1
+  fi
+  echo "note: release.yml pushes $workflow, the chart's image.repository"
+}
+
+release_dry_run() {
+  # What release.yml does before it publishes, offline: the tag check for the
+  # current version, the release text, and helm package.
+  local version notes dest="$WORK/release"
+  version="$(bash scripts/check-versions.sh)" || return 1
+  bash scripts/check-versions.sh "v$version" >/dev/null || return 1
+  if bash scripts/check-versions.sh "v$version.1" >/dev/null 2>&1; then
+    echo "a tag that names another version was accepted"
+    return 1
+  fi
+  notes="$(bash scripts/check-versions.sh --notes)"
+  [[ -n "$notes" ]] || { echo "CHANGELOG.md: the $version section is empty"; return 1; }
+  mkdir -p "$dest"
+  "$HELM" package "$CHART" --destination "$dest" >/dev/null || return 1
+  local package chart_version
+  chart_version="$("$PY" -c 'import yaml; print(yaml.safe_load(open("helm/ssehub/Chart.yaml"))["version"])')"
+  package="$dest/ssehub-$chart_version.tgz"
+  [[ -f "$package" ]] || { echo "helm package made $(ls "$dest"), expected ssehub-$chart_version.tgz"; return 1; }
+  # The packaged chart installs this version's image and holds no test values.
+  tar -xzf "$package" -C "$dest" ssehub/Chart.yaml || return 1
+  grep -qx "appVersion: \"\?$version\"\?" "$dest/ssehub/Chart.yaml" ||
+    { echo "the packaged chart's appVersion is not $version"; return 1; }
+  echo "note: v$version: versions agree, release text $(wc -l <<<"$notes") lines, helm package ssehub-$chart_version.tgz ($(du -k "$package" | cut -f1) KiB)"
+}
+
+licences() {
+  # Cargo.toml's "MIT OR Apache-2.0" and the texts that make it true.
+  local status=0
+  grep -qx 'license = "MIT OR Apache-2.0"' Cargo.toml || { echo "Cargo.toml's license is no longer MIT OR Apache-2.0"; status=1; }
+  if ! grep -q '^MIT License$' LICENSE-MIT || ! grep -q 'Copyright (c) [0-9]* the ssehub developers' LICENSE-MIT; then
+    echo "LICENSE-MIT: not the MIT text with the project's copyright line"
+    status=1
+  fi
+  if ! grep -q 'Version 2.0, January 2004' LICENSE-APACHE || ! grep -q 'END OF TERMS AND CONDITIONS' LICENSE-APACHE; then
+    echo "LICENSE-APACHE: not the full Apache License 2.0"
+    status=1
+  fi
+  grep -q 'org.opencontainers.image.licenses="MIT OR Apache-2.0"' Dockerfile || { echo "the image's licence label differs"; status=1; }
+  return $status
+}
+
 # ------------------------------------------------------------------ nginx ----
 
 nginx_conf() { # nginx_conf NAME: renders nginx.conf + ssehub.conf into a prefix, runs nginx -t
@@ -692,11 +774,12 @@ nginx_sse_settings() {
 
 no_machine_paths() {
   # Committed deployment files must not name paths of one machine (the
-  # pattern is split so that this line does not match itself).
+  # pattern is split so that this line does not match itself). The stand-in
+  # base images' script names paths inside an image (nonroot's home), not here.
   local pattern='(/wo''rk/|/ro''ot/|/ho''me/)'
-  ! grep -rnE "$pattern" nginx Dockerfile .dockerignore helm k8s .yamllint.yaml \
+  ! grep -rnE --exclude=stand-in-bases.sh "$pattern" nginx Dockerfile .dockerignore helm k8s .yamllint.yaml .github \
     scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh \
-    scripts/scale-out.sh scripts/lib
+    scripts/scale-out.sh scripts/build-image.sh scripts/check-versions.sh scripts/lib CHANGELOG.md
 }
 
 # ------------------------------------------------------------------ run ------
@@ -766,8 +849,17 @@ check "Dockerfile copies what the workspace needs" dockerfile_context
 
 echo "== Scripts"
 SCRIPTS=(scripts/install-deploy-tools.sh scripts/check-deploy.sh scripts/rolling-restart.sh
-  scripts/scale-out.sh scripts/failover.sh scripts/lib/replicas.sh scripts/check-docs.sh)
+  scripts/scale-out.sh scripts/failover.sh scripts/lib/replicas.sh scripts/check-docs.sh
+  scripts/build-image.sh scripts/lib/stand-in-bases.sh scripts/check-versions.sh)
 check "shellcheck ${SCRIPTS[*]}" "$SHELLCHECK" -x "${SCRIPTS[@]}"
+
+echo "== Releases"
+check "actionlint .github/workflows/ (with shellcheck on run: scripts)" \
+  "$ACTIONLINT" -shellcheck "$SHELLCHECK" -no-color .github/workflows/*.yml
+check "actionlint refuses a broken workflow (self-test)" actionlint_catches
+check "release.yml pushes to the chart's image.repository" release_image_repository
+check "Cargo.toml, chart appVersion and CHANGELOG.md agree; dry run: tag check, release text, helm package" release_dry_run
+check "LICENSE-MIT and LICENSE-APACHE match Cargo.toml's licence" licences
 
 echo "== YAML"
 check "yamllint --strict ." "$YAMLLINT" --strict .

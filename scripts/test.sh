@@ -28,6 +28,12 @@
 #      with replicas_ack 1 nothing acknowledged lost, duplicated or
 #      reordered, no gap frame; the same with replicas_ack 0 reports what
 #      was lost; the restarted old master never serves a publish (~80 s)
+#  11. the container image, built in the background from step 3 on (at the
+#      lowest CPU priority, so it takes only what the test steps leave
+#      idle) and checked after step 10: the Dockerfile built with buildah (stand-in base
+#      images made once from Debian packages and the local toolchain), then
+#      run as uid 65532 on a read-only root: /readyz, an event delivered,
+#      SIGTERM drains and exits 0 (scripts/build-image.sh)
 # Works unattended (CI=true, no stdin) as root on a fresh Debian machine.
 set -euo pipefail
 
@@ -47,13 +53,23 @@ LOGS="$(mktemp -d)"
 trap 'rm -rf "$LOGS"' EXIT
 passed_in() { grep -Eo '[0-9]+ passed' "$1" | tail -n 1 | grep -Eo '[0-9]+' || echo 0; }
 
-step "1/10 install test dependencies"
+step "1/11 install test dependencies"
 bash scripts/install-test-deps.sh
 
-step "2/10 build (debug, all targets)"
+step "2/11 build (debug, all targets)"
 cargo build --workspace --all-targets --locked -j "$JOBS"
 
-step "3/10 format, lints and docs"
+# Step 11's image build runs from here on, in the background at the lowest
+# CPU priority (nice 19): it compiles a release build inside the image for
+# many minutes, and gets only the CPU the test steps leave idle, so that it
+# costs them little time and the run little more than the test steps take.
+IMAGE_BUILD_PID=""
+stop_image_build() { [ -z "$IMAGE_BUILD_PID" ] || kill -TERM "$IMAGE_BUILD_PID" 2>/dev/null || true; }
+trap 'stop_image_build; rm -rf "$LOGS"' EXIT
+nice -n 19 bash scripts/build-image.sh --build-only >"$LOGS/image-build.log" 2>&1 &
+IMAGE_BUILD_PID=$!
+
+step "3/11 format, lints and docs"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -j "$JOBS" -- -D warnings
 bash scripts/check-imports.sh --self-test 2>&1 | tee "$LOGS/imports-self-test.log"
@@ -64,30 +80,41 @@ else
 fi
 bash scripts/check-docs.sh 2>&1 | tee "$LOGS/docs.log"
 
-step "4/10 unit and integration tests"
+step "4/11 unit and integration tests"
 cargo nextest run --workspace --locked -j "$JOBS" --no-fail-fast 2>&1 | tee "$LOGS/nextest.log"
 
-step "5/10 deployment checks"
+step "5/11 deployment checks"
 SSEHUB_BIN="$ROOT/target/debug/ssehub" bash scripts/check-deploy.sh 2>&1 | tee "$LOGS/deploy.log"
 
-step "6/10 load-test smoke run"
+step "6/11 load-test smoke run"
 bash loadtest/smoke.sh 2>&1 | tee "$LOGS/smoke.log"
 
-step "7/10 fuzz: the HTTP API against its spec (schemathesis)"
+step "7/11 fuzz: the HTTP API against its spec (schemathesis)"
 SSEHUB_BIN="$ROOT/target/debug/ssehub" bash scripts/fuzz/api.sh 2>&1 | tee "$LOGS/fuzz.log"
 
-step "8/10 churn: subscribe/disconnect cycles, nothing leaked"
+step "8/11 churn: subscribe/disconnect cycles, nothing leaked"
 bash loadtest/churn.sh 2>&1 | tee "$LOGS/churn.log"
 
-step "9/10 rolling-restart proof (CI size)"
+step "9/11 rolling-restart proof (CI size)"
 bash scripts/rolling-restart.sh 2>&1 | tee "$LOGS/rolling-restart.log"
 # The plain closing line CI runners read as a test result.
 grep -q '^rolling-restart: PASS$' "$LOGS/rolling-restart.log" && echo "1 passed, 0 failed" | tee -a "$LOGS/rolling-restart.log"
 
-step "10/10 Sentinel failover proof (CI size, replicas_ack 1 then 0)"
+step "10/11 Sentinel failover proof (CI size, replicas_ack 1 then 0)"
 bash scripts/failover.sh --replicas-ack 1 2>&1 | tee "$LOGS/failover.log"
 bash scripts/failover.sh --replicas-ack 0 2>&1 | tee -a "$LOGS/failover.log"
 [[ "$(grep -c '^failover: PASS' "$LOGS/failover.log")" == 2 ]] && echo "2 passed, 0 failed" | tee -a "$LOGS/failover.log"
 
-total=$(($(passed_in "$LOGS/imports-self-test.log") + $(passed_in "$LOGS/imports.log") + $(passed_in "$LOGS/docs.log") + $(passed_in "$LOGS/nextest.log") + $(passed_in "$LOGS/deploy.log") + $(passed_in "$LOGS/smoke.log") + $(passed_in "$LOGS/fuzz.log") + $(passed_in "$LOGS/churn.log") + $(passed_in "$LOGS/rolling-restart.log") + $(passed_in "$LOGS/failover.log")))
+step "11/11 container image: the Dockerfile built with buildah, run as uid 65532 on a read-only root"
+image_build_status=0
+wait "$IMAGE_BUILD_PID" || image_build_status=$?
+IMAGE_BUILD_PID=""
+tee "$LOGS/image.log" <"$LOGS/image-build.log"
+if [ "$image_build_status" -ne 0 ]; then
+    echo "the image build failed (its log is above)" >&2
+    exit 1
+fi
+bash scripts/build-image.sh --check-only 2>&1 | tee -a "$LOGS/image.log"
+
+total=$(($(passed_in "$LOGS/imports-self-test.log") + $(passed_in "$LOGS/imports.log") + $(passed_in "$LOGS/docs.log") + $(passed_in "$LOGS/nextest.log") + $(passed_in "$LOGS/deploy.log") + $(passed_in "$LOGS/smoke.log") + $(passed_in "$LOGS/fuzz.log") + $(passed_in "$LOGS/churn.log") + $(passed_in "$LOGS/rolling-restart.log") + $(passed_in "$LOGS/failover.log") + $(grep -c '^PASS ' "$LOGS/image.log")))
 printf '\nall test steps passed\ntotal: %d passed, 0 failed\n' "$total"

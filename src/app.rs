@@ -1,6 +1,8 @@
 //! Builds the running service from a validated [`Config`] and an already
 //! bound listener, so tests run the real server on port 0 and read its
-//! address back.
+//! address back. [`token_command`] is `ssehub token`.
+
+pub mod token_command;
 
 use std::future::Future;
 use std::io;

@@ -5,15 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ssehub::app::App;
+use ssehub::app::token_command::{self, TokenArgs};
 use ssehub::config::Config;
 use ssehub::server::listener;
 use ssehub::shutdown::Signals;
 use ssehub::telemetry;
 use ssehub::telemetry::TraceSettings;
 
-/// Exit code for a configuration error (`EX_CONFIG`-like; sysexits' EX_USAGE).
+/// Exit code for a configuration or usage error (sysexits' EX_USAGE).
 const EXIT_BAD_CONFIG: i32 = 64;
 /// Exit code when a second signal cuts the drain short: 128 + SIGINT, what
 /// a shell reports for Ctrl-C.
@@ -24,7 +25,7 @@ const EXIT_SECOND_SIGNAL: i32 = 130;
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file; `SSEHUB_*` environment variables override it.
-    #[arg(long, env = "SSEHUB_CONFIG")]
+    #[arg(long, env = "SSEHUB_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Print the merged configuration (secrets masked) and exit.
     #[arg(long)]
@@ -32,15 +33,50 @@ struct Cli {
     /// Print the OpenAPI spec and exit.
     #[arg(long)]
     print_openapi: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mint a JWT the hub accepts, signed with its configured secret
+    /// (`auth.jwt.secret`) or a private key (`--key`), and print it.
+    Token(TokenArgs),
 }
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // `--help` and `--version` are not errors; bad usage exits 64.
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_BAD_CONFIG as u8)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => return bad_config(error),
     };
+    if let Some(Command::Token(args)) = &cli.command {
+        return match token_command::run(&config, args) {
+            Ok((out, warning)) => {
+                if let Some(warning) = warning {
+                    eprintln!("ssehub token: warning: {warning}");
+                }
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("ssehub token: {error}");
+                ExitCode::from(EXIT_BAD_CONFIG as u8)
+            }
+        };
+    }
     if cli.print_config {
         print!("{}", config.to_masked_toml());
         return ExitCode::SUCCESS;
@@ -94,19 +130,41 @@ async fn run(config: Config, started: Instant) -> ExitCode {
         }
     };
     listener::raise_open_file_limit(config.limits.max_subscribers);
-    let listener = match listener::bind(config.listen) {
+    let addr = match config.listen.resolve() {
+        // The first address the name resolves to (for `localhost`, what
+        // the system prefers).
+        Ok(addresses) => addresses[0],
+        Err(error) => {
+            return bad_config(format!(
+                "invalid value for `listen`: {:?} does not resolve ({error}); use an IP \
+                 address or a host name this machine resolves, e.g. \"127.0.0.1:8080\" or \
+                 \"localhost:8080\"",
+                config.listen.to_string()
+            ));
+        }
+    };
+    let listener = match listener::bind(addr) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(%error, listen = %config.listen, "cannot listen; check `listen`");
             return ExitCode::FAILURE;
         }
     };
+    let console = config.console.enabled;
     let app = match App::build(config, listener).await {
         Ok(app) => app,
         Err(error) => return bad_config(error),
     };
+    // Where a person on this machine opens the hub: an unspecified address
+    // (0.0.0.0, ::) is not one to browse to.
+    let mut browse = app.local_addr();
+    if browse.ip().is_unspecified() {
+        browse.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     tracing::info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        console = console.then(|| format!("http://{browse}/")),
+        api_docs = format!("http://{browse}/docs"),
         "listening on {}",
         app.local_addr()
     );

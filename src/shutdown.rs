@@ -199,6 +199,17 @@ pub async fn drain(
     }
 }
 
+/// What the log says at the first signal: at a terminal (SIGINT is Ctrl-C)
+/// a person is waiting, and should know the drain may take
+/// `drain.timeout` and that a second Ctrl-C cuts it short.
+fn first_signal_message(signal: &str) -> &'static str {
+    if signal == "SIGINT" {
+        "Ctrl-C: draining open streams (up to drain.timeout); press Ctrl-C again to exit at once"
+    } else {
+        "shutdown signal: draining (send it again to exit at once)"
+    }
+}
+
 /// SIGTERM and SIGINT. The first starts the drain; a second one means the
 /// operator (or kubelet) wants out now.
 pub struct Signals {
@@ -235,10 +246,7 @@ impl Signals {
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let first = self.next().await;
-            tracing::info!(
-                signal = first,
-                "shutdown signal: draining (send it again to exit at once)"
-            );
+            tracing::info!(signal = first, "{}", first_signal_message(first));
             let _ = first_tx.send(());
             let second = self.next().await;
             tracing::warn!(

@@ -102,6 +102,33 @@ impl TokenRejection {
     }
 }
 
+/// A refused token: the reason (a metric label) and, when there is more to
+/// say, what exactly (`exp` 2026-01-01T00:00:00Z; the `kid` not in the key
+/// set; the audience expected). Never a key, a secret or the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRefusal {
+    pub rejection: TokenRejection,
+    pub specifics: Option<String>,
+}
+
+impl TokenRefusal {
+    pub fn new(rejection: TokenRejection, specifics: impl Into<String>) -> Self {
+        Self {
+            rejection,
+            specifics: Some(specifics.into()),
+        }
+    }
+}
+
+impl From<TokenRejection> for TokenRefusal {
+    fn from(rejection: TokenRejection) -> Self {
+        Self {
+            rejection,
+            specifics: None,
+        }
+    }
+}
+
 /// Which rate limit a request ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
@@ -125,10 +152,12 @@ pub enum AuthError {
         /// Where a token may be presented for this action.
         accepted: &'static str,
     },
-    #[error("{}", .rejection.explain())]
+    #[error("{}", rejected_detail(*.rejection, .specifics.as_deref()))]
     Rejected {
         action: Action,
         rejection: TokenRejection,
+        /// What exactly, when the reason alone doesn't say (see [`TokenRefusal`]).
+        specifics: Option<String>,
     },
     #[error("the token does not allow to {} topic `{topic}`", .action.as_str())]
     Forbidden { action: Action, topic: TopicName },
@@ -152,6 +181,13 @@ pub enum AuthError {
         cost: u32,
         burst: u32,
     },
+}
+
+fn rejected_detail(rejection: TokenRejection, specifics: Option<&str>) -> String {
+    match specifics {
+        Some(specifics) => format!("{}: {specifics}", rejection.explain()),
+        None => rejection.explain().to_owned(),
+    }
 }
 
 fn missing_detail(action: Action, accepted: &str) -> String {

@@ -23,6 +23,7 @@ mod grant;
 mod jwks;
 mod keys;
 mod metrics;
+mod mint;
 mod pattern;
 mod rate;
 mod static_keys;
@@ -38,10 +39,11 @@ pub use config::{
     JWKS_REFRESH_DEFAULT, JWT_LEEWAY_DEFAULT, JWT_SECRET_MIN_BYTES, JwtConfig, PublishCount,
     RateConfig, RateLimitsConfig, SubscribeAuth, validate as validate_config,
 };
-pub use error::{Action, AuthError, RateLimit, TokenRejection};
+pub use error::{Action, AuthError, RateLimit, TokenRefusal, TokenRejection};
 pub use grant::{Grant, PublisherId, Scope};
 pub use jwks::JwksLocation;
 pub use metrics::{AuthMetrics, RejectionReason};
+pub use mint::{MintError, MintRequest, Minted, mint};
 pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
 pub use rate::{Limited, RateLimiters, quota};
 
@@ -51,7 +53,7 @@ use jwks::Jwks;
 use keys::VerifyingKey;
 use rate::PublishLimited;
 use static_keys::StaticKeys;
-use token::TokenVerifier;
+use token::{TokenVerifier, expired_at};
 
 /// How often idle rate-limit state is dropped: often enough that a scan of
 /// many addresses doesn't pile up, rarely enough to cost nothing.
@@ -292,7 +294,7 @@ impl Authenticator {
     }
 
     /// The grant of a bearer value: a static publish key, else a JWT.
-    async fn grant(&self, credential: &Credential) -> Result<Grant, TokenRejection> {
+    async fn grant(&self, credential: &Credential) -> Result<Grant, TokenRefusal> {
         if let Some(index) = self.inner.publish_keys.find(&credential.token) {
             return Ok(Grant::static_key(index));
         }
@@ -300,10 +302,10 @@ impl Authenticator {
         match &self.inner.tokens {
             // Not a JWT's shape: most likely a mistyped static key.
             Some(_) if !looks_like_jwt && !self.inner.publish_keys.is_empty() => {
-                Err(TokenRejection::UnknownStaticKey)
+                Err(TokenRejection::UnknownStaticKey.into())
             }
             Some(tokens) => tokens.verify(&credential.token).await,
-            None => Err(TokenRejection::UnknownStaticKey),
+            None => Err(TokenRejection::UnknownStaticKey.into()),
         }
     }
 
@@ -345,9 +347,10 @@ impl Authenticator {
         let grant = self
             .grant(credential)
             .await
-            .map_err(|rejection| AuthError::Rejected {
+            .map_err(|refusal| AuthError::Rejected {
                 action: Action::Publish,
-                rejection,
+                rejection: refusal.rejection,
+                specifics: refusal.specifics,
             })?;
         if let Some(topic) = topics.iter().find(|topic| !grant.may_publish(topic)) {
             return Err(AuthError::Forbidden {
@@ -404,9 +407,10 @@ impl Authenticator {
         let grant = self
             .grant(credential)
             .await
-            .map_err(|rejection| AuthError::Rejected {
+            .map_err(|refusal| AuthError::Rejected {
                 action: Action::Subscribe,
-                rejection,
+                rejection: refusal.rejection,
+                specifics: refusal.specifics,
             })?;
         if let Some(topic) = private.iter().find(|topic| !grant.may_subscribe(topic)) {
             return Err(AuthError::Forbidden {
@@ -421,6 +425,7 @@ impl Authenticator {
             return Err(AuthError::Rejected {
                 action: Action::Subscribe,
                 rejection: TokenRejection::Expired,
+                specifics: grant.expires_at.map(expired_at),
             });
         }
         Ok(SubscribeVerdict {
@@ -451,6 +456,7 @@ impl Authenticator {
                 None => Err(AuthError::Rejected {
                     action: Action::ReadMetrics,
                     rejection: TokenRejection::UnknownStaticKey,
+                    specifics: None,
                 }),
             },
         };

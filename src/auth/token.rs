@@ -19,7 +19,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::error::TokenRejection;
+use super::error::{TokenRefusal, TokenRejection};
 use super::grant::{Grant, PublisherId, Scope};
 use super::jwks::Jwks;
 use super::keys::VerifyingKey;
@@ -96,26 +96,34 @@ impl TokenVerifier {
         self.jwks.as_ref()
     }
 
-    /// Verifies `token` and reads its grant.
-    pub async fn verify(&self, token: &str) -> Result<Grant, TokenRejection> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
+    /// Verifies `token` and reads its grant; a refusal says which check
+    /// failed, and how, in words that carry no key.
+    pub async fn verify(&self, token: &str) -> Result<Grant, TokenRefusal> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| malformed(token))?;
         let algorithm = header.alg;
+        let not_accepted = || {
+            TokenRefusal::new(
+                TokenRejection::AlgorithmNotAccepted,
+                format!("its `alg` is {algorithm:?}; {}", self.accepted_algorithms()),
+            )
+        };
         let keys: Vec<DecodingKey> = if algorithm.family() == AlgorithmFamily::Hmac {
-            let secret = self
-                .secret
-                .clone()
-                .ok_or(TokenRejection::AlgorithmNotAccepted)?;
-            vec![secret]
+            vec![self.secret.clone().ok_or_else(not_accepted)?]
         } else {
             if self.public_key.is_none() && self.jwks.is_none() {
-                return Err(TokenRejection::AlgorithmNotAccepted);
+                return Err(not_accepted());
             }
             let mut keys: Vec<VerifyingKey> = self.public_key.iter().cloned().collect();
             if let Some(jwks) = &self.jwks {
                 keys.extend(jwks.keys_for(header.kid.as_deref()).await);
             }
             if keys.is_empty() {
-                return Err(TokenRejection::UnknownKey);
+                let specifics = match &header.kid {
+                    Some(kid) => format!("its `kid` {kid:?} is not in the key set (auth.jwt.jwks)"),
+                    None => "it has no `kid`, and the key set (auth.jwt.jwks) has no key for it"
+                        .to_owned(),
+                };
+                return Err(TokenRefusal::new(TokenRejection::UnknownKey, specifics));
             }
             let accepting: Vec<DecodingKey> = keys
                 .into_iter()
@@ -123,24 +131,115 @@ impl TokenVerifier {
                 .map(|key| key.key)
                 .collect();
             if accepting.is_empty() {
-                return Err(TokenRejection::AlgorithmNotAccepted);
+                return Err(not_accepted());
             }
             accepting
         };
         let validation = self.validation(algorithm);
         let mut outcome = Err(TokenRejection::BadSignature);
+        let mut last_kind = None;
         for key in &keys {
             outcome = jsonwebtoken::decode::<serde_json::Value>(token, key, &validation)
                 .map(|data| data.claims)
-                .map_err(|error| rejection(error.kind()));
+                .map_err(|error| {
+                    let rejection = rejection(error.kind());
+                    last_kind = Some(error.into_kind());
+                    rejection
+                });
             // Another key may verify it (a JWKS without `kid`s); any other
             // verdict is about the token, not the key.
             if outcome != Err(TokenRejection::BadSignature) {
                 break;
             }
         }
-        let claims = outcome?;
+        let claims = match outcome {
+            Ok(claims) => claims,
+            Err(rejection) => {
+                return Err(self.refusal(rejection, last_kind.as_ref(), token, algorithm));
+            }
+        };
         grant(claims, token)
+    }
+
+    /// Which algorithms the configured keys verify, for a refused `alg`.
+    fn accepted_algorithms(&self) -> String {
+        let mut accepted = Vec::new();
+        if self.secret.is_some() {
+            accepted.push("HS256/HS384/HS512 (auth.jwt.secret)".to_owned());
+        }
+        if let Some(key) = &self.public_key {
+            accepted.push(format!(
+                "{} (auth.jwt.public_key_file)",
+                key.algorithms
+                    .iter()
+                    .map(|algorithm| format!("{algorithm:?}"))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ));
+        }
+        if self.jwks.is_some() {
+            accepted.push("the algorithms of the key set's keys (auth.jwt.jwks)".to_owned());
+        }
+        format!("the configured keys accept {}", accepted.join(", "))
+    }
+
+    /// What exactly a rejection by `jsonwebtoken` was about. Claims are
+    /// checked after the signature, so the claims read here are signed.
+    fn refusal(
+        &self,
+        rejection: TokenRejection,
+        kind: Option<&ErrorKind>,
+        token: &str,
+        algorithm: Algorithm,
+    ) -> TokenRefusal {
+        let claims: serde_json::Value =
+            jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap_or_default();
+        let claim = |name: &str| {
+            claims
+                .get(name)
+                .map(|value| value.to_string())
+                .unwrap_or_else(|| "missing".to_owned())
+        };
+        let time = |name: &str| {
+            claims
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .map(timestamp)
+        };
+        let specifics = match rejection {
+            TokenRejection::Expired => time("exp").map(|at| format!("expired at {at}")),
+            TokenRejection::NotYetValid => time("nbf").map(|at| format!("not valid until {at}")),
+            TokenRejection::WrongIssuer => Some(format!(
+                "its `iss` is {}; expected {:?}",
+                claim("iss"),
+                self.rules.issuer.as_deref().unwrap_or_default()
+            )),
+            TokenRejection::WrongAudience => Some(format!(
+                "its `aud` is {}; expected {:?}",
+                claim("aud"),
+                self.rules.audience.as_deref().unwrap_or_default()
+            )),
+            TokenRejection::InvalidClaims => match kind {
+                Some(ErrorKind::MissingRequiredClaim(name)) => {
+                    Some(format!("the claim `{name}` is missing"))
+                }
+                Some(ErrorKind::InvalidClaimFormat(name)) => Some(format!(
+                    "the claim `{name}` is {}, not in the form required",
+                    claim(name)
+                )),
+                _ => None,
+            },
+            TokenRejection::BadSignature => Some(if algorithm.family() == AlgorithmFamily::Hmac {
+                format!("{algorithm:?} with auth.jwt.secret")
+            } else {
+                format!("{algorithm:?} with the configured public keys")
+            }),
+            _ => None,
+        };
+        TokenRefusal {
+            rejection,
+            specifics,
+        }
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
@@ -162,6 +261,37 @@ impl TokenVerifier {
         }
         validation.set_required_spec_claims(&required);
         validation
+    }
+}
+
+/// `seconds` since the epoch as RFC 3339 (UTC), with the number itself.
+fn timestamp(seconds: u64) -> String {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds.min(MAX_TOKEN_EXP));
+    format!("{} ({seconds})", humantime::format_rfc3339_seconds(at))
+}
+
+/// When a token ran out, for a refusal.
+pub(super) fn expired_at(at: SystemTime) -> String {
+    let seconds = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!("expired at {}", timestamp(seconds))
+}
+
+/// A token whose header can't be read: how many parts it has says most.
+fn malformed(token: &str) -> TokenRefusal {
+    let parts = token.split('.').count();
+    if parts == 3 {
+        TokenRefusal::new(
+            TokenRejection::Malformed,
+            "its header is not base64url-encoded JSON with a known `alg`",
+        )
+    } else {
+        TokenRefusal::new(
+            TokenRejection::Malformed,
+            format!("it has {parts} dot-separated parts; a JWT has 3"),
+        )
     }
 }
 
@@ -188,21 +318,36 @@ fn rejection(kind: &ErrorKind) -> TokenRejection {
     }
 }
 
-fn grant(claims: serde_json::Value, token: &str) -> Result<Grant, TokenRejection> {
-    let claims: Claims =
-        serde_json::from_value(claims).map_err(|_| TokenRejection::InvalidClaims)?;
-    let patterns = |list: Vec<String>| -> Result<Scope, TokenRejection> {
+fn grant(claims: serde_json::Value, token: &str) -> Result<Grant, TokenRefusal> {
+    let claims: Claims = serde_json::from_value(claims).map_err(|_| {
+        TokenRefusal::new(
+            TokenRejection::InvalidClaims,
+            "the `ssehub` claim must be {\"publish\": [patterns], \"subscribe\": [patterns]}, and `sub` and `iss` strings",
+        )
+    })?;
+    let patterns = |claim: &str, list: Vec<String>| -> Result<Scope, TokenRefusal> {
         if list.len() > MAX_PATTERNS_PER_CLAIM {
-            return Err(TokenRejection::InvalidClaims);
+            return Err(TokenRefusal::new(
+                TokenRejection::InvalidClaims,
+                format!(
+                    "`ssehub.{claim}` lists {} patterns; at most {MAX_PATTERNS_PER_CLAIM}",
+                    list.len()
+                ),
+            ));
         }
         list.iter()
             .map(|text| TopicPattern::parse(text))
             .collect::<Result<Vec<_>, _>>()
             .map(Scope::Patterns)
-            .map_err(|_| TokenRejection::InvalidClaims)
+            .map_err(|error| {
+                TokenRefusal::new(
+                    TokenRejection::InvalidClaims,
+                    format!("`ssehub.{claim}`: {error}"),
+                )
+            })
     };
     if claims.exp > MAX_TOKEN_EXP {
-        return Err(TokenRejection::ExpiryOutOfRange);
+        return Err(TokenRejection::ExpiryOutOfRange.into());
     }
     let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
     let publisher = match &claims.sub {
@@ -215,8 +360,8 @@ fn grant(claims: serde_json::Value, token: &str) -> Result<Grant, TokenRejection
     };
     Ok(Grant {
         publisher,
-        publish: patterns(claims.ssehub.publish)?,
-        subscribe: patterns(claims.ssehub.subscribe)?,
+        publish: patterns("publish", claims.ssehub.publish)?,
+        subscribe: patterns("subscribe", claims.ssehub.subscribe)?,
         subject: claims.sub,
         expires_at: Some(expires_at),
     })
@@ -243,6 +388,7 @@ mod tests {
         verifier()
             .verify(&signed(&json!({"sub": "42", "exp": exp})))
             .await
+            .map_err(|refusal| refusal.rejection)
     }
 
     #[tokio::test]

@@ -5,10 +5,13 @@
 //! Everything is validated here, before any port is bound, so a bad value
 //! stops the process with a message that names the key.
 
+mod describe;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use describe::describe_figment_error;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,7 @@ pub use crate::backplane::{
     RedisConfig,
 };
 pub use crate::http::{ConsoleConfig, CorsConfig, EventStreamConfig};
+pub use crate::server::ListenAddress;
 use crate::setting::InvalidSetting;
 pub use crate::setting::mask_userinfo;
 pub use crate::shutdown::{
@@ -114,7 +118,7 @@ const IDEMPOTENCY_WINDOW_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the HTTP server binds to.
-    pub listen: SocketAddr,
+    pub listen: ListenAddress,
     pub heartbeat: HeartbeatConfig,
     pub history: HistoryConfig,
     /// Every event stream's settings (see [`StreamConfig`]).
@@ -206,7 +210,7 @@ pub struct LimitsConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)).into(),
             heartbeat: HeartbeatConfig::default(),
             history: HistoryConfig::default(),
             stream: StreamConfig::default(),
@@ -315,32 +319,6 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// One line per problem, each naming the key in its config-file spelling
-/// (`history.size`) and where the bad value came from.
-fn describe_figment_error(error: &figment::Error) -> String {
-    error
-        .clone()
-        .into_iter()
-        .map(|error| {
-            let key = error.path.join(".").to_lowercase();
-            let origin = error
-                .metadata
-                .as_ref()
-                .map(|metadata| match &metadata.source {
-                    Some(source) => format!(" (from {} {source})", metadata.name),
-                    None => format!(" (from {})", metadata.name),
-                })
-                .unwrap_or_default();
-            if key.is_empty() {
-                format!("{}{origin}", error.kind)
-            } else {
-                format!("invalid value for `{key}`: {}{origin}", error.kind)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl From<AuthConfigError> for ConfigError {

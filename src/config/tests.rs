@@ -420,3 +420,101 @@ fn zero_turns_a_duration_feature_off() {
     assert_eq!(on.stream.write_timeout(), Some(Duration::from_secs(7)));
     assert_eq!(on.stream.coalesce(), Some(Duration::from_millis(3)));
 }
+
+/// A value of the wrong form is named with its key, the value found and
+/// the expected form with an example (serde alone says "expected a
+/// sequence", "expected usize").
+#[test]
+fn a_value_of_the_wrong_form_gets_an_example_of_the_right_one() {
+    for (variable, value, says) in [
+        (
+            "HEARTBEAT__INTERVAL",
+            "often",
+            &[
+                "`heartbeat.interval`",
+                "found \"often\"",
+                "a duration like \"30s\"",
+                "SSEHUB_HEARTBEAT__INTERVAL=30s",
+            ][..],
+        ),
+        (
+            "HISTORY__TTL",
+            "10",
+            &["`history.ttl`", "found 10", "\"1m\""][..],
+        ),
+        (
+            "CORS__ALLOWED_ORIGINS",
+            "https://a.example",
+            &[
+                "`cors.allowed_origins`",
+                "found \"https://a.example\"",
+                "a list like [\"a\", \"b\"]",
+                "SSEHUB_CORS__ALLOWED_ORIGINS='[\"a\",\"b\"]'",
+            ][..],
+        ),
+        (
+            "HISTORY__SIZE",
+            "lots",
+            &[
+                "`history.size`",
+                "found \"lots\"",
+                "a whole number",
+                "like 100",
+            ][..],
+        ),
+        (
+            "CONSOLE__ENABLED",
+            "maybe",
+            &["`console.enabled`", "found \"maybe\"", "true or false"][..],
+        ),
+        (
+            "AUTH__SUBSCRIBE",
+            "tokens",
+            &[
+                "`auth.subscribe`",
+                "found \"tokens\"",
+                "one of \"open\", \"jwt\"",
+            ][..],
+        ),
+        (
+            "HISTORY__SIZZE",
+            "1",
+            &["unknown key `history.sizze`", "\"size\", \"ttl\""][..],
+        ),
+        (
+            "HISTORY",
+            "3",
+            &["`history`", "a table of settings", "SSEHUB_HISTORY__<KEY>"][..],
+        ),
+    ] {
+        let error = Config::load_from(None, env_from(&[(variable, value)]))
+            .unwrap_err()
+            .to_string();
+        for words in says {
+            assert!(
+                error.contains(words),
+                "{variable}={value}: {words:?} in {error}"
+            );
+        }
+        assert!(
+            !error.contains("sequence") && !error.contains("usize"),
+            "no serde type names: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_list_in_the_environment_is_written_as_in_the_example() {
+    let config = Config::load_from(
+        None,
+        env_from(&[(
+            "CORS__ALLOWED_ORIGINS",
+            r#"["https://a.example","https://b.example"]"#,
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.cors.allowed_origins,
+        ["https://a.example", "https://b.example"]
+    );
+}

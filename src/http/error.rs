@@ -14,6 +14,7 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object};
 
+use super::fields::field_and_form;
 use crate::auth::AuthError;
 use crate::hub::SubscribeError;
 use crate::model::{InvalidEventType, InvalidTopicName};
@@ -368,11 +369,49 @@ pub fn problem_for_poem_error(error: poem::Error) -> Response {
     api_error.into_response()
 }
 
-/// poem-openapi's payload messages start with its own prefix; keep the part
-/// that says what is wrong.
+/// poem-openapi's payload messages speak of its types (`Expected input
+/// type "integer(retry-ms)", found -5. (occurred while parsing
+/// "optional_integer(retry-ms)")`, `failed to parse "any": …`): said here
+/// in plain words that name the field and the form it takes, with an
+/// example ([`field_and_form`]).
 fn payload_message(message: &str) -> String {
     let reason = message
         .strip_prefix("parse request payload error: ")
         .unwrap_or(message);
-    format!("the request body is not a valid request: {reason}")
+    format!(
+        "the request body is not a valid request: {}",
+        plain_words(reason)
+    )
+}
+
+fn plain_words(reason: &str) -> String {
+    // Where in the nesting it happened: the words below name the field.
+    let mut reason = match reason.find(" (occurred while parsing \"") {
+        Some(at) => &reason[..at],
+        None => reason,
+    };
+    // `ParseError::custom`'s prefix, around messages that are already words.
+    if let Some(rest) = reason.strip_prefix("failed to parse \"")
+        && let Some((_, message)) = rest.split_once("\": ")
+    {
+        reason = message;
+    }
+    let reason = reason.trim_end_matches('.');
+    if let Some(rest) = reason.strip_prefix("Expected input type \"")
+        && let Some((type_name, found)) = rest.split_once("\", found ")
+    {
+        return match field_and_form(type_name) {
+            Some((field, form)) => format!("{field} must be {form}; found {found}"),
+            None => format!("a value has the wrong type; found {found}"),
+        };
+    }
+    if let Some(rest) = reason.strip_prefix("Type \"")
+        && let Some(type_name) = rest.strip_suffix("\" expects an input value")
+    {
+        return match field_and_form(type_name) {
+            Some((field, form)) => format!("{field} is required: {form}"),
+            None => "a required field is missing".to_owned(),
+        };
+    }
+    reason.to_owned()
 }

@@ -41,6 +41,37 @@ fn event_type_pattern() -> String {
 /// a day was accepted: one forged event kept every client away for a day.
 pub const MAX_EVENT_RETRY_MS: u64 = 60_000;
 
+/// Each request type poem-openapi names in its parse errors (by
+/// `Type::name`), as the field a user wrote and the form it takes, with an
+/// example: what `error::payload_message` says instead of the type name.
+pub fn field_and_form(type_name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match type_name {
+        "integer(retry-ms)" => (
+            "`retry`",
+            "a whole number of milliseconds from 0 to 60000, e.g. 3000 (usually left out)",
+        ),
+        "string(event-type)" => ("`event`", "a string, e.g. \"order\""),
+        "string(topic)" => ("`topic`", "a topic name in a string, e.g. \"orders.42\""),
+        "list_BatchItem" => (
+            "`events`",
+            "a list of events, e.g. [{\"topic\": \"orders.42\", \"data\": {\"status\": \"shipped\"}}]",
+        ),
+        "BatchItem" => (
+            "each of `events`",
+            "an object, e.g. {\"topic\": \"orders.42\", \"data\": {\"status\": \"shipped\"}}",
+        ),
+        "PublishRequest" => (
+            "the body",
+            "a JSON object, e.g. {\"event\": \"order\", \"data\": {\"status\": \"shipped\"}}",
+        ),
+        "BatchRequest" => (
+            "the body",
+            "a JSON object, e.g. {\"events\": [{\"topic\": \"orders.42\", \"data\": {\"status\": \"shipped\"}}]}",
+        ),
+        _ => return None,
+    })
+}
+
 /// Implements the poem-openapi traits of a newtype over a JSON value that
 /// documents `schema` and parses any value `accept` takes.
 macro_rules! documented_field {

@@ -6,6 +6,7 @@ mod allow;
 mod body_limit;
 mod config;
 pub mod console;
+mod cors_off;
 mod credentials;
 mod error;
 mod fields;
@@ -39,8 +40,9 @@ enum ApiTags {
     Publish,
     /// Receive events over Server-Sent Events.
     Subscribe,
-    /// The tutorial-compatible `/event-stream` routes.
-    Seed,
+    /// The tutorial-compatible `/event-stream` routes: `{"message": "..."}`
+    /// in, `event: message` frames out, on one topic (`event_stream.topic`).
+    Tutorial,
     /// Probes and metrics for load balancers, orchestrators and monitoring.
     Operations,
     /// The browser console.
@@ -145,11 +147,10 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
                         .map(move |operation| (path.path.clone(), operation.method))
                 }),
         ));
+    let cors_off = settings.cors.allowed_origins.is_empty();
     endpoint
-        .with_if(
-            !settings.cors.allowed_origins.is_empty(),
-            cors(&settings.cors),
-        )
+        .with_if(!cors_off, cors(&settings.cors))
+        .with_if(cors_off, cors_off::CorsOff::default())
         .into_endpoint()
 }
 

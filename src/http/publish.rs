@@ -7,7 +7,7 @@ use poem_openapi::payload::Json;
 use std::borrow::Cow;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
@@ -64,8 +64,12 @@ impl ToJSON for EventData {
 }
 
 /// One event to publish to the topic named in the path.
+///
+/// Its example (what Swagger UI's "Try it out" sends) is a realistic event
+/// without `retry`: one sent unchanged must not change how subscribers
+/// reconnect.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PublishRequest {
     /// The payload. A JSON string is sent as its text; any other JSON value
     /// is sent as compact JSON. Line breaks become several `data:` lines.
@@ -73,10 +77,26 @@ pub struct PublishRequest {
     /// SSE event type (`event:` field); subscribers listen for it with
     /// `addEventListener(type)`. Default: `message`. `gap` and
     /// `token_expired` are the hub's own frames and refused (422).
+    #[oai(skip_serializing_if_is_none)]
     pub event: Option<EventTypeField>,
-    /// Reconnection delay, in milliseconds, to set on receiving clients
-    /// (until their next reconnect): at most 60000, a minute.
+    /// Usually left out. How long, in milliseconds (at most 60000, a
+    /// minute), the browsers that receive this event wait before
+    /// reconnecting once their stream drops: `EventSource` keeps the value
+    /// until its next reconnect, when the hub's own hint
+    /// (`stream.retry`, 3 s) applies again. For spreading reconnects
+    /// around a planned maintenance.
+    #[oai(skip_serializing_if_is_none)]
     pub retry: Option<RetryField>,
+}
+
+impl Example for PublishRequest {
+    fn example() -> Self {
+        Self {
+            data: EventData(serde_json::json!({"status": "shipped"})),
+            event: Some(EventTypeField("order".to_owned())),
+            retry: None,
+        }
+    }
 }
 
 /// One event of a batch.
@@ -88,16 +108,39 @@ pub struct BatchItem {
     /// See `PublishRequest.data`.
     pub data: EventData,
     /// See `PublishRequest.event`.
+    #[oai(skip_serializing_if_is_none)]
     pub event: Option<EventTypeField>,
     /// See `PublishRequest.retry`.
+    #[oai(skip_serializing_if_is_none)]
     pub retry: Option<RetryField>,
 }
 
 /// Several events, possibly to several topics, accepted all or none.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct BatchRequest {
     pub events: BatchEvents<BatchItem>,
+}
+
+impl Example for BatchRequest {
+    fn example() -> Self {
+        let item = |topic: &str, event: Option<&str>, data: Value| BatchItem {
+            topic: TopicField(topic.to_owned()),
+            data: EventData(data),
+            event: event.map(|event| EventTypeField(event.to_owned())),
+            retry: None,
+        };
+        Self {
+            events: BatchEvents(vec![
+                item(
+                    "orders.42",
+                    Some("order"),
+                    serde_json::json!({"status": "shipped"}),
+                ),
+                item("news", None, Value::from("The shop opens at nine.")),
+            ]),
+        }
+    }
 }
 
 /// Where an accepted event went.

@@ -112,6 +112,13 @@ impl EventsApi {
 
     /// Subscribe to topics (SSE)
     ///
+    /// **Swagger UI can't show this stream**: "Execute" waits for the
+    /// response to end, and an event stream stays open for live events, so
+    /// it spins until you cancel it. Run `curl -N
+    /// 'http://127.0.0.1:8080/v1/events?topic=orders.42'`, or `new
+    /// EventSource('/v1/events?topic=orders.42')` in a page (the console at
+    /// `/` does this).
+    ///
     /// One connection can follow several topics (`?topic=a&topic=b`). Resume
     /// after a reconnect with the `Last-Event-ID` header (browsers send it
     /// automatically) or the `lastEventId` query parameter.

@@ -160,7 +160,7 @@ fn tutorial_bad_request(error: poem::Error) -> TutorialPostResponse {
 
 pub struct TutorialApi;
 
-#[OpenApi(tag = "ApiTags::Seed")]
+#[OpenApi(tag = "ApiTags::Tutorial")]
 impl TutorialApi {
     /// Send a message (tutorial contract)
     ///
@@ -232,6 +232,12 @@ impl TutorialApi {
     }
 
     /// Stream messages (tutorial contract, SSE)
+    ///
+    /// **Swagger UI can't show this stream**: "Execute" waits for the
+    /// response to end, and an event stream stays open for live events, so
+    /// it spins until you cancel it. Run `curl -N
+    /// http://127.0.0.1:8080/event-stream`, or `new
+    /// EventSource('/event-stream')` in a page.
     ///
     /// Streams `event: message` frames of the default topic
     /// (`event_stream.topic`). Resumable like `/v1/events`.

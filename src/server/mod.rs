@@ -40,6 +40,7 @@
 mod accept;
 mod connection;
 pub mod head;
+pub mod listen_address;
 pub mod listener;
 mod stream_writer;
 mod via_hyper;
@@ -54,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use head::HeadError;
 
+pub use listen_address::{InvalidListenAddress, LISTEN_EXAMPLES, ListenAddress};
 pub use listener::DrainingAcceptor;
 
 /// Set in a response's extensions by the routes that return an event stream

@@ -449,6 +449,108 @@ async fn public_topics_stay_open_and_private_ones_need_a_token() {
     assert_problem(seed, 401).await;
 }
 
+/// Each claim problem reads differently: which check, and how it failed
+/// (the time, the value found and the one expected), never a key.
+#[tokio::test]
+async fn each_token_problem_says_which_check_failed_and_how() {
+    let app = spawn_app_with(|config| {
+        jwt_hub(config);
+        config.auth.jwt.issuer = Some("https://issuer.test".to_owned());
+        config.auth.jwt.audience = Some("ssehub".to_owned());
+    })
+    .await;
+    let hs = Minter::hs256(SECRET);
+    let token = |extra: Value| {
+        let mut claims = claims("svc", &["t"], &["t"], 60);
+        claims["iss"] = json!("https://issuer.test");
+        claims["aud"] = json!("ssehub");
+        for (key, value) in extra.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        hs.token(&claims)
+    };
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "expired",
+            token(json!({"exp": 1_767_225_600})),
+            &[
+                "has expired",
+                "expired at 2026-01-01T00:00:00Z (1767225600)",
+            ],
+        ),
+        (
+            "not yet valid",
+            token(json!({"nbf": 4_102_444_800u64})),
+            &["not valid yet", "not valid until 2100-01-01T00:00:00Z"],
+        ),
+        (
+            "wrong issuer",
+            token(json!({"iss": "https://other.test"})),
+            &["its `iss` is \"https://other.test\"; expected \"https://issuer.test\""],
+        ),
+        (
+            "no issuer",
+            token(json!({"iss": null})),
+            &["its `iss` is missing; expected \"https://issuer.test\""],
+        ),
+        (
+            "wrong audience",
+            token(json!({"aud": "someone-else"})),
+            &["its `aud` is \"someone-else\"; expected \"ssehub\""],
+        ),
+        (
+            "no exp",
+            token(json!({"exp": null})),
+            &["the claim `exp` is missing"],
+        ),
+        (
+            "a bad pattern",
+            token(json!({"ssehub": {"publish": ["orders.4[0-9]"]}})),
+            &["`ssehub.publish`", "orders.4[0-9]"],
+        ),
+        (
+            "wrong signature",
+            Minter::hs256("another-secret-of-at-least-32-bytes!!").token(&claims(
+                "svc",
+                &["t"],
+                &[],
+                60,
+            )),
+            &["signature does not verify", "HS256 with auth.jwt.secret"],
+        ),
+        (
+            "an algorithm no key takes",
+            Minter::es256().token(&claims("svc", &["t"], &[], 60)),
+            &["its `alg` is ES256", "RS256", "(auth.jwt.public_key_file)"],
+        ),
+        (
+            "a header that is not JSON",
+            format!("{}.e30.c2ln", b64(b"not json")),
+            &["its header is not base64url-encoded JSON"],
+        ),
+    ];
+    for (case, token, says) in &cases {
+        let response = publish(&app, "t", Some(token)).await;
+        let problem = assert_problem(response, 401).await;
+        assert_eq!(
+            problem["type"], "urn:ssehub:problem:invalid-token",
+            "{case}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        for words in *says {
+            assert!(detail.contains(words), "{case}: {words:?} in {detail}");
+        }
+        assert!(
+            !detail.contains(SECRET),
+            "{case}: the secret leaked: {detail}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_jwks_served_on_loopback_is_followed_through_a_rotation() {
     let first = Minter::rs256().with_kid("key-1");
@@ -483,7 +585,11 @@ async fn a_jwks_served_on_loopback_is_followed_through_a_rotation() {
     let stranger = Minter::rs256()
         .with_kid("key-9")
         .token(&claims("svc", &["t"], &[], 60));
-    assert_refused(publish(&app, "t", Some(&stranger)).await, "`kid`").await;
+    assert_refused(
+        publish(&app, "t", Some(&stranger)).await,
+        "its `kid` \"key-9\" is not in the key set",
+    )
+    .await;
     let impostor = Minter::rs256()
         .with_kid("key-2")
         .token(&claims("svc", &["t"], &[], 60));

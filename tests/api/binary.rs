@@ -147,3 +147,64 @@ fn a_listening_socket_passed_in_listen_fds_is_used() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("LISTEN_FDS"));
 }
+
+#[tokio::test]
+async fn listen_takes_a_host_name_and_one_that_does_not_resolve_exits_64() {
+    let hub = crate::support::process::HubProcess::start(&[("SSEHUB_LISTEN", "localhost:0")]);
+    assert!(hub.addr.ip().is_loopback(), "{}", hub.addr);
+    let status = reqwest::get(hub.url("/healthz")).await.unwrap().status();
+    assert_eq!(status, 200);
+
+    // `.invalid` never resolves (RFC 6761).
+    let output = ssehub()
+        .env("SSEHUB_LISTEN", "ssehub.invalid:8090")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`listen`")
+            && stderr.contains("ssehub.invalid:8090")
+            && stderr.contains("does not resolve"),
+        "{stderr}"
+    );
+
+    let output = ssehub().env("SSEHUB_LISTEN", "localhost").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`listen`") && stderr.contains("\"localhost:8080\""),
+        "{stderr}"
+    );
+}
+
+/// The first run: the start-up line gives the console's and the API docs'
+/// URLs, and the first Ctrl-C says that a second one exits at once.
+#[tokio::test]
+async fn the_start_up_line_links_the_console_and_ctrl_c_explains_itself() {
+    let hub = crate::support::process::HubProcess::start(&[("SSEHUB_DRAIN__DELAY", "0s")]);
+    let start_line: serde_json::Value = hub
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("listening on "))
+        })
+        .expect("the start-up line");
+    let console = format!("http://{}/", hub.addr);
+    assert_eq!(start_line["console"], console.as_str(), "{start_line}");
+    assert_eq!(
+        start_line["api_docs"],
+        format!("http://{}/docs", hub.addr).as_str()
+    );
+    assert_eq!(reqwest::get(&console).await.unwrap().status(), 200);
+
+    hub.signal("INT");
+    let (status, _, log) = hub.exit_within(std::time::Duration::from_secs(10)).await;
+    assert!(status.success(), "{log}");
+    assert!(log.contains("press Ctrl-C again to exit at once"), "{log}");
+}

@@ -205,3 +205,134 @@ async fn publishing_needs_a_key_when_keys_are_configured() {
         .unwrap();
     assert_eq!(right.status(), 202);
 }
+
+/// With CORS off, a browser's preflight learns why (not a 405 about the
+/// method), and the operator's log names the setting once per origin.
+#[tokio::test]
+async fn a_preflight_with_cors_off_names_the_setting_and_is_logged_once_per_origin() {
+    let hub = crate::support::process::HubProcess::start(&[]);
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, hub.url("/v1/topics/t/events"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    for origin in [
+        "https://app.example",
+        "https://app.example",
+        "https://other.example",
+    ] {
+        let response = preflight(origin).await.unwrap();
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-origin")
+        );
+        let problem = assert_problem(response, 403).await;
+        assert_eq!(problem["type"], "urn:ssehub:problem:cors-disabled");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("cors.allowed_origins") && detail.contains(origin),
+            "{detail}"
+        );
+    }
+    // Not a preflight: the method is what is wrong, as before.
+    let response = client
+        .request(reqwest::Method::OPTIONS, hub.url("/v1/topics/t/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 405).await;
+
+    let warnings = |origin: &str| {
+        hub.log_text()
+            .lines()
+            .filter(|line| line.contains("cors.allowed_origins") && line.contains(origin))
+            .count()
+    };
+    // The log is read from the child's stderr by another thread.
+    let logged = crate::support::helpers::within(Duration::from_secs(5), || async {
+        warnings("https://other.example") >= 1
+    })
+    .await;
+    assert!(logged.is_some(), "{}", hub.log_text());
+    assert_eq!(warnings("https://app.example"), 1, "{}", hub.log_text());
+    assert_eq!(warnings("https://other.example"), 1, "{}", hub.log_text());
+}
+
+/// A body poem-openapi can't parse is described in plain words naming the
+/// field and its form, never in the framework's type names.
+#[tokio::test]
+async fn parse_errors_name_the_field_and_its_form_without_framework_text() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "/v1/topics/t/events",
+            json!({"data": 1, "retry": "x"}),
+            "`retry` must be a whole number of milliseconds",
+        ),
+        (
+            "/v1/topics/t/events",
+            json!({"data": 1, "retry": -5}),
+            "found -5",
+        ),
+        (
+            "/v1/topics/t/events",
+            json!({"event": "x"}),
+            "`data` is required",
+        ),
+        (
+            "/v1/topics/t/events",
+            json!({"data": 1, "event": 5}),
+            "`event` must be a string, e.g. \"order\"",
+        ),
+        (
+            "/v1/topics/t/events",
+            json!([1]),
+            "the body must be a JSON object",
+        ),
+        (
+            "/v1/events",
+            json!({"events": [{"topic": 5, "data": 1}]}),
+            "`topic` must be a topic name",
+        ),
+        (
+            "/v1/events",
+            json!({"events": [{"data": 1}]}),
+            "`topic` is required",
+        ),
+        (
+            "/v1/events",
+            json!({"events": {}}),
+            "`events` must be a list of events",
+        ),
+    ];
+    for (path, body, says) in cases {
+        let response = app
+            .client
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 400).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{body}: {says:?} in {detail}");
+        for framework in [
+            "failed to parse",
+            "Expected input type",
+            "occurred while parsing",
+            "integer(",
+            "string(",
+            "list_",
+            "\"any\"",
+        ] {
+            assert!(
+                !detail.contains(framework),
+                "{body}: {framework:?} in {detail}"
+            );
+        }
+    }
+}

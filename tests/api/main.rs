@@ -36,6 +36,7 @@ mod seed;
 mod slow_subscriber;
 mod spec;
 mod stats;
+mod token_command;
 mod traces;
 mod wire;
 mod wire_properties;

@@ -73,3 +73,72 @@ async fn the_routes_that_serve_the_spec_answer() {
         assert_eq!(response.status(), 200, "{route}");
     }
 }
+
+/// What Swagger UI's "Try it out" sends unchanged is a realistic event
+/// that leaves subscribers' reconnection alone.
+#[tokio::test]
+async fn the_publish_examples_are_safe_to_send_unchanged() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let example = schemas["PublishRequest"]["example"].clone();
+    assert_eq!(
+        example,
+        serde_json::json!({"event": "order", "data": {"status": "shipped"}})
+    );
+    let retry = schemas["PublishRequest"]["properties"]["retry"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        retry.contains("milliseconds") && retry.contains("60000") && retry.contains("reconnect"),
+        "{retry}"
+    );
+    let batch = schemas["BatchRequest"]["example"].clone();
+    assert!(!batch.to_string().contains("retry"), "{batch}");
+
+    let mut subscriber = app.subscribe(&["orders.42"]).await;
+    let response = app.publish_raw("orders.42", example).await;
+    assert_eq!(response.status(), 202);
+    let event = subscriber.next().await;
+    assert_eq!(event.event, "order");
+    assert_eq!(event.data, r#"{"status":"shipped"}"#);
+    assert_eq!(event.retry, None, "the example sets no retry");
+    let response = app
+        .client
+        .post(app.url("/v1/events"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+/// Tags name what a user does; the stream routes say up front why Swagger
+/// UI's "Execute" never completes, and what to run instead.
+#[tokio::test]
+async fn tags_name_what_users_do_and_stream_routes_say_what_to_run() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let tags: BTreeSet<&str> = spec["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tag| tag["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        BTreeSet::from(["Console", "Operations", "Publish", "Subscribe", "Tutorial"])
+    );
+    assert_eq!(spec["paths"]["/event-stream"]["get"]["tags"][0], "Tutorial");
+    for path in ["/v1/events", "/event-stream"] {
+        let description = spec["paths"][path]["get"]["description"].as_str().unwrap();
+        assert!(
+            description.starts_with("**Swagger UI can't show this stream**"),
+            "{path}: {description}"
+        );
+        assert!(
+            description.contains("curl -N") && description.contains("EventSource"),
+            "{path}: {description}"
+        );
+    }
+}

@@ -46,7 +46,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config();
     configure(&mut config);
     config.validate().expect("test config is valid");
-    let listener = std::net::TcpListener::bind(config.listen).expect("bind port 0");
+    let listener = std::net::TcpListener::bind(&config.listen).expect("bind port 0");
     let app = App::build(config, listener).await.expect("app builds");
     let addr = app.local_addr();
     let hub = app.hub().clone();
