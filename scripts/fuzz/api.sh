@@ -15,7 +15,8 @@
 # Environment: SSEHUB_BIN (default target/debug/ssehub), FUZZ_VENV
 # (where scripts/install-test-deps.sh put schemathesis, default
 # .tools/fuzz-venv), FUZZ_MAX_EXAMPLES, FUZZ_MAX_TIME (seconds per mode),
-# FUZZ_SEED, FUZZ_ONLY (a regex: run only the modes whose name matches).
+# FUZZ_SEED, FUZZ_ONLY (a regex: run only the modes whose name matches),
+# FUZZ_HOOKS (the schemathesis hooks file, default scripts/fuzz/hooks.py).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
