@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthMetrics, Authenticator};
-use crate::backplane::{self, HistoryBounds, HistoryLimits, Replica};
+use crate::backplane::{self, HistoryBounds, HistoryLimits, IdempotencyLimits, Replica};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpSettings, TutorialTopic};
 use crate::hub::{self, Hub, HubParts, HubSettings, LiveQueues};
@@ -65,7 +65,12 @@ impl App {
             fan_out: live_queues.clone(),
             metrics: instruments.backplane.clone(),
         };
-        let backplane = backplane::connect(&config.backplane, limits, bounds, replica).await?;
+        let idempotency = IdempotencyLimits {
+            window: config.limits.idempotency_window,
+            max_keys: config.limits.idempotency_keys,
+        };
+        let backplane =
+            backplane::connect(&config.backplane, limits, bounds, idempotency, replica).await?;
         let hub = Hub::from_parts(HubParts {
             settings,
             instruments,

@@ -20,15 +20,17 @@
 //! | [`shutdown`] | the drain sequence and the stop order after it, the signals (the first drains, a second exits at once), the drain settings |
 //! | [`hub`] | the domain core: the topics' live queues, subscriptions and their delivery logic, drain state, shedding (the one answer to a subscribe not served now), its metric families and the order every family is registered in; the hub tests and benchmarks build (`hub::testing`, behind the `testing` feature). No HTTP, no Redis |
 //! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh) and minting, topic patterns, grants, rate limits, the client address behind trusted proxies; its settings (checked and parsed once into the `AuthSettings` the `Authenticator` is built from) and metric families. No HTTP types |
-//! | [`backplane`] | where ids and history come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync, the wire form of an event, the master found directly or through Sentinel, `WAIT` for `replicas_ack`) — the trait, the fan-out contract, `connect` from its settings, the background `run`, its metric families |
+//! | [`backplane`] | where ids, history and idempotency records come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync, the wire form of an event, the master found directly or through Sentinel, `WAIT` for `replicas_ack`) — the trait, the fan-out contract, `connect` from its settings, the background `run`, its metric families |
 //! | [`server`] | the HTTP/1 front: the `listen` address and the listening socket (bound, or inherited via `LISTEN_FDS`) and an acceptor the drain can stop, accept loop, request heads, the stream writer for event streams, hyper for every other answer (`via_hyper`) |
 //! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, its settings; trace context in and out of request headers and events (`propagation`, the part `hub` and `http` use) |
 //! | [`setting`] | `InvalidSetting`, what a part's settings check returns |
 //! | [`metrics`] | registry helpers, buckets, labelled families, the exposition |
-//! | [`model`] | the shared vocabulary: topic names, event ids and resume points, events, trace context, the SSE wire format (with the gap reasons) |
+//! | [`model`] | the shared vocabulary: topic names, event ids and resume points, events, trace context, idempotency keys and their digests, the SSE wire format (with the gap reasons) |
 //!
-//! A publish travels `http::publish` → [`hub::Hub::publish`] → [`backplane::Backplane::publish`]
-//! (id, history) → [`backplane::FanOut`] ([`hub::LiveQueues`]) → each
+//! A publish travels `http::publish` → [`hub::Hub::publish_once`] (a keyed
+//! publish in flight here is refused) → [`backplane::Backplane::publish`]
+//! (its idempotency record looked up and kept in the same atomic step as
+//! the id and history) → [`backplane::FanOut`] ([`hub::LiveQueues`]) → each
 //! subscriber's stream in `hub::subscription`, whose delivery
 //! (`hub::delivery`) yields the event's frame — encoded once, at
 //! acceptance — to the [`server`]'s stream writer, which writes it to the

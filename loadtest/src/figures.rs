@@ -177,6 +177,7 @@ fn publish_figures(outcome: &PublishOutcome, load: &PublishLoad) -> PublishFigur
         acked: outcome.acked_count,
         rejected: outcome.rejected,
         errors: outcome.errors,
+        retries: outcome.retries,
         statuses: outcome.statuses.clone(),
         achieved_rate_per_second: if seconds > 0.0 {
             outcome.acked_count as f64 / seconds

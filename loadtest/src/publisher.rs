@@ -3,6 +3,14 @@
 //! connection is free; if all are busy, publishes wait in line and their
 //! latency, counted from the due time, shows it. A stalled server can't hide
 //! its stall by slowing the load down (no coordinated omission).
+//!
+//! Retries: with `target.publish_retries` above 0 (the ssehub preset) each
+//! publish carries an `Idempotency-Key` naming it (`<run>-<topic>-<seq>`),
+//! and one left unanswered (no answer in time, a broken connection, a 5xx)
+//! or answered 409 (its first attempt still in flight) is sent again, the
+//! same bytes with the same key, up to that many times: the server answers
+//! a retry of a publish it already took with the first answer, so the
+//! subscribers' counting still shows any event lost or delivered twice.
 
 use crate::http::connection::KeepAliveConnection;
 use crate::http::request::{self, Header};
@@ -26,6 +34,11 @@ use tokio::time::Instant;
 /// and the first publishes aren't late from the start.
 const START_DELAY: Duration = Duration::from_millis(100);
 const ERROR_EXAMPLES_KEPT: usize = 5;
+/// The wait before the first retry, doubled for each next one up to
+/// [`RETRY_BACKOFF_MAX`]: a replica restarting or a Redis failing over
+/// takes a second or two, so a few retries span it.
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub struct PublishPlan {
     pub run_id: String,
@@ -57,8 +70,10 @@ pub struct PublishOutcome {
     pub acked_count: u64,
     /// Answered, but not 2xx.
     pub rejected: u64,
-    /// No answer: connection errors and timeouts.
+    /// No answer: connection errors and timeouts (after the last retry).
     pub errors: u64,
+    /// Attempts sent again with the same idempotency key.
+    pub retries: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub error_examples: Vec<String>,
     /// From the due time to the answer, in µs.
@@ -90,6 +105,7 @@ struct Ledger {
     refused: Vec<SeqSet>,
     outcome_counts: BTreeMap<u16, u64>,
     errors: u64,
+    retries: u64,
     error_examples: Vec<String>,
     ack_latency: Histogram<u64>,
     last_answer_unix_nanos: u64,
@@ -113,6 +129,7 @@ pub async fn publish(
         refused: vec![SeqSet::default(); topics],
         outcome_counts: BTreeMap::new(),
         errors: 0,
+        retries: 0,
         error_examples: Vec::new(),
         ack_latency: new_histogram(3),
         last_answer_unix_nanos: 0,
@@ -194,6 +211,7 @@ pub async fn publish(
         acked_count,
         rejected: answered - acked_count,
         errors: ledger.errors,
+        retries: ledger.retries,
         statuses: ledger.outcome_counts,
         error_examples: ledger.error_examples,
         ack_latency: ledger.ack_latency,
@@ -223,6 +241,23 @@ async fn send_one(
     }
     .encode(plan.payload_bytes);
     let topic_name = target::topic_name(&plan.run_id, topic);
+    let retries = plan.target.publish_retries;
+    let keyed: Vec<Header>;
+    let headers = if retries > 0 {
+        keyed = headers
+            .iter()
+            .cloned()
+            .chain(std::iter::once(Header {
+                name: "Idempotency-Key".to_owned(),
+                value: format!("{}-{topic}-{seq}", plan.run_id),
+            }))
+            .collect();
+        &keyed[..]
+    } else {
+        headers
+    };
+    // Built once: a retry must send the very same request (its key names
+    // these bytes; another body would be refused as a reused key).
     let request = match HttpUrl::parse(&target::render(&plan.target.publish_url, &topic_name, "")) {
         Ok(url) => request::post(
             &url,
@@ -232,17 +267,33 @@ async fn send_one(
         ),
         Err(error) => return record_error(ledger, format!("{error:#}")),
     };
-    let result = tokio::time::timeout(plan.timeout, connection.exchange(&request)).await;
-    let answered_at = unix_nanos();
-    let status = match result {
-        Ok(Ok(status)) => status,
-        Ok(Err(error)) => return record_error(ledger, format!("{error:#}")),
-        Err(_) => {
-            // The connection may still deliver the late answer; start afresh.
-            connection.reset();
-            return record_error(ledger, format!("no answer within {:?}", plan.timeout));
+    let mut attempt = 0;
+    let status = loop {
+        let result = tokio::time::timeout(plan.timeout, connection.exchange(&request)).await;
+        let unanswered = match result {
+            Ok(Ok(status)) if !is_worth_a_retry(status) => break status,
+            Ok(Ok(status)) => format!("answered {status}"),
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(_) => {
+                // The connection may still deliver the late answer; start afresh.
+                connection.reset();
+                format!("no answer within {:?}", plan.timeout)
+            }
+        };
+        if attempt >= retries {
+            match unanswered.strip_prefix("answered ") {
+                Some(status) => break status.parse().expect("a status we wrote"),
+                None => return record_error(ledger, unanswered),
+            }
         }
+        let backoff = RETRY_BACKOFF_FIRST
+            .saturating_mul(1 << attempt.min(16))
+            .min(RETRY_BACKOFF_MAX);
+        attempt += 1;
+        ledger.lock().expect("ledger poisoned").retries += 1;
+        tokio::time::sleep(backoff).await;
     };
+    let answered_at = unix_nanos();
     let mut ledger = ledger.lock().expect("ledger poisoned");
     *ledger.outcome_counts.entry(status).or_default() += 1;
     // Any answer settles the order: the server has decided on this publish.
@@ -260,9 +311,17 @@ async fn send_one(
 /// Answers that say the server did not take the publish, so nobody may
 /// receive it: 4xx (bad request, auth, limits) and 503 (draining, backplane
 /// down). Not 502/504: a proxy answers those when it lost the upstream, which
-/// may have taken the publish before it went.
+/// may have taken the publish before it went. Not 409: the same key's first
+/// attempt is still in flight and may yet be published.
 fn is_refusal(status: u16) -> bool {
-    (400..500).contains(&status) || status == 503
+    ((400..500).contains(&status) && status != 409) || status == 503
+}
+
+/// Answers a keyed publish is sent again after: the server (or the proxy in
+/// front) did not settle it — 5xx, or 409 while the first attempt with the
+/// key is still being answered.
+fn is_worth_a_retry(status: u16) -> bool {
+    status >= 500 || status == 409
 }
 
 fn record_error(ledger: &Mutex<Ledger>, message: String) {
@@ -281,6 +340,20 @@ mod tests {
     fn only_the_servers_own_refusals_count_as_not_taken() {
         assert!(is_refusal(400) && is_refusal(413) && is_refusal(429) && is_refusal(503));
         assert!(!is_refusal(202) && !is_refusal(502) && !is_refusal(504) && !is_refusal(500));
+        assert!(
+            !is_refusal(409),
+            "the first attempt with the key may yet publish"
+        );
+    }
+
+    #[test]
+    fn unsettled_answers_are_retried_and_settled_ones_are_not() {
+        for status in [409, 500, 502, 503, 504] {
+            assert!(is_worth_a_retry(status), "{status}");
+        }
+        for status in [200, 202, 400, 401, 413, 422, 429] {
+            assert!(!is_worth_a_retry(status), "{status}");
+        }
     }
 
     #[test]

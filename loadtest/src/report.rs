@@ -65,6 +65,10 @@ pub struct PublishFigures {
     pub acked: u64,
     pub rejected: u64,
     pub errors: u64,
+    /// Attempts sent again with the same `Idempotency-Key` (timeouts, broken
+    /// connections, 5xx, 409).
+    #[serde(default)]
+    pub retries: u64,
     pub statuses: BTreeMap<u16, u64>,
     /// Acked publishes over the time from the first due time to the last answer.
     pub achieved_rate_per_second: f64,
@@ -262,13 +266,14 @@ impl RunReport {
             row(
                 "published acked / scheduled",
                 format!(
-                    "{} / {} at {:.0}/s (target {:.0}/s); rejected {}, errors {}",
+                    "{} / {} at {:.0}/s (target {:.0}/s); rejected {}, errors {}, retries {}",
                     p.acked,
                     p.scheduled,
                     p.achieved_rate_per_second,
                     p.target_rate_per_second,
                     p.rejected,
-                    p.errors
+                    p.errors,
+                    p.retries
                 ),
             );
             row(

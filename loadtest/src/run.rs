@@ -378,6 +378,7 @@ mod tests {
             publish_body: String::new(),
             publish_content_type: String::new(),
             publish_headers: Vec::new(),
+            publish_retries: 0,
         };
         let plans = plan_workers(&scenario, &target, "r");
         assert_eq!(

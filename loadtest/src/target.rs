@@ -53,6 +53,12 @@ pub struct TargetArgs {
     /// Extra header on every subscribe, `Name: value`. Repeatable.
     #[arg(long = "subscribe-header", value_name = "HEADER")]
     pub subscribe_headers: Vec<String>,
+    /// Times an unanswered publish (timeout, broken connection, 5xx, 409) is
+    /// sent again, with the `Idempotency-Key` every publish then carries.
+    /// Default: 5 for ssehub, 0 (no key, no retry) for servers without
+    /// idempotent publish, whose retries could publish twice.
+    #[arg(long)]
+    pub publish_retries: Option<u32>,
 }
 
 /// A resolved target: templates with the base URL filled in.
@@ -65,7 +71,14 @@ pub struct Target {
     pub publish_body: String,
     pub publish_content_type: String,
     pub publish_headers: Vec<(String, String)>,
+    /// See [`TargetArgs::publish_retries`]; above 0, publishes carry keys.
+    pub publish_retries: u32,
 }
+
+/// Retries of an unanswered publish by default, against ssehub: with the
+/// backoff of `publisher`, five span about three seconds (a restart, a
+/// failover).
+const SSEHUB_PUBLISH_RETRIES: u32 = 5;
 
 impl Target {
     pub fn from_args(args: &TargetArgs) -> Result<Self> {
@@ -115,6 +128,10 @@ impl Target {
                 .clone()
                 .unwrap_or_else(|| content_type.to_owned()),
             publish_headers: parse_headers(&args.publish_headers)?,
+            publish_retries: args.publish_retries.unwrap_or(match args.target {
+                Preset::Ssehub => SSEHUB_PUBLISH_RETRIES,
+                Preset::Nchan | Preset::Floor => 0,
+            }),
         })
     }
 }

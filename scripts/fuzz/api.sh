@@ -15,7 +15,8 @@
 # Environment: SSEHUB_BIN (default target/debug/ssehub), FUZZ_VENV
 # (where scripts/install-test-deps.sh put schemathesis, default
 # .tools/fuzz-venv), FUZZ_MAX_EXAMPLES, FUZZ_MAX_TIME (seconds per mode),
-# FUZZ_SEED, FUZZ_ONLY (a regex: run only the modes whose name matches).
+# FUZZ_SEED, FUZZ_ONLY (a regex: run only the modes whose name matches),
+# FUZZ_HOOKS (the schemathesis hooks file, default scripts/fuzz/hooks.py).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -174,7 +175,8 @@ for mode in "${MODES[@]}"; do
   if [[ "$status" != "$expected_status" ]]; then
     verdict="a publish got $status, not the mode's $expected_status"
   fi
-  "$ST" "${args[@]}" || verdict="schemathesis found problems (replay with FUZZ_SEED=$SEED)"
+  # Valid idempotency keys made unique per request (see hooks.py).
+  SCHEMATHESIS_HOOKS="${FUZZ_HOOKS:-$ROOT/scripts/fuzz/hooks.py}" "$ST" "${args[@]}" || verdict="schemathesis found problems (replay with FUZZ_SEED=$SEED)"
   if ! kill -0 "$HUB_PID" 2>/dev/null; then
     verdict="the hub died"
   elif grep -aq 'panicked' "$log"; then

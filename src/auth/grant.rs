@@ -16,6 +16,20 @@ pub enum PublisherId {
     Token(String),
 }
 
+impl PublisherId {
+    /// A name of this publisher that is the same on every replica with the
+    /// same keys, and never the same for two publishers: the scope of its
+    /// idempotency keys. (The kinds are tagged, and a JWT's issuer and
+    /// subject split by a NUL, which neither can hold.)
+    pub fn stable_name(&self) -> String {
+        match self {
+            Self::StaticKey(index) => format!("static-key:{index}"),
+            Self::Subject { issuer, subject } => format!("jwt:{issuer}\0{subject}"),
+            Self::Token(signature) => format!("token:{signature}"),
+        }
+    }
+}
+
 /// The topics an action is allowed on.
 #[derive(Debug, Clone)]
 pub enum Scope {

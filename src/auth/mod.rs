@@ -313,13 +313,14 @@ impl Authenticator {
     /// the per-address limit first (so floods of bad tokens are limited
     /// too), then the credentials, then the per-publisher limit; both limits
     /// are charged for `events` events (see `rate_limits.publish_counts`).
+    /// Returns who publishes: `None` while publishing is open to anyone.
     pub async fn authorize_publish(
         &self,
         credential: Option<&Credential>,
         client: IpAddr,
         topics: &[&TopicName],
         events: usize,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Option<PublisherId>, AuthError> {
         let verdict = self.check_publish(credential, client, topics, events).await;
         self.count(Action::Publish, &verdict);
         verdict
@@ -331,13 +332,13 @@ impl Authenticator {
         client: IpAddr,
         topics: &[&TopicName],
         events: usize,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Option<PublisherId>, AuthError> {
         self.inner
             .rate
             .publish_from(client, events)
             .map_err(publish_limited)?;
         if self.publishing_is_open() {
-            return Ok(());
+            return Ok(None);
         }
         let credential = credential.ok_or(AuthError::Missing {
             action: Action::Publish,
@@ -360,7 +361,8 @@ impl Authenticator {
         self.inner
             .rate
             .publish_by(&grant.publisher, events)
-            .map_err(publish_limited)
+            .map_err(publish_limited)?;
+        Ok(Some(grant.publisher))
     }
 
     /// May this request subscribe to `topics`? Credentials are looked at

@@ -10,6 +10,7 @@
 //! [`Backplane::run`], which the app spawns once and stops after the drain.
 
 mod config;
+mod idempotency;
 mod memory;
 mod metrics;
 mod redis;
@@ -19,12 +20,15 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Event, EventDraft, EventId, TopicName};
+use crate::model::{Event, EventDraft, EventId, Idempotency, TopicName};
 use crate::setting::InvalidSetting;
 
 pub use config::{
     BackplaneConfig, BackplaneKind, REDIS_COMMAND_TIMEOUT_DEFAULT, REDIS_CONNECT_TIMEOUT_DEFAULT,
     REDIS_KEY_PREFIX_DEFAULT, REDIS_REPLICAS_ACK_TIMEOUT_DEFAULT, RedisConfig, SentinelConfig,
+};
+pub use idempotency::{
+    IDEMPOTENCY_KEYS_DEFAULT, IDEMPOTENCY_WINDOW_DEFAULT, IdempotencyLimits, RecordedIds,
 };
 pub use memory::{EXPIRY_BATCH, ExpirySweep, HistoryBounds, HistoryLimits, MemoryBackplane};
 pub use metrics::{BackplaneMetrics, HistoryBound};
@@ -100,6 +104,31 @@ impl PageLimit {
     }
 }
 
+/// What became of a publish call.
+#[derive(Debug)]
+pub enum Publication {
+    /// Published now (and its key, if any, recorded with it), in id order.
+    Accepted(Vec<Arc<Event>>),
+    /// The key is recorded, with the same fingerprint, by an earlier
+    /// publish, which was given these ids: nothing was published now.
+    Replayed(RecordedIds),
+    /// The key is recorded with another fingerprint (the key was reused
+    /// for another request): nothing was published.
+    KeyReused,
+}
+
+impl Publication {
+    /// The events of an unkeyed publish (which is always accepted or fails).
+    pub fn accepted(self) -> Vec<Arc<Event>> {
+        match self {
+            Self::Accepted(events) => events,
+            Self::Replayed(_) | Self::KeyReused => {
+                unreachable!("only a keyed publish is replayed or finds its key reused")
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackplaneError {
     /// The backplane can't accept or serve events right now (e.g. Redis
@@ -152,10 +181,18 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Assigns ids to `drafts`, stores them in history and hands them to the
     /// fan-out, all or none. Returns them in id order.
+    ///
+    /// With `once`, first looks its record up, in the same atomic step:
+    /// recorded with the same fingerprint, nothing is published and the
+    /// recorded ids come back ([`Publication::Replayed`]); with another
+    /// fingerprint, nothing is published ([`Publication::KeyReused`]);
+    /// not recorded, the events are published and the record is kept with
+    /// them for the idempotency window (see `idempotency`).
     fn publish(
         &self,
         drafts: Vec<EventDraft>,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>>;
+        once: Option<Idempotency>,
+    ) -> BoxFuture<'_, Result<Publication, BackplaneError>>;
 
     /// Events of `topic` with a sequence number above `after_seq` in the
     /// epoch in force, oldest first, one page of at most `limit` (replays
@@ -186,15 +223,19 @@ pub async fn connect(
     config: &BackplaneConfig,
     limits: HistoryLimits,
     bounds: HistoryBounds,
+    idempotency: IdempotencyLimits,
     replica: Replica,
 ) -> Result<Arc<dyn Backplane>, InvalidSetting> {
     match config.kind {
         BackplaneKind::Memory => Ok(Arc::new(
-            MemoryBackplane::new(limits, replica.fan_out).with_bounds(bounds, replica.metrics),
+            MemoryBackplane::new(limits, replica.fan_out)
+                .with_bounds(bounds, replica.metrics)
+                .with_idempotency(idempotency),
         )),
         BackplaneKind::Redis => {
             let backplane = RedisBackplane::new(&config.redis, limits, bounds, replica)
-                .map_err(|error| InvalidSetting::new("backplane.redis.url", error.to_string()))?;
+                .map_err(|error| InvalidSetting::new("backplane.redis.url", error.to_string()))?
+                .with_idempotency_window(idempotency.window);
             Ok(Arc::new(backplane))
         }
     }

@@ -22,8 +22,9 @@ pub use crate::auth::{
     RateConfig, RateLimitsConfig, SubscribeAuth,
 };
 pub use crate::backplane::{
-    BackplaneConfig, BackplaneKind, REDIS_COMMAND_TIMEOUT_DEFAULT, REDIS_CONNECT_TIMEOUT_DEFAULT,
-    REDIS_KEY_PREFIX_DEFAULT, RedisConfig,
+    BackplaneConfig, BackplaneKind, IDEMPOTENCY_KEYS_DEFAULT, IDEMPOTENCY_WINDOW_DEFAULT,
+    REDIS_COMMAND_TIMEOUT_DEFAULT, REDIS_CONNECT_TIMEOUT_DEFAULT, REDIS_KEY_PREFIX_DEFAULT,
+    RedisConfig,
 };
 pub use crate::http::{ConsoleConfig, CorsConfig, EventStreamConfig};
 pub use crate::server::ListenAddress;
@@ -107,6 +108,11 @@ pub const MAX_EVENTS_PER_REQUEST_DEFAULT: usize = 500;
 /// after 10 s is trickled (slowloris on the body) or stalled, and holds a
 /// connection and a partly filled buffer meanwhile.
 pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// Bounds of `limits.idempotency_window`: Redis keeps records to the
+/// millisecond but a window under a second covers no retry; over a day,
+/// records of a busy hub would outweigh its history.
+const IDEMPOTENCY_WINDOW_MIN: Duration = Duration::from_secs(1);
+const IDEMPOTENCY_WINDOW_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -192,6 +198,13 @@ pub struct LimitsConfig {
     /// See [`KEEP_ALIVE_TIMEOUT_DEFAULT`].
     #[serde(with = "humantime_serde")]
     pub keep_alive_timeout: Duration,
+    /// How long a publish's `Idempotency-Key` is remembered; see
+    /// [`IDEMPOTENCY_WINDOW_DEFAULT`].
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
+    /// Most keys remembered at once by the memory backplane; see
+    /// [`IDEMPOTENCY_KEYS_DEFAULT`].
+    pub idempotency_keys: usize,
 }
 
 impl Default for Config {
@@ -256,6 +269,8 @@ impl Default for LimitsConfig {
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             keep_alive_timeout: KEEP_ALIVE_TIMEOUT_DEFAULT,
+            idempotency_window: IDEMPOTENCY_WINDOW_DEFAULT,
+            idempotency_keys: IDEMPOTENCY_KEYS_DEFAULT,
         }
     }
 }
@@ -435,6 +450,23 @@ impl Config {
             return Err(invalid(
                 "limits.keep_alive_timeout",
                 "must be longer than 0s (a duration such as 75s; keep it above the proxy's upstream keepalive_timeout)",
+            ));
+        }
+        if self.limits.idempotency_window < IDEMPOTENCY_WINDOW_MIN
+            || self.limits.idempotency_window > IDEMPOTENCY_WINDOW_MAX
+        {
+            return Err(invalid(
+                "limits.idempotency_window",
+                format!(
+                    "is {}; must be a duration from 1s to 24h, e.g. 5m",
+                    humantime::format_duration(self.limits.idempotency_window)
+                ),
+            ));
+        }
+        if self.limits.idempotency_keys == 0 {
+            return Err(invalid(
+                "limits.idempotency_keys",
+                "is 0; must be a number of keys of at least 1, e.g. 100000",
             ));
         }
         self.drain.validate()?;

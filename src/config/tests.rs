@@ -366,6 +366,34 @@ fn telemetry_keys_load_and_validate() {
 }
 
 #[test]
+fn idempotency_window_and_keys_are_bounded_and_named_when_wrong() {
+    let config = Config::default();
+    assert_eq!(config.limits.idempotency_window, IDEMPOTENCY_WINDOW_DEFAULT);
+    assert_eq!(config.limits.idempotency_keys, IDEMPOTENCY_KEYS_DEFAULT);
+    let config = Config::load_from(
+        None,
+        env_from(&[
+            ("LIMITS__IDEMPOTENCY_WINDOW", "90s"),
+            ("LIMITS__IDEMPOTENCY_KEYS", "10"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.limits.idempotency_window, Duration::from_secs(90));
+    assert_eq!(config.limits.idempotency_keys, 10);
+    for (key, value, expected) in [
+        ("LIMITS__IDEMPOTENCY_WINDOW", "0s", "from 1s to 24h"),
+        ("LIMITS__IDEMPOTENCY_WINDOW", "2days", "is 2days"),
+        ("LIMITS__IDEMPOTENCY_KEYS", "0", "at least 1"),
+    ] {
+        let error = Config::load_from(None, env_from(&[(key, value)])).unwrap_err();
+        let message = error.to_string();
+        let named = key.to_lowercase().replace("__", ".");
+        assert!(message.contains(&named), "{message}");
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+#[test]
 fn zero_turns_a_duration_feature_off() {
     let off = Config::load_from(
         None,

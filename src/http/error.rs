@@ -159,7 +159,8 @@ impl From<ApiError> for poem::Error {
 const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     (
         400,
-        "Malformed request: bad JSON, unknown field, bad topic name",
+        "Malformed request: bad JSON, unknown field, bad topic name, a malformed or \
+         over-long Idempotency-Key (`invalid-idempotency-key`)",
     ),
     (
         401,
@@ -178,11 +179,18 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
         "Event or body larger than the configured limit (`event-too-large`), or a batch \
          worth more events than a publish rate limit's burst (`over-rate-limit-burst`)",
     ),
+    (
+        409,
+        "`idempotency-key-in-flight`: a publish with the same Idempotency-Key is still \
+         being answered; retry once it is, and the retry gets its answer",
+    ),
     (415, "Content-Type is not application/json"),
     (
         422,
         "A field has a value the hub can't accept (`too-many-events`: a batch over \
-         limits.max_events_per_request)",
+         limits.max_events_per_request), or `idempotency-key-reused`: the \
+         Idempotency-Key was used within limits.idempotency_window for a different \
+         request (route, topic or body); nothing was published",
     ),
     (
         429,
@@ -243,7 +251,7 @@ impl ApiResponse for ApiError {
 pub struct TutorialRouteError(pub ApiError);
 
 /// What [`TutorialRouteError`] documents.
-const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 413, 429, 503, 504];
+const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 409, 413, 422, 429, 503, 504];
 
 impl ApiResponse for TutorialRouteError {
     fn meta() -> MetaResponses {

@@ -11,6 +11,7 @@ mod credentials;
 mod error;
 mod fields;
 mod health;
+mod idempotency;
 mod metrics;
 mod publish;
 mod publish_outcome;

@@ -1,7 +1,8 @@
 //! Publish routes: one event to a topic, or a batch across topics.
 
+use poem::Request;
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use std::borrow::Cow;
 
@@ -14,6 +15,7 @@ use super::ApiTags;
 use super::credentials::PublisherCredential;
 use super::error::ApiError;
 use super::fields::{BatchEvents, EventTypeField, MAX_EVENT_RETRY_MS, RetryField, TopicField};
+use super::idempotency::{self, IdempotencyKeyHeader, PublishRoute};
 use super::publish_outcome;
 use crate::auth::Authenticator;
 use crate::hub::Hub;
@@ -176,31 +178,53 @@ impl PublishApi {
     /// Publish one event
     ///
     /// Answers 202 once the event has an id and is in the topic's history;
-    /// an event answered 2xx is never lost while history holds it.
+    /// an event answered 2xx is never lost while history holds it. With an
+    /// `Idempotency-Key`, a retry within `limits.idempotency_window` gets
+    /// the first answer and publishes nothing.
     #[oai(path = "/v1/topics/:topic/events", method = "post")]
+    // Each argument is one documented parameter or extractor of the
+    // operation: poem-openapi builds the spec from the signature.
+    #[allow(clippy::too_many_arguments)]
     async fn publish(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: PublisherCredential,
         /// Topic name: 1-128 of `A-Z a-z 0-9 . _ - : ~`.
         topic: Path<TopicField>,
+        /// Makes a retry safe (IETF draft "The Idempotency-Key HTTP Header
+        /// Field"): a retry with the same key within
+        /// `limits.idempotency_window` gets the first answer (same status,
+        /// same id) and publishes nothing; 409 while the first is in
+        /// flight, 422 if the key was used for another request. A quoted
+        /// string (`"4f1c…"`) or a bare printable ASCII value, at most 255
+        /// bytes; keys are per publisher.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKeyHeader>>,
         body: Json<PublishRequest>,
     ) -> Result<PublishResponse, ApiError> {
+        // The header is read raw: see `idempotency::key_of`.
+        let key = idempotency::key_of(request)?;
         let Json(body) = body;
         let draft = draft(&topic.0.0, body.data, body.event, body.retry)?;
-        auth.authorize_publish(
-            credential.credential.as_ref(),
-            credential.client,
-            &[&draft.topic],
-            1,
-        )
-        .await?;
-        let accepted = publish_outcome::publish(&hub, vec![draft]).await?;
-        let event = &accepted[0];
+        let publisher = auth
+            .authorize_publish(
+                credential.credential.as_ref(),
+                credential.client,
+                &[&draft.topic],
+                1,
+            )
+            .await?;
+        let topic = draft.topic.clone();
+        let drafts = vec![draft];
+        let once =
+            idempotency::record(key.as_ref(), publisher.as_ref(), PublishRoute::One, &drafts);
+        let receipt = publish_outcome::publish(&hub, drafts, once).await?;
+        let id = idempotency::answered_ids(&receipt)[0];
         Ok(PublishResponse::Accepted(Json(Accepted {
-            id: event.id.to_string(),
-            topic: event.topic.to_string(),
+            id: id.to_string(),
+            topic: topic.to_string(),
         })))
     }
 }
@@ -242,8 +266,10 @@ pub(super) async fn publish_batch(
     auth: Data<&Authenticator>,
     max_events: Data<&MaxEventsPerRequest>,
     credential: PublisherCredential,
+    request: &Request,
     body: Json<BatchRequest>,
 ) -> Result<BatchResponse, ApiError> {
+    let key = idempotency::key_of(request)?;
     let Json(BatchRequest {
         events: BatchEvents(events),
     }) = body;
@@ -257,20 +283,30 @@ pub(super) async fn publish_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let topics: Vec<&TopicName> = drafts.iter().map(|draft| &draft.topic).collect();
-    auth.authorize_publish(
-        credential.credential.as_ref(),
-        credential.client,
-        &topics,
-        drafts.len(),
-    )
-    .await?;
-    let accepted = publish_outcome::publish(&hub, drafts).await?;
+    let publisher = auth
+        .authorize_publish(
+            credential.credential.as_ref(),
+            credential.client,
+            &topics,
+            drafts.len(),
+        )
+        .await?;
+    let topics: Vec<TopicName> = drafts.iter().map(|draft| draft.topic.clone()).collect();
+    let once = idempotency::record(
+        key.as_ref(),
+        publisher.as_ref(),
+        PublishRoute::Batch,
+        &drafts,
+    );
+    let receipt = publish_outcome::publish(&hub, drafts, once).await?;
+    // Ids follow the drafts' order, which is the request's.
     Ok(BatchResponse::Accepted(Json(BatchAccepted {
-        events: accepted
-            .iter()
-            .map(|event| Accepted {
-                id: event.id.to_string(),
-                topic: event.topic.to_string(),
+        events: idempotency::answered_ids(&receipt)
+            .into_iter()
+            .zip(topics)
+            .map(|(id, topic)| Accepted {
+                id: id.to_string(),
+                topic: topic.to_string(),
             })
             .collect(),
     })))

@@ -12,21 +12,20 @@
 //! A refusal's label is its status's label, so a request and its events
 //! always count under the same outcome.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::StatusCode;
 
 use super::error::ApiError;
 use crate::backplane::BackplaneError;
-use crate::hub::{Hub, HubMetrics, PublishError, PublishOutcome};
-use crate::model::{Event, EventDraft};
+use crate::hub::{Hub, HubMetrics, IdempotencyOutcome, PublishError, PublishOutcome, Receipt};
+use crate::model::{EventDraft, Idempotency};
 
 /// The outcome label of a publish route's answer, from its status.
 pub fn outcome_of_status(status: u16) -> PublishOutcome {
     match status {
         200..=299 => PublishOutcome::Accepted,
-        400 | 408 | 415 | 422 => PublishOutcome::RejectedInvalid,
+        400 | 408 | 409 | 415 | 422 => PublishOutcome::RejectedInvalid,
         401 | 403 => PublishOutcome::RejectedUnauthorized,
         413 => PublishOutcome::RejectedTooLarge,
         429 => PublishOutcome::RejectedRateLimited,
@@ -53,6 +52,11 @@ impl PublishRefusal {
             PublishError::Closing => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             PublishError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "event-too-large"),
             PublishError::Empty => (StatusCode::UNPROCESSABLE_ENTITY, "empty-batch"),
+            // The draft's answers: 409 while the first is under way (no
+            // `Retry-After`: its answer comes when it comes), 422 for a key
+            // sent with another request.
+            PublishError::KeyInFlight => (StatusCode::CONFLICT, "idempotency-key-in-flight"),
+            PublishError::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
             PublishError::Backplane(BackplaneError::Unavailable { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "backplane-unavailable")
             }
@@ -89,10 +93,11 @@ impl From<PublishError> for ApiError {
             PublishError::Empty => "`events` must hold at least one event".to_owned(),
             PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => format!(
                 "{error}. The events may have been published (and may still be, \
-                 once the backplane resumes), or not. A retry may publish them a \
-                 second time, with new ids, as long as publishes carry no \
-                 idempotency key; check a subscriber or the topic's history \
-                 before retrying"
+                 once the backplane resumes), or not. A retry with the same \
+                 Idempotency-Key is safe (it gets the first publish's ids, or \
+                 publishes once); without one it may publish them a second \
+                 time, with new ids: check a subscriber or the topic's history \
+                 first"
             ),
             PublishError::Backplane(BackplaneError::NotReplicated { .. }) => format!(
                 "{error}. The events may or may not be kept (they may even have been \
@@ -114,16 +119,30 @@ impl From<PublishError> for ApiError {
     }
 }
 
-/// Hands `drafts` to the hub and counts its events under their outcome:
-/// the one way the publish routes publish.
-pub async fn publish(hub: &Hub, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, ApiError> {
+/// Hands `drafts` to the hub (at most once per `once`'s record) and counts
+/// its events under their outcome, and a keyed publish's outcome in
+/// `idempotent_publishes`: the one way the publish routes publish. A
+/// replayed publish published nothing now, so its events are not counted
+/// again.
+pub async fn publish(
+    hub: &Hub,
+    drafts: Vec<EventDraft>,
+    once: Option<Idempotency>,
+) -> Result<Receipt, ApiError> {
     let events = drafts.len();
-    let result = hub.publish(drafts).await;
+    let keyed = once.is_some();
+    let result = hub.publish_once(drafts, once).await;
     let outcome = match &result {
-        Ok(_) => PublishOutcome::Accepted,
-        Err(error) => PublishRefusal::of(error).outcome,
+        Ok(Receipt::Published(_)) => Some(PublishOutcome::Accepted),
+        Ok(Receipt::Replayed(_)) => None,
+        Err(error) => Some(PublishRefusal::of(error).outcome),
     };
-    hub.metrics().events_published(outcome, events);
+    if let Some(outcome) = outcome {
+        hub.metrics().events_published(outcome, events);
+    }
+    if keyed && let Some(outcome) = IdempotencyOutcome::of(&result) {
+        hub.metrics().idempotent_publish(outcome);
+    }
     result.map_err(ApiError::from)
 }
 
@@ -168,6 +187,8 @@ mod tests {
                 limit: 5,
             },
             PublishError::Empty,
+            PublishError::KeyInFlight,
+            PublishError::KeyReused,
             unavailable(),
             not_replicated(),
             outcome_unknown(),
@@ -177,6 +198,8 @@ mod tests {
                 PublishError::Closing
                 | PublishError::TooLarge { .. }
                 | PublishError::Empty
+                | PublishError::KeyInFlight
+                | PublishError::KeyReused
                 | PublishError::Backplane(BackplaneError::Unavailable { .. })
                 | PublishError::Backplane(BackplaneError::NotReplicated { .. })
                 | PublishError::Backplane(BackplaneError::OutcomeUnknown { .. }) => {}
@@ -204,6 +227,8 @@ mod tests {
                 (503, "draining", "unavailable"),
                 (413, "event-too-large", "rejected_too_large"),
                 (422, "empty-batch", "rejected_invalid"),
+                (409, "idempotency-key-in-flight", "rejected_invalid"),
+                (422, "idempotency-key-reused", "rejected_invalid"),
                 (503, "backplane-unavailable", "unavailable"),
                 (503, "publish-not-replicated", "unavailable"),
                 (504, "publish-outcome-unknown", "outcome_unknown"),
@@ -251,7 +276,7 @@ mod tests {
     #[test]
     fn statuses_map_to_their_outcome_labels() {
         let labels: Vec<(u16, &str)> = [
-            200, 202, 400, 401, 403, 404, 408, 413, 415, 422, 429, 500, 503, 504,
+            200, 202, 400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 503, 504,
         ]
         .into_iter()
         .map(|status| (status, outcome_of_status(status).as_str()))
@@ -266,6 +291,7 @@ mod tests {
                 (403, "rejected_unauthorized"),
                 (404, "error"),
                 (408, "rejected_invalid"),
+                (409, "rejected_invalid"),
                 (413, "rejected_too_large"),
                 (415, "rejected_invalid"),
                 (422, "rejected_invalid"),

@@ -18,6 +18,7 @@ use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::ApiError;
 use super::fields::TopicField;
+use super::idempotency::IdempotencyKeyHeader;
 use super::publish::{self, BatchRequest, BatchResponse, MaxEventsPerRequest};
 use crate::auth::Authenticator;
 use crate::hub::{Admission, Hub, ShedReason, SubscribeRequest};
@@ -84,15 +85,29 @@ impl EventsApi {
     /// All events are accepted or none is; a bad item rejects the batch and
     /// the error names its index (`events[3]`).
     #[oai(path = "/v1/events", method = "post", tag = "ApiTags::Publish")]
+    // Each argument is one documented parameter or extractor of the
+    // operation: poem-openapi builds the spec from the signature.
+    #[allow(clippy::too_many_arguments)]
     async fn publish_batch(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         max_events: Data<&MaxEventsPerRequest>,
         credential: PublisherCredential,
+        /// Makes a retry safe (IETF draft "The Idempotency-Key HTTP Header
+        /// Field"): a retry with the same key within
+        /// `limits.idempotency_window` gets the first answer (same status,
+        /// same ids) and publishes nothing; 409 while the first is in
+        /// flight, 422 if the key was used for another request. A quoted
+        /// string (`"4f1c…"`) or a bare printable ASCII value, at most 255
+        /// bytes; keys are per publisher.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKeyHeader>>,
         body: Json<BatchRequest>,
     ) -> Result<BatchResponse, ApiError> {
-        publish::publish_batch(hub, auth, max_events, credential, body).await
+        // The header is read raw: see `idempotency::key_of`.
+        publish::publish_batch(hub, auth, max_events, credential, request, body).await
     }
 
     /// Subscribe to topics (SSE)

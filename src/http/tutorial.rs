@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use super::ApiTags;
 use super::credentials::{PublisherCredential, SubscriberCredential};
 use super::error::{ApiError, TutorialRouteError};
+use super::idempotency::{self, IdempotencyKeyHeader, PublishRoute};
 use super::publish_outcome;
 use super::sse::{StreamResponse, open_authorized_stream, resume_from};
 use crate::auth::Authenticator;
@@ -162,22 +163,44 @@ pub struct TutorialApi;
 #[OpenApi(tag = "ApiTags::Tutorial")]
 impl TutorialApi {
     /// Send a message (tutorial contract)
+    ///
+    /// With an `Idempotency-Key`, a retry within `limits.idempotency_window`
+    /// gets the first answer and publishes nothing.
     #[oai(path = "/event-stream", method = "post")]
+    // Each argument is one documented parameter or extractor of the
+    // operation: poem-openapi builds the spec from the signature.
+    #[allow(clippy::too_many_arguments)]
     async fn post_message(
         &self,
+        request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         credential: PublisherCredential,
         topic: Data<&TutorialTopic>,
+        /// Makes a retry safe (IETF draft "The Idempotency-Key HTTP Header
+        /// Field"): a retry with the same key within
+        /// `limits.idempotency_window` gets the first answer and publishes
+        /// nothing; 409 while the first is in flight, 422 if the key was
+        /// used for another message. A quoted string (`"4f1c…"`) or a bare
+        /// printable ASCII value, at most 255 bytes; keys are per publisher.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKeyHeader>>,
         body: SeedMessageBody,
     ) -> Result<TutorialPostResponse, TutorialRouteError> {
-        auth.authorize_publish(
-            credential.credential.as_ref(),
-            credential.client,
-            &[&topic.0.0],
-            1,
-        )
-        .await?;
+        // The header is read raw: see `idempotency::key_of`.
+        let key = match idempotency::key_of(request) {
+            Ok(key) => key,
+            // This route's contract: every bad request is its JSend 400.
+            Err(invalid) => return Ok(fail(invalid)),
+        };
+        let publisher = auth
+            .authorize_publish(
+                credential.credential.as_ref(),
+                credential.client,
+                &[&topic.0.0],
+                1,
+            )
+            .await?;
         let message = match body {
             SeedMessageBody::Json(Json(body)) => body.message.0,
             // Form bodies go through serde, not poem-openapi's parser: check
@@ -194,7 +217,14 @@ impl TutorialApi {
             data: message.clone(),
             trace: None,
         };
-        publish_outcome::publish(&hub, vec![draft]).await?;
+        let drafts = vec![draft];
+        let once = idempotency::record(
+            key.as_ref(),
+            publisher.as_ref(),
+            PublishRoute::Tutorial,
+            &drafts,
+        );
+        publish_outcome::publish(&hub, drafts, once).await?;
         Ok(TutorialPostResponse::Created(Json(JSend {
             status: "success".to_owned(),
             data: message,

@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use strum::VariantArray;
 
-use super::{Phase, ShedReason};
+use super::{IdempotencyOutcome, Phase, ShedReason};
 use crate::backplane::BackplaneMetrics;
 use crate::metrics::{
     FANOUT_LATENCY_BUCKETS, Label, PUBLISH_DURATION_BUCKETS, Registry, Unit, labelled,
@@ -55,7 +55,8 @@ impl SubscriptionEnd {
 pub enum PublishOutcome {
     /// 2xx: in history and on its way to subscribers.
     Accepted,
-    /// 400, 415, 422: a malformed request or a value the hub can't take.
+    /// 400, 408, 409, 415, 422: a malformed request, a value the hub can't
+    /// take, or an idempotency key still in flight or reused.
     RejectedInvalid,
     /// 401, 403: no publish key or a wrong one.
     RejectedUnauthorized,
@@ -158,6 +159,7 @@ struct Streams {
     subscriptions_closed: [Counter; SubscriptionEnd::VARIANTS.len()],
     publish_requests: [Counter; PublishOutcome::VARIANTS.len()],
     events_published: [Counter; PublishOutcome::VARIANTS.len()],
+    idempotent_publishes: [Counter; IdempotencyOutcome::VARIANTS.len()],
 }
 
 /// What reaches subscribers: registered after auth's families.
@@ -226,6 +228,13 @@ impl Streams {
             "Events in publish requests the hub handled, by outcome (a batch counts each event)",
             "outcome",
         );
+        let idempotent_publishes = labelled::<IdempotencyOutcome, _>(
+            registry,
+            "idempotent_publishes",
+            "Publishes that carried an Idempotency-Key, by outcome: published, replayed from the \
+             first publish's record, refused while in flight, refused for a reused key",
+            "outcome",
+        );
         Self {
             subscribers,
             live_topics,
@@ -234,6 +243,7 @@ impl Streams {
             subscriptions_closed,
             publish_requests,
             events_published,
+            idempotent_publishes,
         }
     }
 }
@@ -343,6 +353,10 @@ impl HubMetrics {
 
     pub fn events_published(&self, outcome: PublishOutcome, events: usize) {
         self.streams.events_published[outcome as usize].inc_by(events as u64);
+    }
+
+    pub fn idempotent_publish(&self, outcome: IdempotencyOutcome) {
+        self.streams.idempotent_publishes[outcome as usize].inc();
     }
 
     pub fn publish_request(&self, outcome: PublishOutcome, took: Duration) {

@@ -26,11 +26,13 @@
 
 mod delivery;
 mod frame_batch;
+mod in_flight;
 mod lifecycle;
 mod live_feed;
 mod live_queues;
 pub mod metrics;
 mod readiness;
+mod receipt;
 mod shed;
 mod spans;
 mod subscription;
@@ -50,13 +52,14 @@ pub use metrics::{
     SubscriptionEnd,
 };
 pub use readiness::Readiness;
+pub use receipt::{IdempotencyOutcome, Receipt};
 pub use shed::{Shed, ShedReason};
 pub use subscription::Subscription;
 
 use tracing::Instrument;
 
-use crate::backplane::{Backplane, BackplaneError, BackplaneMetrics, Replica};
-use crate::model::{Event, EventDraft, ResumePoint, TopicName};
+use crate::backplane::{Backplane, BackplaneError, BackplaneMetrics, Publication, Replica};
+use crate::model::{Event, EventDraft, Idempotency, ResumePoint, TopicName};
 
 /// The hub's share of the configuration.
 #[derive(Debug, Clone)]
@@ -92,6 +95,8 @@ struct HubInner {
     backplane_metrics: Arc<BackplaneMetrics>,
     /// Every family of the process, rendered by [`Hub::render_metrics`].
     registry: crate::metrics::Registry,
+    /// Keyed publishes under way here (a retry meanwhile is refused).
+    in_flight: in_flight::InFlightKeys,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +113,20 @@ pub enum PublishError {
     },
     #[error("no events to publish")]
     Empty,
+    /// A publish with the same idempotency key (and publisher) is under way
+    /// on this replica: nothing was published by this one.
+    #[error(
+        "a publish with this Idempotency-Key is still in flight; retry once it is answered \
+         (the retry then gets its answer)"
+    )]
+    KeyInFlight,
+    /// The idempotency key is recorded for a request that published other
+    /// events (another route, topic or body): nothing was published.
+    #[error(
+        "this Idempotency-Key was already used for a different request (another route, topic \
+         or body) within limits.idempotency_window; use a new key for a new publish"
+    )]
+    KeyReused,
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
 }
@@ -186,6 +205,7 @@ impl Hub {
                 metrics,
                 backplane_metrics,
                 registry,
+                in_flight: in_flight::InFlightKeys::default(),
             }),
         }
     }
@@ -258,22 +278,40 @@ impl Hub {
     }
 
     /// Accepts `drafts` as one unit: all get ids and reach subscribers, or
-    /// none does. Returns them in id order. The caller counts the outcome
-    /// (`events_published`), as it answers it.
-    pub async fn publish(
+    /// none does. Returns them in id order.
+    pub async fn publish(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
+        match self.publish_once(drafts, None).await? {
+            Receipt::Published(events) => Ok(events),
+            Receipt::Replayed(_) => unreachable!("only a keyed publish is replayed"),
+        }
+    }
+
+    /// [`Hub::publish`], at most once per idempotency record: a publish
+    /// whose record an earlier one left gets that one's ids and publishes
+    /// nothing, or [`PublishError::KeyReused`] when it would publish other
+    /// events; one whose key is under way here gets
+    /// [`PublishError::KeyInFlight`]. Without `once`, a plain publish.
+    /// The caller counts the outcome (`events_published`,
+    /// `idempotent_publishes`), as it answers it.
+    pub async fn publish_once(
         &self,
         mut drafts: Vec<EventDraft>,
-    ) -> Result<Vec<Arc<Event>>, PublishError> {
+        once: Option<Idempotency>,
+    ) -> Result<Receipt, PublishError> {
         let observer = spans::AcceptObserver::start(&mut drafts);
         let result = self
-            .accept(drafts)
+            .accept(drafts, once)
             .instrument(observer.span().clone())
             .await;
         observer.finish(&result);
         result
     }
 
-    async fn accept(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
+    async fn accept(
+        &self,
+        drafts: Vec<EventDraft>,
+        once: Option<Idempotency>,
+    ) -> Result<Receipt, PublishError> {
         if drafts.is_empty() {
             return Err(PublishError::Empty);
         }
@@ -289,10 +327,23 @@ impl Hub {
                 limit,
             });
         }
+        let _claim = match &once {
+            Some(once) => Some(
+                self.inner
+                    .in_flight
+                    .claim(once.record)
+                    .ok_or(PublishError::KeyInFlight)?,
+            ),
+            None => None,
+        };
         let Some(_in_flight) = self.inner.lifecycle.publish_token() else {
             return Err(PublishError::Closing);
         };
-        Ok(self.inner.backplane.publish(drafts).await?)
+        match self.inner.backplane.publish(drafts, once).await? {
+            Publication::Accepted(events) => Ok(Receipt::Published(events)),
+            Publication::Replayed(ids) => Ok(Receipt::Replayed(ids)),
+            Publication::KeyReused => Err(PublishError::KeyReused),
+        }
     }
 
     /// Opens a subscription. Its receivers are attached before any history

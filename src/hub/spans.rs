@@ -26,8 +26,8 @@ use std::time::SystemTime;
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::PublishError;
 use super::{HubMetrics, ReplayTrigger, SubscriptionEnd};
+use super::{PublishError, Receipt};
 use crate::model::GapReason;
 use crate::model::ResumePoint;
 use crate::model::TopicName;
@@ -56,6 +56,7 @@ impl AcceptObserver {
             "messaging.message.body.size" = bytes,
             "messaging.batch.message_count" = Empty,
             "ssehub.last_event_id" = Empty,
+            "ssehub.idempotency" = Empty,
             "otel.status_code" = Empty,
             "otel.status_description" = Empty,
         );
@@ -82,9 +83,15 @@ impl AcceptObserver {
 
     /// Records the result on the span. (The events' outcome is counted by
     /// the caller, who also answers it: `http::publish_outcome`.)
-    pub(super) fn finish(self, result: &Result<Vec<Arc<Event>>, PublishError>) {
+    pub(super) fn finish(self, result: &Result<Receipt, PublishError>) {
         match result {
-            Ok(events) => {
+            Ok(Receipt::Replayed(ids)) => {
+                // Nothing published now: the span names the recorded ids.
+                self.span
+                    .record("messaging.message.id", tracing::field::display(ids.first));
+                self.span.record("ssehub.idempotency", "replayed");
+            }
+            Ok(Receipt::Published(events)) => {
                 if let (Some(first), Some(last)) = (events.first(), events.last()) {
                     self.span
                         .record("messaging.message.id", tracing::field::display(first.id));

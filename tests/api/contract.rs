@@ -62,7 +62,7 @@ mod memory {
 
 /// A hub on `backend`, configured further by `configure`; the backend is
 /// returned too so its server outlives the hub.
-async fn app<B: Backend>(configure: impl FnOnce(&mut Config)) -> (TestApp, B) {
+pub async fn app<B: Backend>(configure: impl FnOnce(&mut Config)) -> (TestApp, B) {
     let backend = B::start().await;
     let app = spawn_app_with(|config| {
         backend.configure(config);

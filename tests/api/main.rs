@@ -25,6 +25,7 @@ mod hostile_batch;
 mod hostile_connections;
 mod hostile_history;
 mod hostile_replay;
+mod idempotency;
 mod lean;
 mod limits;
 mod logs;

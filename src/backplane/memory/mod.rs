@@ -11,6 +11,12 @@
 //! newest id (`evicted_through`), a topic forgotten whole leaves its newest
 //! id in `forgotten_through`: a resume from before either is reported
 //! incomplete, and the subscriber gets a gap frame, never a silent skip.
+//!
+//! Keyed publishes are recorded under the same lock as their events
+//! ([`idempotency`]), for `limits.idempotency_window`, at most
+//! `limits.idempotency_keys` at once.
+
+mod idempotency;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -20,9 +26,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::future::{self, BoxFuture};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, FanOut, History, PageLimit};
+use super::{Backplane, BackplaneError, FanOut, History, IdempotencyLimits, PageLimit};
 use super::{BackplaneMetrics, HistoryBound};
-use crate::model::{Event, EventDraft, EventId, TopicName};
+use super::{Publication, RecordedIds};
+use crate::model::{Event, EventDraft, EventId, Idempotency, TopicName};
 
 /// Longest pause between two sweeps of expired history.
 const EXPIRY_SWEEP_MAX: Duration = Duration::from_secs(30);
@@ -97,6 +104,8 @@ struct State {
     /// dropped entirely (expired or evicted); a resume on such a topic from
     /// before this point may have missed events.
     forgotten_through: u64,
+    /// Keyed publishes of the idempotency window.
+    idempotency: idempotency::Records,
 }
 
 struct TopicHistory {
@@ -207,6 +216,17 @@ impl MemoryBackplane {
         }
         drop(state);
         expired.len()
+    }
+
+    /// Keeps keyed publishes' records within `limits`.
+    pub fn with_idempotency(self, limits: IdempotencyLimits) -> Self {
+        self.state().idempotency = idempotency::Records::new(limits);
+        self
+    }
+
+    /// Idempotency records held now (for tests).
+    pub fn idempotency_records(&self) -> usize {
+        self.state().idempotency.len()
     }
 
     /// Topics with retained history (for tests and metrics).
@@ -415,7 +435,8 @@ impl Backplane for MemoryBackplane {
     fn publish(
         &self,
         drafts: Vec<EventDraft>,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
+        once: Option<Idempotency>,
+    ) -> BoxFuture<'_, Result<Publication, BackplaneError>> {
         let wall_clock = SystemTime::now();
         let mut accepted = Vec::with_capacity(drafts.len());
         let mut dropped = Vec::new();
@@ -424,6 +445,19 @@ impl Backplane for MemoryBackplane {
         // Taken under the lock: accepted instants then follow sequence
         // numbers, the order expiry relies on.
         let now = Instant::now();
+        // Looked up and recorded under the lock that assigns the ids: of
+        // two publishes racing on one key, one publishes, one finds it.
+        if let Some(once) = &once {
+            match state.idempotency.find(once, now) {
+                idempotency::Found::Nothing => {}
+                idempotency::Found::Same(ids) => {
+                    return Box::pin(future::ready(Ok(Publication::Replayed(ids))));
+                }
+                idempotency::Found::Other => {
+                    return Box::pin(future::ready(Ok(Publication::KeyReused)));
+                }
+            }
+        }
         for draft in drafts {
             state.last_seq += 1;
             let event = Event::accept(draft, EventId::new(self.epoch, state.last_seq), wall_clock);
@@ -433,13 +467,20 @@ impl Backplane for MemoryBackplane {
             evicted.for_bytes += more.for_bytes;
             accepted.push(event);
         }
+        if let (Some(once), Some(first)) = (&once, accepted.first()) {
+            let ids = RecordedIds {
+                first: first.id,
+                count: accepted.len(),
+            };
+            state.idempotency.insert(once, ids, now);
+        }
         // contract: fan-out order — under the lock that assigned the ids, so
         // calls are serialized and in id order across topics.
         self.fan_out.fan_out(&accepted);
         drop(state);
         drop(dropped);
         self.count_evictions(evicted);
-        Box::pin(future::ready(Ok(accepted)))
+        Box::pin(future::ready(Ok(Publication::Accepted(accepted))))
     }
 
     fn history<'a>(

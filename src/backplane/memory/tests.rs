@@ -35,9 +35,10 @@ fn sized_draft(topic: &str, bytes: usize) -> EventDraft {
 }
 
 fn publish_sized(backplane: &MemoryBackplane, topic: &str, bytes: usize) -> EventId {
-    futures_util::FutureExt::now_or_never(backplane.publish(vec![sized_draft(topic, bytes)]))
+    futures_util::FutureExt::now_or_never(backplane.publish(vec![sized_draft(topic, bytes)], None))
         .unwrap()
-        .unwrap()[0]
+        .unwrap()
+        .accepted()[0]
         .id
 }
 
@@ -57,9 +58,10 @@ fn assert_consistent(backplane: &MemoryBackplane) {
 }
 
 fn publish(backplane: &MemoryBackplane, topic: &str) -> EventId {
-    futures_util::FutureExt::now_or_never(backplane.publish(vec![draft(topic)]))
+    futures_util::FutureExt::now_or_never(backplane.publish(vec![draft(topic)], None))
         .unwrap()
-        .unwrap()[0]
+        .unwrap()
+        .accepted()[0]
         .id
 }
 
@@ -227,7 +229,7 @@ fn a_mass_expiry_holds_the_lock_for_one_batch_at_a_time() {
     let names: Vec<String> = (0..TOPICS).map(|i| format!("t.{i}")).collect();
     for chunk in names.chunks(1_000) {
         let drafts = chunk.iter().map(|name| draft(name)).collect();
-        futures_util::FutureExt::now_or_never(backplane.publish(drafts))
+        futures_util::FutureExt::now_or_never(backplane.publish(drafts, None))
             .unwrap()
             .unwrap();
     }
@@ -263,4 +265,79 @@ fn a_mass_expiry_holds_the_lock_for_one_batch_at_a_time() {
     assert_eq!(backplane.topic_count(), 1, "only the live topic is left");
     assert_consistent(&backplane);
     assert!(!history(&backplane, "t.0", 0).complete);
+}
+
+fn keyed(backplane: &MemoryBackplane, topic: &str, record: u8, fingerprint: u8) -> Publication {
+    let once = Idempotency {
+        record: [record; 32],
+        fingerprint: [fingerprint; 32],
+    };
+    futures_util::FutureExt::now_or_never(backplane.publish(vec![draft(topic)], Some(once)))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn a_keyed_publish_is_published_once_and_its_retry_gets_its_ids() {
+    let backplane = backplane(100, Duration::from_secs(60));
+    let Publication::Accepted(first) = keyed(&backplane, "t", 1, 1) else {
+        panic!("the first publish with a key publishes");
+    };
+    let Publication::Replayed(replayed) = keyed(&backplane, "t", 1, 1) else {
+        panic!("a retry is answered from the record");
+    };
+    assert_eq!(replayed.ids().collect::<Vec<_>>(), vec![first[0].id]);
+    assert!(matches!(
+        keyed(&backplane, "t", 1, 2),
+        Publication::KeyReused
+    ));
+    // Nothing was published but the first.
+    assert_eq!(history(&backplane, "t", 0).events.len(), 1);
+    assert!(matches!(
+        keyed(&backplane, "t", 2, 1),
+        Publication::Accepted(_)
+    ));
+    assert_eq!(backplane.idempotency_records(), 2);
+}
+
+#[test]
+fn threads_racing_on_one_key_publish_once() {
+    let backplane = Arc::new(backplane(1_000, Duration::from_secs(60)));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let backplane = backplane.clone();
+            std::thread::spawn(move || keyed(&backplane, "t", 7, 7))
+        })
+        .collect();
+    let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let accepted = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Publication::Accepted(_)))
+        .count();
+    assert_eq!(accepted, 1, "{outcomes:?}");
+    assert_eq!(history(&backplane, "t", 0).events.len(), 1);
+}
+
+#[test]
+fn the_memory_backplane_keeps_at_most_its_cap_of_keys() {
+    let backplane = backplane(100, Duration::from_secs(60)).with_idempotency(IdempotencyLimits {
+        window: Duration::from_secs(60),
+        max_keys: 2,
+    });
+    for key in 1..=3 {
+        assert!(matches!(
+            keyed(&backplane, "t", key, key),
+            Publication::Accepted(_)
+        ));
+    }
+    assert_eq!(backplane.idempotency_records(), 2);
+    // The oldest key was dropped: its retry publishes again.
+    assert!(matches!(
+        keyed(&backplane, "t", 1, 1),
+        Publication::Accepted(_)
+    ));
+    assert!(matches!(
+        keyed(&backplane, "t", 3, 3),
+        Publication::Replayed(_)
+    ));
 }

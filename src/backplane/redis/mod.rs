@@ -67,12 +67,14 @@
 //! Redis runs the queued script when it resumes. It is reported as
 //! [`BackplaneError::OutcomeUnknown`] (HTTP 504 `publish-outcome-unknown`),
 //! never as the plain 503 that means "nothing published". A publisher that
-//! retries it may publish twice (with new ids); only an idempotency key
-//! from the publisher can make that retry safe. ssehub promises: nothing
-//! answered 2xx is lost, nothing answered 503 was stored, and nothing is
-//! delivered that Redis did not store.
+//! retries it without an idempotency key may publish twice (with new ids);
+//! with one, the retry finds the record the script wrote with the events
+//! (and gets their ids) or publishes them itself. ssehub promises:
+//! nothing answered 2xx is lost, nothing answered 503 was stored, and
+//! nothing is delivered that Redis did not store.
 
 mod message;
+mod publish_reply;
 mod reader;
 mod replication;
 mod scripts;
@@ -90,11 +92,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::RedisConfig;
 use super::{
-    Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits, PageLimit,
-    Replica,
+    Backplane, BackplaneError, History, HistoryBound, HistoryBounds, HistoryLimits,
+    IDEMPOTENCY_WINDOW_DEFAULT, PageLimit, Publication, Replica,
 };
-use crate::model::{Event, EventDraft, EventId, TopicName};
+use crate::model::{Event, EventDraft, EventId, Idempotency, TopicName};
 
+use publish_reply::{PublishReply, Published, parse_publish};
 use replication::PublishLink;
 use scripts::{Keys, Scripts};
 use target::Target;
@@ -119,6 +122,8 @@ pub struct RedisBackplane {
     replicas_ack_timeout: Duration,
     limits: HistoryLimits,
     bounds: HistoryBounds,
+    /// How long a keyed publish's record lives in Redis (its key's TTL).
+    idempotency_window: Duration,
     keys: Keys,
     scripts: Scripts,
     replica: Replica,
@@ -159,6 +164,7 @@ impl RedisBackplane {
             replicas_ack_timeout: config.replicas_ack_timeout,
             limits,
             bounds,
+            idempotency_window: IDEMPOTENCY_WINDOW_DEFAULT,
             keys: Keys::new(&config.key_prefix),
             scripts: Scripts::new(),
             replica,
@@ -169,6 +175,12 @@ impl RedisBackplane {
             epoch: AtomicU64::new(0),
             position: watch::Sender::new(EventId::new(0, 0)),
         })
+    }
+
+    /// Keeps keyed publishes' records for `window` (`limits.idempotency_window`).
+    pub fn with_idempotency_window(mut self, window: Duration) -> Self {
+        self.idempotency_window = window;
+        self
     }
 
     /// The current session's command connection. Reads need only this: the
@@ -300,11 +312,15 @@ impl RedisBackplane {
     async fn publish_drafts(
         &self,
         drafts: Vec<EventDraft>,
-    ) -> Result<Vec<Arc<Event>>, BackplaneError> {
+        once: Option<Idempotency>,
+    ) -> Result<Publication, BackplaneError> {
         let link = self.publish_connection()?;
         let mut connection = link.connection.clone();
         let known = *self.position.borrow();
         let mut invocation = self.scripts.publish.prepare_invoke();
+        let (record, fingerprint) = once.as_ref().map_or_else(Default::default, |once| {
+            (once.record_hex(), once.fingerprint_hex())
+        });
         invocation
             .key(&self.keys.epoch)
             .key(&self.keys.seq)
@@ -312,7 +328,8 @@ impl RedisBackplane {
             .key(&self.keys.topics)
             .key(&self.keys.sizes)
             .key(&self.keys.bytes)
-            .key(&self.keys.evicted);
+            .key(&self.keys.evicted)
+            .key(self.keys.idempotency(&record));
         for draft in &drafts {
             invocation
                 .key(self.keys.history(draft.topic.as_str()))
@@ -327,27 +344,40 @@ impl RedisBackplane {
             .arg(&self.keys.channel)
             .arg(self.bounds.max_topics)
             .arg(self.bounds.max_bytes)
-            .arg(self.keys.prefix());
+            .arg(self.keys.prefix())
+            .arg(fingerprint)
+            .arg(self.idempotency_window.as_millis() as u64);
         for draft in &drafts {
             let json = serde_json::to_string(&wire::WireEvent::from(draft))
                 .expect("a wire event always serializes");
             invocation.arg(json);
         }
         let started = Instant::now();
-        let (epoch, first, accepted_ms, evicted_for_topics, evicted_for_bytes): (
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = self
+        let reply: Vec<redis::Value> = self
             .run_publish(invocation.invoke_async(&mut connection))
             .await?;
-        let metrics = &self.replica.metrics;
-        metrics.published(started.elapsed());
-        if self.replicas_ack > 0 {
+        let reply = parse_publish(reply).map_err(|reason| BackplaneError::OutcomeUnknown {
+            reason: format!("unreadable answer of the publish script: {reason}"),
+            source: None,
+        })?;
+        // A replay, like its first publish, is 2xx only once replicas hold
+        // it: its script rewrote the record's TTL, which this WAIT covers.
+        if self.replicas_ack > 0 && reply != PublishReply::KeyReused {
             self.await_replicas(&link).await?;
         }
+        let Published {
+            epoch,
+            first,
+            accepted_ms,
+            evicted_for_topics,
+            evicted_for_bytes,
+        } = match reply {
+            PublishReply::Published(published) => published,
+            PublishReply::Replayed(ids) => return Ok(Publication::Replayed(ids)),
+            PublishReply::KeyReused => return Ok(Publication::KeyReused),
+        };
+        let metrics = &self.replica.metrics;
+        metrics.published(started.elapsed());
         if evicted_for_topics > 0 {
             metrics.history_evicted(HistoryBound::MaxTopics, evicted_for_topics);
         }
@@ -378,7 +408,7 @@ impl RedisBackplane {
             position.wait_for(|at| at.epoch != epoch || at.seq >= last),
         )
         .await;
-        Ok(events)
+        Ok(Publication::Accepted(events))
     }
 
     async fn read_history(
@@ -507,8 +537,9 @@ impl Backplane for RedisBackplane {
     fn publish(
         &self,
         drafts: Vec<EventDraft>,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
-        Box::pin(self.publish_drafts(drafts))
+        once: Option<Idempotency>,
+    ) -> BoxFuture<'_, Result<Publication, BackplaneError>> {
+        Box::pin(self.publish_drafts(drafts, once))
     }
 
     fn history<'a>(

@@ -35,6 +35,10 @@ use redis::Script;
 /// - `<prefix>evicted` (string): `<epoch>-<seq>`, the newest id of a topic
 ///   dropped whole at a global bound: a topic without keys may have held
 ///   events up to it.
+/// - `<prefix>i:<digest>` (string, expiring after `limits.idempotency_window`):
+///   a keyed publish's record, `<fingerprint> <epoch> <first seq> <count>`
+///   (hex SHA-256 digests: the name is the publisher's scope and key, so
+///   every record is under 110 bytes whatever the key); see `PUBLISH_LUA`.
 /// - `<prefix>health` (string): written by each replica's health check.
 /// - `<prefix>events` (channel): one message per publish call.
 ///
@@ -86,6 +90,12 @@ impl Keys {
     pub fn trimmed(&self, topic: &str) -> String {
         format!("{}m:{topic}", self.prefix)
     }
+
+    /// The record of a keyed publish, by the hex digest of its scope and
+    /// key; a publish without a key names the bare `i:` (never written).
+    pub fn idempotency(&self, record_hex: &str) -> String {
+        format!("{}i:{record_hex}", self.prefix)
+    }
 }
 
 /// Shared by the scripts that may have to start an epoch: `KEYS[1]` epoch,
@@ -116,12 +126,22 @@ end
 "#;
 
 /// One publish call. `KEYS`: epoch, seq, clock, topics, sizes, bytes,
-/// evicted, then per event its history and trim keys. `ARGV`: known epoch,
-/// known seq (see `EPOCH_LUA`), history size, history ttl (ms), key
-/// lifetime (ms), channel, max topics, max bytes, key prefix, then one wire
-/// JSON per event. Returns `{epoch, first seq, accepted ms, events evicted
-/// for max topics, events evicted for max bytes}`; the ids of the batch are
-/// contiguous from the first.
+/// evicted, idempotency record, then per event its history and trim keys.
+/// `ARGV`: known epoch, known seq (see `EPOCH_LUA`), history size, history
+/// ttl (ms), key lifetime (ms), channel, max topics, max bytes, key prefix,
+/// fingerprint ('' without a key), idempotency window (ms), then one wire
+/// JSON per event. Returns `{'published', epoch, first seq, accepted ms,
+/// events evicted for max topics, events evicted for max bytes}`; the ids
+/// of the batch are contiguous from the first.
+///
+/// Idempotency: with a fingerprint, the record is looked up first. Found
+/// with the same fingerprint, nothing is published and the script returns
+/// `{'replayed', epoch, first seq, count}` of the publish that made it
+/// (after setting the record's TTL to what it is: a write, which a `WAIT`
+/// of the replaying connection then covers, with `replicas_ack`);
+/// with another, `{'key_reused'}`. Not found, the events are published and
+/// the record is written in the same step, so two replicas racing on one
+/// key can't both publish: Redis runs one script after the other.
 ///
 /// Trimming: after each append the oldest entries go while the stream is
 /// over `size` or they are older than the ttl (a few per call, so a call
@@ -149,7 +169,21 @@ const PUBLISH_LUA: &str = r#"
 -- err high (50,000 one-event topics take ~4.3 KiB each in used_memory).
 local ENTRY_OVERHEAD = 64
 local TOPIC_OVERHEAD = 4608
-local count = #ARGV - 9
+local fingerprint = ARGV[10]
+if fingerprint ~= '' then
+  local recorded = redis.call('GET', KEYS[8])
+  if recorded then
+    local fp, e, f, n = string.match(recorded, '^(%x+) (%d+) (%d+) (%d+)$')
+    if fp == fingerprint then
+      -- A write (the record's own TTL again) so that this connection's
+      -- WAIT, with replicas_ack, covers the record and what came before it.
+      redis.call('PEXPIRE', KEYS[8], math.max(redis.call('PTTL', KEYS[8]), 1))
+      return { 'replayed', e, f, n }
+    end
+    return { 'key_reused' }
+  end
+end
+local count = #ARGV - 11
 local first = redis.call('INCRBY', KEYS[2], count) - count + 1
 local size = tonumber(ARGV[3])
 local cutoff = now - tonumber(ARGV[4])
@@ -189,11 +223,11 @@ local function drop_topic(name, newest)
 end
 local lines = { epoch .. ' ' .. int(first) .. ' ' .. int(now) .. ' ' .. int(count) }
 for i = 1, count do
-  local history = KEYS[6 + 2 * i]
-  local trimmed = KEYS[7 + 2 * i]
+  local history = KEYS[7 + 2 * i]
+  local trimmed = KEYS[8 + 2 * i]
   local name = string.sub(history, #prefix + 3)
   local seq = first + i - 1
-  local json = ARGV[9 + i]
+  local json = ARGV[11 + i]
   redis.call('XADD', history, epoch .. '-' .. int(seq), 't', int(now), 'e', json)
   listed = listed + redis.call('ZADD', KEYS[4], seq, name)
   local cost = #json + ENTRY_OVERHEAD
@@ -268,7 +302,10 @@ if now - last_ms >= 1000 then
   redis.call('XTRIM', KEYS[3], 'MINID', int(now - tonumber(lifetime) - 60000))
 end
 redis.call('PUBLISH', ARGV[6], table.concat(lines, '\n'))
-return { epoch, int(first), int(now), for_topics, for_bytes }
+if fingerprint ~= '' then
+  redis.call('SET', KEYS[8], fingerprint .. ' ' .. epoch .. ' ' .. int(first) .. ' ' .. int(count), 'PX', ARGV[11])
+end
+return { 'published', epoch, int(first), int(now), for_topics, for_bytes }
 "#;
 
 /// One page of the events of one topic after a seq. `KEYS`: epoch, seq,

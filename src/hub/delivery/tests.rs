@@ -145,7 +145,8 @@ impl Backplane for Scripted {
     fn publish(
         &self,
         _: Vec<EventDraft>,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BackplaneError>> {
+        _: Option<crate::model::Idempotency>,
+    ) -> BoxFuture<'_, Result<crate::backplane::Publication, BackplaneError>> {
         unimplemented!("the tests publish through `Scripted` directly")
     }
 

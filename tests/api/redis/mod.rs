@@ -6,6 +6,7 @@
 
 mod bounds;
 mod failures;
+mod idempotency;
 mod outcome_unknown;
 mod replicas;
 mod sentinel;
