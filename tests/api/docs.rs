@@ -171,9 +171,10 @@ fn the_layout_on_the_development_page_names_every_source_file() {
         }
         // A directory beside its module file (`app.rs` and `app/`) may be
         // described in the module file's entry.
-        let Some((_, text)) = entries.iter().find(|(name, _)| {
-            *name == format!("src/{top_name}/") || *name == format!("src/{top_name}.rs")
-        }) else {
+        let entry = |name: String| entries.iter().find(move |(entry, _)| *entry == name);
+        let Some((_, text)) =
+            entry(format!("src/{top_name}/")).or_else(|| entry(format!("src/{top_name}.rs")))
+        else {
             missing.push(format!("src/{top_name}/"));
             continue;
         };
