@@ -10,6 +10,7 @@ mod credentials;
 mod error;
 mod fields;
 mod health;
+mod mercure;
 mod metrics;
 mod publish;
 mod publish_outcome;
@@ -25,6 +26,9 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
 pub use error::{ApiError, PROBLEM_JSON, Problem, refusal};
+pub use mercure::{
+    MercureConfig, MercureJwtConfig, MercureSettings, validate as validate_mercure_config,
+};
 pub use stats::StatsContext;
 pub use tutorial::TutorialTopic;
 
