@@ -29,6 +29,8 @@ pub struct App {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     authenticator: Authenticator,
+    /// `mercure.*` checked and parsed; `None`: the protocol is off.
+    mercure: Option<http::MercureSettings>,
 }
 
 impl App {
@@ -71,6 +73,8 @@ impl App {
             backplane,
         });
         let authenticator = Authenticator::new(config.auth_settings()?, Arc::new(auth_metrics))?;
+        // Checked by `Config::validate` already; a bad key fails here too.
+        let mercure = config.mercure_settings()?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {
@@ -83,6 +87,7 @@ impl App {
             listener,
             local_addr,
             authenticator,
+            mercure,
         })
     }
 
@@ -103,6 +108,7 @@ impl App {
             listener,
             local_addr,
             authenticator,
+            mercure,
         } = self;
         let stop_accepting = CancellationToken::new();
         let stop_server = CancellationToken::new();
@@ -120,6 +126,7 @@ impl App {
                 ),
                 console: config.console.enabled,
                 backplane: config.backplane.kind,
+                mercure,
             },
         );
         let server = tokio::spawn(server::serve(

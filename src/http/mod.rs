@@ -63,6 +63,8 @@ pub struct HttpSettings {
     pub console: bool,
     /// The configured backplane, reported by `/v1/stats`.
     pub backplane: BackplaneKind,
+    /// The Mercure protocol's settings; `None`: `mercure.enabled` is off.
+    pub mercure: Option<MercureSettings>,
 }
 
 /// Every OpenAPI-described group of routes.
@@ -109,7 +111,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let api = api_service();
     let document = spec::document(&api, settings.max_events_per_request);
     let docs = spec::swagger_ui_endpoint(&api, &document);
-    let route = Route::new()
+    let route = mercure::mount(Route::new(), settings.mercure)
         .nest("/", api)
         .at("/openapi.json", spec::document_endpoint(document))
         .at("/docs", docs)

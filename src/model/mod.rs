@@ -8,7 +8,7 @@ mod event_id;
 pub mod sse;
 mod topic;
 
-pub use event::{Event, EventDraft, TraceContext};
+pub use event::{Attachment, Event, EventDraft, TraceContext};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use sse::{
     EVENT_TYPE_MAX_CHARS, EventType, GapReason, InvalidEventType, RESERVED_EVENT_TYPES,

@@ -28,6 +28,7 @@ mod hostile_replay;
 mod lean;
 mod limits;
 mod logs;
+mod mercure;
 mod metrics;
 mod nginx;
 mod redis;

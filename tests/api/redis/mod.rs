@@ -7,7 +7,7 @@
 mod bounds;
 mod failures;
 mod outcome_unknown;
-mod replicas;
+pub mod replicas;
 mod sentinel;
 pub mod server;
 mod stalled_resume;

@@ -1,0 +1,182 @@
+//! `GET /.well-known/mercure?topic=…`: a Mercure subscription, served by
+//! the hub's own stream machinery (heartbeats, drain, limits, sheds) on the
+//! internal topic, filtered per subscriber ([`MercureFilter`]).
+
+use std::sync::Arc;
+
+use poem::http::HeaderValue;
+use poem::web::Data;
+use poem::{IntoResponse, Request, Response};
+
+use super::config::MercureSettings;
+use super::filter::MercureFilter;
+use super::publish::bad;
+use super::selector::Selector;
+use super::token;
+use super::update::{MERCURE_TOPIC, Update, position_of};
+use crate::auth::Authenticator;
+use crate::backplane::PageLimit;
+use crate::http::ApiError;
+use crate::http::credentials;
+use crate::http::sse::{EventStreamBody, refuse_body};
+use crate::hub::{Admission, Hub, ShedReason, SubscribeRequest};
+use crate::model::{ResumePoint, TopicName};
+
+/// The resume keyword: everything history holds.
+const EARLIEST: &str = "earliest";
+/// How many events one page of the lookup of a publisher's id reads.
+const LOOKUP_PAGE_EVENTS: usize = 256;
+const LOOKUP_PAGE_BYTES: usize = 1024 * 1024;
+
+/// What the query string says.
+#[derive(Default)]
+struct Query {
+    topics: Vec<String>,
+    last_event_id: Option<String>,
+    authorization: Option<String>,
+}
+
+fn query(request: &Request) -> Query {
+    let mut query = Query::default();
+    let Some(text) = request.uri().query() else {
+        return query;
+    };
+    for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+        match &*name {
+            "topic" => query.topics.push(value.into_owned()),
+            // `lastEventID` is draft-07's name, `last_event_id` draft-08's.
+            "lastEventID" | "last_event_id" => query.last_event_id = Some(value.into_owned()),
+            name if name == token::QUERY_PARAMETER => {
+                query.authorization = Some(value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    query
+}
+
+#[poem::handler]
+pub async fn subscribe(
+    request: &Request,
+    hub: Data<&Hub>,
+    auth: Data<&Authenticator>,
+    settings: Data<&Arc<MercureSettings>>,
+) -> poem::Result<Response> {
+    refuse_body(request)?;
+    let query = query(request);
+    if query.topics.is_empty() {
+        return Err(bad("name at least one `topic` selector, e.g. ?topic=*").into());
+    }
+    let limit = hub.settings().max_topics_per_subscription;
+    if query.topics.len() > limit {
+        return Err(bad(format!(
+            "{} topic selectors, over the limit of {limit} per subscription \
+             (limits.max_topics_per_subscription)",
+            query.topics.len()
+        ))
+        .into());
+    }
+    let selectors = query
+        .topics
+        .iter()
+        .map(|text| Selector::parse(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| bad(format!("topic: {error}")))?;
+    let (private_selectors, expires_at) =
+        match token::presented(request, query.authorization.as_deref()) {
+            Some(presented) => {
+                let Some(key) = &settings.subscriber else {
+                    return Err(ApiError::new(
+                        poem::http::StatusCode::UNAUTHORIZED,
+                        "invalid-token",
+                        "this hub takes no subscriber tokens (mercure.subscriber_jwt.key is \
+                         not set): subscribe without one",
+                    )
+                    .into());
+                };
+                let grants = token::verify(&presented, key)?;
+                (grants.subscribe, grants.expires_at)
+            }
+            None if settings.anonymous => (Vec::new(), None),
+            None => return Err(token::missing("subscribing").into()),
+        };
+    let last_event_id = request
+        .headers()
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id)
+        .filter(|id| !id.trim().is_empty());
+    let resume = match &last_event_id {
+        None => None,
+        Some(id) => Some(resolve(&hub, id.trim()).await),
+    };
+    let client = credentials::client_address(request, &auth);
+    let admission = if auth.admit_subscriber(client).is_err() {
+        Admission::Shed(hub.shed(ShedReason::RateLimited))
+    } else {
+        hub.subscribe(SubscribeRequest {
+            topics: vec![TopicName::parse(MERCURE_TOPIC).expect("a valid topic name")],
+            resume: resume
+                .as_ref()
+                .map_or(ResumePoint::Live, |(point, _)| *point),
+            expires_at,
+            filter: Some(Box::new(MercureFilter {
+                selectors,
+                private_selectors,
+            })),
+        })
+        .map_err(ApiError::from)?
+    };
+    let mut response = EventStreamBody::from_frames(admission.into_frames()).into_response();
+    if let Some((_, cursor)) = resume {
+        // Draft-07 names the cursor the stream starts after in
+        // `Last-Event-ID`, draft-08 in `Mercure-Last-Event-ID`: both are sent.
+        if let Ok(value) = HeaderValue::from_str(&cursor) {
+            response
+                .headers_mut()
+                .insert("last-event-id", value.clone());
+            response
+                .headers_mut()
+                .insert("mercure-last-event-id", value);
+        }
+    }
+    Ok(response)
+}
+
+/// Where a `Last-Event-ID` resumes, and the cursor to name in the
+/// response: the id itself when history holds it, else `earliest` (and
+/// everything history holds).
+async fn resolve(hub: &Hub, id: &str) -> (ResumePoint, String) {
+    let earliest = (ResumePoint::Earliest, EARLIEST.to_owned());
+    if id == EARLIEST {
+        return earliest;
+    }
+    if let Some(position) = position_of(id) {
+        return (ResumePoint::After(position), id.to_owned());
+    }
+    // A publisher's id: the earliest update in history that bears it (the
+    // spec's rule for a reused id), found by reading the history once.
+    let topic = TopicName::parse(MERCURE_TOPIC).expect("a valid topic name");
+    let limit = PageLimit {
+        events: LOOKUP_PAGE_EVENTS,
+        bytes: LOOKUP_PAGE_BYTES,
+    };
+    let mut after = 0;
+    loop {
+        let Ok(page) = hub.backplane().history(&topic, after, limit).await else {
+            return earliest;
+        };
+        if let Some(event) = page
+            .events
+            .iter()
+            .find(|event| Update::of(event).is_some_and(|update| update.id == id))
+        {
+            return (ResumePoint::After(event.id), id.to_owned());
+        }
+        match page.next_after {
+            Some(next) => after = next,
+            None => return earliest,
+        }
+    }
+}
