@@ -167,6 +167,9 @@ fn mercure_keys_load_and_bad_ones_name_their_key() {
         shown.contains("mercure.publisher_jwt.alg") && shown.contains("XS1"),
         "{shown}"
     );
+    let error =
+        Config::load_from(None, env_from(&[("EVENT_STREAM__TOPIC", "~mercure")])).unwrap_err();
+    assert!(error.to_string().contains("event_stream.topic"), "{error}");
     let error = Config::load_from(
         None,
         env_from(&[("MERCURE__PROTOCOL_VERSION_COMPATIBILITY", "9")]),

@@ -491,3 +491,16 @@ async fn resume_by_a_publishers_id_works_on_another_replica_through_redis() {
     publish(&second, &[("topic", "x"), ("data", "live")]).await;
     assert_eq!(live.next().await.data, "live");
 }
+
+#[tokio::test]
+async fn publishes_count_against_the_per_address_rate_limit() {
+    let app = spawn_app_with(|config| {
+        enable(config, true);
+        config.rate_limits.publish_per_address.per_second = 0.01;
+        config.rate_limits.publish_per_address.burst = 1;
+    })
+    .await;
+    publish(&app, &[("topic", "rated")]).await;
+    let response = post(&app, &publisher_token(&["*"]), &[("topic", "rated")]).await;
+    assert_problem(response, 429).await;
+}

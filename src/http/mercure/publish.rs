@@ -13,7 +13,9 @@ use super::config::MercureSettings;
 use super::selector::check_text;
 use super::token;
 use super::update::{Envelope, GENERATED_ID_PREFIX, MERCURE_TOPIC, generated_id};
+use crate::auth::Authenticator;
 use crate::http::ApiError;
+use crate::http::credentials;
 use crate::http::publish_outcome;
 use crate::hub::Hub;
 use crate::model::{EventDraft, TopicName};
@@ -29,6 +31,7 @@ pub fn bad(detail: impl Into<String>) -> ApiError {
 pub async fn publish(
     request: &Request,
     hub: Data<&Hub>,
+    auth: Data<&Authenticator>,
     settings: Data<&Arc<MercureSettings>>,
     body: Body,
 ) -> poem::Result<Response> {
@@ -50,6 +53,10 @@ pub async fn publish(
         )
         .into());
     }
+    // The per-address rate limit first, as on ssehub's routes, so floods of
+    // bad tokens are limited too.
+    auth.admit_publisher(credentials::client_address(request, &auth), 1)
+        .map_err(ApiError::from)?;
     // The publisher is checked before the body is read: a stranger's body
     // costs nothing.
     let Some(presented) = token::presented(request, None) else {
