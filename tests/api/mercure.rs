@@ -504,3 +504,77 @@ async fn publishes_count_against_the_per_address_rate_limit() {
     let response = post(&app, &publisher_token(&["*"]), &[("topic", "rated")]).await;
     assert_problem(response, 429).await;
 }
+
+#[tokio::test]
+async fn draft_08_matchers_exact_and_url_pattern_and_near_misses() {
+    let app = mercure_app(true).await;
+    let url = format!(
+        "{}?{}",
+        app.url(PATH),
+        form(&[
+            ("match", "https://example.com/exact"),
+            ("match_urlpattern", "https://example.com/books/:id"),
+            // Relative: resolved against the hub's URL (the Host it was asked by).
+            ("match_urlpattern", "/local/*"),
+        ])
+    );
+    let mut subscriber = open(app.client.get(url)).await;
+    let host = format!("http://{}", app.addr);
+    for topic in [
+        "https://example.com/exact/",
+        "https://example.com/books/1/reviews",
+        "https://example.com/books",
+        "https://other.example/local/1",
+        "not a url",
+    ] {
+        publish(&app, &[("topic", topic), ("data", "near miss")]).await;
+    }
+    publish(
+        &app,
+        &[("topic", "https://example.com/exact"), ("data", "exact")],
+    )
+    .await;
+    publish(
+        &app,
+        &[
+            ("topic", "https://example.com/books/7"),
+            ("data", "pattern"),
+        ],
+    )
+    .await;
+    publish(&app, &[("topic", "/local/a"), ("data", "relative")]).await;
+    let absolute_local = format!("{host}/local/b");
+    publish(
+        &app,
+        &[("topic", &absolute_local), ("data", "absolute local")],
+    )
+    .await;
+    let data: Vec<String> = subscriber
+        .take(4)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(data, ["exact", "pattern", "relative", "absolute local"]);
+    assert!(subscriber.next_within(QUIET).await.is_none());
+}
+
+#[tokio::test]
+async fn unknown_or_bad_matchers_are_refused() {
+    let app = mercure_app(true).await;
+    for pairs in [
+        vec![("match_regex", "a.*")],
+        vec![("MATCH", "a")],
+        vec![("matching", "a")],
+        vec![("match_urlpattern", "https://example.com/(")],
+        vec![("match", "")],
+    ] {
+        let url = format!("{}?{}", app.url(PATH), form(&pairs));
+        let response = app.client.get(url).send().await.unwrap();
+        let problem = assert_problem(response, 400).await;
+        assert_eq!(
+            problem["type"], "urn:ssehub:problem:bad-mercure-request",
+            "{pairs:?}"
+        );
+    }
+}

@@ -8,6 +8,7 @@ use poem::http::HeaderValue;
 use poem::web::Data;
 use poem::{IntoResponse, Request, Response};
 
+use super::MERCURE_PATH;
 use super::config::MercureSettings;
 use super::filter::MercureFilter;
 use super::publish::bad;
@@ -28,22 +29,43 @@ const EARLIEST: &str = "earliest";
 const LOOKUP_PAGE_EVENTS: usize = 256;
 const LOOKUP_PAGE_BYTES: usize = 1024 * 1024;
 
+/// How a selector of the query is to be read.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Draft-07's `topic`: `*`, a URI template or an exact string.
+    Topic,
+    /// Draft-08's `match` / `match_exact`.
+    Exact,
+    /// Draft-08's `match_urlpattern`.
+    UrlPattern,
+}
+
 /// What the query string says.
 #[derive(Default)]
 struct Query {
-    topics: Vec<String>,
+    topics: Vec<(Kind, String)>,
     last_event_id: Option<String>,
     authorization: Option<String>,
 }
 
-fn query(request: &Request) -> Query {
+fn query(request: &Request) -> Result<Query, ApiError> {
     let mut query = Query::default();
     let Some(text) = request.uri().query() else {
-        return query;
+        return Ok(query);
     };
     for (name, value) in form_urlencoded::parse(text.as_bytes()) {
         match &*name {
-            "topic" => query.topics.push(value.into_owned()),
+            "topic" => query.topics.push((Kind::Topic, value.into_owned())),
+            "match" | "match_exact" => query.topics.push((Kind::Exact, value.into_owned())),
+            "match_urlpattern" => query.topics.push((Kind::UrlPattern, value.into_owned())),
+            // The spec reserves the whole `match` prefix: a matcher type
+            // this hub doesn't know fails loudly rather than matching nothing.
+            name if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") => {
+                return Err(bad(format!(
+                    "`{name}` is not a matcher this hub knows: use `match` (or \
+                     `match_exact`), `match_urlpattern`, or draft-07's `topic`"
+                )));
+            }
             // `lastEventID` is draft-07's name, `last_event_id` draft-08's.
             "lastEventID" | "last_event_id" => query.last_event_id = Some(value.into_owned()),
             name if name == token::QUERY_PARAMETER => {
@@ -52,7 +74,24 @@ fn query(request: &Request) -> Query {
             _ => {}
         }
     }
-    query
+    Ok(query)
+}
+
+/// The hub's URL, which relative URL patterns and topics resolve against:
+/// this route on the host the request named.
+fn hub_url(request: &Request) -> url::Url {
+    let host = request
+        .headers()
+        .get(poem::http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if request.uri().scheme_str() == Some("https") {
+        "https"
+    } else {
+        "http"
+    };
+    url::Url::parse(&format!("{scheme}://{host}{MERCURE_PATH}"))
+        .unwrap_or_else(|_| url::Url::parse("http://localhost/.well-known/mercure").expect("a URL"))
 }
 
 #[poem::handler]
@@ -63,9 +102,13 @@ pub async fn subscribe(
     settings: Data<&Arc<MercureSettings>>,
 ) -> poem::Result<Response> {
     refuse_body(request)?;
-    let query = query(request);
+    let query = query(request)?;
     if query.topics.is_empty() {
-        return Err(bad("name at least one `topic` selector, e.g. ?topic=*").into());
+        return Err(bad(
+            "name at least one selector: `topic` (draft-07, e.g. ?topic=*), `match` or \
+             `match_urlpattern` (draft-08)",
+        )
+        .into());
     }
     let limit = hub.settings().max_topics_per_subscription;
     if query.topics.len() > limit {
@@ -76,12 +119,17 @@ pub async fn subscribe(
         ))
         .into());
     }
+    let base = hub_url(request);
     let selectors = query
         .topics
         .iter()
-        .map(|text| Selector::parse(text))
+        .map(|(kind, text)| match kind {
+            Kind::Topic => Selector::parse(text),
+            Kind::Exact => Selector::exact(text),
+            Kind::UrlPattern => Selector::url_pattern(text, &base),
+        })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| bad(format!("topic: {error}")))?;
+        .map_err(|error| bad(format!("selector: {error}")))?;
     let (private_selectors, expires_at) =
         match token::presented(request, query.authorization.as_deref()) {
             Some(presented) => {
