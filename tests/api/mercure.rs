@@ -379,6 +379,8 @@ async fn bad_publishes_are_refused_as_the_spec_says() {
         vec![("topic", allowed), ("id", "earliest")],
         vec![("topic", allowed), ("id", "a\u{1}b")],
         vec![("topic", allowed), ("type", "a\nb")],
+        vec![("topic", allowed), ("type", "mercure")],
+        vec![("topic", "*")],
     ] {
         let problem = assert_problem(post(&app, &token, &fields).await, 400).await;
         assert_eq!(

@@ -112,6 +112,11 @@ fn envelope(body: &[u8]) -> Result<Envelope, ApiError> {
         match &*name {
             "topic" => {
                 check_text(&value).map_err(|error| bad(format!("topic: {error}")))?;
+                if value == "*" {
+                    return Err(bad(
+                        "topic: `*` is the selector of every topic, not a topic",
+                    ));
+                }
                 envelope.topics.push(value.into_owned());
             }
             "data" => envelope.data = value.into_owned(),
@@ -119,6 +124,11 @@ fn envelope(body: &[u8]) -> Result<Envelope, ApiError> {
             "type" if !value.is_empty() => {
                 if value.chars().any(char::is_control) {
                     return Err(bad("type: must not contain control characters"));
+                }
+                if value == "mercure" {
+                    return Err(bad(
+                        "type: `mercure` is reserved for the events the hub makes itself",
+                    ));
                 }
                 envelope.event_type = Some(value.into_owned());
             }
