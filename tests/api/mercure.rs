@@ -580,3 +580,19 @@ async fn unknown_or_bad_matchers_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn mercure_publishes_and_deliveries_are_counted_like_ssehubs_own() {
+    let app = mercure_app(true).await;
+    let mut subscriber = subscribe(&app, &["*"], None).await;
+    publish(&app, &[("topic", "counted"), ("data", "x")]).await;
+    subscriber.next().await;
+    let refused = post(&app, "not a token", &[("topic", "counted")]).await;
+    assert_eq!(refused.status(), 401);
+    let stats: serde_json::Value = app.get("/v1/stats").await.json().await.unwrap();
+    assert_eq!(stats["publishes"]["requests_accepted"], 1, "{stats}");
+    assert_eq!(stats["publishes"]["requests_rejected"], 1, "{stats}");
+    assert_eq!(stats["publishes"]["events_accepted"], 1, "{stats}");
+    assert_eq!(stats["subscribers"]["connected"], 1, "{stats}");
+    assert_eq!(stats["deliveries"]["events"], 1, "{stats}");
+}
