@@ -48,6 +48,8 @@ enum ApiTags {
     Operations,
     /// The browser console.
     Console,
+    /// The Mercure protocol (on when `mercure.enabled`).
+    Mercure,
 }
 
 /// What the routes need besides the hub.
@@ -76,6 +78,7 @@ type Apis = (
     metrics::MetricsApi,
     stats::StatsApi,
     console::ConsoleApi,
+    mercure::MercureApi,
 );
 
 /// The OpenAPI service.
@@ -89,6 +92,7 @@ pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
             metrics::MetricsApi,
             stats::StatsApi,
             console::ConsoleApi,
+            mercure::MercureApi,
         )),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
@@ -111,7 +115,7 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
     let api = api_service();
     let document = spec::document(&api, settings.max_events_per_request);
     let docs = spec::swagger_ui_endpoint(&api, &document);
-    let route = mercure::mount(Route::new(), settings.mercure)
+    let route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec::document_endpoint(document))
         .at("/docs", docs)
@@ -135,6 +139,9 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .data(settings.authenticator)
         .data(settings.tutorial_topic)
         .data(console::ConsoleEnabled(settings.console))
+        .data(mercure::MercureRoute(
+            settings.mercure.map(std::sync::Arc::new),
+        ))
         .data(StatsContext {
             backplane: settings.backplane,
             started: std::time::Instant::now(),

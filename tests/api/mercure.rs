@@ -596,3 +596,30 @@ async fn mercure_publishes_and_deliveries_are_counted_like_ssehubs_own() {
     assert_eq!(stats["subscribers"]["connected"], 1, "{stats}");
     assert_eq!(stats["deliveries"]["events"], 1, "{stats}");
 }
+
+#[tokio::test]
+async fn the_routes_are_in_the_openapi_spec_and_a_non_form_publish_is_refused() {
+    let app = mercure_app(true).await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let route = &spec["paths"]["/.well-known/mercure"];
+    let form = &route["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"];
+    assert_eq!(form["schema"]["required"], json!(["topic"]), "{route}");
+    assert_eq!(form["schema"]["properties"]["topic"]["type"], "array");
+    assert!(
+        route["post"]["responses"]["200"]["content"]["text/plain; charset=utf-8"].is_object(),
+        "{route}"
+    );
+    assert!(
+        route["get"]["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{route}"
+    );
+    let response = app
+        .client
+        .post(app.url(PATH))
+        .bearer_auth(publisher_token(&["*"]))
+        .json(&json!({"topic": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 415).await;
+}

@@ -8,6 +8,7 @@
 //! updates reach every replica and resume works on any. The book's Mercure
 //! page says what is implemented and what is not.
 
+mod api;
 mod config;
 mod filter;
 mod publish;
@@ -16,29 +17,12 @@ mod subscribe;
 mod token;
 mod update;
 
-use std::sync::Arc;
-
-use poem::{EndpointExt, Route};
-
+pub use api::{MercureApi, MercureRoute};
 pub use config::{MercureConfig, MercureJwtConfig, MercureSettings, validate};
 pub use update::{MERCURE_TOPIC, is_reserved};
 
 /// The route of the protocol (RFC 8615 well-known URI).
 pub const MERCURE_PATH: &str = "/.well-known/mercure";
-
-/// Adds the Mercure route to `route` when the protocol is on.
-pub fn mount(route: Route, settings: Option<MercureSettings>) -> Route {
-    match settings {
-        None => route,
-        Some(settings) => route.at(
-            MERCURE_PATH,
-            poem::get(subscribe::subscribe)
-                .post(publish::publish)
-                .data(Arc::new(settings))
-                .map_to_response(),
-        ),
-    }
-}
 
 /// Refuses the internal topic on ssehub's own routes: its events are
 /// Mercure envelopes, private ones included, for the Mercure route alone.

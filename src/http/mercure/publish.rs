@@ -3,11 +3,8 @@
 //! `retry`, `private`; others are ignored. Answers `200 text/plain` with
 //! the update's id.
 
-use std::sync::Arc;
-
-use poem::http::{StatusCode, header};
-use poem::web::Data;
-use poem::{Body, Request, Response};
+use poem::Request;
+use poem::http::StatusCode;
 
 use super::config::MercureSettings;
 use super::selector::check_text;
@@ -27,46 +24,25 @@ pub fn bad(detail: impl Into<String>) -> ApiError {
     ApiError::bad_request(BAD_MERCURE_REQUEST, detail)
 }
 
-#[poem::handler]
+/// Publishes the update `body` (the form, already read in full by the
+/// body limit) describes; returns its id.
 pub async fn publish(
     request: &Request,
-    hub: Data<&Hub>,
-    auth: Data<&Authenticator>,
-    settings: Data<&Arc<MercureSettings>>,
-    body: Body,
-) -> poem::Result<Response> {
-    let is_form = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| {
-            media
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "a Mercure publish is a form: Content-Type: application/x-www-form-urlencoded",
-        )
-        .into());
-    }
+    hub: &Hub,
+    auth: &Authenticator,
+    settings: &MercureSettings,
+    body: &[u8],
+) -> Result<String, ApiError> {
     // The per-address rate limit first, as on ssehub's routes, so floods of
     // bad tokens are limited too.
-    auth.admit_publisher(credentials::client_address(request, &auth), 1)
-        .map_err(ApiError::from)?;
-    // The publisher is checked before the body is read: a stranger's body
-    // costs nothing.
+    auth.admit_publisher(credentials::client_address(request, auth), 1)?;
     let Some(presented) = token::presented(request, None) else {
-        return Err(token::missing("publishing").into());
+        return Err(token::missing("publishing"));
     };
     let grants = token::verify(&presented, &settings.publisher)?;
-    let body = body.into_bytes().await?;
-    let envelope = envelope(&body)?;
+    let envelope = envelope(body)?;
     let Some(allowed) = grants.publish else {
-        return Err(forbidden("the token has no `mercure.publish` claim").into());
+        return Err(forbidden("the token has no `mercure.publish` claim"));
     };
     if let Some(topic) = envelope
         .topics
@@ -75,8 +51,7 @@ pub async fn publish(
     {
         return Err(forbidden(format!(
             "the token's `mercure.publish` selectors don't cover topic {topic:?}"
-        ))
-        .into());
+        )));
     }
     let publisher_id = envelope.id.clone();
     let draft = EventDraft {
@@ -86,12 +61,8 @@ pub async fn publish(
         data: serde_json::to_string(&envelope).expect("an envelope serializes"),
         trace: None,
     };
-    let accepted = publish_outcome::publish(&hub, vec![draft]).await?;
-    let id = publisher_id.unwrap_or_else(|| generated_id(accepted[0].id));
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .content_type("text/plain; charset=utf-8")
-        .body(id))
+    let accepted = publish_outcome::publish(hub, vec![draft]).await?;
+    Ok(publisher_id.unwrap_or_else(|| generated_id(accepted[0].id)))
 }
 
 fn forbidden(detail: impl Into<String>) -> ApiError {

@@ -2,11 +2,7 @@
 //! the hub's own stream machinery (heartbeats, drain, limits, sheds) on the
 //! internal topic, filtered per subscriber ([`MercureFilter`]).
 
-use std::sync::Arc;
-
-use poem::http::HeaderValue;
-use poem::web::Data;
-use poem::{IntoResponse, Request, Response};
+use poem::Request;
 
 use super::MERCURE_PATH;
 use super::config::MercureSettings;
@@ -94,21 +90,21 @@ fn hub_url(request: &Request) -> url::Url {
         .unwrap_or_else(|_| url::Url::parse("http://localhost/.well-known/mercure").expect("a URL"))
 }
 
-#[poem::handler]
+/// A stream of the updates the request's selectors and token allow, and
+/// the cursor it starts after when a resume was asked for.
 pub async fn subscribe(
     request: &Request,
-    hub: Data<&Hub>,
-    auth: Data<&Authenticator>,
-    settings: Data<&Arc<MercureSettings>>,
-) -> poem::Result<Response> {
+    hub: &Hub,
+    auth: &Authenticator,
+    settings: &MercureSettings,
+) -> Result<(EventStreamBody, Option<String>), ApiError> {
     refuse_body(request)?;
     let query = query(request)?;
     if query.topics.is_empty() {
         return Err(bad(
             "name at least one selector: `topic` (draft-07, e.g. ?topic=*), `match` or \
              `match_urlpattern` (draft-08)",
-        )
-        .into());
+        ));
     }
     let limit = hub.settings().max_topics_per_subscription;
     if query.topics.len() > limit {
@@ -116,8 +112,7 @@ pub async fn subscribe(
             "{} topic selectors, over the limit of {limit} per subscription \
              (limits.max_topics_per_subscription)",
             query.topics.len()
-        ))
-        .into());
+        )));
     }
     let base = hub_url(request);
     let selectors = query
@@ -139,14 +134,13 @@ pub async fn subscribe(
                         "invalid-token",
                         "this hub takes no subscriber tokens (mercure.subscriber_jwt.key is \
                          not set): subscribe without one",
-                    )
-                    .into());
+                    ));
                 };
                 let grants = token::verify(&presented, key)?;
                 (grants.subscribe, grants.expires_at)
             }
             None if settings.anonymous => (Vec::new(), None),
-            None => return Err(token::missing("subscribing").into()),
+            None => return Err(token::missing("subscribing")),
         };
     let last_event_id = request
         .headers()
@@ -157,9 +151,9 @@ pub async fn subscribe(
         .filter(|id| !id.trim().is_empty());
     let resume = match &last_event_id {
         None => None,
-        Some(id) => Some(resolve(&hub, id.trim()).await),
+        Some(id) => Some(resolve(hub, id.trim()).await),
     };
-    let client = credentials::client_address(request, &auth);
+    let client = credentials::client_address(request, auth);
     let admission = if auth.admit_subscriber(client).is_err() {
         Admission::Shed(hub.shed(ShedReason::RateLimited))
     } else {
@@ -173,23 +167,10 @@ pub async fn subscribe(
                 selectors,
                 private_selectors,
             })),
-        })
-        .map_err(ApiError::from)?
+        })?
     };
-    let mut response = EventStreamBody::from_frames(admission.into_frames()).into_response();
-    if let Some((_, cursor)) = resume {
-        // Draft-07 names the cursor the stream starts after in
-        // `Last-Event-ID`, draft-08 in `Mercure-Last-Event-ID`: both are sent.
-        if let Ok(value) = HeaderValue::from_str(&cursor) {
-            response
-                .headers_mut()
-                .insert("last-event-id", value.clone());
-            response
-                .headers_mut()
-                .insert("mercure-last-event-id", value);
-        }
-    }
-    Ok(response)
+    let stream = EventStreamBody::from_frames(admission.into_frames());
+    Ok((stream, resume.map(|(_, cursor)| cursor)))
 }
 
 /// Where a `Last-Event-ID` resumes, and the cursor to name in the
