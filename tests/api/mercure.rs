@@ -623,3 +623,27 @@ async fn the_routes_are_in_the_openapi_spec_and_a_non_form_publish_is_refused() 
         .unwrap();
     assert_problem(response, 415).await;
 }
+
+#[tokio::test]
+async fn a_mercure_stream_gets_heartbeats_and_is_closed_by_the_drain() {
+    let app = spawn_app_with(|config| {
+        enable(config, true);
+        config.heartbeat.interval = Duration::from_millis(100);
+    })
+    .await;
+    let response = app
+        .client
+        .get(subscribe_url(&app, &["*"], &[]))
+        .send()
+        .await
+        .unwrap();
+    let text = crate::support::helpers::read_until(response, Duration::from_secs(5), |text| {
+        text.contains(": heartbeat\n\n")
+    })
+    .await;
+    assert!(text.contains(": heartbeat\n\n"), "{text:?}");
+    let _open = subscribe(&app, &["*"], None).await;
+    let report = app.shut_down().await;
+    assert_eq!(report.streams_at_signal, 1);
+    assert_eq!(report.streams_closed, 1);
+}
