@@ -322,13 +322,11 @@ async fn resume_by_the_publishers_id_header_or_query_names_the_cursor() {
     .await;
     assert_eq!(subscriber.next().await.id, "urn:uuid:v3");
 
-    let mut subscriber = open(app.client.get(subscribe_url(
-        &app,
-        &["r"],
-        &[("lastEventID", "urn:uuid:v2")],
-    )))
-    .await;
-    assert_eq!(subscriber.next().await.id, "urn:uuid:v3");
+    for name in ["Last-Event-ID", "lastEventID", "last_event_id"] {
+        let url = subscribe_url(&app, &["r"], &[(name, "urn:uuid:v2")]);
+        let mut subscriber = open(app.client.get(url)).await;
+        assert_eq!(subscriber.next().await.id, "urn:uuid:v3", "{name}");
+    }
 
     // An id history doesn't hold: `earliest`, and everything held.
     let response = app

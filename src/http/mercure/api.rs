@@ -192,9 +192,12 @@ impl MercureApi {
         /// Draft-08 URL Pattern matchers (relative ones resolve against the hub's URL).
         #[oai(name = "match_urlpattern")]
         _match_urlpattern: Query<Vec<String>>,
-        /// Resume after this update id, or `earliest` (draft-07 name).
-        #[oai(name = "lastEventID")]
+        /// Resume after this update id, or `earliest` (draft-07's query name).
+        #[oai(name = "Last-Event-ID")]
         _last_event_id_07: Query<Option<String>>,
+        /// The same, as later drafts spelled it.
+        #[oai(name = "lastEventID")]
+        _last_event_id_camel: Query<Option<String>>,
         /// Resume after this update id, or `earliest` (draft-08 name).
         #[oai(name = "last_event_id")]
         _last_event_id_08: Query<Option<String>>,

@@ -62,8 +62,11 @@ fn query(request: &Request) -> Result<Query, ApiError> {
                      `match_exact`), `match_urlpattern`, or draft-07's `topic`"
                 )));
             }
-            // `lastEventID` is draft-07's name, `last_event_id` draft-08's.
-            "lastEventID" | "last_event_id" => query.last_event_id = Some(value.into_owned()),
+            // `Last-Event-ID` is draft-07's name (the Mercure hub 0.x's),
+            // `lastEventID` a later draft's, `last_event_id` draft-08's.
+            "Last-Event-ID" | "lastEventID" | "last_event_id" => {
+                query.last_event_id = Some(value.into_owned());
+            }
             name if name == token::QUERY_PARAMETER => {
                 query.authorization = Some(value.into_owned());
             }
