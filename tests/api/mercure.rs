@@ -645,3 +645,124 @@ async fn a_mercure_stream_gets_heartbeats_and_is_closed_by_the_drain() {
     assert_eq!(report.streams_at_signal, 1);
     assert_eq!(report.streams_closed, 1);
 }
+
+/// A draft-08 access token (`typ: at+jwt`) signed with `secret`.
+fn access_token(secret: &str, claims: &serde_json::Value) -> String {
+    let header = jsonwebtoken::Header {
+        typ: Some("at+jwt".to_owned()),
+        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+    };
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+const ISSUER: &str = "https://publisher.example";
+const AUDIENCE: &str = "https://hub.example/.well-known/mercure";
+
+fn details(actions: &[&str], topics: serde_json::Value) -> serde_json::Value {
+    json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "exp": now() + 600,
+        "authorization_details": [{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": actions,
+            "topics": topics,
+        }],
+    })
+}
+
+#[tokio::test]
+async fn draft_08_access_tokens_grant_by_authorization_details() {
+    let app = spawn_app_with(|config| {
+        enable(config, true);
+        for jwt in [
+            &mut config.mercure.publisher_jwt,
+            &mut config.mercure.subscriber_jwt,
+        ] {
+            jwt.issuer = Some(ISSUER.to_owned());
+            jwt.audience = Some(AUDIENCE.to_owned());
+        }
+    })
+    .await;
+    let topic = "https://example.com/books/1";
+    let subscriber_token = access_token(
+        SUBSCRIBER_KEY,
+        &details(
+            &["subscribe", "some-future-action"],
+            json!([{"match": "https://example.com/books/:id", "match_type": "urlpattern"}]),
+        ),
+    );
+    let mut private_reader = subscribe(&app, &["*"], Some(&subscriber_token)).await;
+    let mut anonymous = subscribe(&app, &["*"], None).await;
+    let publisher = access_token(
+        PUBLISHER_KEY,
+        &details(&["publish"], json!([{"match": topic}])),
+    );
+    let response = post(
+        &app,
+        &publisher,
+        &[("topic", topic), ("data", "secret"), ("private", "on")],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let response = post(&app, &publisher, &[("topic", topic), ("data", "public")]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(private_reader.next().await.data, "secret");
+    assert_eq!(anonymous.next().await.data, "public");
+    // Exact match only: another topic is refused.
+    let response = post(
+        &app,
+        &publisher,
+        &[("topic", "https://example.com/books/2")],
+    )
+    .await;
+    assert_problem(response, 403).await;
+
+    // The profile's checks: exp, iss and aud required and right, a known
+    // match_type, a well-formed detail.
+    let mut no_exp = details(&["publish"], json!([{"match": "*"}]));
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let mut wrong_aud = details(&["publish"], json!([{"match": "*"}]));
+    wrong_aud["aud"] = json!("https://other-hub.example/.well-known/mercure");
+    let mut no_iss = details(&["publish"], json!([{"match": "*"}]));
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let bad_type = details(
+        &["publish"],
+        json!([{"match": "*x", "match_type": "regex"}]),
+    );
+    let bad_actions = details(&[], json!([{"match": "*"}]));
+    for claims in [no_exp, wrong_aud, no_iss, bad_type, bad_actions] {
+        let response = post(
+            &app,
+            &access_token(PUBLISHER_KEY, &claims),
+            &[("topic", topic)],
+        )
+        .await;
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token"),
+            "{claims}"
+        );
+        assert_problem(response, 401).await;
+    }
+}
+
+#[tokio::test]
+async fn draft_08_access_tokens_need_the_issuer_and_audience_configured() {
+    let app = mercure_app(true).await;
+    let token = access_token(
+        PUBLISHER_KEY,
+        &details(&["publish"], json!([{"match": "*"}])),
+    );
+    let problem = assert_problem(post(&app, &token, &[("topic", "a")]).await, 401).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mercure.*_jwt.issuer"),
+        "{problem}"
+    );
+}

@@ -1,5 +1,6 @@
-//! The Mercure protocol (draft-07 profile, as Mercure 0.x speaks it) at
-//! `/.well-known/mercure`, on when `mercure.enabled`: the form publish
+//! The Mercure protocol (draft-07 profile, as Mercure 0.x speaks it, with
+//! draft-08's matchers and access tokens) at `/.well-known/mercure`, on
+//! when `mercure.enabled`: the form publish
 //! (`publish`), the subscription (`subscribe`) filtered per subscriber
 //! (`filter`) by topic selectors (`selector`) and tokens (`token`).
 //!
@@ -37,4 +38,21 @@ pub fn refuse_reserved(topic: &crate::model::TopicName) -> Result<(), crate::htt
         ));
     }
     Ok(())
+}
+
+/// The hub's URL, which relative URL patterns and topics resolve against:
+/// this route on the host the request named.
+pub(super) fn hub_url(request: &poem::Request) -> url::Url {
+    let host = request
+        .headers()
+        .get(poem::http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if request.uri().scheme_str() == Some("https") {
+        "https"
+    } else {
+        "http"
+    };
+    url::Url::parse(&format!("{scheme}://{host}{MERCURE_PATH}"))
+        .unwrap_or_else(|_| url::Url::parse("http://localhost/.well-known/mercure").expect("a URL"))
 }

@@ -39,7 +39,7 @@ pub async fn publish(
     let Some(presented) = token::presented(request, None) else {
         return Err(token::missing("publishing"));
     };
-    let grants = token::verify(&presented, &settings.publisher)?;
+    let grants = token::verify(&presented, &settings.publisher, &super::hub_url(request))?;
     let envelope = envelope(body)?;
     let Some(allowed) = grants.publish else {
         return Err(forbidden("the token has no `mercure.publish` claim"));

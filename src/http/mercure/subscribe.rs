@@ -4,9 +4,9 @@
 
 use poem::Request;
 
-use super::MERCURE_PATH;
 use super::config::MercureSettings;
 use super::filter::MercureFilter;
+use super::hub_url;
 use super::publish::bad;
 use super::selector::Selector;
 use super::token;
@@ -76,23 +76,6 @@ fn query(request: &Request) -> Result<Query, ApiError> {
     Ok(query)
 }
 
-/// The hub's URL, which relative URL patterns and topics resolve against:
-/// this route on the host the request named.
-fn hub_url(request: &Request) -> url::Url {
-    let host = request
-        .headers()
-        .get(poem::http::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = if request.uri().scheme_str() == Some("https") {
-        "https"
-    } else {
-        "http"
-    };
-    url::Url::parse(&format!("{scheme}://{host}{MERCURE_PATH}"))
-        .unwrap_or_else(|_| url::Url::parse("http://localhost/.well-known/mercure").expect("a URL"))
-}
-
 /// A stream of the updates the request's selectors and token allow, and
 /// the cursor it starts after when a resume was asked for.
 pub async fn subscribe(
@@ -139,7 +122,7 @@ pub async fn subscribe(
                          not set): subscribe without one",
                     ));
                 };
-                let grants = token::verify(&presented, key)?;
+                let grants = token::verify(&presented, key, &base)?;
                 (grants.subscribe, grants.expires_at)
             }
             None if settings.anonymous => (Vec::new(), None),
