@@ -766,3 +766,32 @@ async fn draft_08_access_tokens_need_the_issuer_and_audience_configured() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn subscribes_over_the_per_address_rate_are_shed_before_any_lookup() {
+    let app = spawn_app_with(|config| {
+        enable(config, true);
+        config.rate_limits.subscribe_per_address.per_second = 0.01;
+        config.rate_limits.subscribe_per_address.burst = 1;
+    })
+    .await;
+    let _first = subscribe(&app, &["*"], None).await;
+    let response = app
+        .client
+        .get(subscribe_url(
+            &app,
+            &["*"],
+            &[("lastEventID", "urn:uuid:unknown")],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response.headers().contains_key("last-event-id"),
+        "a shed names no cursor"
+    );
+    let text = crate::support::helpers::body_text(response, Duration::from_secs(5)).await;
+    assert!(text.starts_with("retry: "), "{text:?}");
+    assert!(!text.contains("id: "), "{text:?}");
+}

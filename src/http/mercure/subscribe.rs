@@ -128,6 +128,12 @@ pub async fn subscribe(
             None if settings.anonymous => (Vec::new(), None),
             None => return Err(token::missing("subscribing")),
         };
+    // The subscribe rate limit before any history is read for a resume.
+    let client = credentials::client_address(request, auth);
+    if auth.admit_subscriber(client).is_err() {
+        let shed = Admission::Shed(hub.shed(ShedReason::RateLimited));
+        return Ok((EventStreamBody::from_frames(shed.into_frames()), None));
+    }
     let last_event_id = request
         .headers()
         .get("last-event-id")
@@ -139,22 +145,17 @@ pub async fn subscribe(
         None => None,
         Some(id) => Some(resolve(hub, id.trim()).await),
     };
-    let client = credentials::client_address(request, auth);
-    let admission = if auth.admit_subscriber(client).is_err() {
-        Admission::Shed(hub.shed(ShedReason::RateLimited))
-    } else {
-        hub.subscribe(SubscribeRequest {
-            topics: vec![TopicName::parse(MERCURE_TOPIC).expect("a valid topic name")],
-            resume: resume
-                .as_ref()
-                .map_or(ResumePoint::Live, |(point, _)| *point),
-            expires_at,
-            filter: Some(Box::new(MercureFilter {
-                selectors,
-                private_selectors,
-            })),
-        })?
-    };
+    let admission = hub.subscribe(SubscribeRequest {
+        topics: vec![TopicName::parse(MERCURE_TOPIC).expect("a valid topic name")],
+        resume: resume
+            .as_ref()
+            .map_or(ResumePoint::Live, |(point, _)| *point),
+        expires_at,
+        filter: Some(Box::new(MercureFilter {
+            selectors,
+            private_selectors,
+        })),
+    })?;
     let stream = EventStreamBody::from_frames(admission.into_frames());
     Ok((stream, resume.map(|(_, cursor)| cursor)))
 }
