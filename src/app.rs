@@ -31,6 +31,8 @@ pub struct App {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     authenticator: Authenticator,
+    /// `mercure.*` checked and parsed; `None`: the protocol is off.
+    mercure: Option<http::MercureSettings>,
 }
 
 impl App {
@@ -78,6 +80,8 @@ impl App {
             backplane,
         });
         let authenticator = Authenticator::new(config.auth_settings()?, Arc::new(auth_metrics))?;
+        // Checked by `Config::validate` already; a bad key fails here too.
+        let mercure = config.mercure_settings()?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| ConfigError::Invalid {
@@ -90,6 +94,7 @@ impl App {
             listener,
             local_addr,
             authenticator,
+            mercure,
         })
     }
 
@@ -110,6 +115,7 @@ impl App {
             listener,
             local_addr,
             authenticator,
+            mercure,
         } = self;
         let stop_accepting = CancellationToken::new();
         let stop_server = CancellationToken::new();
@@ -127,6 +133,7 @@ impl App {
                 ),
                 console: config.console.enabled,
                 backplane: config.backplane.kind,
+                mercure,
             },
         );
         let server = tokio::spawn(server::serve(

@@ -326,6 +326,15 @@ impl Authenticator {
         verdict
     }
 
+    /// The per-address publish limit alone, charged for `events` events:
+    /// for a publish route that checks its own tokens (Mercure's).
+    pub fn admit_publisher(&self, client: IpAddr, events: usize) -> Result<(), AuthError> {
+        self.inner
+            .rate
+            .publish_from(client, events)
+            .map_err(publish_limited)
+    }
+
     async fn check_publish(
         &self,
         credential: Option<&Credential>,

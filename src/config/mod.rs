@@ -26,7 +26,9 @@ pub use crate::backplane::{
     REDIS_COMMAND_TIMEOUT_DEFAULT, REDIS_CONNECT_TIMEOUT_DEFAULT, REDIS_KEY_PREFIX_DEFAULT,
     RedisConfig,
 };
-pub use crate::http::{ConsoleConfig, CorsConfig, EventStreamConfig};
+pub use crate::http::{
+    ConsoleConfig, CorsConfig, EventStreamConfig, MercureConfig, MercureJwtConfig, MercureSettings,
+};
 pub use crate::server::ListenAddress;
 use crate::setting::InvalidSetting;
 pub use crate::setting::mask_userinfo;
@@ -135,6 +137,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub rate_limits: RateLimitsConfig,
     pub console: ConsoleConfig,
+    /// The Mercure protocol at `/.well-known/mercure` (off by default).
+    pub mercure: MercureConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -224,6 +228,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             console: ConsoleConfig::default(),
+            mercure: MercureConfig::default(),
         }
     }
 }
@@ -473,6 +478,7 @@ impl Config {
         crate::http::validate_config(&self.cors, &self.event_stream)?;
         self.telemetry.validate()?;
         self.auth_settings()?;
+        self.mercure_settings()?;
         if self.backplane.kind == BackplaneKind::Redis {
             self.backplane.redis.validate()?;
         }
@@ -487,6 +493,12 @@ impl Config {
         Ok(crate::auth::validate_config(&self.auth, &self.rate_limits)?)
     }
 
+    /// The Mercure routes' settings (`mercure.*`) checked and their keys
+    /// parsed; `None` while `mercure.enabled` is off.
+    pub fn mercure_settings(&self) -> Result<Option<MercureSettings>, ConfigError> {
+        Ok(crate::http::validate_mercure_config(&self.mercure)?)
+    }
+
     /// The merged configuration as TOML with secrets masked.
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
@@ -496,6 +508,8 @@ impl Config {
             .iter_mut()
             .chain(shown.auth.metrics_keys.iter_mut())
             .chain(shown.auth.jwt.secret.iter_mut())
+            .chain(shown.mercure.publisher_jwt.key.iter_mut())
+            .chain(shown.mercure.subscriber_jwt.key.iter_mut())
         {
             *key = "***".to_owned();
         }

@@ -143,11 +143,54 @@ fn bad_values_name_their_key() {
 }
 
 #[test]
+fn mercure_keys_load_and_bad_ones_name_their_key() {
+    let secret = "a-mercure-secret-of-thirty-two-bytes!";
+    let config = Config::load_from(
+        None,
+        env_from(&[
+            ("MERCURE__ENABLED", "true"),
+            ("MERCURE__PUBLISHER_JWT__KEY", secret),
+            ("MERCURE__ANONYMOUS", "true"),
+        ]),
+    )
+    .unwrap();
+    assert!(config.mercure_settings().unwrap().is_some());
+    let error = Config::load_from(None, env_from(&[("MERCURE__ENABLED", "true")])).unwrap_err();
+    assert!(
+        error.to_string().contains("mercure.publisher_jwt.key"),
+        "{error}"
+    );
+    let error =
+        Config::load_from(None, env_from(&[("MERCURE__PUBLISHER_JWT__ALG", "XS1")])).unwrap_err();
+    let shown = error.to_string();
+    assert!(
+        shown.contains("mercure.publisher_jwt.alg") && shown.contains("XS1"),
+        "{shown}"
+    );
+    let error =
+        Config::load_from(None, env_from(&[("EVENT_STREAM__TOPIC", "~mercure")])).unwrap_err();
+    assert!(error.to_string().contains("event_stream.topic"), "{error}");
+    let error = Config::load_from(
+        None,
+        env_from(&[("MERCURE__PROTOCOL_VERSION_COMPATIBILITY", "9")]),
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("mercure.protocol_version_compatibility"),
+        "{error}"
+    );
+}
+
+#[test]
 fn masked_output_hides_secrets() {
     let mut config = Config::default();
     config.auth.publish_keys = vec!["s3cret".into()];
     config.auth.metrics_keys = vec!["metrics-s3cret".into()];
     config.auth.jwt.secret = Some("jwt-s3cret".into());
+    config.mercure.publisher_jwt.key = Some("mercure-pub-s3cret".into());
+    config.mercure.subscriber_jwt.key = Some("mercure-sub-s3cret".into());
     config.auth.jwt.jwks = Some("https://user:jwks-pw@idp.example/jwks.json".into());
     config.backplane.redis.url = "redis://user:pw@localhost:6379".into();
     let shown = config.to_masked_toml();

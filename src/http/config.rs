@@ -66,5 +66,14 @@ pub fn validate(cors: &CorsConfig, event_stream: &EventStreamConfig) -> Result<(
             TOPIC_RULE.to_owned(),
         ));
     }
+    if super::mercure::is_reserved(&event_stream.topic) {
+        return Err(InvalidSetting::new(
+            "event_stream.topic",
+            format!(
+                "is {:?}, the topic reserved for Mercure updates; choose another name",
+                event_stream.topic
+            ),
+        ));
+    }
     Ok(())
 }

@@ -31,7 +31,7 @@ const SUBSCRIBER_COOKIE_SCHEME: &str = "subscriberCookie";
 const METRICS_SCHEME: &str = "metricsBearer";
 
 /// The bearer value of `Authorization: Bearer …` (scheme case-insensitive).
-fn bearer(request: &Request) -> Option<String> {
+pub(super) fn bearer(request: &Request) -> Option<String> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?
@@ -52,7 +52,7 @@ fn access_token(request: &Request) -> Option<String> {
 /// The value of cookie `name`. `Cookie` is a plain `a=b; c=d` list (RFC
 /// 6265 section 4.2); a cookie crate would bring a jar, expiry parsing and
 /// a date library for this one lookup.
-fn cookie(request: &Request, name: &str) -> Option<String> {
+pub(super) fn cookie(request: &Request, name: &str) -> Option<String> {
     request
         .headers()
         .get_all(header::COOKIE)
@@ -66,7 +66,7 @@ fn cookie(request: &Request, name: &str) -> Option<String> {
 
 /// The client's address: the peer, or behind a trusted proxy the client
 /// it names (see `auth::TrustedProxies`).
-fn client_address(request: &Request, authenticator: &Authenticator) -> IpAddr {
+pub(super) fn client_address(request: &Request, authenticator: &Authenticator) -> IpAddr {
     let forwarded = request
         .headers()
         .get_all("x-forwarded-for")

@@ -12,6 +12,7 @@ mod error;
 mod fields;
 mod health;
 mod idempotency;
+mod mercure;
 mod metrics;
 mod publish;
 mod publish_outcome;
@@ -27,6 +28,9 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
 pub use error::{ApiError, PROBLEM_JSON, Problem, refusal};
+pub use mercure::{
+    MercureConfig, MercureJwtConfig, MercureSettings, validate as validate_mercure_config,
+};
 pub use stats::StatsContext;
 pub use tutorial::TutorialTopic;
 
@@ -47,6 +51,8 @@ enum ApiTags {
     Operations,
     /// The browser console.
     Console,
+    /// The Mercure protocol (on when `mercure.enabled`).
+    Mercure,
 }
 
 /// What the routes need besides the hub.
@@ -62,6 +68,8 @@ pub struct HttpSettings {
     pub console: bool,
     /// The configured backplane, reported by `/v1/stats`.
     pub backplane: BackplaneKind,
+    /// The Mercure protocol's settings; `None`: `mercure.enabled` is off.
+    pub mercure: Option<MercureSettings>,
 }
 
 /// Every OpenAPI-described group of routes.
@@ -73,6 +81,7 @@ type Apis = (
     metrics::MetricsApi,
     stats::StatsApi,
     console::ConsoleApi,
+    mercure::MercureApi,
 );
 
 /// The OpenAPI service.
@@ -86,6 +95,7 @@ pub fn api_service() -> OpenApiService<spec::MergedPaths<Apis>, ()> {
             metrics::MetricsApi,
             stats::StatsApi,
             console::ConsoleApi,
+            mercure::MercureApi,
         )),
         "ssehub",
         env!("CARGO_PKG_VERSION"),
@@ -132,6 +142,9 @@ pub fn routes(hub: Hub, settings: HttpSettings) -> impl Endpoint + 'static {
         .data(settings.authenticator)
         .data(settings.tutorial_topic)
         .data(console::ConsoleEnabled(settings.console))
+        .data(mercure::MercureRoute(
+            settings.mercure.map(std::sync::Arc::new),
+        ))
         .data(StatsContext {
             backplane: settings.backplane,
             started: std::time::Instant::now(),

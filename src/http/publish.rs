@@ -320,6 +320,7 @@ pub fn draft(
     retry: Option<RetryField>,
 ) -> Result<EventDraft, ApiError> {
     let topic = TopicName::parse(topic)?;
+    super::mercure::refuse_reserved(&topic)?;
     let event_type = event
         .as_ref()
         .map(|event| EventType::parse(&event.0))

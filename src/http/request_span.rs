@@ -105,6 +105,7 @@ fn is_publish(method: &Method, path: &str) -> bool {
     method == Method::POST
         && (path == "/v1/events"
             || path == "/event-stream"
+            || path == super::mercure::MERCURE_PATH
             || (path.starts_with("/v1/topics/") && path.ends_with("/events")))
 }
 

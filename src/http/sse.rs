@@ -29,7 +29,9 @@ use crate::server::EventStreamMarker;
 pub struct EventStreamBody(Body);
 
 impl EventStreamBody {
-    fn from_frames(frames: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Self {
+    pub(super) fn from_frames(
+        frames: impl futures_util::Stream<Item = Bytes> + Send + 'static,
+    ) -> Self {
         Self(Body::from_bytes_stream(
             frames.map(Ok::<Bytes, std::io::Error>),
         ))
@@ -146,6 +148,9 @@ impl EventsApi {
             .iter()
             .map(|name| TopicName::parse(&name.0))
             .collect::<Result<Vec<_>, _>>()?;
+        for topic in &topics {
+            super::mercure::refuse_reserved(topic)?;
+        }
         let resume = resume_from(request, last_event_id_query.0);
         open_authorized_stream(
             request,
@@ -156,6 +161,7 @@ impl EventsApi {
                 topics,
                 resume,
                 expires_at: None,
+                filter: None,
             },
         )
         .await
@@ -197,7 +203,7 @@ pub async fn open_authorized_stream(
 /// heartbeats off: never). Refused before a subscriber slot is taken. Here,
 /// on the stream routes, rather than for every GET in front of routing: a
 /// GET with a body to a route that takes no GET still gets its 405.
-fn refuse_body(request: &Request) -> Result<(), ApiError> {
+pub(super) fn refuse_body(request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
     let announces_body = headers.contains_key(header::TRANSFER_ENCODING)
         || headers

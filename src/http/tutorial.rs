@@ -270,6 +270,7 @@ impl TutorialApi {
                 topics: vec![topic.0.0.clone()],
                 resume,
                 expires_at: None,
+                filter: None,
             },
         )
         .await

@@ -26,7 +26,6 @@ use futures_util::FutureExt;
 use futures_util::stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::Hub;
 use super::ReplayTrigger;
 use super::frame_batch::FrameBatch;
 #[cfg(test)]
@@ -34,6 +33,7 @@ use super::frame_batch::MAX_BATCH_BYTES;
 use super::live_feed::{LiveFeed, LiveItem};
 use super::live_queues::{Live, LiveQueues, SyncPoint};
 use super::spans::SubscriptionObserver;
+use super::{FrameFilter, Hub};
 use crate::backplane::Backplane;
 use crate::model::Event;
 use crate::model::GapReason;
@@ -124,6 +124,8 @@ pub(super) struct Delivery {
     deferred_resume: Option<EventId>,
     /// This subscription's span, totals and metrics.
     pub(super) observer: SubscriptionObserver,
+    /// What each event becomes on this stream; `None`: its own frame.
+    filter: Option<Box<dyn FrameFilter>>,
 }
 
 impl Delivery {
@@ -132,6 +134,7 @@ impl Delivery {
         topics: Vec<TopicName>,
         feed: LiveFeed,
         resume: &ResumePoint,
+        filter: Option<Box<dyn FrameFilter>>,
     ) -> Self {
         Self {
             backplane: hub.backplane().clone(),
@@ -148,6 +151,7 @@ impl Delivery {
             outbox: None,
             replay: None,
             deferred_resume: None,
+            filter,
         }
     }
 
@@ -210,6 +214,10 @@ impl Delivery {
         let id = match resume {
             // Live only: the queues hold nothing from before we attached.
             ResumePoint::Live => return,
+            // Everything history holds, asked for: no gap to announce.
+            ResumePoint::Earliest => {
+                return self.replay(ReplayTrigger::Resume, None, None).await;
+            }
             ResumePoint::Foreign => {
                 let gap = Some(GapReason::UnknownEpoch);
                 return self.replay(ReplayTrigger::Resume, None, gap).await;
@@ -451,9 +459,21 @@ impl Delivery {
             return;
         }
         self.cursor.seq = event.id.seq;
-        self.observer.event();
-        // invariant: encode once — the shared frame is written as is.
-        self.batch.push(&event.frame);
+        match &mut self.filter {
+            None => {
+                self.observer.event();
+                // invariant: encode once — the shared frame is written as is.
+                self.batch.push(&event.frame);
+            }
+            Some(filter) => {
+                // invariant: encode once — a filter hands out frames it
+                // built once per event, not per subscriber.
+                if let Some(frame) = filter.frame(event) {
+                    self.observer.event();
+                    self.batch.push(&frame);
+                }
+            }
+        }
     }
 
     fn finish_batch(&mut self) {

@@ -162,14 +162,37 @@ impl Admission {
     }
 }
 
+/// Decides, per subscription, what an event becomes on the stream: its
+/// frame, another frame, or nothing. For protocols that carry their own
+/// view of an event (Mercure's ids and private updates): a stream without a
+/// filter writes each event's shared frame as is.
+pub trait FrameFilter: Send + 'static {
+    /// The bytes to write for `event`; `None` skips it (the cursor still
+    /// moves past it).
+    fn frame(&mut self, event: &Event) -> Option<bytes::Bytes>;
+}
+
 /// What a subscriber asks for.
-#[derive(Debug, Clone)]
+#[derive(Default)]
 pub struct SubscribeRequest {
     pub topics: Vec<TopicName>,
     pub resume: ResumePoint,
     /// The stream ends by then, with a `token_expired` frame: the `exp` of
     /// the token it was opened with. `None`: no token was needed.
     pub expires_at: Option<SystemTime>,
+    /// `None`: every event's own frame (ssehub's routes).
+    pub filter: Option<Box<dyn FrameFilter>>,
+}
+
+impl std::fmt::Debug for SubscribeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscribeRequest")
+            .field("topics", &self.topics)
+            .field("resume", &self.resume)
+            .field("expires_at", &self.expires_at)
+            .field("filter", &self.filter.is_some())
+            .finish()
+    }
 }
 
 /// What a hub is built from, each part made beforehand, in order: the
@@ -380,6 +403,7 @@ impl Hub {
             topics,
             request.resume,
             request.expires_at,
+            request.filter,
         )))
     }
 

@@ -210,6 +210,7 @@ impl SubscriptionObserver {
             ResumePoint::Live => "live",
             ResumePoint::After(_) => "after_id",
             ResumePoint::Foreign => "foreign_id",
+            ResumePoint::Earliest => "earliest",
         };
         let span = tracing::info_span!(
             target: SPAN_TARGET,

@@ -23,9 +23,9 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::SubscriptionEnd;
 use super::delivery::{Delivery, Flush, FollowUp};
 use super::live_feed::LiveFeed;
+use super::{FrameFilter, SubscriptionEnd};
 use super::{Hub, SubscriberSeat};
 use crate::model::ResumePoint;
 use crate::model::TopicName;
@@ -48,6 +48,8 @@ pub struct Subscription {
     resume: ResumePoint,
     /// When the token that opened the stream expires; the stream ends then.
     expires_at: Option<SystemTime>,
+    /// What each event becomes on this stream (see [`FrameFilter`]).
+    filter: Option<Box<dyn FrameFilter>>,
     /// Keeps the drain waiting until this stream has ended.
     stream_token: TaskTrackerToken,
 }
@@ -58,6 +60,7 @@ impl Subscription {
         mut topics: Vec<TopicName>,
         resume: ResumePoint,
         expires_at: Option<SystemTime>,
+        filter: Option<Box<dyn FrameFilter>>,
     ) -> Self {
         // Kept for the life of the stream: no spare capacity.
         topics.shrink_to_fit();
@@ -70,6 +73,7 @@ impl Subscription {
             feed,
             resume,
             expires_at,
+            filter,
             stream_token,
         }
     }
@@ -83,10 +87,11 @@ impl Subscription {
             feed,
             resume,
             expires_at,
+            filter,
             stream_token,
         } = self;
         let hub = seat.hub.clone();
-        let delivery = Delivery::new(&hub, topics, feed, &resume);
+        let delivery = Delivery::new(&hub, topics, feed, &resume, filter);
         let heartbeat = hub
             .settings()
             .heartbeat

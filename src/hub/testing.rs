@@ -61,7 +61,7 @@ pub fn request(topics: &[&str], resume: ResumePoint) -> SubscribeRequest {
             .map(|topic| TopicName::parse(topic).expect("a valid topic"))
             .collect(),
         resume,
-        expires_at: None,
+        ..SubscribeRequest::default()
     }
 }
 

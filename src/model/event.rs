@@ -1,7 +1,8 @@
 //! Events as the hub sees them: a draft to publish, and an accepted event
 //! with its id and its SSE frame, encoded once and shared by every subscriber.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -36,6 +37,36 @@ pub struct Event {
     /// The trace of the publish that produced it, so that its fan-out (on
     /// this replica or, carried by a backplane, on another) joins that trace.
     pub trace: Option<TraceContext>,
+    /// A protocol's own view of the event (Mercure's update), derived at
+    /// most once per process and shared by that protocol's subscribers.
+    pub attachment: Attachment,
+}
+
+/// A view of an event that a protocol on top of the hub derives from it
+/// once (see [`Attachment::get_or_init`]). The model never looks inside.
+#[derive(Default)]
+pub struct Attachment(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl Attachment {
+    /// The view of type `T`, derived by `init` the first time it is asked
+    /// for. `None` if a view of another type was derived first (two
+    /// protocols never share a topic).
+    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.0
+            .get_or_init(|| Arc::new(init()))
+            .as_ref()
+            .downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Attachment(derived)"
+        } else {
+            "Attachment(none)"
+        })
+    }
 }
 
 /// A W3C trace context (`traceparent` and `tracestate` header values) that
@@ -81,6 +112,7 @@ impl Event {
             frame,
             accepted_at,
             trace: draft.trace,
+            attachment: Attachment::default(),
         })
     }
 }

@@ -49,15 +49,19 @@ impl fmt::Display for EventId {
 }
 
 /// Where a subscriber asks to resume from, as the client sent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResumePoint {
     /// No `Last-Event-ID`: live events only.
+    #[default]
     Live,
     /// Every event after this id.
     After(EventId),
     /// An id this hub could not have made: treated like one from another
     /// epoch (gap frame, then all history held).
     Foreign,
+    /// All history held, asked for as such (Mercure's `earliest`): no gap
+    /// frame.
+    Earliest,
 }
 
 #[cfg(test)]

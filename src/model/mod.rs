@@ -9,7 +9,7 @@ mod idempotency;
 pub mod sse;
 mod topic;
 
-pub use event::{Event, EventDraft, TraceContext};
+pub use event::{Attachment, Event, EventDraft, TraceContext};
 pub use event_id::{EventId, MalformedEventId, ResumePoint};
 pub use idempotency::{
     Digest256, IDEMPOTENCY_KEY_MAX_BYTES, Idempotency, IdempotencyKey, InvalidIdempotencyKey,

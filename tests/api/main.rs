@@ -29,6 +29,7 @@ mod idempotency;
 mod lean;
 mod limits;
 mod logs;
+mod mercure;
 mod metrics;
 mod nginx;
 mod redis;

@@ -8,7 +8,7 @@ mod bounds;
 mod failures;
 mod idempotency;
 mod outcome_unknown;
-mod replicas;
+pub mod replicas;
 mod sentinel;
 pub mod server;
 mod stalled_resume;

@@ -1,0 +1,215 @@
+//! The Mercure route as the OpenAPI spec describes it: the form publish
+//! with its fields and the subscription as `text/event-stream`. Documented
+//! in every configuration (the spec is one document); while
+//! `mercure.enabled` is off both operations answer 404.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{Request, RequestBody};
+use poem_openapi::param::{Header, Query};
+use poem_openapi::payload::{Payload, PlainText};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::{ApiResponse, OpenApi, impl_apirequest_for_payload};
+
+use super::config::MercureSettings;
+use super::{publish, subscribe};
+use crate::auth::Authenticator;
+use crate::http::ApiError;
+use crate::http::ApiTags;
+use crate::http::sse::EventStreamBody;
+use crate::hub::Hub;
+
+/// The Mercure settings the operations read; `None`: the protocol is off.
+#[derive(Clone)]
+pub struct MercureRoute(pub Option<Arc<MercureSettings>>);
+
+impl MercureRoute {
+    fn settings(&self) -> Result<&MercureSettings, ApiError> {
+        self.0.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "the Mercure protocol is off on this hub (mercure.enabled = false)",
+            )
+        })
+    }
+}
+
+/// A Mercure publish form, as read by the body limit; its fields are
+/// checked by the publish itself (repeated `topic`, unknown fields ignored:
+/// more than a typed form extractor allows).
+pub struct MercureForm(Bytes);
+
+impl Payload for MercureForm {
+    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case(Self::CONTENT_TYPE))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let text = |description: &'static str| {
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                description: Some(description),
+                ..MetaSchema::new("string")
+            }))
+        };
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some("A Mercure update; fields not listed here are ignored"),
+            required: vec!["topic"],
+            properties: vec![
+                (
+                    "topic",
+                    MetaSchemaRef::Inline(Box::new(MetaSchema {
+                        description: Some(
+                            "The update's topics (repeat the field): the first canonical, \
+                             the rest alternates; not `*`",
+                        ),
+                        items: Some(Box::new(text("a topic IRI"))),
+                        ..MetaSchema::new("array")
+                    })),
+                ),
+                ("data", text("The content, sent as `data:` lines")),
+                (
+                    "id",
+                    text(
+                        "The update's id (`id:` on the wire); not `#…`, `earliest` or \
+                         `urn:ssehub:…`; the hub makes one when absent",
+                    ),
+                ),
+                ("type", text("The SSE `event:` type; not `mercure`")),
+                (
+                    "retry",
+                    text("The SSE `retry:` hint, ASCII digits (milliseconds)"),
+                ),
+                (
+                    "private",
+                    text("Present (any value): only subscribers whose token covers a topic"),
+                ),
+            ],
+            ..MetaSchema::new("object")
+        }))
+    }
+}
+
+impl poem_openapi::payload::ParsePayload for MercureForm {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(Self(
+            <Bytes as poem::FromRequest>::from_request(request, body).await?,
+        ))
+    }
+}
+
+impl_apirequest_for_payload!(MercureForm);
+
+#[derive(ApiResponse)]
+pub enum MercurePublished {
+    /// The update is accepted: the body is its id.
+    #[oai(status = 200)]
+    Accepted(PlainText<String>),
+}
+
+#[derive(ApiResponse)]
+pub enum MercureStream {
+    /// The event stream: `id:` is each update's Mercure id. When the hub is
+    /// draining or full, only a `retry:` hint, and the end.
+    #[oai(status = 200)]
+    Stream(
+        EventStreamBody,
+        /// With a resume: the id the stream starts after, or `earliest` (draft-07).
+        #[oai(header = "Last-Event-ID")]
+        Option<String>,
+        /// The same, as draft-08 names it.
+        #[oai(header = "Mercure-Last-Event-ID")]
+        Option<String>,
+    ),
+}
+
+pub struct MercureApi;
+
+#[OpenApi]
+impl MercureApi {
+    /// Publish a Mercure update
+    ///
+    /// Authorised by a publisher JWT (draft-07: its `mercure.publish`
+    /// selectors cover every topic) in `Authorization: Bearer` or the
+    /// `mercureAuthorization` cookie. 404 unless `mercure.enabled`.
+    #[oai(
+        path = "/.well-known/mercure",
+        method = "post",
+        tag = "ApiTags::Mercure"
+    )]
+    async fn publish(
+        &self,
+        request: &Request,
+        hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        route: Data<&MercureRoute>,
+        body: MercureForm,
+    ) -> Result<MercurePublished, ApiError> {
+        let settings = route.settings()?;
+        let id = publish::publish(request, &hub, &auth, settings, &body.0).await?;
+        Ok(MercurePublished::Accepted(PlainText(id)))
+    }
+
+    /// Subscribe to Mercure updates (SSE)
+    ///
+    /// Selectors are OR'ed. A subscriber token (`Authorization: Bearer`,
+    /// the `mercureAuthorization` cookie or `?authorization=`) is needed
+    /// unless `mercure.anonymous`; its `mercure.subscribe` selectors open
+    /// private updates. 404 unless `mercure.enabled`.
+    #[oai(
+        path = "/.well-known/mercure",
+        method = "get",
+        tag = "ApiTags::Mercure"
+    )]
+    // Each argument is one documented parameter of the operation; the
+    // query is read again by the subscription (repeated and reserved names).
+    #[allow(clippy::too_many_arguments)]
+    async fn subscribe(
+        &self,
+        request: &Request,
+        hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
+        route: Data<&MercureRoute>,
+        /// Draft-07 selectors: `*`, a URI template (RFC 6570 levels 1-2) or an exact topic.
+        #[oai(name = "topic")]
+        _topic: Query<Vec<String>>,
+        /// Draft-08 exact matchers.
+        #[oai(name = "match")]
+        _match: Query<Vec<String>>,
+        /// Draft-08 exact matchers, explicit spelling.
+        #[oai(name = "match_exact")]
+        _match_exact: Query<Vec<String>>,
+        /// Draft-08 URL Pattern matchers (relative ones resolve against the hub's URL).
+        #[oai(name = "match_urlpattern")]
+        _match_urlpattern: Query<Vec<String>>,
+        /// Resume after this update id, or `earliest` (draft-07's query name).
+        #[oai(name = "Last-Event-ID")]
+        _last_event_id_07: Query<Option<String>>,
+        /// The same, as later drafts spelled it.
+        #[oai(name = "lastEventID")]
+        _last_event_id_camel: Query<Option<String>>,
+        /// Resume after this update id, or `earliest` (draft-08 name).
+        #[oai(name = "last_event_id")]
+        _last_event_id_08: Query<Option<String>>,
+        /// A subscriber token (draft-07), for clients that can't set headers.
+        #[oai(name = "authorization")]
+        _authorization: Query<Option<String>>,
+        /// Resume after this update id; wins over the query.
+        #[oai(name = "Last-Event-ID")]
+        _last_event_id_header: Header<Option<String>>,
+    ) -> Result<MercureStream, ApiError> {
+        let settings = route.settings()?;
+        let (stream, cursor) = subscribe::subscribe(request, &hub, &auth, settings).await?;
+        Ok(MercureStream::Stream(stream, cursor.clone(), cursor))
+    }
+}

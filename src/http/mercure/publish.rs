@@ -1,0 +1,142 @@
+//! `POST /.well-known/mercure`: a form publish. Fields: `topic` (repeated:
+//! the first canonical, the rest alternates), `data`, `id`, `type`,
+//! `retry`, `private`; others are ignored. Answers `200 text/plain` with
+//! the update's id.
+
+use poem::Request;
+use poem::http::StatusCode;
+
+use super::config::MercureSettings;
+use super::selector::check_text;
+use super::token;
+use super::update::{Envelope, GENERATED_ID_PREFIX, MERCURE_TOPIC, generated_id};
+use crate::auth::Authenticator;
+use crate::http::ApiError;
+use crate::http::credentials;
+use crate::http::publish_outcome;
+use crate::hub::Hub;
+use crate::model::{EventDraft, TopicName};
+
+/// The problem type of a Mercure request the spec says to refuse with 400.
+pub const BAD_MERCURE_REQUEST: &str = "bad-mercure-request";
+
+pub fn bad(detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request(BAD_MERCURE_REQUEST, detail)
+}
+
+/// Publishes the update `body` (the form, already read in full by the
+/// body limit) describes; returns its id.
+pub async fn publish(
+    request: &Request,
+    hub: &Hub,
+    auth: &Authenticator,
+    settings: &MercureSettings,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    // The per-address rate limit first, as on ssehub's routes, so floods of
+    // bad tokens are limited too.
+    auth.admit_publisher(credentials::client_address(request, auth), 1)?;
+    let Some(presented) = token::presented(request, None) else {
+        return Err(token::missing("publishing"));
+    };
+    let grants = token::verify(&presented, &settings.publisher, &super::hub_url(request))?;
+    let envelope = envelope(body)?;
+    let Some(allowed) = grants.publish else {
+        return Err(forbidden("the token has no `mercure.publish` claim"));
+    };
+    if let Some(topic) = envelope
+        .topics
+        .iter()
+        .find(|topic| !allowed.iter().any(|selector| selector.matches(topic)))
+    {
+        return Err(forbidden(format!(
+            "the token's `mercure.publish` selectors don't cover topic {topic:?}"
+        )));
+    }
+    let publisher_id = envelope.id.clone();
+    let draft = EventDraft {
+        topic: TopicName::parse(MERCURE_TOPIC).expect("a valid topic name"),
+        event_type: None,
+        retry: None,
+        data: serde_json::to_string(&envelope).expect("an envelope serializes"),
+        trace: None,
+    };
+    let accepted = publish_outcome::publish(hub, vec![draft]).await?;
+    Ok(publisher_id.unwrap_or_else(|| generated_id(accepted[0].id)))
+}
+
+fn forbidden(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+}
+
+/// The update a form describes, checked as the spec says.
+fn envelope(body: &[u8]) -> Result<Envelope, ApiError> {
+    let mut envelope = Envelope {
+        topics: Vec::new(),
+        id: None,
+        event_type: None,
+        retry: None,
+        private: false,
+        data: String::new(),
+    };
+    for (name, value) in form_urlencoded::parse(body) {
+        match &*name {
+            "topic" => {
+                check_text(&value).map_err(|error| bad(format!("topic: {error}")))?;
+                if value == "*" {
+                    return Err(bad(
+                        "topic: `*` is the selector of every topic, not a topic",
+                    ));
+                }
+                envelope.topics.push(value.into_owned());
+            }
+            "data" => envelope.data = value.into_owned(),
+            "id" if !value.is_empty() => envelope.id = Some(checked_id(&value)?),
+            "type" if !value.is_empty() => {
+                if value.chars().any(char::is_control) {
+                    return Err(bad("type: must not contain control characters"));
+                }
+                if value == "mercure" {
+                    return Err(bad(
+                        "type: `mercure` is reserved for the events the hub makes itself",
+                    ));
+                }
+                envelope.event_type = Some(value.into_owned());
+            }
+            "retry" if !value.is_empty() => {
+                let retry = value
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit())
+                    .then(|| value.parse::<u64>().ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "retry: {value:?} is not a number of milliseconds (ASCII digits only)"
+                        ))
+                    })?;
+                envelope.retry = Some(retry);
+            }
+            // The field's presence marks the update private, whatever its value.
+            "private" => envelope.private = true,
+            // The spec: unknown fields are ignored, for future extensions.
+            _ => {}
+        }
+    }
+    if envelope.topics.is_empty() {
+        return Err(bad("name at least one `topic`"));
+    }
+    Ok(envelope)
+}
+
+/// A publisher's id: no control characters, not `#…` (the spec's
+/// fragments, hub-made), not `earliest` (the resume keyword), and not one
+/// that looks like the ids this hub makes.
+fn checked_id(id: &str) -> Result<String, ApiError> {
+    check_text(id).map_err(|error| bad(format!("id: {error}")))?;
+    if id.starts_with('#') || id == "earliest" || id.starts_with(GENERATED_ID_PREFIX) {
+        return Err(bad(format!(
+            "id: {id:?} is reserved (`#…`, `earliest` and `{GENERATED_ID_PREFIX}…` are the hub's)"
+        )));
+    }
+    Ok(id.to_owned())
+}

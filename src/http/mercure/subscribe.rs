@@ -1,0 +1,198 @@
+//! `GET /.well-known/mercure?topic=…`: a Mercure subscription, served by
+//! the hub's own stream machinery (heartbeats, drain, limits, sheds) on the
+//! internal topic, filtered per subscriber ([`MercureFilter`]).
+
+use poem::Request;
+
+use super::config::MercureSettings;
+use super::filter::MercureFilter;
+use super::hub_url;
+use super::publish::bad;
+use super::selector::Selector;
+use super::token;
+use super::update::{MERCURE_TOPIC, Update, position_of};
+use crate::auth::Authenticator;
+use crate::backplane::PageLimit;
+use crate::http::ApiError;
+use crate::http::credentials;
+use crate::http::sse::{EventStreamBody, refuse_body};
+use crate::hub::{Admission, Hub, ShedReason, SubscribeRequest};
+use crate::model::{ResumePoint, TopicName};
+
+/// The resume keyword: everything history holds.
+const EARLIEST: &str = "earliest";
+/// How many events one page of the lookup of a publisher's id reads.
+const LOOKUP_PAGE_EVENTS: usize = 256;
+const LOOKUP_PAGE_BYTES: usize = 1024 * 1024;
+
+/// How a selector of the query is to be read.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Draft-07's `topic`: `*`, a URI template or an exact string.
+    Topic,
+    /// Draft-08's `match` / `match_exact`.
+    Exact,
+    /// Draft-08's `match_urlpattern`.
+    UrlPattern,
+}
+
+/// What the query string says.
+#[derive(Default)]
+struct Query {
+    topics: Vec<(Kind, String)>,
+    last_event_id: Option<String>,
+    authorization: Option<String>,
+}
+
+fn query(request: &Request) -> Result<Query, ApiError> {
+    let mut query = Query::default();
+    let Some(text) = request.uri().query() else {
+        return Ok(query);
+    };
+    for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+        match &*name {
+            "topic" => query.topics.push((Kind::Topic, value.into_owned())),
+            "match" | "match_exact" => query.topics.push((Kind::Exact, value.into_owned())),
+            "match_urlpattern" => query.topics.push((Kind::UrlPattern, value.into_owned())),
+            // The spec reserves the whole `match` prefix: a matcher type
+            // this hub doesn't know fails loudly rather than matching nothing.
+            name if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") => {
+                return Err(bad(format!(
+                    "`{name}` is not a matcher this hub knows: use `match` (or \
+                     `match_exact`), `match_urlpattern`, or draft-07's `topic`"
+                )));
+            }
+            // `Last-Event-ID` is draft-07's name (the Mercure hub 0.x's),
+            // `lastEventID` a later draft's, `last_event_id` draft-08's.
+            "Last-Event-ID" | "lastEventID" | "last_event_id" => {
+                query.last_event_id = Some(value.into_owned());
+            }
+            name if name == token::QUERY_PARAMETER => {
+                query.authorization = Some(value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
+/// A stream of the updates the request's selectors and token allow, and
+/// the cursor it starts after when a resume was asked for.
+pub async fn subscribe(
+    request: &Request,
+    hub: &Hub,
+    auth: &Authenticator,
+    settings: &MercureSettings,
+) -> Result<(EventStreamBody, Option<String>), ApiError> {
+    refuse_body(request)?;
+    let query = query(request)?;
+    if query.topics.is_empty() {
+        return Err(bad(
+            "name at least one selector: `topic` (draft-07, e.g. ?topic=*), `match` or \
+             `match_urlpattern` (draft-08)",
+        ));
+    }
+    let limit = hub.settings().max_topics_per_subscription;
+    if query.topics.len() > limit {
+        return Err(bad(format!(
+            "{} topic selectors, over the limit of {limit} per subscription \
+             (limits.max_topics_per_subscription)",
+            query.topics.len()
+        )));
+    }
+    let base = hub_url(request);
+    let selectors = query
+        .topics
+        .iter()
+        .map(|(kind, text)| match kind {
+            Kind::Topic => Selector::parse(text),
+            Kind::Exact => Selector::exact(text),
+            Kind::UrlPattern => Selector::url_pattern(text, &base),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| bad(format!("selector: {error}")))?;
+    let (private_selectors, expires_at) =
+        match token::presented(request, query.authorization.as_deref()) {
+            Some(presented) => {
+                let Some(key) = &settings.subscriber else {
+                    return Err(ApiError::new(
+                        poem::http::StatusCode::UNAUTHORIZED,
+                        "invalid-token",
+                        "this hub takes no subscriber tokens (mercure.subscriber_jwt.key is \
+                         not set): subscribe without one",
+                    ));
+                };
+                let grants = token::verify(&presented, key, &base)?;
+                (grants.subscribe, grants.expires_at)
+            }
+            None if settings.anonymous => (Vec::new(), None),
+            None => return Err(token::missing("subscribing")),
+        };
+    // The subscribe rate limit before any history is read for a resume.
+    let client = credentials::client_address(request, auth);
+    if auth.admit_subscriber(client).is_err() {
+        let shed = Admission::Shed(hub.shed(ShedReason::RateLimited));
+        return Ok((EventStreamBody::from_frames(shed.into_frames()), None));
+    }
+    let last_event_id = request
+        .headers()
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id)
+        .filter(|id| !id.trim().is_empty());
+    let resume = match &last_event_id {
+        None => None,
+        Some(id) => Some(resolve(hub, id.trim()).await),
+    };
+    let admission = hub.subscribe(SubscribeRequest {
+        topics: vec![TopicName::parse(MERCURE_TOPIC).expect("a valid topic name")],
+        resume: resume
+            .as_ref()
+            .map_or(ResumePoint::Live, |(point, _)| *point),
+        expires_at,
+        filter: Some(Box::new(MercureFilter {
+            selectors,
+            private_selectors,
+        })),
+    })?;
+    let stream = EventStreamBody::from_frames(admission.into_frames());
+    Ok((stream, resume.map(|(_, cursor)| cursor)))
+}
+
+/// Where a `Last-Event-ID` resumes, and the cursor to name in the
+/// response: the id itself when history holds it, else `earliest` (and
+/// everything history holds).
+async fn resolve(hub: &Hub, id: &str) -> (ResumePoint, String) {
+    let earliest = (ResumePoint::Earliest, EARLIEST.to_owned());
+    if id == EARLIEST {
+        return earliest;
+    }
+    if let Some(position) = position_of(id) {
+        return (ResumePoint::After(position), id.to_owned());
+    }
+    // A publisher's id: the earliest update in history that bears it (the
+    // spec's rule for a reused id), found by reading the history once.
+    let topic = TopicName::parse(MERCURE_TOPIC).expect("a valid topic name");
+    let limit = PageLimit {
+        events: LOOKUP_PAGE_EVENTS,
+        bytes: LOOKUP_PAGE_BYTES,
+    };
+    let mut after = 0;
+    loop {
+        let Ok(page) = hub.backplane().history(&topic, after, limit).await else {
+            return earliest;
+        };
+        if let Some(event) = page
+            .events
+            .iter()
+            .find(|event| Update::of(event).is_some_and(|update| update.id == id))
+        {
+            return (ResumePoint::After(event.id), id.to_owned());
+        }
+        match page.next_after {
+            Some(next) => after = next,
+            None => return earliest,
+        }
+    }
+}

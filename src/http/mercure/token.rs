@@ -1,0 +1,238 @@
+//! Mercure's tokens, signed with the configured key and algorithm, in two
+//! profiles told apart by the header's `typ`:
+//! - draft-07 (as Mercure 0.x accepts them): a `mercure` claim lists
+//!   `publish` and `subscribe` topic selectors; `exp` is checked when
+//!   present, not required; `iss` and `aud` when configured;
+//! - draft-08 (`typ: at+jwt`, RFC 9068 access tokens): `exp`, `iss` and
+//!   `aud` required and checked against `mercure.*_jwt.issuer` /
+//!   `.audience` (which must be set for such tokens to be accepted), and
+//!   the grants in `authorization_details` of type
+//!   `https://mercure.rocks/authorization-detail`.
+
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::Validation;
+use poem::Request;
+use poem::http::StatusCode;
+use serde::Deserialize;
+
+use super::config::MercureKey;
+use super::selector::Selector;
+use crate::http::ApiError;
+use crate::http::credentials;
+
+/// The cookie a browser's token travels in (draft-07).
+pub const COOKIE_NAME: &str = "mercureAuthorization";
+/// The query parameter a subscriber's token may travel in (draft-07).
+pub const QUERY_PARAMETER: &str = "authorization";
+/// Clock skew allowed on `exp` and `nbf`, as `auth.jwt.leeway`'s default.
+const LEEWAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    mercure: MercureClaim,
+    exp: Option<u64>,
+    /// Draft-08's grants (RFC 9396).
+    authorization_details: Option<Vec<serde_json::Value>>,
+}
+
+/// The type of draft-08's authorization details.
+const AUTHORIZATION_DETAIL_TYPE: &str = "https://mercure.rocks/authorization-detail";
+
+/// Whether the token's header says it is an RFC 9068 access token
+/// (`at+jwt`, or `application/at+jwt`, compared case-insensitively).
+fn is_access_token(token: &str) -> bool {
+    jsonwebtoken::decode_header(token)
+        .ok()
+        .and_then(|header| header.typ)
+        .is_some_and(|typ| {
+            let typ = typ.to_ascii_lowercase();
+            typ == "at+jwt" || typ == "application/at+jwt"
+        })
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid-token", detail)
+}
+
+/// Draft-08's grants: (publish, subscribe) selectors. A malformed Mercure
+/// detail rejects the whole token (no partial acceptance); details of
+/// other types and unknown actions grant nothing.
+fn authorization_details(
+    details: &[serde_json::Value],
+    base: &url::Url,
+) -> Result<(Vec<Selector>, Vec<Selector>), ApiError> {
+    let mut publish = Vec::new();
+    let mut subscribe = Vec::new();
+    for detail in details {
+        let detail = detail
+            .as_object()
+            .ok_or_else(|| invalid("an authorization detail is not a JSON object"))?;
+        if detail.get("type").and_then(|t| t.as_str()) != Some(AUTHORIZATION_DETAIL_TYPE) {
+            continue;
+        }
+        let actions = detail
+            .get("actions")
+            .and_then(|a| a.as_array())
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| invalid("a Mercure authorization detail needs non-empty `actions`"))?
+            .iter()
+            .map(|action| {
+                action
+                    .as_str()
+                    .ok_or_else(|| invalid("an action is not a string"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let topics = detail
+            .get("topics")
+            .and_then(|t| t.as_array())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| invalid("a Mercure authorization detail needs non-empty `topics`"))?;
+        for action in actions {
+            let into = match action {
+                "publish" => &mut publish,
+                "subscribe" => &mut subscribe,
+                _ => continue,
+            };
+            for matcher in topics {
+                into.push(matcher_selector(matcher, base)?);
+            }
+        }
+    }
+    Ok((publish, subscribe))
+}
+
+/// One `{"match": …, "match_type"?: …}` of a detail's `topics`.
+fn matcher_selector(matcher: &serde_json::Value, base: &url::Url) -> Result<Selector, ApiError> {
+    let text = matcher
+        .get("match")
+        .and_then(|m| m.as_str())
+        .ok_or_else(|| invalid("a topic matcher needs a string `match`"))?;
+    let bad =
+        |error: super::selector::InvalidSelector| invalid(format!("a topic matcher: {error}"));
+    if text == "*" {
+        return Ok(Selector::Any);
+    }
+    match matcher.get("match_type").map(|t| t.as_str()) {
+        None | Some(Some("exact")) => Selector::exact(text).map_err(bad),
+        Some(Some("urlpattern")) => Selector::url_pattern(text, base).map_err(bad),
+        _ => Err(invalid(
+            "a topic matcher's `match_type` is not `exact` or `urlpattern`",
+        )),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MercureClaim {
+    publish: Option<Vec<String>>,
+    subscribe: Option<Vec<String>>,
+}
+
+/// A verified token's grants.
+#[derive(Debug)]
+pub struct Grants {
+    /// `mercure.publish`; `None`: the claim is absent.
+    pub publish: Option<Vec<Selector>>,
+    /// `mercure.subscribe`; empty when absent.
+    pub subscribe: Vec<Selector>,
+    /// The token's `exp`, when it has one.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// The token of a request: the `Authorization: Bearer` header first, then
+/// the cookie, then (for subscribers) the query parameter.
+pub fn presented(request: &Request, query_token: Option<&str>) -> Option<String> {
+    credentials::bearer(request)
+        .or_else(|| credentials::cookie(request, COOKIE_NAME))
+        .or_else(|| {
+            query_token
+                .filter(|token| !token.is_empty())
+                .map(str::to_owned)
+        })
+}
+
+/// Verifies `token` with `key`: a 401 `invalid-token` when it is not one.
+/// `base` is the hub's URL, for draft-08's relative URL patterns.
+pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, ApiError> {
+    let access_token = is_access_token(token);
+    if access_token && (key.issuer.is_none() || key.audience.is_none()) {
+        return Err(invalid(
+            "a draft-08 access token (typ at+jwt) needs the hub's issuer and audience \
+             configured (mercure.*_jwt.issuer and .audience)",
+        ));
+    }
+    let mut validation = Validation::new(key.algorithm);
+    validation.required_spec_claims.clear();
+    if access_token {
+        for claim in ["exp", "iss", "aud"] {
+            validation.required_spec_claims.insert(claim.to_owned());
+        }
+    }
+    validation.leeway = LEEWAY.as_secs();
+    validation.validate_nbf = true;
+    match &key.issuer {
+        Some(issuer) => {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_owned());
+        }
+        None => validation.iss = None,
+    }
+    match &key.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
+        None => validation.validate_aud = false,
+    }
+    let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                format!("the Mercure token was refused: {error}"),
+            )
+        })?
+        .claims;
+    let selectors = |list: Vec<String>| {
+        list.iter()
+            .map(|text| Selector::parse(text))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid-token",
+                    format!("the Mercure token's `mercure` claim holds a bad selector: {error}"),
+                )
+            })
+    };
+    let expires_at = claims
+        .exp
+        .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
+    if access_token {
+        let (publish, subscribe) =
+            authorization_details(claims.authorization_details.as_deref().unwrap_or(&[]), base)?;
+        return Ok(Grants {
+            publish: Some(publish),
+            subscribe,
+            expires_at,
+        });
+    }
+    Ok(Grants {
+        publish: claims.mercure.publish.map(selectors).transpose()?,
+        subscribe: selectors(claims.mercure.subscribe.unwrap_or_default())?,
+        expires_at,
+    })
+}
+
+/// A 401 for a request that needs a token and has none.
+pub fn missing(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        format!(
+            "{what} needs a Mercure token: `Authorization: Bearer <jwt>` or the \
+             `{COOKIE_NAME}` cookie"
+        ),
+    )
+}
