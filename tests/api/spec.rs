@@ -127,10 +127,17 @@ async fn tags_name_what_users_do_and_stream_routes_say_what_to_run() {
         .collect();
     assert_eq!(
         tags,
-        BTreeSet::from(["Console", "Operations", "Publish", "Subscribe", "Tutorial"])
+        BTreeSet::from([
+            "Console",
+            "Mercure",
+            "Operations",
+            "Publish",
+            "Subscribe",
+            "Tutorial"
+        ])
     );
     assert_eq!(spec["paths"]["/event-stream"]["get"]["tags"][0], "Tutorial");
-    for path in ["/v1/events", "/event-stream"] {
+    for path in ["/v1/events", "/event-stream", "/.well-known/mercure"] {
         let description = spec["paths"][path]["get"]["description"].as_str().unwrap();
         assert!(
             description.starts_with("**Swagger UI can't show this stream**"),

@@ -162,6 +162,12 @@ impl MercureApi {
 
     /// Subscribe to Mercure updates (SSE)
     ///
+    /// **Swagger UI can't show this stream**: "Execute" waits for the
+    /// response to end, and an event stream stays open for live updates, so
+    /// it spins until you cancel it. Run `curl -N
+    /// 'http://127.0.0.1:8080/.well-known/mercure?topic=https://example.com/books/1'`,
+    /// or `new EventSource('/.well-known/mercure?topic=…')` in a page.
+    ///
     /// Selectors are OR'ed. A subscriber token (`Authorization: Bearer`,
     /// the `mercureAuthorization` cookie or `?authorization=`) is needed
     /// unless `mercure.anonymous`; its `mercure.subscribe` selectors open

@@ -14,7 +14,7 @@ use crate::auth::Authenticator;
 use crate::http::ApiError;
 use crate::http::credentials;
 use crate::http::publish_outcome;
-use crate::hub::Hub;
+use crate::hub::{Hub, Receipt};
 use crate::model::{EventDraft, TopicName};
 
 /// The problem type of a Mercure request the spec says to refuse with 400.
@@ -61,8 +61,13 @@ pub async fn publish(
         data: serde_json::to_string(&envelope).expect("an envelope serializes"),
         trace: None,
     };
-    let accepted = publish_outcome::publish(hub, vec![draft]).await?;
-    Ok(publisher_id.unwrap_or_else(|| generated_id(accepted[0].id)))
+    // No Idempotency-Key on this route yet, so the receipt is always a
+    // publish made now; a replayed one would name its recorded first id.
+    let first_id = match publish_outcome::publish(hub, vec![draft], None).await? {
+        Receipt::Published(accepted) => accepted[0].id,
+        Receipt::Replayed(recorded) => recorded.first,
+    };
+    Ok(publisher_id.unwrap_or_else(|| generated_id(first_id)))
 }
 
 fn forbidden(detail: impl Into<String>) -> ApiError {
