@@ -281,6 +281,55 @@ impl<E: Into<ApiError>> From<E> for TutorialRouteError {
     }
 }
 
+/// An [`ApiError`] of the Mercure routes: every problem status, and the
+/// 404 they answer while `mercure.enabled` is false (the routes stay in the
+/// spec either way, so the spec must say so).
+#[derive(Debug)]
+pub struct MercureRouteError(pub ApiError);
+
+/// The Mercure routes' 404.
+const MERCURE_OFF: &str = "The Mercure protocol is off on this hub (`mercure.enabled = false`)";
+
+impl ApiResponse for MercureRouteError {
+    fn meta() -> MetaResponses {
+        let mut meta = problem_responses(|_| true);
+        meta.responses.push(MetaResponse {
+            description: MERCURE_OFF,
+            status: Some(404),
+            status_range: None,
+            content: vec![MetaMediaType {
+                content_type: PROBLEM_JSON,
+                schema: <Problem as poem_openapi::types::Type>::schema_ref(),
+            }],
+            headers: vec![],
+        });
+        meta.responses.sort_by_key(|response| response.status);
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        ApiError::register(registry);
+    }
+}
+
+impl IntoResponse for MercureRouteError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl From<MercureRouteError> for poem::Error {
+    fn from(error: MercureRouteError) -> Self {
+        error.0.into()
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for MercureRouteError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
 impl From<InvalidTopicName> for ApiError {
     fn from(error: InvalidTopicName) -> Self {
         Self::bad_request("invalid-topic", error.to_string())

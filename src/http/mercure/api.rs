@@ -19,6 +19,7 @@ use super::{publish, subscribe};
 use crate::auth::Authenticator;
 use crate::http::ApiError;
 use crate::http::ApiTags;
+use crate::http::error::MercureRouteError;
 use crate::http::sse::EventStreamBody;
 use crate::hub::Hub;
 
@@ -154,7 +155,7 @@ impl MercureApi {
         auth: Data<&Authenticator>,
         route: Data<&MercureRoute>,
         body: MercureForm,
-    ) -> Result<MercurePublished, ApiError> {
+    ) -> Result<MercurePublished, MercureRouteError> {
         let settings = route.settings()?;
         let id = publish::publish(request, &hub, &auth, settings, &body.0).await?;
         Ok(MercurePublished::Accepted(PlainText(id)))
@@ -213,7 +214,7 @@ impl MercureApi {
         /// Resume after this update id; wins over the query.
         #[oai(name = "Last-Event-ID")]
         _last_event_id_header: Header<Option<String>>,
-    ) -> Result<MercureStream, ApiError> {
+    ) -> Result<MercureStream, MercureRouteError> {
         let settings = route.settings()?;
         let (stream, cursor) = subscribe::subscribe(request, &hub, &auth, settings).await?;
         Ok(MercureStream::Stream(stream, cursor.clone(), cursor))
