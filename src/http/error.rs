@@ -6,6 +6,7 @@
 //! errors raised by poem or poem-openapi before a handler runs (bad JSON,
 //! wrong content type, unknown route) are rewritten by [`problem_for_poem_error`].
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use poem::http::{HeaderValue, StatusCode, header};
@@ -242,20 +243,19 @@ impl ApiResponse for ApiError {
     }
 }
 
-/// An [`ApiError`] of the tutorials' `POST /event-stream`, whose own
-/// response answers every bad request with its JSend 400: the spec lists
-/// only the problem statuses that route can still answer (a refused token,
-/// body over the limit, a draining hub), so it never shows two bodies for
-/// one status.
-#[derive(Debug)]
-pub struct TutorialRouteError(pub ApiError);
+/// An [`ApiError`] of a route whose spec lists other problem statuses than
+/// [`ApiError`]'s: `D` says which ([`DocumentedProblems`]). The answer is
+/// the `ApiError`'s own; only the documentation differs.
+pub struct RouteError<D>(pub ApiError, PhantomData<fn() -> D>);
 
-/// What [`TutorialRouteError`] documents.
-const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 409, 413, 422, 429, 503, 504];
+/// The problem responses a [`RouteError`]'s route documents.
+pub trait DocumentedProblems {
+    fn responses() -> MetaResponses;
+}
 
-impl ApiResponse for TutorialRouteError {
+impl<D: DocumentedProblems> ApiResponse for RouteError<D> {
     fn meta() -> MetaResponses {
-        problem_responses(|status| SEED_ROUTE_STATUSES.contains(&status))
+        D::responses()
     }
 
     fn register(registry: &mut Registry) {
@@ -263,35 +263,51 @@ impl ApiResponse for TutorialRouteError {
     }
 }
 
-impl IntoResponse for TutorialRouteError {
+impl<D> IntoResponse for RouteError<D> {
     fn into_response(self) -> Response {
         self.0.into_response()
     }
 }
 
-impl From<TutorialRouteError> for poem::Error {
-    fn from(error: TutorialRouteError) -> Self {
+impl<D> From<RouteError<D>> for poem::Error {
+    fn from(error: RouteError<D>) -> Self {
         error.0.into()
     }
 }
 
-impl<E: Into<ApiError>> From<E> for TutorialRouteError {
+impl<D, E: Into<ApiError>> From<E> for RouteError<D> {
     fn from(error: E) -> Self {
-        Self(error.into())
+        Self(error.into(), PhantomData)
     }
 }
 
-/// An [`ApiError`] of the Mercure routes: every problem status, and the
-/// 404 they answer while `mercure.enabled` is false (the routes stay in the
-/// spec either way, so the spec must say so).
-#[derive(Debug)]
-pub struct MercureRouteError(pub ApiError);
+/// The tutorials' `POST /event-stream` answers every bad request with its
+/// own JSend 400: the spec lists only the problem statuses that route can
+/// still answer (a refused token, body over the limit, a draining hub), so
+/// it never shows two bodies for one status.
+pub enum TutorialProblems {}
+
+/// What [`TutorialProblems`] documents.
+const SEED_ROUTE_STATUSES: &[u16] = &[401, 403, 408, 409, 413, 422, 429, 503, 504];
+
+impl DocumentedProblems for TutorialProblems {
+    fn responses() -> MetaResponses {
+        problem_responses(|status| SEED_ROUTE_STATUSES.contains(&status))
+    }
+}
+
+pub type TutorialRouteError = RouteError<TutorialProblems>;
+
+/// The Mercure routes: every problem status, and the 404 they answer while
+/// `mercure.enabled` is false (the routes stay in the spec either way, so
+/// the spec must say so).
+pub enum MercureProblems {}
 
 /// The Mercure routes' 404.
 const MERCURE_OFF: &str = "The Mercure protocol is off on this hub (`mercure.enabled = false`)";
 
-impl ApiResponse for MercureRouteError {
-    fn meta() -> MetaResponses {
+impl DocumentedProblems for MercureProblems {
+    fn responses() -> MetaResponses {
         let mut meta = problem_responses(|_| true);
         meta.responses.push(MetaResponse {
             description: MERCURE_OFF,
@@ -306,29 +322,9 @@ impl ApiResponse for MercureRouteError {
         meta.responses.sort_by_key(|response| response.status);
         meta
     }
-
-    fn register(registry: &mut Registry) {
-        ApiError::register(registry);
-    }
 }
 
-impl IntoResponse for MercureRouteError {
-    fn into_response(self) -> Response {
-        self.0.into_response()
-    }
-}
-
-impl From<MercureRouteError> for poem::Error {
-    fn from(error: MercureRouteError) -> Self {
-        error.0.into()
-    }
-}
-
-impl<E: Into<ApiError>> From<E> for MercureRouteError {
-    fn from(error: E) -> Self {
-        Self(error.into())
-    }
-}
+pub type MercureRouteError = RouteError<MercureProblems>;
 
 impl From<InvalidTopicName> for ApiError {
     fn from(error: InvalidTopicName) -> Self {
