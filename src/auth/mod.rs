@@ -398,13 +398,7 @@ impl Authenticator {
         }
         let private: Vec<&TopicName> = topics
             .iter()
-            .filter(|topic| {
-                !self
-                    .inner
-                    .public_topics
-                    .iter()
-                    .any(|pattern| pattern.matches(topic.as_str(), None))
-            })
+            .filter(|topic| !self.may_read_without_credentials(topic))
             .collect();
         if private.is_empty() {
             return Ok(open);
@@ -440,6 +434,19 @@ impl Authenticator {
         Ok(SubscribeVerdict {
             expires_at: grant.expires_at,
         })
+    }
+
+    /// Whether anyone may subscribe to `topic` without credentials:
+    /// subscribing is open, or the topic is one of `auth.public_topics`.
+    /// (For protocols on top of the hub that let their subscribers follow
+    /// ssehub topics: Mercure.)
+    pub fn may_read_without_credentials(&self, topic: &TopicName) -> bool {
+        self.inner.subscribe == SubscribeAuth::Open
+            || self
+                .inner
+                .public_topics
+                .iter()
+                .any(|pattern| pattern.matches(topic.as_str(), None))
     }
 
     /// One new subscription from `client`; over the limit the caller sheds

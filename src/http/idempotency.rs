@@ -36,6 +36,8 @@ pub(super) enum PublishRoute {
     Batch,
     /// `POST /event-stream`
     Tutorial,
+    /// `POST /.well-known/mercure`
+    Mercure,
 }
 
 impl PublishRoute {
@@ -44,6 +46,7 @@ impl PublishRoute {
             Self::One => "POST /v1/topics/{topic}/events",
             Self::Batch => "POST /v1/events",
             Self::Tutorial => "POST /event-stream",
+            Self::Mercure => "POST /.well-known/mercure",
         }
     }
 }
@@ -127,9 +130,19 @@ pub(super) fn record(
     route: PublishRoute,
     drafts: &[EventDraft],
 ) -> Option<Idempotency> {
-    let key = key?;
     let scope = publisher.map(PublisherId::stable_name).unwrap_or_default();
-    Some(Idempotency::new(key, &scope, route.as_str(), drafts))
+    record_in(key, &scope, route, drafts)
+}
+
+/// [`record`] for a publisher named by `scope` (a protocol's own
+/// credentials, such as a Mercure token's holder).
+pub(super) fn record_in(
+    key: Option<&IdempotencyKey>,
+    scope: &str,
+    route: PublishRoute,
+    drafts: &[EventDraft],
+) -> Option<Idempotency> {
+    Some(Idempotency::new(key?, scope, route.as_str(), drafts))
 }
 
 /// The ids a publish was answered with, in the order of its drafts.

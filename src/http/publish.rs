@@ -344,6 +344,7 @@ pub fn draft(
         retry,
         data: data_text(data.0),
         trace: None,
+        mirror: false,
     })
 }
 

@@ -216,6 +216,7 @@ impl TutorialApi {
             retry: None,
             data: message.clone(),
             trace: None,
+            mirror: false,
         };
         let drafts = vec![draft];
         let once = idempotency::record(

@@ -78,5 +78,6 @@ pub fn draft(topic: &str, data: impl Into<String>) -> EventDraft {
         retry: None,
         data: data.into(),
         trace: None,
+        mirror: false,
     }
 }

@@ -21,6 +21,8 @@ pub struct EventDraft {
     pub data: String,
     /// The publish's trace, filled in by the hub when tracing is on.
     pub trace: Option<TraceContext>,
+    /// See [`Event::mirror`].
+    pub mirror: bool,
 }
 
 /// An accepted event. Shared as `Arc<Event>`: history and every live queue
@@ -40,6 +42,12 @@ pub struct Event {
     /// A protocol's own view of the event (Mercure's update), derived at
     /// most once per process and shared by that protocol's subscribers.
     pub attachment: Attachment,
+    /// A copy, on this topic, of what a protocol on top of the hub carries
+    /// on its own topic (a Mercure update on an ssehub topic it names), so
+    /// that this topic's subscribers get it too. That protocol's own
+    /// subscribers, who get the original, skip it. Kept with the event in
+    /// history and across a backplane.
+    pub mirror: bool,
 }
 
 /// A view of an event that a protocol on top of the hub derives from it
@@ -113,6 +121,7 @@ impl Event {
             accepted_at,
             trace: draft.trace,
             attachment: Attachment::default(),
+            mirror: draft.mirror,
         })
     }
 }

@@ -218,6 +218,7 @@ mod tests {
             retry: None,
             data: data.to_owned(),
             trace: None,
+            mirror: false,
         }
     }
 

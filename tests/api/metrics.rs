@@ -284,6 +284,7 @@ async fn resumes_gaps_and_lag_are_counted() {
             retry: None,
             data: n.to_string(),
             trace: None,
+            mirror: false,
         };
         app.hub.publish(vec![draft]).await.unwrap();
     }

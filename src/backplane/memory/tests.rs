@@ -31,6 +31,7 @@ fn sized_draft(topic: &str, bytes: usize) -> EventDraft {
         retry: None,
         data: "x".repeat(bytes),
         trace: None,
+        mirror: false,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct WireEvent<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub tracestate: Option<Cow<'a, str>>,
+    /// `EventDraft::mirror`; absent (false) in what older builds wrote.
+    #[serde(rename = "m", default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
 }
 
 /// A [`WireEvent`] whose fields this hub would not have accepted.
@@ -65,6 +68,7 @@ impl<'a> From<&'a EventDraft> for WireEvent<'a> {
                 .map(|t| t.tracestate())
                 .filter(|state| !state.is_empty())
                 .map(Cow::Borrowed),
+            mirror: draft.mirror,
         }
     }
 }
@@ -84,6 +88,7 @@ impl WireEvent<'_> {
             trace: self.traceparent.map(|parent| {
                 TraceContext::new(parent.as_ref(), self.tracestate.as_deref().unwrap_or(""))
             }),
+            mirror: self.mirror,
         })
     }
 }
@@ -100,6 +105,7 @@ mod tests {
             retry: Some(Duration::from_millis(2500)),
             data: "line one\nline \"two\"".into(),
             trace: Some(TraceContext::new("00-abc-def-01", "vendor=1")),
+            mirror: true,
         };
         let json = serde_json::to_string(&WireEvent::from(&draft)).unwrap();
         let wire: WireEvent<'_> = serde_json::from_str(&json).unwrap();
@@ -108,6 +114,7 @@ mod tests {
         assert_eq!(back.event_type, draft.event_type);
         assert_eq!(back.retry, draft.retry);
         assert_eq!(back.data, draft.data);
+        assert!(back.mirror);
         assert_eq!(back.trace, draft.trace);
     }
 

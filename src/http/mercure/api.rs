@@ -20,6 +20,8 @@ use crate::auth::Authenticator;
 use crate::http::ApiError;
 use crate::http::ApiTags;
 use crate::http::error::MercureRouteError;
+use crate::http::idempotency::IdempotencyKeyHeader;
+use crate::http::publish::MaxEventsPerRequest;
 use crate::http::sse::EventStreamBody;
 use crate::hub::Hub;
 
@@ -148,16 +150,27 @@ impl MercureApi {
         method = "post",
         tag = "ApiTags::Mercure"
     )]
+    // Each argument is one documented parameter of the operation or data
+    // it reads (the subscription's route does the same).
+    #[allow(clippy::too_many_arguments)]
     async fn publish(
         &self,
         request: &Request,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
         route: Data<&MercureRoute>,
+        max_events: Data<&MaxEventsPerRequest>,
+        /// Makes a retry safe, as on ssehub's own publish routes: a retry
+        /// with the same key within `limits.idempotency_window` gets the
+        /// first answer (the same id) and publishes nothing; 409 while the
+        /// first is in flight, 422 if the key was used for another update.
+        /// Keys are per token holder (issuer and subject).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKeyHeader>>,
         body: MercureForm,
     ) -> Result<MercurePublished, MercureRouteError> {
         let settings = route.settings()?;
-        let id = publish::publish(request, &hub, &auth, settings, &body.0).await?;
+        let id = publish::publish(request, &hub, &auth, settings, **max_events, &body.0).await?;
         Ok(MercurePublished::Accepted(PlainText(id)))
     }
 

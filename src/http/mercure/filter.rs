@@ -1,7 +1,11 @@
 //! What one Mercure subscriber receives of the updates on the internal
 //! topic: those with a topic its selectors match, and of the private ones
 //! only those its token's `mercure.subscribe` selectors also match (on
-//! replay as live: the check is per delivery).
+//! replay as live: the check is per delivery). Events of the ssehub topics
+//! it follows are public updates its exact selectors match; their mirrors
+//! of Mercure updates are skipped (the update itself comes on the
+//! internal topic). Each update's frame is built once per event per
+//! process ([`Update::of`]), never per subscriber.
 
 use bytes::Bytes;
 

@@ -12,6 +12,8 @@
 mod api;
 mod config;
 mod filter;
+mod mirror;
+mod namespace;
 mod publish;
 mod selector;
 mod subscribe;

@@ -1,6 +1,9 @@
 //! `GET /.well-known/mercure?topic=…`: a Mercure subscription, served by
 //! the hub's own stream machinery (heartbeats, drain, limits, sheds) on the
-//! internal topic, filtered per subscriber ([`MercureFilter`]).
+//! internal topic, filtered per subscriber ([`MercureFilter`]); plus the
+//! ssehub topics its exact selectors name ([`ssehub_topics`]), whose
+//! events it gets as public updates. Ids are one hub-wide sequence, so one
+//! cursor resumes them all.
 
 use poem::Request;
 
@@ -10,7 +13,7 @@ use super::hub_url;
 use super::publish::bad;
 use super::selector::Selector;
 use super::token;
-use super::update::{MERCURE_TOPIC, Update, position_of};
+use super::update::{MERCURE_TOPIC, Update, is_reserved, position_of};
 use crate::auth::Authenticator;
 use crate::backplane::PageLimit;
 use crate::http::ApiError;
@@ -145,8 +148,18 @@ pub async fn subscribe(
         None => None,
         Some(id) => Some(resolve(hub, id.trim()).await),
     };
+    let mut topics = ssehub_topics(&selectors, &private_selectors, auth);
+    topics.push(TopicName::parse(MERCURE_TOPIC).expect("a valid topic name"));
+    if topics.len() > limit {
+        return Err(bad(format!(
+            "{} exact selectors name ssehub topics: with the Mercure updates' own, that is \
+             over the limit of {limit} topics per subscription \
+             (limits.max_topics_per_subscription)",
+            topics.len() - 1
+        )));
+    }
     let admission = hub.subscribe(SubscribeRequest {
-        topics: vec![TopicName::parse(MERCURE_TOPIC).expect("a valid topic name")],
+        topics,
         resume: resume
             .as_ref()
             .map_or(ResumePoint::Live, |(point, _)| *point),
@@ -158,6 +171,38 @@ pub async fn subscribe(
     })?;
     let stream = EventStreamBody::from_frames(admission.into_frames());
     Ok((stream, resume.map(|(_, cursor)| cursor)))
+}
+
+/// The ssehub topics a subscription follows besides the Mercure updates':
+/// those its exact selectors name (`chat`, `urn:orders:42`: whatever
+/// [`TopicName`] accepts; not the internal topic), each only if this
+/// subscriber may read it as ssehub would let it, without credentials
+/// (subscribing open, or `auth.public_topics`), or as Mercure would let it
+/// read a private update there (its token's `mercure.subscribe` covers
+/// it). Templates and URL patterns follow no ssehub topic: ssehub can't
+/// list the names they match.
+fn ssehub_topics(
+    selectors: &[Selector],
+    private_selectors: &[Selector],
+    auth: &Authenticator,
+) -> Vec<TopicName> {
+    let mut topics: Vec<TopicName> = Vec::new();
+    for selector in selectors {
+        let Selector::Exact(text) = selector else {
+            continue;
+        };
+        let Ok(topic) = TopicName::parse(text) else {
+            continue;
+        };
+        let readable = auth.may_read_without_credentials(&topic)
+            || private_selectors
+                .iter()
+                .any(|selector| selector.matches(text));
+        if readable && !is_reserved(text) && !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    topics
 }
 
 /// Where a `Last-Event-ID` resumes, and the cursor to name in the

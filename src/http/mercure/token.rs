@@ -33,6 +33,10 @@ struct Claims {
     #[serde(default)]
     mercure: MercureClaim,
     exp: Option<u64>,
+    /// Read leniently (any JSON): a draft-07 token's `iss` and `sub` are
+    /// checked by nobody, and only name its holder.
+    iss: Option<serde_json::Value>,
+    sub: Option<serde_json::Value>,
     /// Draft-08's grants (RFC 9396).
     authorization_details: Option<Vec<serde_json::Value>>,
 }
@@ -138,6 +142,22 @@ pub struct Grants {
     pub subscribe: Vec<Selector>,
     /// The token's `exp`, when it has one.
     pub expires_at: Option<SystemTime>,
+    /// Who holds the token, by a name the same on every replica: its issuer
+    /// and subject, or its signature when it has no subject. The scope of
+    /// a publisher's idempotency keys.
+    pub holder: String,
+}
+
+/// [`Grants::holder`]: tagged so that the two kinds never meet, the issuer
+/// and subject split by a NUL, which neither can hold.
+fn holder(token: &str, issuer: Option<&str>, subject: Option<&str>) -> String {
+    match subject {
+        Some(subject) => format!("mercure-jwt:{}\0{subject}", issuer.unwrap_or_default()),
+        None => format!(
+            "mercure-token:{}",
+            token.rsplit('.').next().unwrap_or_default()
+        ),
+    }
 }
 
 /// The token of a request: the `Authorization: Bearer` header first, then
@@ -209,6 +229,11 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
     let expires_at = claims
         .exp
         .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
+    let holder = holder(
+        token,
+        claims.iss.as_ref().and_then(|iss| iss.as_str()),
+        claims.sub.as_ref().and_then(|sub| sub.as_str()),
+    );
     if access_token {
         let (publish, subscribe) =
             authorization_details(claims.authorization_details.as_deref().unwrap_or(&[]), base)?;
@@ -216,12 +241,14 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
             publish: Some(publish),
             subscribe,
             expires_at,
+            holder,
         });
     }
     Ok(Grants {
         publish: claims.mercure.publish.map(selectors).transpose()?,
         subscribe: selectors(claims.mercure.subscribe.unwrap_or_default())?,
         expires_at,
+        holder,
     })
 }
 

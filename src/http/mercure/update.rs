@@ -4,8 +4,15 @@
 //! compact JSON. Each process derives the [`Update`] (with its Mercure
 //! frame) from an event once, on first delivery, and every Mercure
 //! subscriber shares it.
+//!
+//! An event of an ssehub topic that a Mercure subscription follows (see
+//! the book's "How Mercure topics meet ssehub topics") is a public update
+//! too: its topic is the topic's name, its id the hub's (`urn:ssehub:…`),
+//! its fields the event's own; derived once per event per process the same
+//! way. Mirrors of Mercure updates on ssehub topics are not updates: the
+//! subscriber gets the original.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Event, EventId, sse};
@@ -18,6 +25,11 @@ pub const MERCURE_TOPIC: &str = "~mercure";
 /// The prefix of ids the hub makes for updates published without one: the
 /// event's ssehub id follows, so resuming from it needs no lookup.
 pub const GENERATED_ID_PREFIX: &str = "urn:ssehub:";
+
+/// The event type Mercure reserves for the updates the hub makes itself
+/// (subscription events): refused on publish, and never taken from an
+/// ssehub event.
+pub const RESERVED_TYPE: &str = "mercure";
 
 /// Whether an ssehub route must refuse this topic name.
 pub fn is_reserved(topic: &str) -> bool {
@@ -64,14 +76,42 @@ pub struct Update {
 }
 
 impl Update {
-    /// The update an event carries, derived on first use and then shared;
-    /// `None` for an event that is not an update (nothing else is
-    /// published on the reserved topic, so: never, in practice).
+    /// The update an event carries, derived on first use and then shared:
+    /// on the internal topic, the envelope's; on an ssehub topic, the
+    /// event's own. `None` for an event that is not an update: a mirror,
+    /// an ssehub event of the reserved type `mercure`, an envelope that
+    /// doesn't decode (nothing else is published on the internal topic).
     pub fn of(event: &Event) -> Option<&Update> {
         event
             .attachment
-            .get_or_init(|| Self::decode(event))
+            .get_or_init(|| {
+                if is_reserved(event.topic.as_str()) {
+                    Self::decode(event)
+                } else {
+                    Self::of_ssehub_event(event)
+                }
+            })
             .and_then(Option::as_ref)
+    }
+
+    /// An ssehub event as a public update: its frame with the hub's
+    /// Mercure id (`urn:ssehub:<id>`) in `id:`, the rest as ssehub wrote it.
+    fn of_ssehub_event(event: &Event) -> Option<Update> {
+        if event.mirror || event_type_of(&event.frame) == Some(RESERVED_TYPE.as_bytes()) {
+            return None;
+        }
+        // Every ssehub frame opens with its `id:` line (`model::sse`).
+        let rest = event.frame.strip_prefix(b"id: ")?;
+        let mut frame = BytesMut::with_capacity(event.frame.len() + GENERATED_ID_PREFIX.len());
+        frame.extend_from_slice(b"id: ");
+        frame.extend_from_slice(GENERATED_ID_PREFIX.as_bytes());
+        frame.extend_from_slice(rest);
+        Some(Update {
+            topics: vec![event.topic.as_str().to_owned()],
+            private: false,
+            id: generated_id(event.id),
+            frame: frame.freeze(),
+        })
     }
 
     fn decode(event: &Event) -> Option<Update> {
@@ -90,6 +130,14 @@ impl Update {
             frame,
         })
     }
+}
+
+/// The `event:` value of an ssehub frame, if it has one: the line after
+/// `id:` (`model::sse` writes `id`, `event`, `retry`, `data` in order).
+fn event_type_of(frame: &[u8]) -> Option<&[u8]> {
+    let after_id = memchr::memchr(b'\n', frame)? + 1;
+    let line = frame[after_id..].strip_prefix(b"event: ")?;
+    Some(&line[..memchr::memchr(b'\n', line)?])
 }
 
 /// The one `data:` line of an envelope's event frame: compact JSON has no
@@ -132,6 +180,42 @@ mod tests {
     use super::*;
     use crate::model::{EventDraft, TopicName};
 
+    fn ssehub_event(topic: &str, event_type: Option<&str>, mirror: bool) -> std::sync::Arc<Event> {
+        let draft = EventDraft {
+            topic: TopicName::parse(topic).unwrap(),
+            event_type: event_type.map(|t| crate::model::EventType::parse(t).unwrap()),
+            retry: Some(std::time::Duration::from_millis(900)),
+            data: "a\nb".into(),
+            trace: None,
+            mirror,
+        };
+        Event::accept(draft, EventId::new(7, 43), std::time::SystemTime::now())
+    }
+
+    #[test]
+    fn an_ssehub_event_is_a_public_update_with_the_hubs_id_and_its_own_fields() {
+        let event = ssehub_event("chat", Some("said"), false);
+        let update = Update::of(&event).unwrap();
+        assert_eq!(update.topics, ["chat"]);
+        assert!(!update.private);
+        assert_eq!(update.id, "urn:ssehub:7-2b");
+        assert_eq!(position_of(&update.id), Some(event.id));
+        assert_eq!(
+            &update.frame[..],
+            b"id: urn:ssehub:7-2b\nevent: said\nretry: 900\ndata: a\ndata: b\n\n"
+        );
+        // Derived once: the second look is the same allocation.
+        assert!(std::ptr::eq(update, Update::of(&event).unwrap()));
+    }
+
+    #[test]
+    fn mirrors_and_events_of_the_reserved_type_are_no_updates() {
+        assert!(Update::of(&ssehub_event("chat", None, true)).is_none());
+        assert!(Update::of(&ssehub_event("chat", Some("mercure"), false)).is_none());
+        assert!(Update::of(&ssehub_event("chat", Some("mercure2"), false)).is_some());
+        assert!(Update::of(&ssehub_event("chat", None, false)).is_some());
+    }
+
     fn event(envelope: &Envelope) -> std::sync::Arc<Event> {
         let draft = EventDraft {
             topic: TopicName::parse(MERCURE_TOPIC).unwrap(),
@@ -139,6 +223,7 @@ mod tests {
             retry: None,
             data: serde_json::to_string(envelope).unwrap(),
             trace: None,
+            mirror: false,
         };
         Event::accept(draft, EventId::new(7, 42), std::time::SystemTime::now())
     }
