@@ -16,7 +16,7 @@
 //! | --- | --- |
 //! | [`app`] | building in order around an already bound listener: the metric families, hub and backplane, auth, routes, the HTTP server; serving until the drain; the `ssehub token` command |
 //! | [`config`] | the root configuration: composes each part's settings, its layers (defaults < TOML < `SSEHUB_*`), `ConfigError` (wrapping a part's [`setting::InvalidSetting`]), masking |
-//! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), tutorial routes, probes, `/v1/stats`, the console at `/` (assets embedded), the Mercure protocol at `/.well-known/mercure` (`http::mercure`, when `mercure.enabled`: its updates ride the internal topic `~mercure`, filtered per subscriber), problem+json errors (and the refusal [`server`] sends for a bad head), its settings (CORS, console, tutorial topic) |
+//! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), tutorial routes, probes, `/v1/stats`, the console at `/` (assets embedded), the Mercure protocol at `/.well-known/mercure` (`http::mercure`, when `mercure.enabled`: its updates ride the internal topic `~mercure`, filtered per subscriber, and meet the ssehub topics their topics name), problem+json errors (and the refusal [`server`] sends for a bad head), its settings (CORS, console, tutorial topic) |
 //! | [`shutdown`] | the drain sequence and the stop order after it, the signals (the first drains, a second exits at once), the drain settings |
 //! | [`hub`] | the domain core: the topics' live queues, subscriptions and their delivery logic (with an optional per-subscription frame filter, for Mercure), drain state, shedding (the one answer to a subscribe not served now), its metric families and the order every family is registered in; the hub tests and benchmarks build (`hub::testing`, behind the `testing` feature). No HTTP, no Redis |
 //! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh) and minting, topic patterns, grants, rate limits, the client address behind trusted proxies; its settings (checked and parsed once into the `AuthSettings` the `Authenticator` is built from) and metric families. No HTTP types |
@@ -25,7 +25,7 @@
 //! | [`telemetry`] | logs (text or JSON, with trace ids), the OTLP trace pipeline, its settings; trace context in and out of request headers and events (`propagation`, the part `hub` and `http` use) |
 //! | [`setting`] | `InvalidSetting`, what a part's settings check returns |
 //! | [`metrics`] | registry helpers, buckets, labelled families, the exposition |
-//! | [`model`] | the shared vocabulary: topic names, event ids and resume points, events, trace context, idempotency keys and their digests, the SSE wire format (with the gap reasons) |
+//! | [`model`] | the shared vocabulary: topic names, event ids and resume points, events (and the mark of a protocol's mirror), trace context, idempotency keys and their digests, the SSE wire format (with the gap reasons) |
 //!
 //! A publish travels `http::publish` → [`hub::Hub::publish_once`] (a keyed
 //! publish in flight here is refused) → [`backplane::Backplane::publish`]

@@ -177,8 +177,10 @@ const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
     ),
     (
         413,
-        "Event or body larger than the configured limit (`event-too-large`), or a batch \
-         worth more events than a publish rate limit's burst (`over-rate-limit-burst`)",
+        "Event or body larger than the configured limit (`event-too-large`), a batch \
+         worth more events than a publish rate limit's burst (`over-rate-limit-burst`), or \
+         a Mercure update naming more topics than limits.max_events_per_request \
+         (`too-many-topics`)",
     ),
     (
         409,
