@@ -74,6 +74,7 @@
 //! nothing is delivered that Redis did not store.
 
 mod message;
+mod presence;
 mod publish_reply;
 mod reader;
 mod replication;
@@ -144,6 +145,8 @@ pub struct RedisBackplane {
     /// resync). Written by the reader only; publishes wait on it so that
     /// their 2xx comes after the local hand-off.
     position: watch::Sender<EventId>,
+    /// This replica's presence records, kept in Redis by [`presence::keep`].
+    presence: presence::RedisPresence,
 }
 
 impl RedisBackplane {
@@ -174,6 +177,7 @@ impl RedisBackplane {
             available: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             position: watch::Sender::new(EventId::new(0, 0)),
+            presence: presence::RedisPresence::new(),
         })
     }
 
@@ -555,8 +559,19 @@ impl Backplane for RedisBackplane {
         self.available.load(Ordering::Acquire)
     }
 
+    fn presence(&self) -> &super::presence::Presence {
+        &self.presence.local
+    }
+
+    fn presence_everywhere(&self) -> BoxFuture<'_, Result<Vec<bytes::Bytes>, BackplaneError>> {
+        Box::pin(self.read_presence())
+    }
+
     fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
-        Box::pin(reader::run(self, stop))
+        let presence = presence::keep(self.clone(), stop.clone());
+        Box::pin(async move {
+            futures_util::future::join(reader::run(self, stop), presence).await;
+        })
     }
 }
 

@@ -127,6 +127,7 @@ fn matcher_selector(matcher: &serde_json::Value, base: &url::Url) -> Result<Sele
 struct MercureClaim {
     publish: Option<Vec<String>>,
     subscribe: Option<Vec<String>>,
+    payload: Option<serde_json::Value>,
 }
 
 /// A verified token's grants.
@@ -138,6 +139,9 @@ pub struct Grants {
     pub subscribe: Vec<Selector>,
     /// The token's `exp`, when it has one.
     pub expires_at: Option<SystemTime>,
+    /// `mercure.payload`: the subscriber's data, shown in its subscription
+    /// events and in the subscriptions API.
+    pub payload: Option<serde_json::Value>,
 }
 
 /// The token of a request: the `Authorization: Bearer` header first, then
@@ -216,12 +220,14 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
             publish: Some(publish),
             subscribe,
             expires_at,
+            payload: None,
         });
     }
     Ok(Grants {
         publish: claims.mercure.publish.map(selectors).transpose()?,
         subscribe: selectors(claims.mercure.subscribe.unwrap_or_default())?,
         expires_at,
+        payload: claims.mercure.payload,
     })
 }
 
