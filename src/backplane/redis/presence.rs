@@ -140,6 +140,10 @@ impl RedisBackplane {
                     .query_async(&mut connection),
             )
             .await?;
+        // redis-rs refuses an empty pipeline.
+        if replicas.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipeline = redis::pipe();
         for replica in &replicas {
             pipeline.cmd("HVALS").arg(self.presence_key(replica));
@@ -197,6 +201,12 @@ pub(super) async fn keep(backplane: Arc<RedisBackplane>, stop: CancellationToken
             () = tokio::time::sleep(PRESENCE_REFRESH) => {}
         }
         whole = !backplane.write_presence(whole).await;
+        if whole {
+            // The hash lost records (or the outcome is unknown): rewrite it
+            // now rather than a refresh later; with Redis out of reach
+            // this fails at once, and the next refresh tries again.
+            whole = !backplane.write_presence(true).await;
+        }
     }
     backplane.clear_presence().await;
 }
