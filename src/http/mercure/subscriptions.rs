@@ -25,7 +25,7 @@ use super::token;
 use super::update::{Envelope, MERCURE_TOPIC, generated_id};
 use crate::http::ApiError;
 use crate::http::publish_outcome;
-use crate::hub::Hub;
+use crate::hub::{Hub, Phase};
 use crate::model::{EventDraft, TopicName};
 
 /// The JSON-LD context of every document (the spec's fixed value).
@@ -161,8 +161,12 @@ impl Drop for ActiveSubscriptions {
             document.active = false;
         }
         // The end is published in the background: a stream's end waits
-        // for nothing. Without a runtime (the process is ending) there is
-        // nobody left to publish it.
+        // for nothing. A closing hub publishes nothing (every stream ends
+        // then: their refusals would only flood the log), and without a
+        // runtime the process is ending.
+        if self.hub.lifecycle().phase() == Phase::Closing {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
