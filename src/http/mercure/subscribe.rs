@@ -1,6 +1,8 @@
 //! `GET /.well-known/mercure?topic=…`: a Mercure subscription, served by
 //! the hub's own stream machinery (heartbeats, drain, limits, sheds) on the
-//! internal topic, filtered per subscriber ([`MercureFilter`]).
+//! internal topic, filtered per subscriber ([`MercureFilter`]). With
+//! `mercure.subscriptions`, an open stream's subscriptions are announced
+//! and listed while it lives ([`ActiveSubscriptions`]).
 
 use futures_util::StreamExt;
 use poem::Request;
