@@ -8,15 +8,19 @@
 //! arrive from Redis. Whatever a backplane must do in the background (the
 //! memory backplane's expiry sweep, a Redis reader) runs in
 //! [`Backplane::run`], which the app spawns once and stops after the drain.
+//! Besides events, a backplane lists what every replica holds open
+//! ([`presence`]: the Mercure protocol's active subscriptions).
 
 mod config;
 mod idempotency;
 mod memory;
 mod metrics;
+pub mod presence;
 mod redis;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
@@ -203,6 +207,17 @@ pub trait Backplane: Send + Sync + 'static {
         after_seq: u64,
         limit: PageLimit,
     ) -> BoxFuture<'a, Result<History, BackplaneError>>;
+
+    /// This replica's presence records, which it enters and leaves (see
+    /// [`presence`]).
+    fn presence(&self) -> &presence::Presence;
+
+    /// The presence records of every live replica, this one's included;
+    /// a backplane of one process lists its own.
+    fn presence_everywhere(&self) -> BoxFuture<'_, Result<Vec<Bytes>, BackplaneError>> {
+        let records = self.presence().records();
+        Box::pin(std::future::ready(Ok(records)))
+    }
 
     /// False while the backplane can't accept publishes (readiness follows).
     fn is_available(&self) -> bool {

@@ -184,6 +184,20 @@ fn mercure_keys_load_and_bad_ones_name_their_key() {
 }
 
 #[test]
+fn mercure_subscriptions_loads_and_a_bad_value_names_the_key() {
+    assert!(!Config::default().mercure.subscriptions, "off by default");
+    let config = Config::load_from(None, env_from(&[("MERCURE__SUBSCRIPTIONS", "true")])).unwrap();
+    assert!(config.mercure.subscriptions);
+    let error =
+        Config::load_from(None, env_from(&[("MERCURE__SUBSCRIPTIONS", "sometimes")])).unwrap_err();
+    let shown = error.to_string();
+    assert!(
+        shown.contains("mercure.subscriptions") && shown.contains("sometimes"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn masked_output_hides_secrets() {
     let mut config = Config::default();
     config.auth.publish_keys = vec!["s3cret".into()];

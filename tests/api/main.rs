@@ -31,6 +31,7 @@ mod limits;
 mod logs;
 mod mercure;
 mod mercure_publish;
+mod mercure_subscriptions;
 mod metrics;
 mod nginx;
 mod redis;

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::future::{self, BoxFuture};
 use tokio_util::sync::CancellationToken;
 
+use super::presence::Presence;
 use super::{Backplane, BackplaneError, FanOut, History, IdempotencyLimits, PageLimit};
 use super::{BackplaneMetrics, HistoryBound};
 use super::{Publication, RecordedIds};
@@ -84,6 +85,8 @@ pub struct MemoryBackplane {
     /// on it). It never blocks, so the lock is held for microseconds.
     fan_out: Arc<dyn FanOut>,
     state: Mutex<State>,
+    /// What this process holds open: the whole cluster's, with one process.
+    presence: Presence,
 }
 
 /// Invariants: every topic in `topics` holds at least one event and is in
@@ -163,6 +166,7 @@ impl MemoryBackplane {
             metrics: None,
             fan_out,
             state: Mutex::new(State::default()),
+            presence: Presence::local(),
         }
     }
 
@@ -425,6 +429,10 @@ fn page<'a>(
 impl Backplane for MemoryBackplane {
     fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     fn last_id(&self) -> BoxFuture<'_, Result<EventId, BackplaneError>> {

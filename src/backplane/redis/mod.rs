@@ -74,6 +74,7 @@
 //! nothing is delivered that Redis did not store.
 
 mod message;
+mod presence;
 mod publish_reply;
 mod reader;
 mod replication;
@@ -144,6 +145,8 @@ pub struct RedisBackplane {
     /// resync). Written by the reader only; publishes wait on it so that
     /// their 2xx comes after the local hand-off.
     position: watch::Sender<EventId>,
+    /// This replica's presence records, kept in Redis by [`presence::keep`].
+    presence: presence::RedisPresence,
 }
 
 impl RedisBackplane {
@@ -174,6 +177,7 @@ impl RedisBackplane {
             available: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             position: watch::Sender::new(EventId::new(0, 0)),
+            presence: presence::RedisPresence::new(),
         })
     }
 
@@ -555,8 +559,19 @@ impl Backplane for RedisBackplane {
         self.available.load(Ordering::Acquire)
     }
 
+    fn presence(&self) -> &super::presence::Presence {
+        &self.presence.local
+    }
+
+    fn presence_everywhere(&self) -> BoxFuture<'_, Result<Vec<bytes::Bytes>, BackplaneError>> {
+        Box::pin(self.read_presence())
+    }
+
     fn run(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
-        Box::pin(reader::run(self, stop))
+        let presence = presence::keep(self.clone(), stop.clone());
+        Box::pin(async move {
+            futures_util::future::join(reader::run(self, stop), presence).await;
+        })
     }
 }
 
@@ -568,32 +583,4 @@ fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io;
-
-    use super::script_never_ran;
-
-    #[test]
-    fn a_refusal_from_redis_or_a_refused_connection_published_nothing() {
-        let out_of_memory = redis::make_extension_error(
-            "OOM".to_owned(),
-            Some("command not allowed when used memory > 'maxmemory'".to_owned()),
-        );
-        assert!(script_never_ran(&out_of_memory));
-        let refused = redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
-        assert!(script_never_ran(&refused));
-    }
-
-    #[test]
-    fn a_connection_broken_with_the_script_in_flight_leaves_the_outcome_unknown() {
-        for kind in [
-            io::ErrorKind::BrokenPipe,
-            io::ErrorKind::ConnectionReset,
-            io::ErrorKind::UnexpectedEof,
-            io::ErrorKind::TimedOut,
-        ] {
-            let broken = redis::RedisError::from(io::Error::from(kind));
-            assert!(!script_never_ran(&broken), "{kind:?}");
-        }
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
 //! The Mercure route as the OpenAPI spec describes it: the form publish
-//! with its fields and the subscription as `text/event-stream`. Documented
+//! with its fields, the subscription as `text/event-stream`, and the
+//! subscriptions API (`application/ld+json`). Documented
 //! in every configuration (the spec is one document); while
 //! `mercure.enabled` is off both operations answer 404.
 
@@ -9,12 +10,14 @@ use bytes::Bytes;
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Request, RequestBody};
-use poem_openapi::param::{Header, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Payload, PlainText};
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, OpenApi, impl_apirequest_for_payload};
 
 use super::config::MercureSettings;
+use super::subscriptions::{self, Listed, Subscription, Subscriptions, Wanted};
 use super::{publish, subscribe};
 use crate::auth::Authenticator;
 use crate::http::ApiError;
@@ -136,6 +139,54 @@ pub enum MercureStream {
     ),
 }
 
+/// A JSON-LD document (`application/ld+json`, as the spec asks of the
+/// subscriptions API).
+pub struct JsonLd<T>(T);
+
+const JSON_LD: &str = "application/ld+json";
+
+impl<T: Type> Payload for JsonLd<T> {
+    const CONTENT_TYPE: &'static str = JSON_LD;
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: serde::Serialize + Send> poem::IntoResponse for JsonLd<T> {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder()
+            .content_type(JSON_LD)
+            .body(serde_json::to_vec(&self.0).expect("a document serializes"))
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum MercureSubscriptionList {
+    /// The open subscriptions, on every replica.
+    #[oai(status = 200)]
+    Listed(JsonLd<Subscriptions>),
+}
+
+#[derive(ApiResponse)]
+pub enum MercureSubscriptionOne {
+    /// The subscription, open now.
+    #[oai(status = 200)]
+    Found(JsonLd<Subscription>),
+}
+
+/// The subscriptions API's answer for a collection.
+fn collection(listed: Listed) -> MercureSubscriptionList {
+    match listed {
+        Listed::Collection(all) => MercureSubscriptionList::Listed(JsonLd(all)),
+        Listed::One(_) => unreachable!("a collection was asked for"),
+    }
+}
+
 pub struct MercureApi;
 
 #[OpenApi]
@@ -231,5 +282,105 @@ impl MercureApi {
         let settings = route.settings()?;
         let (stream, cursor) = subscribe::subscribe(request, &hub, &auth, settings).await?;
         Ok(MercureStream::Stream(stream, cursor.clone(), cursor))
+    }
+
+    /// List the active subscriptions
+    ///
+    /// Every open Mercure subscription, on any replica (`mercure.subscriptions`).
+    /// Authorised by a subscriber token whose `mercure.subscribe` selectors
+    /// match this path (e.g. `/.well-known/mercure/subscriptions{+rest}`,
+    /// or `*`). `lastEventID`: subscribe from it to follow the changes.
+    /// 404 unless `mercure.enabled` and `mercure.subscriptions`.
+    #[oai(
+        path = "/.well-known/mercure/subscriptions",
+        method = "get",
+        tag = "ApiTags::Mercure"
+    )]
+    async fn subscriptions(
+        &self,
+        request: &Request,
+        hub: Data<&Hub>,
+        route: Data<&MercureRoute>,
+        /// A subscriber token, for clients that can't set headers.
+        #[oai(name = "authorization")]
+        authorization: Query<Option<String>>,
+    ) -> Result<MercureSubscriptionList, MercureRouteError> {
+        let wanted = Wanted {
+            topic: None,
+            subscriber: None,
+        };
+        let settings = route.settings()?;
+        let listed =
+            subscriptions::list(request, &hub, settings, authorization.0.as_deref(), wanted)
+                .await?;
+        Ok(collection(listed))
+    }
+
+    /// List the active subscriptions of one topic selector
+    ///
+    /// The subscriptions whose selector is `topic` (percent-encoded whole,
+    /// e.g. `https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D`), on any replica.
+    /// Authorised as the whole list, by this path.
+    #[oai(
+        path = "/.well-known/mercure/subscriptions/:topic",
+        method = "get",
+        tag = "ApiTags::Mercure"
+    )]
+    async fn subscriptions_of_topic(
+        &self,
+        request: &Request,
+        hub: Data<&Hub>,
+        route: Data<&MercureRoute>,
+        /// The topic selector the subscriptions were opened with.
+        topic: Path<String>,
+        /// A subscriber token, for clients that can't set headers.
+        #[oai(name = "authorization")]
+        authorization: Query<Option<String>>,
+    ) -> Result<MercureSubscriptionList, MercureRouteError> {
+        let wanted = Wanted {
+            topic: Some(&topic.0),
+            subscriber: None,
+        };
+        let settings = route.settings()?;
+        let listed =
+            subscriptions::list(request, &hub, settings, authorization.0.as_deref(), wanted)
+                .await?;
+        Ok(collection(listed))
+    }
+
+    /// One active subscription
+    ///
+    /// The subscription of `topic` by `subscriber` (both percent-encoded:
+    /// the path is the `id` of its document and the topic of its events),
+    /// with `lastEventID`; 404 when it is not open (anymore).
+    #[oai(
+        path = "/.well-known/mercure/subscriptions/:topic/:subscriber",
+        method = "get",
+        tag = "ApiTags::Mercure"
+    )]
+    async fn subscription(
+        &self,
+        request: &Request,
+        hub: Data<&Hub>,
+        route: Data<&MercureRoute>,
+        /// The topic selector the subscription was opened with.
+        topic: Path<String>,
+        /// The subscriber, `urn:uuid:…`.
+        subscriber: Path<String>,
+        /// A subscriber token, for clients that can't set headers.
+        #[oai(name = "authorization")]
+        authorization: Query<Option<String>>,
+    ) -> Result<MercureSubscriptionOne, MercureRouteError> {
+        let wanted = Wanted {
+            topic: Some(&topic.0),
+            subscriber: Some(&subscriber.0),
+        };
+        let settings = route.settings()?;
+        match subscriptions::list(request, &hub, settings, authorization.0.as_deref(), wanted)
+            .await?
+        {
+            Listed::One(one) => Ok(MercureSubscriptionOne::Found(JsonLd(one))),
+            Listed::Collection(_) => unreachable!("one subscription was asked for"),
+        }
     }
 }

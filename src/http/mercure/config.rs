@@ -1,6 +1,6 @@
 //! `mercure.*`: the Mercure protocol's settings, named after the Mercure
-//! hub's own directives (`anonymous`, `publisher_jwt`, `subscriber_jwt`,
-//! `protocol_version_compatibility`) so a Caddyfile's values map one to one,
+//! hub's own directives (`anonymous`, `subscriptions`, `publisher_jwt`,
+//! `subscriber_jwt`, `protocol_version_compatibility`) so a Caddyfile's values map one to one,
 //! with their check, which parses the keys once into [`MercureSettings`].
 
 use std::str::FromStr;
@@ -26,6 +26,11 @@ pub struct MercureConfig {
     pub enabled: bool,
     /// Let subscribers without a token in (they get public updates only).
     pub anonymous: bool,
+    /// Track active subscriptions (Mercure's `subscriptions`): a private
+    /// update on every subscription's start and end, and the subscriptions
+    /// API under `/.well-known/mercure/subscriptions`. Off by default, as in
+    /// Mercure: every connect and disconnect then costs a publish.
+    pub subscriptions: bool,
     /// The key publishers' tokens are signed with.
     pub publisher_jwt: MercureJwtConfig,
     /// The key subscribers' tokens are signed with.
@@ -40,6 +45,7 @@ impl Default for MercureConfig {
         Self {
             enabled: false,
             anonymous: false,
+            subscriptions: false,
             publisher_jwt: MercureJwtConfig::default(),
             subscriber_jwt: MercureJwtConfig::default(),
             protocol_version_compatibility: PROTOCOL_VERSION_DRAFT_07,
@@ -94,6 +100,8 @@ impl std::fmt::Debug for MercureKey {
 #[derive(Debug, Clone)]
 pub struct MercureSettings {
     pub anonymous: bool,
+    /// `mercure.subscriptions`: subscription events and the subscriptions API.
+    pub subscriptions: bool,
     pub publisher: MercureKey,
     /// `None` only with `anonymous`: then nobody sees private updates.
     pub subscriber: Option<MercureKey>,
@@ -149,6 +157,7 @@ pub fn validate(config: &MercureConfig) -> Result<Option<MercureSettings>, Inval
     }
     Ok(Some(MercureSettings {
         anonymous: config.anonymous,
+        subscriptions: config.subscriptions,
         publisher,
         subscriber,
     }))

@@ -2,7 +2,9 @@
 //! draft-08's matchers and access tokens) at `/.well-known/mercure`, on
 //! when `mercure.enabled`: the form publish
 //! (`publish`), the subscription (`subscribe`) filtered per subscriber
-//! (`filter`) by topic selectors (`selector`) and tokens (`token`).
+//! (`filter`) by topic selectors (`selector`) and tokens (`token`); with
+//! `mercure.subscriptions`, the active subscriptions' events and API
+//! (`subscriptions`), listed for the whole cluster.
 //!
 //! Every update is one event on the internal topic `~mercure` (`update`):
 //! ids, history, resume and the Redis backplane are the hub's own, so
@@ -17,6 +19,7 @@ mod namespace;
 mod publish;
 mod selector;
 mod subscribe;
+mod subscriptions;
 mod token;
 mod update;
 

@@ -3,8 +3,11 @@
 //! internal topic, filtered per subscriber ([`MercureFilter`]); plus the
 //! ssehub topics its exact selectors name ([`ssehub_topics`]), whose
 //! events it gets as public updates. Ids are one hub-wide sequence, so one
-//! cursor resumes them all.
+//! cursor resumes them all. With `mercure.subscriptions`, an open stream's
+//! subscriptions are announced and listed while it lives
+//! ([`ActiveSubscriptions`]).
 
+use futures_util::StreamExt;
 use poem::Request;
 
 use super::config::MercureSettings;
@@ -12,6 +15,7 @@ use super::filter::MercureFilter;
 use super::hub_url;
 use super::publish::bad;
 use super::selector::Selector;
+use super::subscriptions::ActiveSubscriptions;
 use super::token;
 use super::update::{MERCURE_TOPIC, Update, is_reserved, position_of};
 use crate::auth::Authenticator;
@@ -114,7 +118,7 @@ pub async fn subscribe(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| bad(format!("selector: {error}")))?;
-    let (private_selectors, expires_at) =
+    let (private_selectors, expires_at, payload) =
         match token::presented(request, query.authorization.as_deref()) {
             Some(presented) => {
                 let Some(key) = &settings.subscriber else {
@@ -126,9 +130,9 @@ pub async fn subscribe(
                     ));
                 };
                 let grants = token::verify(&presented, key, &base)?;
-                (grants.subscribe, grants.expires_at)
+                (grants.subscribe, grants.expires_at, grants.payload)
             }
-            None if settings.anonymous => (Vec::new(), None),
+            None if settings.anonymous => (Vec::new(), None, None),
             None => return Err(token::missing("subscribing")),
         };
     // The subscribe rate limit before any history is read for a resume.
@@ -169,8 +173,21 @@ pub async fn subscribe(
             private_selectors,
         })),
     })?;
-    let stream = EventStreamBody::from_frames(admission.into_frames());
-    Ok((stream, resume.map(|(_, cursor)| cursor)))
+    let cursor = resume.map(|(_, cursor)| cursor);
+    if !(settings.subscriptions && matches!(admission, Admission::Open(_))) {
+        return Ok((
+            EventStreamBody::from_frames(admission.into_frames()),
+            cursor,
+        ));
+    }
+    let texts: Vec<&str> = query.topics.iter().map(|(_, text)| text.as_str()).collect();
+    let active = ActiveSubscriptions::open(hub, &texts, payload).await;
+    // The subscriptions end with the stream: the body owns them.
+    let frames = admission.into_frames().map(move |frame| {
+        let _owned = &active;
+        frame
+    });
+    Ok((EventStreamBody::from_frames(frames), cursor))
 }
 
 /// The ssehub topics a subscription follows besides the Mercure updates':

@@ -131,6 +131,7 @@ fn matcher_selector(matcher: &serde_json::Value, base: &url::Url) -> Result<Sele
 struct MercureClaim {
     publish: Option<Vec<String>>,
     subscribe: Option<Vec<String>>,
+    payload: Option<serde_json::Value>,
 }
 
 /// A verified token's grants.
@@ -146,6 +147,9 @@ pub struct Grants {
     /// and subject, or its signature when it has no subject. The scope of
     /// a publisher's idempotency keys.
     pub holder: String,
+    /// `mercure.payload`: the subscriber's data, shown in its subscription
+    /// events and in the subscriptions API.
+    pub payload: Option<serde_json::Value>,
 }
 
 /// [`Grants::holder`]: tagged so that the two kinds never meet, the issuer
@@ -242,6 +246,7 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
             subscribe,
             expires_at,
             holder,
+            payload: None,
         });
     }
     Ok(Grants {
@@ -249,6 +254,7 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
         subscribe: selectors(claims.mercure.subscribe.unwrap_or_default())?,
         expires_at,
         holder,
+        payload: claims.mercure.payload,
     })
 }
 

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{MAX_BATCH_BYTES, REPLAY_PAGE_BYTES};
+use crate::backplane::presence::Presence;
 use crate::backplane::{Backplane, BackplaneError, FanOut, History, PageLimit};
 use crate::hub::testing::{self, draft};
 use crate::hub::{Hub, HubSettings};
@@ -29,6 +30,7 @@ struct Scripted {
     /// Events kept per topic (older ones are evicted and reported).
     size: usize,
     state: Mutex<ScriptedState>,
+    presence: Presence,
 }
 
 #[derive(Default)]
@@ -52,6 +54,7 @@ impl Scripted {
         Self {
             fan_out,
             size,
+            presence: Presence::local(),
             state: Mutex::new(ScriptedState {
                 epoch: 1,
                 available: true,
@@ -67,6 +70,7 @@ impl Scripted {
         Self {
             fan_out,
             size,
+            presence: Presence::local(),
             state: Mutex::new(ScriptedState {
                 available: true,
                 ..ScriptedState::default()
@@ -127,6 +131,10 @@ impl Scripted {
 }
 
 impl Backplane for Scripted {
+    fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
     fn epoch(&self) -> u64 {
         self.state.lock().unwrap().epoch
     }
