@@ -30,6 +30,7 @@ mod lean;
 mod limits;
 mod logs;
 mod mercure;
+mod mercure_browser;
 mod mercure_nginx;
 mod metrics;
 mod nginx;
