@@ -822,13 +822,16 @@ EOF
 }
 
 nginx_sse_settings() {
-  # Every nginx file carries the settings an event stream needs.
+  # Every nginx file carries the settings an event stream needs, and serves
+  # the Mercure hub's stream in the same location (its ?authorization= token
+  # kept out of error.log like ?access_token=).
   local file needle status=0
   for file in nginx/ssehub.conf nginx/snippet-location.conf nginx/snippet-prefix.conf; do
     # shellcheck disable=SC2016 # nginx variables, literally
     for needle in 'proxy_http_version 1.1;' 'proxy_set_header Connection "";' 'proxy_buffering off;' \
       'proxy_cache off;' 'gzip off;' 'proxy_read_timeout 120s;' 'client_max_body_size 1m;' \
-      'X-Forwarded-For $proxy_add_x_forwarded_for;' 'X-Real-IP $remote_addr;' 'X-Forwarded-Proto $scheme;'; do
+      'X-Forwarded-For $proxy_add_x_forwarded_for;' 'X-Real-IP $remote_addr;' 'X-Forwarded-Proto $scheme;' \
+      'event-stream|\.well-known/mercure)$' 'if ($arg_authorization) {'; do
       if ! grep -qF -- "$needle" "$file"; then
         echo "$file: missing '$needle'"
         status=1
