@@ -234,7 +234,20 @@ REDIS_STAND_IN = "redis://redis-stand-in.invalid:6379/0"
 sentinel = tomllib.loads(configmap["data"]["ssehub.toml"]).get("backplane", {}).get("redis", {}).get("sentinel")
 if sentinel:
     REDIS_STAND_IN = f"redis://{sentinel['master_name']}/0"
+# The Mercure JWT keys: a stand-in of the shape the ConfigMap's alg needs (an
+# HMAC secret of 32 bytes or more, or a PEM public key of the tests' keys),
+# recognisable in the output like the Redis one.
+MERCURE_HMAC_STAND_IN = "mercure-stand-in-hmac-secret-of-32-bytes-or-more"
+mercure = tomllib.loads(configmap["data"]["ssehub.toml"]).get("mercure", {})
+def mercure_stand_in(name):
+    role = name.removeprefix("SSEHUB_MERCURE__").removesuffix("__KEY").lower()
+    alg = mercure.get(role, {}).get("alg", "HS256")
+    pem = {"E": "ec", "R": "rsa", "P": "rsa"}.get(alg[0], "ed") if not alg.startswith("HS") else None
+    return open(f"tests/api/keys/{pem}-public.pem").read() if pem else MERCURE_HMAC_STAND_IN
 for item in container.get("env", []):
+    if item["name"].startswith("SSEHUB_MERCURE__"):
+        env[item["name"]] = item.get("value", mercure_stand_in(item["name"]))
+        continue
     env[item["name"]] = item.get("value", REDIS_STAND_IN if "REDIS" in item["name"] else "x")
 args = container["args"]
 assert args[:2] == ["--config", "/etc/ssehub/ssehub.toml"], args
@@ -261,6 +274,12 @@ if listen and f'listen = "{listen}"' not in result.stdout:
 if "SSEHUB_BACKPLANE__REDIS__URL" in env and f'url = "{REDIS_STAND_IN}"' not in result.stdout:
     raise SystemExit("ssehub did not take backplane.redis.url from the Deployment's "
                      f"SSEHUB_BACKPLANE__REDIS__URL:\n{result.stdout}")
+printed = tomllib.loads(result.stdout).get("mercure", {})
+for name in (n for n in env if n.startswith("SSEHUB_MERCURE__")):
+    role = name.removeprefix("SSEHUB_MERCURE__").removesuffix("__KEY").lower()
+    # --print-config masks a key it read as "***".
+    if printed.get(role, {}).get("key") != "***":
+        raise SystemExit(f"ssehub did not take mercure.{role}.key from the Deployment's {name}:\n{result.stdout}")
 print(f"note: accepted by {binary}")
 PY
 
@@ -358,6 +377,60 @@ if sentinel.get("addresses"):
     wired += f"; master {sentinel['masterName']!r} through {len(sentinel['addresses'])} sentinels"
 print(f"note: Redis URL from {wired} as SSEHUB_BACKPLANE__REDIS__URL; up to {replicas} pods, "
       f"rolling maxUnavailable 0{', PDB' if kind('PodDisruptionBudget') else ''}")
+PY
+
+cat >"$WORK/mercure-wiring.py" <<'PY'
+# With mercure.enabled: the Mercure JWT keys reach the container only as
+# SSEHUB_MERCURE__{PUBLISHER,SUBSCRIBER}_JWT__KEY from the values' existing
+# Secret, never in the ConfigMap; the ConfigMap carries the other mercure.*
+# values; an HTTPRoute serves /.well-known/mercure with the streams' timeouts.
+# Off: no Mercure variable at all.
+import sys, tomllib, yaml
+render, values_file = sys.argv[1:3]
+docs = [d for d in yaml.safe_load_all(open(render)) if d]
+values = (yaml.safe_load(open(values_file)) if values_file != "-" else {}) or {}
+chart = yaml.safe_load(open("helm/ssehub/values.yaml"))["mercure"]
+wanted = {**chart, **values.get("mercure", {})}
+configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+config = tomllib.loads(configmap["data"]["ssehub.toml"]).get("mercure", {})
+container = next(c for d in docs if d["kind"] == "Deployment"
+                 for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "ssehub")
+env = {e["name"]: e for e in container.get("env", []) if e["name"].startswith("SSEHUB_MERCURE__")}
+problems = []
+for key in ("enabled", "anonymous", "protocol_version_compatibility"):
+    if config.get(key) != wanted[key]:
+        problems.append(f"ConfigMap mercure.{key} = {config.get(key)!r}, values say {wanted[key]!r}")
+for role in ("publisher_jwt", "subscriber_jwt"):
+    section = config.get(role, {})
+    if "key" in section:
+        problems.append(f"mercure.{role}.key is in the ConfigMap")
+    role_values = {**chart[role], **wanted.get(role, {})}
+    for key in ("alg", "issuer", "audience"):
+        if section.get(key, "") != role_values[key]:
+            problems.append(f"ConfigMap mercure.{role}.{key} = {section.get(key)!r}, values say {role_values[key]!r}")
+    name = f"SSEHUB_MERCURE__{role.upper()}__KEY"
+    secret_key = {**chart["existingSecretKeys"], **wanted.get("existingSecretKeys", {})}[role]
+    if not wanted["enabled"] or not secret_key:
+        if name in env:
+            problems.append(f"{name} is set although {'mercure is off' if not wanted['enabled'] else 'no Secret key is named'}")
+        continue
+    ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef")
+    if ref != {"name": wanted["existingSecret"], "key": secret_key}:
+        problems.append(f"{name} must come from the Secret {wanted['existingSecret']}, key {secret_key}: got {env.get(name)}")
+routes = [d for d in docs if d["kind"] == "HTTPRoute"]
+for route in routes:
+    stream_rule = next((r for r in route["spec"]["rules"]
+                        if any(m.get("path", {}).get("value") == "/v1/events" for m in r["matches"])), None)
+    paths = [m["path"]["value"] for m in (stream_rule or {}).get("matches", [])]
+    if wanted["enabled"] != ("/.well-known/mercure" in paths):
+        problems.append(f"HTTPRoute's stream rule matches {paths} with mercure.enabled {wanted['enabled']}")
+if problems:
+    raise SystemExit("\n".join(problems))
+if wanted["enabled"]:
+    print(f"note: Mercure keys from the Secret {wanted['existingSecret']} ({', '.join(sorted(env))})"
+          + (", HTTPRoute streams /.well-known/mercure" if routes else ""))
+else:
+    print("note: Mercure off, no Mercure key wired")
 PY
 
 must_reject() { # must_reject VALUES_FILE
@@ -749,13 +822,16 @@ EOF
 }
 
 nginx_sse_settings() {
-  # Every nginx file carries the settings an event stream needs.
+  # Every nginx file carries the settings an event stream needs, and serves
+  # the Mercure hub's stream in the same location (its ?authorization= token
+  # kept out of error.log like ?access_token=).
   local file needle status=0
   for file in nginx/ssehub.conf nginx/snippet-location.conf nginx/snippet-prefix.conf; do
     # shellcheck disable=SC2016 # nginx variables, literally
     for needle in 'proxy_http_version 1.1;' 'proxy_set_header Connection "";' 'proxy_buffering off;' \
       'proxy_cache off;' 'gzip off;' 'proxy_read_timeout 120s;' 'client_max_body_size 1m;' \
-      'X-Forwarded-For $proxy_add_x_forwarded_for;' 'X-Real-IP $remote_addr;' 'X-Forwarded-Proto $scheme;'; do
+      'X-Forwarded-For $proxy_add_x_forwarded_for;' 'X-Real-IP $remote_addr;' 'X-Forwarded-Proto $scheme;' \
+      'event-stream|\.well-known/mercure)$' 'if ($arg_authorization) {'; do
       if ! grep -qF -- "$needle" "$file"; then
         echo "$file: missing '$needle'"
         status=1
@@ -823,6 +899,7 @@ for values in "${value_sets[@]}"; do
   if grep -q 'SSEHUB_BACKPLANE__REDIS__URL' "$out"; then
     check "Redis URL wired from a Secret, pods roll one at a time ($label)" "$PY" "$WORK/redis-wiring.py" "$out" "$values"
   fi
+  check "Mercure keys wired from a Secret only ($label)" "$PY" "$WORK/mercure-wiring.py" "$out" "$values"
   if [[ -n "$SSEHUB_BIN" ]]; then
     check "ssehub --print-config accepts the rendered config ($label)" ssehub_accepts "$out"
   fi

@@ -17,7 +17,8 @@
 #      0 out of order
 #   7. fuzz: schemathesis against the binary's /openapi.json, every
 #      non-streaming operation, with and without publish auth: static keys and
-#      JWTs (valid, wrong topic, expired) (~5 min)
+#      JWTs (valid, wrong topic, expired); and the Mercure routes with
+#      mercure.enabled (~5 min)
 #   8. churn: 5,000 subscribe/disconnect cycles against one process; memory,
 #      descriptors and subscriber slots come back (~30 s)
 #   9. the rolling-restart proof, CI size: nginx in front of 3 replicas on

@@ -261,3 +261,35 @@ async fn swagger_ui_embeds_the_served_document() {
     let page = app.get("/docs").await.text().await.unwrap();
     assert!(page.contains(&document), "the page embeds another spec");
 }
+
+/// Found (the `mercure` mode): a query parameter whose name has a
+/// multi-byte character across its fifth byte panicked the Mercure
+/// subscription (the reserved `match` prefix was sliced by bytes), and the
+/// client's connection was dropped without an answer.
+#[tokio::test]
+async fn a_mercure_query_name_with_a_multi_byte_character_is_no_panic() {
+    let app = crate::support::helpers::spawn_app_with(|config| {
+        crate::mercure_nginx::enable_mercure(config, true)
+    })
+    .await;
+    // "Dß" is 3 bytes, then a 4-byte character spans bytes 3..7; and a
+    // name in the reserved prefix whose sixth character is multi-byte.
+    for name in ["D%C3%9F%F2%B1%9E%A8x", "match%C3%A9"] {
+        let response = app
+            .get(&format!(
+                "/.well-known/mercure?{name}=1&topic=a&authorization=x"
+            ))
+            .await;
+        assert!(
+            matches!(response.status().as_u16(), 400 | 401),
+            "{name}: {}",
+            response.status()
+        );
+    }
+    let response = app.get("/.well-known/mercure?match%C3%A9=1&topic=a").await;
+    let problem = assert_problem(response, 400).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("matché"),
+        "{problem}"
+    );
+}

@@ -32,6 +32,8 @@ mod logs;
 mod mercure;
 mod mercure_publish;
 mod mercure_subscriptions;
+mod mercure_browser;
+mod mercure_nginx;
 mod metrics;
 mod nginx;
 mod redis;

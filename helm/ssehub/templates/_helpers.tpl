@@ -223,6 +223,13 @@ Included by every template that matters, so any render fails.
 {{- if and .Values.auth.metrics.enabled (not .Values.auth.metrics.keys) (not .Values.auth.metrics.existingSecret) }}
 {{- fail "\n\nssehub: auth.metrics.enabled needs auth.metrics.keys or auth.metrics.existingSecret (the key Prometheus sends)." }}
 {{- end }}
+{{- $mercure := .Values.mercure }}
+{{- if and $mercure.enabled (not $mercure.existingSecret) }}
+{{- fail "\n\nssehub: mercure.enabled needs mercure.existingSecret: the Secret that holds the Mercure JWT keys (key mercure.existingSecretKeys.publisher_jwt, and mercure.existingSecretKeys.subscriber_jwt unless mercure.anonymous). The keys are never chart values; create it first, e.g.\nkubectl create secret generic ssehub-mercure --from-literal=publisher-jwt-key=... --from-literal=subscriber-jwt-key=..." }}
+{{- end }}
+{{- if and $mercure.enabled (not $mercure.anonymous) (not $mercure.existingSecretKeys.subscriber_jwt) }}
+{{- fail "\n\nssehub: mercure.existingSecretKeys.subscriber_jwt is empty and mercure.anonymous is false: no subscriber could ever connect. Name the Secret's key that holds the subscriber key, or set mercure.anonymous: true (public updates only)." }}
+{{- end }}
 {{- /* The relations ssehub itself checks at start (config.rs), caught before anything is deployed. */}}
 {{- $drain := .Values.config.drain }}
 {{- if lt (include "ssehub.durationMillis" $drain.timeout | int64) (include "ssehub.durationMillis" $drain.delay | int64) }}

@@ -63,7 +63,12 @@ fn query(request: &Request) -> Result<Query, ApiError> {
             "match_urlpattern" => query.topics.push((Kind::UrlPattern, value.into_owned())),
             // The spec reserves the whole `match` prefix: a matcher type
             // this hub doesn't know fails loudly rather than matching nothing.
-            name if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") => {
+            // `get`, not a slice: a name whose fifth byte is inside a
+            // multi-byte character must not panic.
+            name if name
+                .get(..5)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("match")) =>
+            {
                 return Err(bad(format!(
                     "`{name}` is not a matcher this hub knows: use `match` (or \
                      `match_exact`), `match_urlpattern`, or draft-07's `topic`"
