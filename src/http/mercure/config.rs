@@ -4,19 +4,41 @@
 //! with their check, which parses the keys once into [`MercureSettings`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{JWKS_REFETCH_COOLDOWN_DEFAULT, JWKS_REFRESH_DEFAULT, Jwks, JwksLocation};
 use crate::setting::InvalidSetting;
 
 /// Shortest HMAC secret accepted, as `auth.jwt.secret` (RFC 7518 §3.2:
 /// a key at least as long as the hash output, 256 bits for HS256).
 pub const MERCURE_SECRET_MIN_BYTES: usize = 32;
 
-/// The one protocol profile implemented: draft-07 (Mercure 0.x), with its
-/// `mercure.publish` / `mercure.subscribe` claims and `topic` selectors.
+/// `protocol_version_compatibility = 7`: draft-07 as Mercure 0.x speaks it
+/// (`mercure` claims, `topic` selectors, its cookie and query names) is
+/// accepted beside draft-08.
 pub const PROTOCOL_VERSION_DRAFT_07: u8 = 7;
+/// `protocol_version_compatibility = 8`: draft-08 only.
+pub const PROTOCOL_VERSION_DRAFT_08: u8 = 8;
+
+/// Which drafts of the protocol the hub accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolVersion {
+    /// `7`: draft-07 (Mercure 0.x's tokens, selectors, cookie and query
+    /// names) and draft-08 alike.
+    Draft07Compatible,
+    /// `8`: draft-08 only; draft-07's forms are refused, naming their
+    /// draft-08 replacement.
+    Draft08,
+}
+
+impl ProtocolVersion {
+    pub fn accepts_draft_07(self) -> bool {
+        self == Self::Draft07Compatible
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -30,8 +52,8 @@ pub struct MercureConfig {
     pub publisher_jwt: MercureJwtConfig,
     /// The key subscribers' tokens are signed with.
     pub subscriber_jwt: MercureJwtConfig,
-    /// The protocol draft spoken: `7` (draft-07, Mercure 0.x) is the only
-    /// value so far.
+    /// The oldest protocol draft accepted: `7` (draft-07, Mercure 0.x, and
+    /// draft-08) or `8` (draft-08 only).
     pub protocol_version_compatibility: u8,
 }
 
@@ -52,7 +74,8 @@ impl Default for MercureConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MercureJwtConfig {
-    /// An HMAC secret (HS*), or a PEM public key (RS*, PS*, ES*, EdDSA).
+    /// An HMAC secret (HS*); or, for RS*, PS*, ES*, EdDSA, a PEM public
+    /// key or a JWKS (an `http(s)://` URL, or a file path or `file://` URL).
     pub key: Option<String>,
     /// The one algorithm tokens must be signed with (Mercure's default HS256).
     pub alg: String,
@@ -73,19 +96,33 @@ impl Default for MercureJwtConfig {
     }
 }
 
+/// Where a token's signature is verified.
+#[derive(Clone)]
+pub enum KeySource {
+    /// An HMAC secret or a PEM public key.
+    Static(DecodingKey),
+    /// A JWKS, kept fresh as `auth.jwt.jwks` is (the key by the token's `kid`).
+    Jwks(Arc<Jwks>),
+}
+
 /// One token profile's key, parsed once.
 #[derive(Clone)]
 pub struct MercureKey {
     pub algorithm: Algorithm,
-    pub key: DecodingKey,
+    pub source: KeySource,
     pub issuer: Option<String>,
     pub audience: Option<String>,
 }
 
 impl std::fmt::Debug for MercureKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.source {
+            KeySource::Static(_) => "static",
+            KeySource::Jwks(_) => "jwks",
+        };
         f.debug_struct("MercureKey")
             .field("algorithm", &self.algorithm)
+            .field("source", &source)
             .finish_non_exhaustive()
     }
 }
@@ -94,40 +131,64 @@ impl std::fmt::Debug for MercureKey {
 #[derive(Debug, Clone)]
 pub struct MercureSettings {
     pub anonymous: bool,
+    pub protocol: ProtocolVersion,
     pub publisher: MercureKey,
     /// `None` only with `anonymous`: then nobody sees private updates.
     pub subscriber: Option<MercureKey>,
+}
+
+impl MercureSettings {
+    /// The key sets to keep fresh in the background (see `Jwks::keep_fresh`).
+    pub fn jwks(&self) -> Vec<Arc<Jwks>> {
+        [Some(&self.publisher), self.subscriber.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|key| match &key.source {
+                KeySource::Jwks(jwks) => Some(jwks.clone()),
+                KeySource::Static(_) => None,
+            })
+            .collect()
+    }
 }
 
 /// The names of one directive's keys, for errors.
 struct Keys {
     key: &'static str,
     alg: &'static str,
+    issuer: &'static str,
+    audience: &'static str,
 }
 
 const PUBLISHER_KEYS: Keys = Keys {
     key: "mercure.publisher_jwt.key",
     alg: "mercure.publisher_jwt.alg",
+    issuer: "mercure.publisher_jwt.issuer",
+    audience: "mercure.publisher_jwt.audience",
 };
 const SUBSCRIBER_KEYS: Keys = Keys {
     key: "mercure.subscriber_jwt.key",
     alg: "mercure.subscriber_jwt.alg",
+    issuer: "mercure.subscriber_jwt.issuer",
+    audience: "mercure.subscriber_jwt.audience",
 };
 
 /// Checks `mercure.*` and parses its keys; `None` when the routes are off.
 /// Keys are checked even then, so a bad value is found before the day it
 /// is turned on.
 pub fn validate(config: &MercureConfig) -> Result<Option<MercureSettings>, InvalidSetting> {
-    if config.protocol_version_compatibility != PROTOCOL_VERSION_DRAFT_07 {
-        return Err(InvalidSetting::new(
-            "mercure.protocol_version_compatibility",
-            format!(
-                "is {}; must be 7 (draft-07, as Mercure 0.x speaks it: the only profile \
-                 implemented so far)",
-                config.protocol_version_compatibility
-            ),
-        ));
-    }
+    let protocol = match config.protocol_version_compatibility {
+        PROTOCOL_VERSION_DRAFT_07 => ProtocolVersion::Draft07Compatible,
+        PROTOCOL_VERSION_DRAFT_08 => ProtocolVersion::Draft08,
+        other => {
+            return Err(InvalidSetting::new(
+                "mercure.protocol_version_compatibility",
+                format!(
+                    "is {other}; must be 7 (draft-07 as Mercure 0.x speaks it, and draft-08) \
+                     or 8 (draft-08 only)"
+                ),
+            ));
+        }
+    };
     let publisher = parse_key(&config.publisher_jwt, &PUBLISHER_KEYS)?;
     let subscriber = parse_key(&config.subscriber_jwt, &SUBSCRIBER_KEYS)?;
     if !config.enabled {
@@ -136,22 +197,52 @@ pub fn validate(config: &MercureConfig) -> Result<Option<MercureSettings>, Inval
     let Some(publisher) = publisher else {
         return Err(InvalidSetting::new(
             PUBLISHER_KEYS.key,
-            "is not set; with mercure.enabled it must be the HMAC secret (HS*) or the PEM \
-             public key publishers' tokens are signed with",
+            "is not set; with mercure.enabled it must be the HMAC secret (HS*), the PEM \
+             public key or the JWKS publishers' tokens are verified with",
         ));
     };
     if subscriber.is_none() && !config.anonymous {
         return Err(InvalidSetting::new(
             SUBSCRIBER_KEYS.key,
             "is not set; with mercure.enabled and mercure.anonymous = false it must be the \
-             HMAC secret (HS*) or the PEM public key subscribers' tokens are signed with",
+             HMAC secret (HS*), the PEM public key or the JWKS subscribers' tokens are \
+             verified with",
         ));
+    }
+    if protocol == ProtocolVersion::Draft08 {
+        require_issuer_and_audience(&publisher, &PUBLISHER_KEYS)?;
+        if let Some(subscriber) = &subscriber {
+            require_issuer_and_audience(subscriber, &SUBSCRIBER_KEYS)?;
+        }
     }
     Ok(Some(MercureSettings {
         anonymous: config.anonymous,
+        protocol,
         publisher,
         subscriber,
     }))
+}
+
+/// Draft-08 tokens are verified against the issuer the key belongs to and
+/// the hub's resource identifier: with draft-08 only, both must be set.
+fn require_issuer_and_audience(key: &MercureKey, keys: &Keys) -> Result<(), InvalidSetting> {
+    if key.issuer.is_none() {
+        return Err(InvalidSetting::new(
+            keys.issuer,
+            "is not set; with mercure.protocol_version_compatibility = 8 every token is a \
+             draft-08 access token whose `iss` must be the issuer the key belongs to (e.g. \
+             your application's URL, https://example.com)",
+        ));
+    }
+    if key.audience.is_none() {
+        return Err(InvalidSetting::new(
+            keys.audience,
+            "is not set; with mercure.protocol_version_compatibility = 8 every token is a \
+             draft-08 access token whose `aud` must name this hub (e.g. \
+             https://hub.example.com/.well-known/mercure)",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_key(config: &MercureJwtConfig, keys: &Keys) -> Result<Option<MercureKey>, InvalidSetting> {
@@ -168,20 +259,59 @@ fn parse_key(config: &MercureJwtConfig, keys: &Keys) -> Result<Option<MercureKey
     let Some(text) = config.key.as_deref() else {
         return Ok(None);
     };
-    let key = match algorithm {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            if text.len() < MERCURE_SECRET_MIN_BYTES {
-                return Err(InvalidSetting::new(
-                    keys.key,
-                    format!(
-                        "is {} bytes; an HMAC secret must be at least {MERCURE_SECRET_MIN_BYTES} \
-                         bytes (e.g. the output of `openssl rand -base64 32`)",
-                        text.len()
-                    ),
-                ));
-            }
-            DecodingKey::from_secret(text.as_bytes())
-        }
+    let source = if algorithm.family() == AlgorithmFamily::Hmac {
+        secret(text, &config.alg, keys)?
+    } else if text.trim_start().starts_with("-----BEGIN") {
+        KeySource::Static(public_key(text, algorithm, &config.alg, keys)?)
+    } else {
+        KeySource::Jwks(jwks(text, keys)?)
+    };
+    Ok(Some(MercureKey {
+        algorithm,
+        source,
+        issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
+    }))
+}
+
+/// An HMAC secret, refusing what is plainly a public key or a JWKS given
+/// with the default `HS256` (the secret would be its text).
+fn secret(text: &str, alg: &str, keys: &Keys) -> Result<KeySource, InvalidSetting> {
+    let key_material = ["-----BEGIN", "http://", "https://", "file://"]
+        .iter()
+        .any(|prefix| text.trim_start().starts_with(prefix));
+    if key_material {
+        return Err(InvalidSetting::new(
+            keys.key,
+            format!(
+                "is a PEM key or a JWKS location, but {} is {alg:?}, an HMAC algorithm: set it \
+                 to the algorithm the tokens are signed with (RS256, ES256, EdDSA, …)",
+                keys.alg
+            ),
+        ));
+    }
+    if text.len() < MERCURE_SECRET_MIN_BYTES {
+        return Err(InvalidSetting::new(
+            keys.key,
+            format!(
+                "is {} bytes; an HMAC secret must be at least {MERCURE_SECRET_MIN_BYTES} \
+                 bytes (e.g. the output of `openssl rand -base64 32`)",
+                text.len()
+            ),
+        ));
+    }
+    DecodingKey::from_secret(text.as_bytes())
+        .map(KeySource::Static)
+        .map_err(|error| InvalidSetting::new(keys.key, format!("is not a usable secret: {error}")))
+}
+
+fn public_key(
+    text: &str,
+    algorithm: Algorithm,
+    alg: &str,
+    keys: &Keys,
+) -> Result<DecodingKey, InvalidSetting> {
+    match algorithm {
         Algorithm::RS256
         | Algorithm::RS384
         | Algorithm::RS512
@@ -194,7 +324,7 @@ fn parse_key(config: &MercureJwtConfig, keys: &Keys) -> Result<Option<MercureKey
         _ => {
             return Err(InvalidSetting::new(
                 keys.alg,
-                format!("is {:?}; not an algorithm ssehub verifies", config.alg),
+                format!("is {alg:?}; not an algorithm ssehub verifies"),
             ));
         }
     }
@@ -202,18 +332,35 @@ fn parse_key(config: &MercureJwtConfig, keys: &Keys) -> Result<Option<MercureKey
         InvalidSetting::new(
             keys.key,
             format!(
-                "is not a PEM public key for {} ({error}); give the public key's PEM text \
-                 (-----BEGIN PUBLIC KEY----- …)",
-                config.alg
+                "is not a PEM public key for {alg} ({error}); give the public key's PEM text \
+                 (-----BEGIN PUBLIC KEY----- …)"
             ),
         )
-    })?;
-    Ok(Some(MercureKey {
-        algorithm,
-        key,
-        issuer: config.issuer.clone(),
-        audience: config.audience.clone(),
-    }))
+    })
+}
+
+/// A JWKS as `auth.jwt.jwks` reads one: a URL fetched in the background
+/// (at start, every `auth.jwt.jwks_refresh`'s default, and on an unknown
+/// `kid`), or a file read now (`file://` as the Mercure hub's `jwks_uri`).
+fn jwks(text: &str, keys: &Keys) -> Result<Arc<Jwks>, InvalidSetting> {
+    let not_a_key = |reason: String| {
+        InvalidSetting::new(
+            keys.key,
+            format!(
+                "is neither a PEM public key (-----BEGIN PUBLIC KEY----- …) nor a JWKS ssehub \
+                 can read (an http(s):// URL, or a file path): {reason}"
+            ),
+        )
+    };
+    let location =
+        JwksLocation::parse(text.strip_prefix("file://").unwrap_or(text)).map_err(not_a_key)?;
+    Jwks::new(
+        location,
+        JWKS_REFRESH_DEFAULT,
+        JWKS_REFETCH_COOLDOWN_DEFAULT,
+    )
+    .map(Arc::new)
+    .map_err(not_a_key)
 }
 
 #[cfg(test)]
@@ -289,22 +436,146 @@ mod tests {
     }
 
     #[test]
-    fn a_key_that_is_not_pem_for_an_asymmetric_algorithm_is_refused() {
+    fn a_key_that_is_neither_pem_nor_a_jwks_for_an_asymmetric_algorithm_is_refused() {
         let mut config = enabled();
         config.publisher_jwt.alg = "RS256".to_owned();
-        assert_eq!(refused(&config).key, "mercure.publisher_jwt.key");
+        let error = refused(&config);
+        assert_eq!(error.key, "mercure.publisher_jwt.key");
+        assert!(
+            error.reason.contains("neither a PEM public key"),
+            "{}",
+            error.reason
+        );
+        config.publisher_jwt.key =
+            Some("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".to_owned());
+        assert!(
+            refused(&config)
+                .reason
+                .contains("not a PEM public key for RS256")
+        );
     }
 
     #[test]
-    fn only_draft_07_compatibility_is_accepted() {
-        let mut config = MercureConfig {
-            protocol_version_compatibility: 8,
-            ..MercureConfig::default()
-        };
+    fn protocol_versions_7_and_8_are_accepted_and_others_named() {
+        for (value, protocol) in [
+            (7, ProtocolVersion::Draft07Compatible),
+            (8, ProtocolVersion::Draft08),
+        ] {
+            let mut config = enabled();
+            config.protocol_version_compatibility = value;
+            for jwt in [&mut config.publisher_jwt, &mut config.subscriber_jwt] {
+                jwt.issuer = Some("https://example.com".to_owned());
+                jwt.audience = Some("https://hub.example.com/.well-known/mercure".to_owned());
+            }
+            assert_eq!(validate(&config).unwrap().unwrap().protocol, protocol);
+        }
+        for value in [0, 6, 9, 255] {
+            let config = MercureConfig {
+                protocol_version_compatibility: value,
+                ..MercureConfig::default()
+            };
+            let error = refused(&config);
+            assert_eq!(error.key, "mercure.protocol_version_compatibility");
+            assert!(
+                error.reason.contains(&format!("is {value};")),
+                "{}",
+                error.reason
+            );
+            assert!(error.reason.contains("7 (") && error.reason.contains("8 ("));
+        }
+    }
+
+    #[test]
+    fn the_default_protocol_accepts_draft_07() {
+        let settings = validate(&enabled()).unwrap().unwrap();
+        assert_eq!(settings.protocol, ProtocolVersion::Draft07Compatible);
+        assert!(settings.protocol.accepts_draft_07());
+    }
+
+    #[test]
+    fn draft_08_only_needs_each_keys_issuer_and_audience() {
+        let mut config = enabled();
+        config.protocol_version_compatibility = 8;
+        assert_eq!(refused(&config).key, "mercure.publisher_jwt.issuer");
+        config.publisher_jwt.issuer = Some("https://example.com".to_owned());
+        assert_eq!(refused(&config).key, "mercure.publisher_jwt.audience");
+        config.publisher_jwt.audience = Some("https://hub.example".to_owned());
+        assert_eq!(refused(&config).key, "mercure.subscriber_jwt.issuer");
+        config.subscriber_jwt.issuer = Some("https://example.com".to_owned());
         let error = refused(&config);
-        assert_eq!(error.key, "mercure.protocol_version_compatibility");
-        assert!(error.reason.contains("is 8"));
-        config.protocol_version_compatibility = 7;
-        assert!(validate(&config).is_ok());
+        assert_eq!(error.key, "mercure.subscriber_jwt.audience");
+        assert!(error.reason.contains("= 8"), "{}", error.reason);
+        config.subscriber_jwt.audience = Some("https://hub.example".to_owned());
+        assert!(validate(&config).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_jwks_location_or_pem_with_an_hmac_algorithm_is_refused() {
+        for key in [
+            "https://idp.example/.well-known/jwks.json",
+            "file:///etc/ssehub/jwks.json",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        ] {
+            let mut config = MercureConfig::default();
+            config.subscriber_jwt.key = Some(key.to_owned());
+            let error = refused(&config);
+            assert_eq!(error.key, "mercure.subscriber_jwt.key");
+            assert!(
+                error
+                    .reason
+                    .contains("mercure.subscriber_jwt.alg is \"HS256\""),
+                "{}",
+                error.reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_jwks_url_is_a_key_set_fetched_later() {
+        let mut config = enabled();
+        config.publisher_jwt.alg = "RS256".to_owned();
+        config.publisher_jwt.key = Some("https://idp.example/jwks.json".to_owned());
+        let settings = validate(&config).unwrap().unwrap();
+        assert!(matches!(settings.publisher.source, KeySource::Jwks(_)));
+        assert_eq!(settings.jwks().len(), 1);
+    }
+
+    #[test]
+    fn a_jwks_file_is_read_now_and_a_bad_one_is_named() {
+        let directory =
+            std::env::temp_dir().join(format!("ssehub-mercure-jwks-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let good = directory.join("jwks.json");
+        std::fs::write(
+            &good,
+            r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "ec",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#,
+        )
+        .unwrap();
+        let bad = directory.join("bad.json");
+        std::fs::write(&bad, "not json").unwrap();
+        let mut config = enabled();
+        config.subscriber_jwt.alg = "ES256".to_owned();
+        for key in [
+            good.display().to_string(),
+            format!("file://{}", good.display()),
+        ] {
+            config.subscriber_jwt.key = Some(key);
+            let settings = validate(&config).unwrap().unwrap();
+            assert!(matches!(
+                settings.subscriber.unwrap().source,
+                KeySource::Jwks(jwks) if jwks.is_loaded()
+            ));
+        }
+        config.subscriber_jwt.key = Some(bad.display().to_string());
+        let error = refused(&config);
+        assert_eq!(error.key, "mercure.subscriber_jwt.key");
+        assert!(
+            error.reason.contains("not a JWKS document"),
+            "{}",
+            error.reason
+        );
+        std::fs::remove_dir_all(&directory).unwrap();
     }
 }

@@ -36,10 +36,17 @@ pub async fn publish(
     // The per-address rate limit first, as on ssehub's routes, so floods of
     // bad tokens are limited too.
     auth.admit_publisher(credentials::client_address(request, auth), 1)?;
-    let Some(presented) = token::presented(request, None) else {
-        return Err(token::missing("publishing"));
+    let protocol = settings.protocol;
+    let Some(presented) = token::presented(request, None, protocol) else {
+        return Err(token::missing("publishing", request, protocol));
     };
-    let grants = token::verify(&presented, &settings.publisher, &super::hub_url(request))?;
+    let grants = token::verify(
+        &presented,
+        &settings.publisher,
+        &super::hub_url(request),
+        protocol,
+    )
+    .await?;
     let envelope = envelope(body)?;
     let Some(allowed) = grants.publish else {
         return Err(forbidden("the token has no `mercure.publish` claim"));
