@@ -30,6 +30,7 @@ mod lean;
 mod limits;
 mod logs;
 mod mercure;
+mod mercure_tokens;
 mod metrics;
 mod nginx;
 mod redis;
