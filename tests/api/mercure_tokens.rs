@@ -645,3 +645,195 @@ fn bad_mercure_token_settings_exit_64_naming_key_value_and_form() {
         );
     }
 }
+
+/// `ssehub token ARGS` with `env` on top of a clean environment.
+fn token_command(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SSEHUB_") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("token")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run ssehub token")
+}
+
+fn minted(env: &[(&str, &str)], args: &[&str]) -> String {
+    let output = token_command(env, args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout.lines().next().expect("a token").to_owned()
+}
+
+fn header_and_claims(token: &str) -> (Header, Value) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token).unwrap();
+    (header, claims)
+}
+
+const SHARED_KEY_ENV: [(&str, &str); 3] = [
+    ("SSEHUB_MERCURE__ENABLED", "true"),
+    ("SSEHUB_MERCURE__PUBLISHER_JWT__KEY", PUBLISHER_KEY),
+    ("SSEHUB_MERCURE__SUBSCRIBER_JWT__KEY", SUBSCRIBER_KEY),
+];
+
+#[tokio::test]
+async fn ssehub_token_mints_draft_07_tokens_the_hub_accepts_each_with_its_roles_key() {
+    let publisher = minted(&SHARED_KEY_ENV, &["--mercure", "7", "--publish", "*"]);
+    let subscriber = minted(
+        &SHARED_KEY_ENV,
+        &[
+            "--mercure",
+            "7",
+            "--subscribe",
+            "https://example.com/books/{id}",
+            "--payload",
+            r#"{"user": 42}"#,
+        ],
+    );
+    let (header, claims) = header_and_claims(&subscriber);
+    assert_eq!(header.typ.as_deref(), Some("JWT"), "not an access token");
+    assert_eq!(
+        claims["mercure"],
+        json!({"subscribe": ["https://example.com/books/{id}"], "payload": {"user": 42}})
+    );
+    assert!(claims["exp"].as_i64().unwrap() > now());
+    let app = spawn_app_with(enable).await;
+    assert_eq!(publish(&app, Token::Header(&publisher)).await.status(), 200);
+    let query = &[("topic", "https://example.com/books/{id}")];
+    let response = subscribe(&app, query, Token::Header(&subscriber)).await;
+    assert_eq!(response.status(), 200);
+    // Each token is signed with its role's key, and no other.
+    let response = subscribe(&app, query, Token::Header(&publisher)).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn ssehub_token_mints_draft_08_access_tokens_a_draft_08_hub_accepts() {
+    let mut env = SHARED_KEY_ENV.to_vec();
+    env.extend([
+        ("SSEHUB_MERCURE__PROTOCOL_VERSION_COMPATIBILITY", "8"),
+        ("SSEHUB_MERCURE__PUBLISHER_JWT__ISSUER", ISSUER),
+        ("SSEHUB_MERCURE__PUBLISHER_JWT__AUDIENCE", AUDIENCE),
+        ("SSEHUB_MERCURE__SUBSCRIBER_JWT__ISSUER", ISSUER),
+        ("SSEHUB_MERCURE__SUBSCRIBER_JWT__AUDIENCE", AUDIENCE),
+    ]);
+    let publisher = minted(&env, &["--mercure", "8", "--publish", "*"]);
+    let subscriber = minted(
+        &env,
+        &[
+            "--mercure",
+            "8",
+            "--sub",
+            "user-42",
+            "--subscribe-urlpattern",
+            "https://example.com/books/:id",
+            "--payload",
+            r#"{"tenant": "a"}"#,
+        ],
+    );
+    let (header, claims) = header_and_claims(&subscriber);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    for claim in ["iss", "aud", "exp", "sub", "client_id", "iat", "jti"] {
+        assert!(
+            claims.get(claim).is_some(),
+            "RFC 9068 claim {claim}: {claims}"
+        );
+    }
+    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(claims["aud"], AUDIENCE);
+    assert_eq!(claims["sub"], "user-42");
+    assert_eq!(
+        claims["authorization_details"],
+        json!([{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": ["subscribe"],
+            "topics": [{"match": "https://example.com/books/:id", "match_type": "urlpattern"}],
+            "payload": {"tenant": "a"},
+        }])
+    );
+    let app = draft_08_app().await;
+    assert_eq!(publish(&app, Token::Header(&publisher)).await.status(), 200);
+    let query = &[("match_urlpattern", "https://example.com/books/:id")];
+    let response = subscribe(&app, query, Token::Header(&subscriber)).await;
+    assert_eq!(response.status(), 200);
+    // A draft-07 token minted for that hub is refused there, with a warning.
+    let output = token_command(&env, &["--mercure", "7", "--publish", "*"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--mercure 8"));
+}
+
+#[tokio::test]
+async fn ssehub_token_signs_with_a_private_key_for_a_public_key_hub() {
+    let public = std::fs::read_to_string(key_path("ed-public.pem")).unwrap();
+    let private = key_path("ed-private.pem").display().to_string();
+    let env = [
+        ("SSEHUB_MERCURE__ENABLED", "true"),
+        ("SSEHUB_MERCURE__ANONYMOUS", "true"),
+        ("SSEHUB_MERCURE__PUBLISHER_JWT__ALG", "EdDSA"),
+        ("SSEHUB_MERCURE__PUBLISHER_JWT__KEY", public.as_str()),
+    ];
+    let token = minted(
+        &env,
+        &[
+            "--mercure",
+            "7",
+            "--publish",
+            "*",
+            "--key",
+            private.as_str(),
+        ],
+    );
+    let app = spawn_app_with(|config| {
+        config.mercure.enabled = true;
+        config.mercure.anonymous = true;
+        config.mercure.publisher_jwt.alg = "EdDSA".to_owned();
+        config.mercure.publisher_jwt.key = Some(public.clone());
+    })
+    .await;
+    assert_eq!(publish(&app, Token::Header(&token)).await.status(), 200);
+    // Without --key there is nothing to sign with.
+    let output = token_command(&env, &["--mercure", "7", "--publish", "*"]);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--key FILE"), "{stderr}");
+}
+
+#[test]
+fn ssehub_token_refuses_what_it_cannot_mint_for_mercure_with_exit_64() {
+    let env = SHARED_KEY_ENV;
+    let cases: [(&[&str], &str); 6] = [
+        (&["--mercure", "9", "--publish", "*"], "expected 7"),
+        (
+            &["--mercure", "8", "--publish", "*"],
+            "mercure.publisher_jwt.issuer",
+        ),
+        (
+            &["--mercure", "7", "--publish-urlpattern", "/books/:id"],
+            "--mercure 8",
+        ),
+        (&["--payload", "{}", "--publish", "orders.*"], "--mercure"),
+        (
+            &["--mercure", "7", "--subscribe", "*", "--payload", "[1]"],
+            "JSON object",
+        ),
+        (
+            &["--mercure", "7", "--publish", "*", "--subscribe", "*"],
+            "differ",
+        ),
+    ];
+    for (args, says) in cases {
+        let output = token_command(&env, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

@@ -12,6 +12,7 @@
 mod api;
 mod config;
 mod filter;
+mod mint;
 mod publish;
 mod selector;
 mod subscribe;
@@ -20,6 +21,7 @@ mod update;
 
 pub use api::{MercureApi, MercureRoute};
 pub use config::{MercureConfig, MercureJwtConfig, MercureSettings, validate};
+pub use mint::{MercureDraft, MercureMintError, MercureMintRequest, MercureMinted, mint};
 pub use update::{MERCURE_TOPIC, is_reserved};
 
 /// The route of the protocol (RFC 8615 well-known URI).
