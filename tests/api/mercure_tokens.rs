@@ -592,7 +592,8 @@ async fn protocol_7_accepts_draft_07_and_draft_08_tokens_side_by_side() {
 
 #[test]
 fn bad_mercure_token_settings_exit_64_naming_key_value_and_form() {
-    let cases: [(&[(&str, &str)], &str, &str); 4] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Env, &str, &str); 4] = [
         (
             &[("SSEHUB_MERCURE__PROTOCOL_VERSION_COMPATIBILITY", "9")],
             "mercure.protocol_version_compatibility",
