@@ -267,6 +267,8 @@ async fn bad_tokens_are_refused_with_invalid_token() {
     no_issuer.as_object_mut().unwrap().remove("iss");
     let mut draft_08_without_exp = draft_08_claims(&["subscribe"]);
     draft_08_without_exp.as_object_mut().unwrap().remove("exp");
+    let mut payload_not_an_object = draft_08_claims(&["subscribe"]);
+    payload_not_an_object["authorization_details"][0]["payload"] = json!(["not", "an", "object"]);
     let cases = [
         (
             "expired",
@@ -327,6 +329,16 @@ async fn bad_tokens_are_refused_with_invalid_token() {
                 &draft_08_without_exp,
             ),
             "exp",
+        ),
+        (
+            "a draft-08 payload that is not an object",
+            sign(
+                Algorithm::HS256,
+                &hs256(SUBSCRIBER_KEY),
+                Some("at+jwt"),
+                &payload_not_an_object,
+            ),
+            "`payload` is not a JSON object",
         ),
         ("not a JWT", "not-a-jwt".to_owned(), "refused"),
     ];
