@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use ssehub::config::Config;
 
-use crate::support::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::support::helpers::{TestApp, assert_problem, spawn_app_with, wait_ready};
 use crate::support::jwt::{JwksServer, Minter, key_path, now};
 
 const PUBLISHER_KEY: &str = "the-publisher-secret-of-32-bytes-or-more";
@@ -849,4 +849,36 @@ fn ssehub_token_refuses_what_it_cannot_mint_for_mercure_with_exit_64() {
         assert_ne!(output.status.code(), Some(0), "{args:?}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn the_hub_is_not_ready_until_a_mercure_jwks_named_by_url_is_read() {
+    // Nothing listens there: the set can't be read.
+    let unreadable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/jwks.json", listener.local_addr().unwrap())
+    };
+    let app = spawn_app_with(|config| {
+        enable(config);
+        config.mercure.subscriber_jwt.alg = "ES256".to_owned();
+        config.mercure.subscriber_jwt.key = Some(unreadable);
+    })
+    .await;
+    let problem = assert_problem(app.get("/readyz").await, 503).await;
+    assert_eq!(problem["type"], "urn:ssehub:problem:keys-unavailable");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("mercure"),
+        "{problem}"
+    );
+
+    let jwks = JwksServer::start(vec![Minter::es256().with_kid("k").jwk()]).await;
+    let url = jwks.url();
+    let app = spawn_app_with(|config| {
+        enable(config);
+        config.mercure.subscriber_jwt.alg = "ES256".to_owned();
+        config.mercure.subscriber_jwt.key = Some(url);
+    })
+    .await;
+    wait_ready(&app, true).await;
+    assert!(jwks.requests() >= 1);
 }
