@@ -12,6 +12,7 @@
 mod api;
 mod config;
 mod filter;
+mod keys;
 mod mint;
 mod publish;
 mod selector;

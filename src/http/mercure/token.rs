@@ -23,7 +23,8 @@ use poem::Request;
 use poem::http::StatusCode;
 use serde::Deserialize;
 
-use super::config::{KeySource, MercureKey, ProtocolVersion};
+use super::config::ProtocolVersion;
+use super::keys::{KeySource, MercureKey};
 use super::selector::Selector;
 use crate::http::ApiError;
 use crate::http::credentials;
