@@ -340,6 +340,15 @@ async fn bad_tokens_are_refused_with_invalid_token() {
             ),
             "`payload` is not a JSON object",
         ),
+        (
+            "an exp past the year 9999 (would overflow the clock)",
+            sign(Algorithm::HS256, &hs256(SUBSCRIBER_KEY), None, &{
+                let mut claims = valid(subscribe_all.clone());
+                claims["exp"] = json!(u64::MAX);
+                claims
+            }),
+            "the latest the hub accepts",
+        ),
         ("not a JWT", "not-a-jwt".to_owned(), "refused"),
     ];
     for (case, token, named) in cases {

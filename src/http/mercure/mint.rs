@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::{MercureConfig, MercureJwtConfig};
 use super::selector::Selector;
+use crate::auth::MAX_TOKEN_EXP;
 
 /// The authorization detail type of draft-08's grants.
 const AUTHORIZATION_DETAIL_TYPE: &str = "https://mercure.rocks/authorization-detail";
@@ -115,6 +116,11 @@ pub enum MercureMintError {
         role: &'static str,
         key: &'static str,
     },
+    #[error(
+        "--ttl ends after 9999-12-31T23:59:59Z ({MAX_TOKEN_EXP}), the latest `exp` the hub \
+         accepts"
+    )]
+    TtlTooLong,
     #[error("cannot sign: {0}")]
     Sign(String),
 }
@@ -196,7 +202,11 @@ pub fn mint(
         (None, false) => {}
     }
     claims.insert("iat".into(), json!(now));
-    claims.insert("exp".into(), json!(now + request.ttl.as_secs().max(1)));
+    let exp = now
+        .checked_add(request.ttl.as_secs().max(1))
+        .filter(|exp| *exp <= MAX_TOKEN_EXP)
+        .ok_or(MercureMintError::TtlTooLong)?;
+    claims.insert("exp".into(), json!(exp));
     if let Some(subject) = &request.subject {
         claims.insert("sub".into(), json!(subject));
     }

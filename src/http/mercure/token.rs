@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::config::ProtocolVersion;
 use super::keys::{KeySource, MercureKey};
 use super::selector::Selector;
+use crate::auth::MAX_TOKEN_EXP;
 use crate::http::ApiError;
 use crate::http::credentials;
 use crate::http::error::INVALID_TOKEN_REQUEST;
@@ -324,6 +325,14 @@ pub async fn verify(
                 )
             })
     };
+    // The stream ends at `exp` on the runtime's clock, which a later one
+    // (u64::MAX) would overflow: refused as auth refuses it.
+    if claims.exp.is_some_and(|exp| exp > MAX_TOKEN_EXP) {
+        return Err(invalid(format!(
+            "the Mercure token's `exp` is after {MAX_TOKEN_EXP} (9999-12-31T23:59:59Z), \
+             the latest the hub accepts"
+        )));
+    }
     let expires_at = claims
         .exp
         .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
