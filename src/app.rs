@@ -117,6 +117,8 @@ impl App {
             authenticator,
             mercure,
         } = self;
+        // Mercure's key sets are kept fresh as auth.jwt's is.
+        let mercure_jwks = mercure.as_ref().map(http::MercureSettings::jwks);
         let stop_accepting = CancellationToken::new();
         let stop_server = CancellationToken::new();
         let acceptor = DrainingAcceptor::new(listener, stop_accepting.clone())?;
@@ -151,7 +153,10 @@ impl App {
         ));
         let stop_backplane = CancellationToken::new();
         let backplane = tokio::spawn(hub.backplane().clone().run(stop_backplane.clone()));
-        let background = authenticator.spawn_background();
+        let mut background = authenticator.spawn_background();
+        for jwks in mercure_jwks.into_iter().flatten() {
+            background.push(tokio::spawn(jwks.keep_fresh()));
+        }
         authenticator.log_summary(local_addr);
         tracing::info!(%local_addr, backplane = ?config.backplane.kind, "ssehub ready");
 

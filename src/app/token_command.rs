@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::auth::{MintError, MintRequest, Minted, mint};
 use crate::config::{Config, ConfigError};
+use crate::http::{MercureDraft, MercureMintError, MercureMintRequest, mint_mercure_token};
 
 /// The arguments of `ssehub token`.
 #[derive(Debug, Args)]
@@ -19,13 +20,32 @@ pub struct TokenArgs {
     #[arg(long)]
     pub sub: Option<String>,
     /// A topic pattern the token may publish to (`ssehub.publish`), e.g.
-    /// `orders.*`; repeat for several.
+    /// `orders.*`; repeat for several. With `--mercure`: a Mercure topic
+    /// selector (`*`, an exact topic, with 7 a URI template).
     #[arg(long = "publish", value_name = "PATTERN")]
     pub publish: Vec<String>,
     /// A topic pattern the token may subscribe to (`ssehub.subscribe`),
-    /// e.g. `user.{sub}`; repeat for several.
+    /// e.g. `user.{sub}`; repeat for several. With `--mercure`: as
+    /// `--publish`.
     #[arg(long = "subscribe", value_name = "PATTERN")]
     pub subscribe: Vec<String>,
+    /// Mint a Mercure token (signed with `mercure.publisher_jwt` when it
+    /// may publish, else `mercure.subscriber_jwt`): `7` a draft-07 token
+    /// (`mercure` claim), `8` a draft-08 access token (`typ: at+jwt`,
+    /// `authorization_details`).
+    #[arg(long, value_name = "DRAFT")]
+    pub mercure: Option<MercureDraft>,
+    /// With `--mercure 8`: a URL pattern the token may publish to
+    /// (`match_type: urlpattern`), e.g. `https://example.com/books/:id`.
+    #[arg(long = "publish-urlpattern", value_name = "PATTERN")]
+    pub publish_url_patterns: Vec<String>,
+    /// With `--mercure 8`: a URL pattern the token may subscribe to.
+    #[arg(long = "subscribe-urlpattern", value_name = "PATTERN")]
+    pub subscribe_url_patterns: Vec<String>,
+    /// With `--mercure`: a JSON object shown in the subscriber's active
+    /// subscriptions (`mercure.payload`, or the subscribe detail's).
+    #[arg(long, value_name = "JSON", value_parser = parse_payload)]
+    pub payload: Option<serde_json::Value>,
     /// How long the token is valid (`exp` = now + TTL), e.g. `30m`, `1h`, `7d`.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: Duration,
@@ -56,6 +76,16 @@ pub enum TokenCommandError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Mint(#[from] MintError),
+    #[error(transparent)]
+    MercureMint(#[from] MercureMintError),
+    #[error("--{0} is for Mercure tokens: add --mercure 7 or --mercure 8")]
+    MercureOnly(&'static str),
+}
+
+/// `--payload`: JSON text.
+fn parse_payload(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text)
+        .map_err(|error| format!("not JSON ({error}), e.g. '{{\"user\": 42}}'"))
 }
 
 /// `--ttl`: a humantime duration (`90s`, `30m`, `1h`, `7d`).
@@ -74,6 +104,21 @@ pub fn run(
     config: &Config,
     args: &TokenArgs,
 ) -> Result<(String, Option<&'static str>), TokenCommandError> {
+    if let Some(draft) = args.mercure {
+        return run_mercure(config, args, draft);
+    }
+    for (flag, given) in [
+        ("publish-urlpattern", !args.publish_url_patterns.is_empty()),
+        (
+            "subscribe-urlpattern",
+            !args.subscribe_url_patterns.is_empty(),
+        ),
+        ("payload", args.payload.is_some()),
+    ] {
+        if given {
+            return Err(TokenCommandError::MercureOnly(flag));
+        }
+    }
     let settings = config.auth_settings()?;
     let request = MintRequest {
         subject: args.sub.clone(),
@@ -90,6 +135,76 @@ pub fn run(
         out.push_str(&curl_lines(config, &minted));
     }
     Ok((out, minted.warning))
+}
+
+/// A Mercure token, from `mercure.*` (checked as the hub checks it).
+fn run_mercure(
+    config: &Config,
+    args: &TokenArgs,
+    draft: MercureDraft,
+) -> Result<(String, Option<&'static str>), TokenCommandError> {
+    config.mercure_settings()?;
+    let request = MercureMintRequest {
+        draft,
+        publish: args.publish.clone(),
+        subscribe: args.subscribe.clone(),
+        publish_url_patterns: args.publish_url_patterns.clone(),
+        subscribe_url_patterns: args.subscribe_url_patterns.clone(),
+        payload: args.payload.clone(),
+        subject: args.sub.clone(),
+        issuer: args.iss.clone(),
+        audience: args.aud.clone(),
+        ttl: args.ttl,
+        key_id: args.kid.clone(),
+    };
+    let minted = mint_mercure_token(&config.mercure, args.key.as_deref(), &request)?;
+    let mut out = format!("{}\n", minted.token);
+    if args.curl {
+        out.push_str(&mercure_curl_lines(config, &request, &minted.token));
+    }
+    let warning = (draft == MercureDraft::Draft07
+        && config.mercure.protocol_version_compatibility == 8)
+        .then_some(
+            "mercure.protocol_version_compatibility is 8: the hub refuses draft-07 tokens; \
+             mint one with --mercure 8",
+        );
+    Ok((out, warning))
+}
+
+/// A Mercure publish and subscription with the token.
+fn mercure_curl_lines(config: &Config, request: &MercureMintRequest, token: &str) -> String {
+    let hub = format!("http://{}/.well-known/mercure", reachable(config));
+    let (selector_name, example) = match request.draft {
+        MercureDraft::Draft07 => ("topic", "https://example.com/books/1"),
+        MercureDraft::Draft08 => ("match", "https://example.com/books/1"),
+    };
+    let exact = |selectors: &[String]| {
+        selectors
+            .iter()
+            .find(|selector| !selector.contains('{'))
+            .map(|selector| {
+                if selector == "*" {
+                    example.to_owned()
+                } else {
+                    selector.clone()
+                }
+            })
+    };
+    let mut lines = String::new();
+    if let Some(topic) = exact(&request.publish) {
+        lines.push_str(&format!(
+            "# publish an update to {topic}\n\
+             curl -sS -H 'Authorization: Bearer {token}' -d 'topic={topic}' \
+             -d 'data={{\"status\":\"shipped\"}}' '{hub}'\n"
+        ));
+    }
+    if let Some(topic) = exact(&request.subscribe) {
+        lines.push_str(&format!(
+            "# subscribe to {topic} (Ctrl-C to stop)\n\
+             curl -N -H 'Authorization: Bearer {token}' '{hub}?{selector_name}={topic}'\n"
+        ));
+    }
+    lines
 }
 
 /// A publish and a subscribe with the token, on a topic of each grant.

@@ -121,8 +121,15 @@ impl Jwks {
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(set));
     }
 
-    /// Reads the set again; on failure the keys held stay in use.
+    /// Reads the set again; on failure the keys held stay in use. One read
+    /// at a time: a token that comes while the first read is under way
+    /// waits for it rather than finding no keys.
     pub async fn reload(&self) -> Result<usize, String> {
+        let _one_at_a_time = self.reading.lock().await;
+        self.reload_holding_the_lock().await
+    }
+
+    async fn reload_holding_the_lock(&self) -> Result<usize, String> {
         *self.last_read.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let set = match (&self.location, &self.client) {
             (JwksLocation::File(path), _) => read_file(path)?,
@@ -168,7 +175,7 @@ impl Jwks {
         if !cooled_down {
             return Vec::new();
         }
-        match self.reload().await {
+        match self.reload_holding_the_lock().await {
             Ok(count) => {
                 tracing::info!(jwks = %self.location, keys = count, "JWKS re-read for an unknown kid")
             }

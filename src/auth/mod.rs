@@ -41,7 +41,8 @@ pub use config::{
 };
 pub use error::{Action, AuthError, RateLimit, TokenRefusal, TokenRejection};
 pub use grant::{Grant, PublisherId, Scope};
-pub use jwks::JwksLocation;
+pub use jwks::{Jwks, JwksLocation};
+pub use keys::VerifyingKey;
 pub use metrics::{AuthMetrics, RejectionReason};
 pub use mint::{MintError, MintRequest, Minted, mint};
 pub use pattern::{InvalidPattern, TopicPattern, subject_segment};
@@ -49,10 +50,9 @@ pub use rate::{Limited, RateLimiters, quota};
 
 use crate::model::TopicName;
 use crate::setting::InvalidSetting;
-use jwks::Jwks;
-use keys::VerifyingKey;
 use rate::PublishLimited;
 use static_keys::StaticKeys;
+pub use token::MAX_TOKEN_EXP;
 use token::{TokenVerifier, expired_at};
 
 /// How often idle rate-limit state is dropped: often enough that a scan of

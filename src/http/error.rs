@@ -53,6 +53,13 @@ pub struct ApiError {
 /// one that was presented and refused.
 const CHALLENGE: &str = "Bearer realm=\"ssehub\"";
 const CHALLENGE_INVALID_TOKEN: &str = "Bearer realm=\"ssehub\", error=\"invalid_token\"";
+/// `WWW-Authenticate` of a 400 about how a token was presented (RFC 6750
+/// section 3.1 `invalid_request`), e.g. one in a URL where none may be.
+const CHALLENGE_INVALID_REQUEST: &str = "Bearer realm=\"ssehub\", error=\"invalid_request\"";
+
+/// The problem type of a 400 about the way a token was presented; it
+/// carries the `invalid_request` challenge.
+pub const INVALID_TOKEN_REQUEST: &str = "invalid-token-request";
 
 /// Seconds a client should wait before publishing again to a hub that is
 /// draining or whose backplane is down: long enough for a load balancer to
@@ -110,12 +117,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from(after.as_millis().div_ceil(1000).max(1) as u64),
             );
         }
-        if self.status == StatusCode::UNAUTHORIZED {
-            let challenge = if self.slug == "invalid-token" {
-                CHALLENGE_INVALID_TOKEN
-            } else {
-                CHALLENGE
-            };
+        let challenge = match (self.status, self.slug) {
+            (StatusCode::UNAUTHORIZED, "invalid-token") => Some(CHALLENGE_INVALID_TOKEN),
+            (StatusCode::UNAUTHORIZED, _) => Some(CHALLENGE),
+            (StatusCode::BAD_REQUEST, INVALID_TOKEN_REQUEST) => Some(CHALLENGE_INVALID_REQUEST),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),

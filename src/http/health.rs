@@ -6,6 +6,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::error::ApiError;
+use super::mercure::MercureRoute;
 use crate::auth::Authenticator;
 use crate::hub::{Hub, Readiness};
 
@@ -43,14 +44,16 @@ impl HealthApi {
     ///
     /// 503 from the moment a drain starts (so load balancers stop sending
     /// new clients), while the backplane is unreachable, and until a JWKS
-    /// named by URL has been read once.
+    /// named by URL (`auth.jwt.jwks`, `mercure.*_jwt.key`) has been read once.
     #[oai(path = "/readyz", method = "get")]
     async fn readyz(
         &self,
         hub: Data<&Hub>,
         auth: Data<&Authenticator>,
+        mercure: Data<&MercureRoute>,
     ) -> Result<HealthResponse, ApiError> {
-        match unready(hub.readiness(), auth.is_ready()) {
+        let keys_read = auth.is_ready() && mercure.keys_are_loaded();
+        match unready(hub.readiness(), keys_read) {
             None => Ok(HealthResponse::Ok(Json(Status {
                 status: "ready".to_owned(),
                 subscribers: hub.subscriber_count() as u64,
@@ -70,7 +73,7 @@ fn unready(hub: Readiness, keys_read: bool) -> Option<(&'static str, &'static st
         (Readiness::Draining, _) => Some(("draining", "the hub is draining before shutdown")),
         (_, false) => Some((
             "keys-unavailable",
-            "the JWKS (auth.jwt.jwks) has not been read yet",
+            "a JWKS named by URL (auth.jwt.jwks, mercure.*_jwt.key) has not been read yet",
         )),
         (Readiness::BackplaneUnavailable, true) => {
             Some(("backplane-unavailable", "the backplane is unreachable"))

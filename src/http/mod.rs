@@ -29,7 +29,9 @@ use poem_openapi::{OpenApiService, Tags};
 pub use config::{ConsoleConfig, CorsConfig, EventStreamConfig, validate as validate_config};
 pub use error::{ApiError, PROBLEM_JSON, Problem, refusal};
 pub use mercure::{
-    MercureConfig, MercureJwtConfig, MercureSettings, validate as validate_mercure_config,
+    MercureConfig, MercureDraft, MercureJwtConfig, MercureMintError, MercureMintRequest,
+    MercureMinted, MercureSettings, mint as mint_mercure_token,
+    validate as validate_mercure_config,
 };
 pub use stats::StatsContext;
 pub use tutorial::TutorialTopic;

@@ -33,6 +33,13 @@ use crate::hub::Hub;
 pub struct MercureRoute(pub Option<Arc<MercureSettings>>);
 
 impl MercureRoute {
+    /// False until every JWKS the Mercure keys name by URL has been read once.
+    pub fn keys_are_loaded(&self) -> bool {
+        self.0
+            .as_deref()
+            .is_none_or(|settings| settings.jwks().iter().all(|jwks| jwks.is_loaded()))
+    }
+
     fn settings(&self) -> Result<&MercureSettings, ApiError> {
         self.0.as_deref().ok_or_else(|| {
             ApiError::new(
@@ -193,9 +200,11 @@ pub struct MercureApi;
 impl MercureApi {
     /// Publish a Mercure update
     ///
-    /// Authorised by a publisher JWT (draft-07: its `mercure.publish`
-    /// selectors cover every topic) in `Authorization: Bearer` or the
-    /// `mercureAuthorization` cookie. 404 unless `mercure.enabled`.
+    /// Authorised by a publisher JWT whose grants cover every topic (a
+    /// draft-07 `mercure.publish` claim, or a draft-08 access token) in
+    /// `Authorization: Bearer` or the `__Secure-mercure_access_token` cookie
+    /// (or, with `protocol_version_compatibility = 7`, `mercureAuthorization`).
+    /// 404 unless `mercure.enabled`.
     #[oai(
         path = "/.well-known/mercure",
         method = "post",
@@ -234,9 +243,12 @@ impl MercureApi {
     /// or `new EventSource('/.well-known/mercure?topic=…')` in a page.
     ///
     /// Selectors are OR'ed. A subscriber token (`Authorization: Bearer`,
-    /// the `mercureAuthorization` cookie or `?authorization=`) is needed
-    /// unless `mercure.anonymous`; its `mercure.subscribe` selectors open
-    /// private updates. 404 unless `mercure.enabled`.
+    /// the `__Secure-mercure_access_token` cookie; with
+    /// `protocol_version_compatibility = 7` also `?authorization=` and the
+    /// `mercureAuthorization` cookie) is needed unless `mercure.anonymous`;
+    /// its subscribe grants open private updates. With `8`, `topic`,
+    /// `Last-Event-ID`, `lastEventID` and `authorization` in the query are
+    /// 400s. 404 unless `mercure.enabled`.
     #[oai(
         path = "/.well-known/mercure",
         method = "get",
@@ -272,7 +284,7 @@ impl MercureApi {
         /// Resume after this update id, or `earliest` (draft-08 name).
         #[oai(name = "last_event_id")]
         _last_event_id_08: Query<Option<String>>,
-        /// A subscriber token (draft-07), for clients that can't set headers.
+        /// A subscriber token (draft-07, with `protocol_version_compatibility = 7` only).
         #[oai(name = "authorization")]
         _authorization: Query<Option<String>>,
         /// Resume after this update id; wins over the query.

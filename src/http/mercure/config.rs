@@ -3,20 +3,39 @@
 //! `subscriber_jwt`, `protocol_version_compatibility`) so a Caddyfile's values map one to one,
 //! with their check, which parses the keys once into [`MercureSettings`].
 
-use std::str::FromStr;
+use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 
+use super::keys::{
+    KeySource, MercureKey, PUBLISHER_KEYS, SUBSCRIBER_KEYS, parse_key, require_issuer_and_audience,
+};
+use crate::auth::Jwks;
 use crate::setting::InvalidSetting;
 
-/// Shortest HMAC secret accepted, as `auth.jwt.secret` (RFC 7518 §3.2:
-/// a key at least as long as the hash output, 256 bits for HS256).
-pub const MERCURE_SECRET_MIN_BYTES: usize = 32;
-
-/// The one protocol profile implemented: draft-07 (Mercure 0.x), with its
-/// `mercure.publish` / `mercure.subscribe` claims and `topic` selectors.
+/// `protocol_version_compatibility = 7`: draft-07 as Mercure 0.x speaks it
+/// (`mercure` claims, `topic` selectors, its cookie and query names) is
+/// accepted beside draft-08.
 pub const PROTOCOL_VERSION_DRAFT_07: u8 = 7;
+/// `protocol_version_compatibility = 8`: draft-08 only.
+pub const PROTOCOL_VERSION_DRAFT_08: u8 = 8;
+
+/// Which drafts of the protocol the hub accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolVersion {
+    /// `7`: draft-07 (Mercure 0.x's tokens, selectors, cookie and query
+    /// names) and draft-08 alike.
+    Draft07Compatible,
+    /// `8`: draft-08 only; draft-07's forms are refused, naming their
+    /// draft-08 replacement.
+    Draft08,
+}
+
+impl ProtocolVersion {
+    pub fn accepts_draft_07(self) -> bool {
+        self == Self::Draft07Compatible
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -35,8 +54,8 @@ pub struct MercureConfig {
     pub publisher_jwt: MercureJwtConfig,
     /// The key subscribers' tokens are signed with.
     pub subscriber_jwt: MercureJwtConfig,
-    /// The protocol draft spoken: `7` (draft-07, Mercure 0.x) is the only
-    /// value so far.
+    /// The oldest protocol draft accepted: `7` (draft-07, Mercure 0.x, and
+    /// draft-08) or `8` (draft-08 only).
     pub protocol_version_compatibility: u8,
 }
 
@@ -58,7 +77,8 @@ impl Default for MercureConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MercureJwtConfig {
-    /// An HMAC secret (HS*), or a PEM public key (RS*, PS*, ES*, EdDSA).
+    /// An HMAC secret (HS*); or, for RS*, PS*, ES*, EdDSA, a PEM public
+    /// key or a JWKS (an `http(s)://` URL, or a file path or `file://` URL).
     pub key: Option<String>,
     /// The one algorithm tokens must be signed with (Mercure's default HS256).
     pub alg: String,
@@ -79,63 +99,49 @@ impl Default for MercureJwtConfig {
     }
 }
 
-/// One token profile's key, parsed once.
-#[derive(Clone)]
-pub struct MercureKey {
-    pub algorithm: Algorithm,
-    pub key: DecodingKey,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-}
-
-impl std::fmt::Debug for MercureKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MercureKey")
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
-    }
-}
-
 /// What the Mercure routes are built from: the checked settings.
 #[derive(Debug, Clone)]
 pub struct MercureSettings {
     pub anonymous: bool,
     /// `mercure.subscriptions`: subscription events and the subscriptions API.
     pub subscriptions: bool,
+    pub protocol: ProtocolVersion,
     pub publisher: MercureKey,
     /// `None` only with `anonymous`: then nobody sees private updates.
     pub subscriber: Option<MercureKey>,
 }
 
-/// The names of one directive's keys, for errors.
-struct Keys {
-    key: &'static str,
-    alg: &'static str,
+impl MercureSettings {
+    /// The key sets to keep fresh in the background (see `Jwks::keep_fresh`).
+    pub fn jwks(&self) -> Vec<Arc<Jwks>> {
+        [Some(&self.publisher), self.subscriber.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|key| match &key.source {
+                KeySource::Jwks(jwks) => Some(jwks.clone()),
+                KeySource::Static(_) => None,
+            })
+            .collect()
+    }
 }
-
-const PUBLISHER_KEYS: Keys = Keys {
-    key: "mercure.publisher_jwt.key",
-    alg: "mercure.publisher_jwt.alg",
-};
-const SUBSCRIBER_KEYS: Keys = Keys {
-    key: "mercure.subscriber_jwt.key",
-    alg: "mercure.subscriber_jwt.alg",
-};
 
 /// Checks `mercure.*` and parses its keys; `None` when the routes are off.
 /// Keys are checked even then, so a bad value is found before the day it
 /// is turned on.
 pub fn validate(config: &MercureConfig) -> Result<Option<MercureSettings>, InvalidSetting> {
-    if config.protocol_version_compatibility != PROTOCOL_VERSION_DRAFT_07 {
-        return Err(InvalidSetting::new(
-            "mercure.protocol_version_compatibility",
-            format!(
-                "is {}; must be 7 (draft-07, as Mercure 0.x speaks it: the only profile \
-                 implemented so far)",
-                config.protocol_version_compatibility
-            ),
-        ));
-    }
+    let protocol = match config.protocol_version_compatibility {
+        PROTOCOL_VERSION_DRAFT_07 => ProtocolVersion::Draft07Compatible,
+        PROTOCOL_VERSION_DRAFT_08 => ProtocolVersion::Draft08,
+        other => {
+            return Err(InvalidSetting::new(
+                "mercure.protocol_version_compatibility",
+                format!(
+                    "is {other}; must be 7 (draft-07 as Mercure 0.x speaks it, and draft-08) \
+                     or 8 (draft-08 only)"
+                ),
+            ));
+        }
+    };
     let publisher = parse_key(&config.publisher_jwt, &PUBLISHER_KEYS)?;
     let subscriber = parse_key(&config.subscriber_jwt, &SUBSCRIBER_KEYS)?;
     if !config.enabled {
@@ -144,90 +150,37 @@ pub fn validate(config: &MercureConfig) -> Result<Option<MercureSettings>, Inval
     let Some(publisher) = publisher else {
         return Err(InvalidSetting::new(
             PUBLISHER_KEYS.key,
-            "is not set; with mercure.enabled it must be the HMAC secret (HS*) or the PEM \
-             public key publishers' tokens are signed with",
+            "is not set; with mercure.enabled it must be the HMAC secret (HS*), the PEM \
+             public key or the JWKS publishers' tokens are verified with",
         ));
     };
     if subscriber.is_none() && !config.anonymous {
         return Err(InvalidSetting::new(
             SUBSCRIBER_KEYS.key,
             "is not set; with mercure.enabled and mercure.anonymous = false it must be the \
-             HMAC secret (HS*) or the PEM public key subscribers' tokens are signed with",
+             HMAC secret (HS*), the PEM public key or the JWKS subscribers' tokens are \
+             verified with",
         ));
+    }
+    if protocol == ProtocolVersion::Draft08 {
+        require_issuer_and_audience(&publisher, &PUBLISHER_KEYS)?;
+        if let Some(subscriber) = &subscriber {
+            require_issuer_and_audience(subscriber, &SUBSCRIBER_KEYS)?;
+        }
     }
     Ok(Some(MercureSettings {
         anonymous: config.anonymous,
         subscriptions: config.subscriptions,
+        protocol,
         publisher,
         subscriber,
-    }))
-}
-
-fn parse_key(config: &MercureJwtConfig, keys: &Keys) -> Result<Option<MercureKey>, InvalidSetting> {
-    let algorithm = Algorithm::from_str(&config.alg).map_err(|_| {
-        InvalidSetting::new(
-            keys.alg,
-            format!(
-                "is {:?}; must be one of HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 \
-                 ES256 ES384 EdDSA",
-                config.alg
-            ),
-        )
-    })?;
-    let Some(text) = config.key.as_deref() else {
-        return Ok(None);
-    };
-    let key = match algorithm {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            if text.len() < MERCURE_SECRET_MIN_BYTES {
-                return Err(InvalidSetting::new(
-                    keys.key,
-                    format!(
-                        "is {} bytes; an HMAC secret must be at least {MERCURE_SECRET_MIN_BYTES} \
-                         bytes (e.g. the output of `openssl rand -base64 32`)",
-                        text.len()
-                    ),
-                ));
-            }
-            DecodingKey::from_secret(text.as_bytes())
-        }
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512 => DecodingKey::from_rsa_pem(text.as_bytes()),
-        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(text.as_bytes()),
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(text.as_bytes()),
-        // Algorithms a later jsonwebtoken adds are not on the list above.
-        _ => {
-            return Err(InvalidSetting::new(
-                keys.alg,
-                format!("is {:?}; not an algorithm ssehub verifies", config.alg),
-            ));
-        }
-    }
-    .map_err(|error| {
-        InvalidSetting::new(
-            keys.key,
-            format!(
-                "is not a PEM public key for {} ({error}); give the public key's PEM text \
-                 (-----BEGIN PUBLIC KEY----- …)",
-                config.alg
-            ),
-        )
-    })?;
-    Ok(Some(MercureKey {
-        algorithm,
-        key,
-        issuer: config.issuer.clone(),
-        audience: config.audience.clone(),
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::Algorithm;
 
     const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
 
@@ -289,31 +242,56 @@ mod tests {
     }
 
     #[test]
-    fn a_short_secret_is_refused_even_when_off() {
-        let mut config = MercureConfig::default();
-        config.publisher_jwt.key = Some("short".to_owned());
-        let error = refused(&config);
-        assert_eq!(error.key, "mercure.publisher_jwt.key");
-        assert!(error.reason.contains("5 bytes"), "{}", error.reason);
+    fn protocol_versions_7_and_8_are_accepted_and_others_named() {
+        for (value, protocol) in [
+            (7, ProtocolVersion::Draft07Compatible),
+            (8, ProtocolVersion::Draft08),
+        ] {
+            let mut config = enabled();
+            config.protocol_version_compatibility = value;
+            for jwt in [&mut config.publisher_jwt, &mut config.subscriber_jwt] {
+                jwt.issuer = Some("https://example.com".to_owned());
+                jwt.audience = Some("https://hub.example.com/.well-known/mercure".to_owned());
+            }
+            assert_eq!(validate(&config).unwrap().unwrap().protocol, protocol);
+        }
+        for value in [0, 6, 9, 255] {
+            let config = MercureConfig {
+                protocol_version_compatibility: value,
+                ..MercureConfig::default()
+            };
+            let error = refused(&config);
+            assert_eq!(error.key, "mercure.protocol_version_compatibility");
+            assert!(
+                error.reason.contains(&format!("is {value};")),
+                "{}",
+                error.reason
+            );
+            assert!(error.reason.contains("7 (") && error.reason.contains("8 ("));
+        }
     }
 
     #[test]
-    fn a_key_that_is_not_pem_for_an_asymmetric_algorithm_is_refused() {
+    fn the_default_protocol_accepts_draft_07() {
+        let settings = validate(&enabled()).unwrap().unwrap();
+        assert_eq!(settings.protocol, ProtocolVersion::Draft07Compatible);
+        assert!(settings.protocol.accepts_draft_07());
+    }
+
+    #[test]
+    fn draft_08_only_needs_each_keys_issuer_and_audience() {
         let mut config = enabled();
-        config.publisher_jwt.alg = "RS256".to_owned();
-        assert_eq!(refused(&config).key, "mercure.publisher_jwt.key");
-    }
-
-    #[test]
-    fn only_draft_07_compatibility_is_accepted() {
-        let mut config = MercureConfig {
-            protocol_version_compatibility: 8,
-            ..MercureConfig::default()
-        };
+        config.protocol_version_compatibility = 8;
+        assert_eq!(refused(&config).key, "mercure.publisher_jwt.issuer");
+        config.publisher_jwt.issuer = Some("https://example.com".to_owned());
+        assert_eq!(refused(&config).key, "mercure.publisher_jwt.audience");
+        config.publisher_jwt.audience = Some("https://hub.example".to_owned());
+        assert_eq!(refused(&config).key, "mercure.subscriber_jwt.issuer");
+        config.subscriber_jwt.issuer = Some("https://example.com".to_owned());
         let error = refused(&config);
-        assert_eq!(error.key, "mercure.protocol_version_compatibility");
-        assert!(error.reason.contains("is 8"));
-        config.protocol_version_compatibility = 7;
-        assert!(validate(&config).is_ok());
+        assert_eq!(error.key, "mercure.subscriber_jwt.audience");
+        assert!(error.reason.contains("= 8"), "{}", error.reason);
+        config.subscriber_jwt.audience = Some("https://hub.example".to_owned());
+        assert!(validate(&config).unwrap().is_some());
     }
 }

@@ -14,6 +14,8 @@
 mod api;
 mod config;
 mod filter;
+mod keys;
+mod mint;
 mod mirror;
 mod namespace;
 mod publish;
@@ -25,6 +27,7 @@ mod update;
 
 pub use api::{MercureApi, MercureRoute};
 pub use config::{MercureConfig, MercureJwtConfig, MercureSettings, validate};
+pub use mint::{MercureDraft, MercureMintError, MercureMintRequest, MercureMinted, mint};
 pub use update::{MERCURE_TOPIC, is_reserved};
 
 /// The route of the protocol (RFC 8615 well-known URI).

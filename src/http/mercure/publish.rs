@@ -45,11 +45,12 @@ pub async fn publish(
     auth.admit_publisher(credentials::client_address(request, auth), 1)?;
     // The header is read raw: see `idempotency::key_of`.
     let key = idempotency::key_of(request)?;
-    let Some(presented) = token::presented(request, None) else {
-        return Err(token::missing("publishing"));
+    let protocol = settings.protocol;
+    let Some(presented) = token::presented(request, None, protocol) else {
+        return Err(token::missing("publishing", request, protocol));
     };
     let hub_url = super::hub_url(request);
-    let grants = token::verify(&presented, &settings.publisher, &hub_url)?;
+    let grants = token::verify(&presented, &settings.publisher, &hub_url, protocol).await?;
     let envelope = envelope(body, &hub_url)?;
     too_many_topics(envelope.topics.len(), max_events)?;
     let Some(allowed) = grants.publish else {

@@ -10,7 +10,7 @@
 use futures_util::StreamExt;
 use poem::Request;
 
-use super::config::MercureSettings;
+use super::config::{MercureSettings, ProtocolVersion};
 use super::filter::MercureFilter;
 use super::hub_url;
 use super::publish::bad;
@@ -51,12 +51,38 @@ struct Query {
     authorization: Option<String>,
 }
 
-fn query(request: &Request) -> Result<Query, ApiError> {
+/// What draft-08 calls what draft-07 named `name`, when `name` is one of
+/// draft-07's query names (refused with draft-08 only).
+fn draft_08_name_for(name: &str) -> Option<&'static str> {
+    match name {
+        "topic" => Some(
+            "`match` (an exact topic) or `match_urlpattern` (a URL pattern: `:id` where a URI \
+             template had `{id}`)",
+        ),
+        "Last-Event-ID" | "lastEventID" => {
+            Some("the `last_event_id` query parameter or the `Last-Event-ID` header")
+        }
+        _ => None,
+    }
+}
+
+fn query(request: &Request, protocol: ProtocolVersion) -> Result<Query, ApiError> {
     let mut query = Query::default();
     let Some(text) = request.uri().query() else {
         return Ok(query);
     };
     for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+        if !protocol.accepts_draft_07() {
+            if let Some(replacement) = draft_08_name_for(&name) {
+                return Err(bad(format!(
+                    "`{name}` is draft-07's, refused with \
+                     mercure.protocol_version_compatibility = 8: use {replacement}"
+                )));
+            }
+            if name == token::QUERY_PARAMETER {
+                return Err(token::in_query());
+            }
+        }
         match &*name {
             "topic" => query.topics.push((Kind::Topic, value.into_owned())),
             "match" | "match_exact" => query.topics.push((Kind::Exact, value.into_owned())),
@@ -97,12 +123,15 @@ pub async fn subscribe(
     settings: &MercureSettings,
 ) -> Result<(EventStreamBody, Option<String>), ApiError> {
     refuse_body(request)?;
-    let query = query(request)?;
+    let protocol = settings.protocol;
+    let query = query(request, protocol)?;
     if query.topics.is_empty() {
-        return Err(bad(
+        return Err(bad(if protocol.accepts_draft_07() {
             "name at least one selector: `topic` (draft-07, e.g. ?topic=*), `match` or \
-             `match_urlpattern` (draft-08)",
-        ));
+             `match_urlpattern` (draft-08)"
+        } else {
+            "name at least one selector: `match` (e.g. ?match=*) or `match_urlpattern`"
+        }));
     }
     let limit = hub.settings().max_topics_per_subscription;
     if query.topics.len() > limit {
@@ -124,7 +153,7 @@ pub async fn subscribe(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| bad(format!("selector: {error}")))?;
     let (private_selectors, expires_at, payload) =
-        match token::presented(request, query.authorization.as_deref()) {
+        match token::presented(request, query.authorization.as_deref(), protocol) {
             Some(presented) => {
                 let Some(key) = &settings.subscriber else {
                     return Err(ApiError::new(
@@ -134,11 +163,11 @@ pub async fn subscribe(
                          not set): subscribe without one",
                     ));
                 };
-                let grants = token::verify(&presented, key, &base)?;
+                let grants = token::verify(&presented, key, &base, protocol).await?;
                 (grants.subscribe, grants.expires_at, grants.payload)
             }
             None if settings.anonymous => (Vec::new(), None, None),
-            None => return Err(token::missing("subscribing")),
+            None => return Err(token::missing("subscribing", request, protocol)),
         };
     // The subscribe rate limit before any history is read for a resume.
     let client = credentials::client_address(request, auth);

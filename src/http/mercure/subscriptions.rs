@@ -248,7 +248,7 @@ pub async fn list(
             "active subscriptions are off on this hub (mercure.subscriptions = false)",
         ));
     }
-    authorize(request, settings, authorization)?;
+    authorize(request, settings, authorization).await?;
     // The cursor before the list: a change made meanwhile is in both, never
     // in neither.
     let last = hub.backplane().last_id().await.map_err(unavailable)?;
@@ -295,13 +295,17 @@ pub async fn list(
 /// The spec's rule: a subscriber token whose `mercure.subscribe`
 /// selectors match the requested path (as sent, percent-encoded: the form
 /// the events' topics have), so one selector covers both.
-fn authorize(
+async fn authorize(
     request: &Request,
     settings: &MercureSettings,
     authorization: Option<&str>,
 ) -> Result<(), ApiError> {
-    let Some(presented) = token::presented(request, authorization) else {
-        return Err(token::missing("the subscriptions API"));
+    let protocol = settings.protocol;
+    if authorization.is_some() && !protocol.accepts_draft_07() {
+        return Err(token::in_query());
+    }
+    let Some(presented) = token::presented(request, authorization, protocol) else {
+        return Err(token::missing("the subscriptions API", request, protocol));
     };
     let Some(key) = &settings.subscriber else {
         return Err(ApiError::new(
@@ -311,7 +315,7 @@ fn authorize(
              so nobody may read its subscriptions",
         ));
     };
-    let grants = token::verify(&presented, key, &super::hub_url(request))?;
+    let grants = token::verify(&presented, key, &super::hub_url(request), protocol).await?;
     let path = request.uri().path();
     if !grants
         .subscribe

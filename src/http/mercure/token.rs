@@ -1,5 +1,6 @@
-//! Mercure's tokens, signed with the configured key and algorithm, in two
-//! profiles told apart by the header's `typ`:
+//! Mercure's tokens, signed with the configured key (an HMAC secret, a PEM
+//! public key or a JWKS) and algorithm, in two profiles told apart by the
+//! header's `typ`:
 //! - draft-07 (as Mercure 0.x accepts them): a `mercure` claim lists
 //!   `publish` and `subscribe` topic selectors; `exp` is checked when
 //!   present, not required; `iss` and `aud` when configured;
@@ -8,6 +9,12 @@
 //!   `.audience` (which must be set for such tokens to be accepted), and
 //!   the grants in `authorization_details` of type
 //!   `https://mercure.rocks/authorization-detail`.
+//!
+//! With `protocol_version_compatibility = 8` only the second is accepted.
+//! Where a token travels: `Authorization: Bearer` (always first), then in
+//! draft-07 the `authorization` query parameter (subscribers), then the
+//! cookies (draft-08's `__Secure-mercure_access_token`, draft-07's
+//! `mercureAuthorization`).
 
 use std::time::{Duration, SystemTime};
 
@@ -16,14 +23,21 @@ use poem::Request;
 use poem::http::StatusCode;
 use serde::Deserialize;
 
-use super::config::MercureKey;
+use super::config::ProtocolVersion;
+use super::keys::{KeySource, MercureKey};
 use super::selector::Selector;
+use crate::auth::MAX_TOKEN_EXP;
 use crate::http::ApiError;
 use crate::http::credentials;
+use crate::http::error::INVALID_TOKEN_REQUEST;
 
-/// The cookie a browser's token travels in (draft-07).
-pub const COOKIE_NAME: &str = "mercureAuthorization";
-/// The query parameter a subscriber's token may travel in (draft-07).
+/// The cookie a browser's token travels in: draft-08's recommended name
+/// (`__Secure-`: browsers set it over HTTPS only, and on http://localhost).
+pub const COOKIE_NAME: &str = "__Secure-mercure_access_token";
+/// Draft-07's cookie (the Mercure hub 0.x's default name).
+pub const COOKIE_NAME_DRAFT_07: &str = "mercureAuthorization";
+/// The query parameter a subscriber's token may travel in (draft-07 only:
+/// draft-08 forbids tokens in URLs, RFC 9700).
 pub const QUERY_PARAMETER: &str = "authorization";
 /// Clock skew allowed on `exp` and `nbf`, as `auth.jwt.leeway`'s default.
 const LEEWAY: Duration = Duration::from_secs(5);
@@ -88,6 +102,14 @@ fn authorization_details(
                     .ok_or_else(|| invalid("an action is not a string"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if detail
+            .get("payload")
+            .is_some_and(|payload| !payload.is_object())
+        {
+            return Err(invalid(
+                "a Mercure authorization detail's `payload` is not a JSON object",
+            ));
+        }
         let topics = detail
             .get("topics")
             .and_then(|t| t.as_array())
@@ -131,6 +153,8 @@ fn matcher_selector(matcher: &serde_json::Value, base: &url::Url) -> Result<Sele
 struct MercureClaim {
     publish: Option<Vec<String>>,
     subscribe: Option<Vec<String>>,
+    /// Draft-07's `mercure.payload`: any JSON the subscriber's application
+    /// wants shown in its subscription.
     payload: Option<serde_json::Value>,
 }
 
@@ -165,21 +189,118 @@ fn holder(token: &str, issuer: Option<&str>, subject: Option<&str>) -> String {
 }
 
 /// The token of a request: the `Authorization: Bearer` header first, then
-/// the cookie, then (for subscribers) the query parameter.
-pub fn presented(request: &Request, query_token: Option<&str>) -> Option<String> {
+/// (draft-07 only, for subscribers) the query parameter, then the cookies.
+/// A header wins over a cookie (cookies are ambient: draft-08 says to
+/// ignore them then), and in draft-07 the query parameter does too.
+pub fn presented(
+    request: &Request,
+    query_token: Option<&str>,
+    protocol: ProtocolVersion,
+) -> Option<String> {
+    let draft_07 = protocol.accepts_draft_07();
     credentials::bearer(request)
-        .or_else(|| credentials::cookie(request, COOKIE_NAME))
         .or_else(|| {
             query_token
-                .filter(|token| !token.is_empty())
+                .filter(|token| draft_07 && !token.is_empty())
                 .map(str::to_owned)
         })
+        .or_else(|| credentials::cookie(request, COOKIE_NAME))
+        .or_else(|| {
+            draft_07
+                .then(|| credentials::cookie(request, COOKIE_NAME_DRAFT_07))
+                .flatten()
+        })
+}
+
+/// A token in the query with draft-08 only: a 400 whose challenge says
+/// `invalid_request` (the token's presentation is what is malformed).
+pub fn in_query() -> ApiError {
+    ApiError::bad_request(
+        INVALID_TOKEN_REQUEST,
+        format!(
+            "the `{QUERY_PARAMETER}` query parameter is draft-07's, refused with \
+             mercure.protocol_version_compatibility = 8 (draft-08 forbids tokens in URLs): send \
+             `Authorization: Bearer <jwt>` or the `{COOKIE_NAME}` cookie"
+        ),
+    )
+}
+
+/// Draft-07 tokens are refused with draft-08 only.
+fn refuse_draft_07(protocol: ProtocolVersion) -> Result<(), ApiError> {
+    if protocol.accepts_draft_07() {
+        return Ok(());
+    }
+    Err(invalid(
+        "a draft-07 token (its header has no `typ: at+jwt`) is refused: with \
+         mercure.protocol_version_compatibility = 8 the hub takes draft-08 access tokens only \
+         (header `typ: at+jwt`; claims `iss`, `aud`, `exp` and `authorization_details`)",
+    ))
+}
+
+/// Decodes `token` with the key (or the JWKS keys for its `kid` that
+/// verify the configured algorithm).
+async fn decode(
+    token: &str,
+    key: &MercureKey,
+    validation: &Validation,
+) -> Result<Claims, ApiError> {
+    let refused = |error: jsonwebtoken::errors::Error| {
+        invalid(format!("the Mercure token was refused: {error}"))
+    };
+    let jwks = match &key.source {
+        KeySource::Static(decoding) => {
+            return jsonwebtoken::decode::<Claims>(token, decoding, validation)
+                .map(|data| data.claims)
+                .map_err(refused);
+        }
+        KeySource::Jwks(jwks) => jwks,
+    };
+    let kid = jsonwebtoken::decode_header(token).map_err(refused)?.kid;
+    let keys: Vec<_> = jwks
+        .keys_for(kid.as_deref())
+        .await
+        .into_iter()
+        .filter(|candidate| candidate.accepts(key.algorithm))
+        .collect();
+    if keys.is_empty() {
+        return Err(invalid(match kid {
+            Some(kid) => format!(
+                "the Mercure token was refused: its `kid` {kid:?} is not in the key set \
+                 (JWKS) for {:?}",
+                key.algorithm
+            ),
+            None => format!(
+                "the Mercure token was refused: the key set (JWKS) has no key for {:?}",
+                key.algorithm
+            ),
+        }));
+    }
+    let mut last = None;
+    for candidate in &keys {
+        match jsonwebtoken::decode::<Claims>(token, &candidate.key, validation) {
+            Ok(data) => return Ok(data.claims),
+            // Another key of a set without `kid`s may verify it.
+            Err(error) if *error.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                last = Some(error)
+            }
+            Err(error) => return Err(refused(error)),
+        }
+    }
+    Err(refused(last.expect("at least one key was tried")))
 }
 
 /// Verifies `token` with `key`: a 401 `invalid-token` when it is not one.
 /// `base` is the hub's URL, for draft-08's relative URL patterns.
-pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, ApiError> {
+pub async fn verify(
+    token: &str,
+    key: &MercureKey,
+    base: &url::Url,
+    protocol: ProtocolVersion,
+) -> Result<Grants, ApiError> {
     let access_token = is_access_token(token);
+    if !access_token {
+        refuse_draft_07(protocol)?;
+    }
     if access_token && (key.issuer.is_none() || key.audience.is_none()) {
         return Err(invalid(
             "a draft-08 access token (typ at+jwt) needs the hub's issuer and audience \
@@ -209,15 +330,7 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
         }
         None => validation.validate_aud = false,
     }
-    let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
-        .map_err(|error| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-token",
-                format!("the Mercure token was refused: {error}"),
-            )
-        })?
-        .claims;
+    let claims = decode(token, key, &validation).await?;
     let selectors = |list: Vec<String>| {
         list.iter()
             .map(|text| Selector::parse(text))
@@ -230,6 +343,14 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
                 )
             })
     };
+    // The stream ends at `exp` on the runtime's clock, which a later one
+    // (u64::MAX) would overflow: refused as auth refuses it.
+    if claims.exp.is_some_and(|exp| exp > MAX_TOKEN_EXP) {
+        return Err(invalid(format!(
+            "the Mercure token's `exp` is after {MAX_TOKEN_EXP} (9999-12-31T23:59:59Z), \
+             the latest the hub accepts"
+        )));
+    }
     let expires_at = claims
         .exp
         .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
@@ -258,14 +379,25 @@ pub fn verify(token: &str, key: &MercureKey, base: &url::Url) -> Result<Grants, 
     })
 }
 
-/// A 401 for a request that needs a token and has none.
-pub fn missing(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
+/// A 401 for a request that needs a token and has none: where it may
+/// travel, and why a draft-07 cookie present was not read.
+pub fn missing(what: &str, request: &Request, protocol: ProtocolVersion) -> ApiError {
+    let detail = if protocol.accepts_draft_07() {
+        format!(
+            "{what} needs a Mercure token: `Authorization: Bearer <jwt>`, the `{COOKIE_NAME}` \
+             or `{COOKIE_NAME_DRAFT_07}` cookie"
+        )
+    } else if credentials::cookie(request, COOKIE_NAME_DRAFT_07).is_some() {
+        format!(
+            "{what} needs a Mercure token; the `{COOKIE_NAME_DRAFT_07}` cookie is draft-07's, \
+             not read with mercure.protocol_version_compatibility = 8: send \
+             `Authorization: Bearer <jwt>` or the `{COOKIE_NAME}` cookie"
+        )
+    } else {
         format!(
             "{what} needs a Mercure token: `Authorization: Bearer <jwt>` or the \
              `{COOKIE_NAME}` cookie"
-        ),
-    )
+        )
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
 }
