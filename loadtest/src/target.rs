@@ -16,8 +16,6 @@ const SSEHUB_BASE_URL: &str = "http://127.0.0.1:8080";
 const NCHAN_BASE_URL: &str = "http://127.0.0.1:8081";
 /// Where the compare script runs the floor server.
 const FLOOR_BASE_URL: &str = "http://127.0.0.1:8082";
-/// The Mercure hub's route, on the same address as ssehub's own.
-const MERCURE_ROUTE: &str = "{base}/.well-known/mercure";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -139,7 +137,7 @@ impl Target {
             Preset::Mercure => (
                 SSEHUB_BASE_URL,
                 "{base}/.well-known/mercure?topic={topic_uri}",
-                MERCURE_ROUTE,
+                "{base}/.well-known/mercure",
                 "topic={topic_uri}&data={payload}",
                 "application/x-www-form-urlencoded",
             ),
