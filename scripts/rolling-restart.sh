@@ -50,6 +50,8 @@
 #                            is not passed to the next replica: refusals are
 #                            reported, not a failure (they must still reach
 #                            nobody)
+#   --mercure-publisher-ids  --mercure, each update with the publisher's own id
+#                            (<run>-<topic>-<seq>): reconnects resume by it
 #   --release                use target/release binaries (default target/debug)
 #   --json-out FILE          append the harness's JSON line
 #   --label TEXT             stored with the JSON line
@@ -150,6 +152,7 @@ while (($#)); do
     --max-spike) MAX_SPIKE="$2"; shift ;;
     --burst-calibration) BURST_CALIBRATION=1 ;;
     --mercure) MERCURE=1 ;;
+    --mercure-publisher-ids) MERCURE=2 ;;
     --release) PROFILE=release ;;
     --json-out) JSON_OUT="$2"; shift ;;
     --label) LABEL="$2"; shift ;;
@@ -207,6 +210,8 @@ args=(run rolling-restart --base-url "http://127.0.0.1:$NGINX_PORT"
   --disrupt "bash '$SELF' restart '$STATE'" --disrupt-after "$BEFORE" --recover-for "$AFTER"
   --max-reconnect-spike "$MAX_SPIKE" --json-out "$RUN_JSON" --quiet)
 ((MERCURE)) && args+=(--target mercure --tolerate-unanswered-publishes)
+# shellcheck disable=SC2016 # the harness's placeholders, literally
+((MERCURE == 2)) && args+=(--publish-body 'topic={topic_uri}&id={event_key}&data={payload}')
 if [[ "$BACKPLANE" == redis ]]; then
   args+=(--fail-on-gap-frames)
 else

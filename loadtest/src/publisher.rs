@@ -247,6 +247,9 @@ async fn send_one(
     .encode(plan.payload_bytes);
     let topic_name = target::topic_name(&plan.run_id, topic);
     let retries = plan.target.publish_retries;
+    // Names this publish: its Idempotency-Key, and `{event_key}` in the
+    // templates (e.g. a Mercure publisher's own `id`).
+    let event_key = format!("{}-{topic}-{seq}", plan.run_id);
     let keyed: Vec<Header>;
     let headers = if retries > 0 {
         keyed = headers
@@ -254,7 +257,7 @@ async fn send_one(
             .cloned()
             .chain(std::iter::once(Header {
                 name: "Idempotency-Key".to_owned(),
-                value: format!("{}-{topic}-{seq}", plan.run_id),
+                value: event_key.clone(),
             }))
             .collect();
         &keyed[..]
@@ -263,11 +266,18 @@ async fn send_one(
     };
     // Built once: a retry must send the very same request (its key names
     // these bytes; another body would be refused as a reused key).
-    let request = match HttpUrl::parse(&target::render(&plan.target.publish_url, &topic_name, "")) {
+    let render = |template: &str, payload: &str| {
+        target::render(
+            &template.replace(target::EVENT_KEY_PLACEHOLDER, &event_key),
+            &topic_name,
+            payload,
+        )
+    };
+    let request = match HttpUrl::parse(&render(&plan.target.publish_url, "")) {
         Ok(url) => request::post(
             &url,
             &plan.target.publish_content_type,
-            target::render(&plan.target.publish_body, &topic_name, &token).as_bytes(),
+            render(&plan.target.publish_body, &token).as_bytes(),
             headers,
         ),
         Err(error) => return record_error(ledger, format!("{error:#}")),

@@ -58,10 +58,13 @@ pub struct TargetArgs {
     /// `{topic_uri}` by `https://example.com/t/<topic name>` form-encoded.
     #[arg(long)]
     pub subscribe_url: Option<String>,
-    /// Publish URL template; `{topic}` and `{topic_uri}` as in `--subscribe-url`.
+    /// Publish URL template; `{topic}` and `{topic_uri}` as in
+    /// `--subscribe-url`, `{event_key}` by `<run>-<topic index>-<seq>`.
     #[arg(long)]
     pub publish_url: Option<String>,
-    /// Publish body template; `{payload}` is replaced by the payload token, `{topic}` and `{topic_uri}` as in `--subscribe-url`.
+    /// Publish body template; `{payload}` is replaced by the payload token,
+    /// `{topic}`, `{topic_uri}` and `{event_key}` as in `--publish-url`
+    /// (with `id={event_key}`, a Mercure hub's ids are the publisher's).
     #[arg(long)]
     pub publish_body: Option<String>,
     /// Content type of the publish body.
@@ -223,6 +226,11 @@ pub fn headers(pairs: &[(String, String)]) -> Vec<Header> {
 pub fn topic_name(run_id: &str, index: u32) -> String {
     format!("lt-{run_id}-{index}")
 }
+
+/// In publish templates: `<run>-<topic index>-<seq>`, a name of the publish
+/// unique to it (its `Idempotency-Key` too), e.g. a Mercure publisher's own
+/// `id` (`--publish-body 'topic={topic_uri}&id={event_key}&data={payload}'`).
+pub const EVENT_KEY_PLACEHOLDER: &str = "{event_key}";
 
 /// Fills `{topic}`, `{topic_uri}` (see [`mercure::encoded_topic_uri`]) and
 /// `{payload}` into a template.

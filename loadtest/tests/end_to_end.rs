@@ -204,6 +204,14 @@ fn mercure_publish(topics: &Topics, head: &str, body: &[u8], fault: Fault) -> St
     }
     let topic = form_field(body, "topic");
     let data = form_field(body, "data");
+    // A publisher's own id, when given, must name this publish as the
+    // harness's `{event_key}` does: `<run>-<topic>-<seq>`, read from the
+    // payload token `<run>.<topic>.<seq>.…`.
+    let given_id = form_field(body, "id");
+    let token: Vec<&str> = data.splitn(4, '.').collect();
+    if !given_id.is_empty() && given_id != token[..3].join("-") {
+        return refuse("400 Bad Request");
+    }
     let id = publish(topics, &topic, data.as_bytes(), fault);
     let id = if matches!(fault, Fault::NoUpdateId) {
         String::new()
@@ -571,6 +579,17 @@ async fn a_clean_mercure_hub_passes_and_resumes_by_its_ids() {
     assert_eq!(record["delivery"]["deliveries"], 20 * 20);
     assert_eq!(record["reconnect"]["reconnects"], 2 * 20);
     assert_eq!(record["passed"], true, "{record:#}");
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mercure_publisher_may_give_each_update_its_own_id() {
+    let server = start_fake_server(Fault::None).await;
+    let body = "topic={topic_uri}&id={event_key}&data={payload}";
+    let (code, record) =
+        run_harness_against(server, "mercure", &mercure(&["--publish-body", body])).await;
+    assert_eq!(record["publish"]["acked"], 40, "{record:#}");
+    assert_eq!(audit(&record), (0, 0, 0));
     assert_eq!(code, 0);
 }
 
