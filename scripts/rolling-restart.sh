@@ -40,6 +40,18 @@
 #                            streams at once (drain.spread 0) while the drain
 #                            windows keep the nominal spread; the burst rule
 #                            must fail it (the script then exits 1)
+#   --mercure                subscribe and publish through the Mercure routes
+#                            (/.well-known/mercure; harness --target mercure):
+#                            the replicas get mercure.enabled, anonymous
+#                            subscribers and a random publisher key, and the
+#                            subscribers resume by the hub's urn:ssehub: ids.
+#                            nginx's config has no Mercure publish location
+#                            yet, so a publish a draining replica refuses (503)
+#                            is not passed to the next replica: refusals are
+#                            reported, not a failure (they must still reach
+#                            nobody)
+#   --mercure-publisher-ids  --mercure, each update with the publisher's own id
+#                            (<run>-<topic>-<seq>): reconnects resume by it
 #   --release                use target/release binaries (default target/debug)
 #   --json-out FILE          append the harness's JSON line
 #   --label TEXT             stored with the JSON line
@@ -122,6 +134,7 @@ BEFORE=5s
 AFTER=5s
 MAX_SPIKE=5
 BURST_CALIBRATION=0
+MERCURE=0
 PROFILE=debug
 JSON_OUT=""
 LABEL=""
@@ -138,6 +151,8 @@ while (($#)); do
     --after) AFTER="$2"; shift ;;
     --max-spike) MAX_SPIKE="$2"; shift ;;
     --burst-calibration) BURST_CALIBRATION=1 ;;
+    --mercure) MERCURE=1 ;;
+    --mercure-publisher-ids) MERCURE=2 ;;
     --release) PROFILE=release ;;
     --json-out) JSON_OUT="$2"; shift ;;
     --label) LABEL="$2"; shift ;;
@@ -165,6 +180,14 @@ trap cleanup EXIT
 if ((BURST_CALIBRATION)); then
   REPLICA_DRAIN_SPREAD=0s
 fi
+if ((MERCURE)); then
+  # HS256 wants at least 32 bytes; base64 of 24 random ones has no space in it
+  # (REPLICA_ENV is split on spaces).
+  MERCURE_KEY="$(head -c 24 /dev/urandom | base64)"
+  REPLICA_ENV="${REPLICA_ENV:-} SSEHUB_MERCURE__ENABLED=true SSEHUB_MERCURE__ANONYMOUS=true"
+  REPLICA_ENV+=" SSEHUB_MERCURE__PUBLISHER_JWT__KEY=$MERCURE_KEY"
+  export LOADTEST_MERCURE_PUBLISHER_KEY="$MERCURE_KEY"
+fi
 cluster_start
 echo "rolling-restart: $REPLICAS replica(s) on the $BACKPLANE backplane behind nginx :$NGINX_PORT;" \
   "$SUBSCRIBERS subscribers over $TOPICS topics, $RATE publishes/s; drain delay $DRAIN_DELAY," \
@@ -186,6 +209,9 @@ args=(run rolling-restart --base-url "http://127.0.0.1:$NGINX_PORT"
   --subscribers "$SUBSCRIBERS" --topics "$TOPICS" --rate "$RATE"
   --disrupt "bash '$SELF' restart '$STATE'" --disrupt-after "$BEFORE" --recover-for "$AFTER"
   --max-reconnect-spike "$MAX_SPIKE" --json-out "$RUN_JSON" --quiet)
+((MERCURE)) && args+=(--target mercure --tolerate-unanswered-publishes)
+# shellcheck disable=SC2016 # the harness's placeholders, literally
+((MERCURE == 2)) && args+=(--publish-body 'topic={topic_uri}&id={event_key}&data={payload}')
 if [[ "$BACKPLANE" == redis ]]; then
   args+=(--fail-on-gap-frames)
 else

@@ -19,6 +19,13 @@ pub struct CompareArgs {
     /// Target compared against (the denominator).
     #[arg(long, default_value = "nchan")]
     pub baseline: String,
+    /// Only the figures that weigh two ways into one server against each
+    /// other (e.g. its Mercure routes against its own): deliveries/s,
+    /// latency p50 and p99, lost + duplicated + out of order, server CPU
+    /// per delivery (in µs: the same number as CPU s per million) and
+    /// server RSS per connection.
+    #[arg(long)]
+    pub brief: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -30,6 +37,8 @@ enum Better {
 /// One comparable figure: name, which way is better, how to read it.
 struct Figure {
     name: &'static str,
+    /// Its name in a `--brief` table; `None`: not in one.
+    brief: Option<&'static str>,
     better: Better,
     read: fn(&RunReport) -> Option<f64>,
 }
@@ -37,46 +46,55 @@ struct Figure {
 const FIGURES: &[Figure] = &[
     Figure {
         name: "connects/s",
+        brief: None,
         better: Better::Higher,
         read: |r| Some(r.connect.per_second),
     },
     Figure {
         name: "publishes acked/s",
+        brief: None,
         better: Better::Higher,
         read: |r| r.publish.as_ref().map(|p| p.achieved_rate_per_second),
     },
     Figure {
         name: "deliveries/s",
+        brief: Some("deliveries/s"),
         better: Better::Higher,
         read: |r| r.publish.as_ref().map(|_| r.delivery.per_second),
     },
     Figure {
         name: "latency p50 ms",
+        brief: Some("latency p50 ms"),
         better: Better::Lower,
         read: |r| r.publish.as_ref().map(|_| r.latency_ms.p50),
     },
     Figure {
         name: "latency p90 ms",
+        brief: None,
         better: Better::Lower,
         read: |r| r.publish.as_ref().map(|_| r.latency_ms.p90),
     },
     Figure {
         name: "latency p99 ms",
+        brief: Some("latency p99 ms"),
         better: Better::Lower,
         read: |r| r.publish.as_ref().map(|_| r.latency_ms.p99),
     },
     Figure {
         name: "latency p99.9 ms",
+        brief: None,
         better: Better::Lower,
         read: |r| r.publish.as_ref().map(|_| r.latency_ms.p999),
     },
     Figure {
         name: "latency max ms",
+        brief: None,
         better: Better::Lower,
         read: |r| r.publish.as_ref().map(|_| r.latency_ms.max),
     },
     Figure {
         name: "lost + duplicated + out of order",
+        brief: Some("lost + duplicated + out of order"),
         better: Better::Lower,
         read: |r| {
             let a = r.verification.audit;
@@ -87,6 +105,7 @@ const FIGURES: &[Figure] = &[
     },
     Figure {
         name: "server CPU s per million deliveries",
+        brief: Some("server CPU µs per delivery"),
         better: Better::Lower,
         read: |r| {
             r.server
@@ -96,6 +115,7 @@ const FIGURES: &[Figure] = &[
     },
     Figure {
         name: "server RSS per connection KiB",
+        brief: Some("server RSS per connection KiB"),
         better: Better::Lower,
         read: |r| {
             r.server
@@ -105,6 +125,7 @@ const FIGURES: &[Figure] = &[
     },
     Figure {
         name: "server RSS at end MiB",
+        brief: None,
         better: Better::Lower,
         read: |r| r.server.as_ref().map(|s| s.rss_end_kib as f64 / 1024.0),
     },
@@ -192,7 +213,11 @@ pub fn compare(args: &CompareArgs) -> Result<String> {
             row(
                 &mut out,
                 scenario,
-                "server CPU s per million deliveries (at that rate)",
+                if args.brief {
+                    "server CPU µs per delivery (at that rate)"
+                } else {
+                    "server CPU s per million deliveries (at that rate)"
+                },
                 cpu(c),
                 cpu(b),
                 Better::Lower,
@@ -206,9 +231,14 @@ pub fn compare(args: &CompareArgs) -> Result<String> {
             continue;
         }
         for figure in FIGURES {
+            let name = match (args.brief, figure.brief) {
+                (false, _) => figure.name,
+                (true, Some(brief)) => brief,
+                (true, None) => continue,
+            };
             let (cv, bv) = (c.and_then(figure.read), b.and_then(figure.read));
             if cv.is_some() || bv.is_some() {
-                row(&mut out, scenario, figure.name, cv, bv, figure.better);
+                row(&mut out, scenario, name, cv, bv, figure.better);
             }
         }
         let verdict =
@@ -286,6 +316,22 @@ mod tests {
         assert_eq!(format_ratio(0.04), "0.040");
         assert_eq!(format_ratio(8.71 / 2177.0), "0.0040");
         assert_eq!(format_ratio(0.0), "0.00");
+    }
+
+    #[test]
+    fn the_brief_table_weighs_cpu_per_delivery_latency_loss_and_memory() {
+        let brief: Vec<_> = FIGURES.iter().filter_map(|figure| figure.brief).collect();
+        assert_eq!(
+            brief,
+            [
+                "deliveries/s",
+                "latency p50 ms",
+                "latency p99 ms",
+                "lost + duplicated + out of order",
+                "server CPU µs per delivery",
+                "server RSS per connection KiB",
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - `latency`, `server_stats`, `figures`, `report`: measuring and reporting
 //! - `plot`, `progress`, `compare`: SVG charts, the progress bar, side-by-side tables
 //! - `limits`: the open-file limit that sets subscribers per process
+//! - `mercure`: the Mercure target's topic IRIs, publisher token and answer id
 //! - `churn`: many short subscriptions, then memory, fds and slots compared
 //! - `soak`: a scenario round after round plus churn, sampled into a chart
 
@@ -27,6 +28,7 @@ mod figures;
 mod http;
 mod latency;
 mod limits;
+mod mercure;
 mod payload;
 mod plot;
 mod progress;

@@ -11,16 +11,21 @@
 //! same bytes with the same key, up to that many times: the server answers
 //! a retry of a publish it already took with the first answer, so the
 //! subscribers' counting still shows any event lost or delivered twice.
+//!
+//! A target whose publish answers the update's id (Mercure) has each 2xx
+//! answer read for it: a 2xx without one is a failed publish, counted as
+//! an error with its reason.
 
 use crate::http::connection::KeepAliveConnection;
 use crate::http::request::{self, Header};
 use crate::http::url::HttpUrl;
 use crate::latency::new_histogram;
+use crate::mercure;
 use crate::payload::PayloadToken;
 use crate::seq_set::SeqSet;
 use crate::subscriber::unix_nanos;
-use crate::target::{self, Target};
-use anyhow::Result;
+use crate::target::{self, PublishAnswer, Target};
+use anyhow::{Result, bail};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -242,6 +247,9 @@ async fn send_one(
     .encode(plan.payload_bytes);
     let topic_name = target::topic_name(&plan.run_id, topic);
     let retries = plan.target.publish_retries;
+    // Names this publish: its Idempotency-Key, and `{event_key}` in the
+    // templates (e.g. a Mercure publisher's own `id`).
+    let event_key = format!("{}-{topic}-{seq}", plan.run_id);
     let keyed: Vec<Header>;
     let headers = if retries > 0 {
         keyed = headers
@@ -249,7 +257,7 @@ async fn send_one(
             .cloned()
             .chain(std::iter::once(Header {
                 name: "Idempotency-Key".to_owned(),
-                value: format!("{}-{topic}-{seq}", plan.run_id),
+                value: event_key.clone(),
             }))
             .collect();
         &keyed[..]
@@ -258,18 +266,29 @@ async fn send_one(
     };
     // Built once: a retry must send the very same request (its key names
     // these bytes; another body would be refused as a reused key).
-    let request = match HttpUrl::parse(&target::render(&plan.target.publish_url, &topic_name, "")) {
+    let render = |template: &str, payload: &str| {
+        target::render(
+            &template.replace(target::EVENT_KEY_PLACEHOLDER, &event_key),
+            &topic_name,
+            payload,
+        )
+    };
+    let request = match HttpUrl::parse(&render(&plan.target.publish_url, "")) {
         Ok(url) => request::post(
             &url,
             &plan.target.publish_content_type,
-            target::render(&plan.target.publish_body, &topic_name, &token).as_bytes(),
+            render(&plan.target.publish_body, &token).as_bytes(),
             headers,
         ),
         Err(error) => return record_error(ledger, format!("{error:#}")),
     };
     let mut attempt = 0;
     let status = loop {
-        let result = tokio::time::timeout(plan.timeout, connection.exchange(&request)).await;
+        let result = tokio::time::timeout(
+            plan.timeout,
+            exchange(connection, &request, plan.target.publish_answer),
+        )
+        .await;
         let unanswered = match result {
             Ok(Ok(status)) if !is_worth_a_retry(status) => break status,
             Ok(Ok(status)) => format!("answered {status}"),
@@ -306,6 +325,28 @@ async fn send_one(
     let micros = answered_at.saturating_sub(job.due_unix_nanos) / 1_000;
     ledger.ack_latency.saturating_record(micros.max(1));
     ledger.last_answer_unix_nanos = ledger.last_answer_unix_nanos.max(answered_at);
+}
+
+/// Sends one publish and returns the answer's status; for a target that
+/// answers with the update's id, a 2xx without one is an error (whose
+/// message must not start with "answered ", which `send_one` reads back).
+async fn exchange(
+    connection: &mut KeepAliveConnection,
+    request: &[u8],
+    expected: PublishAnswer,
+) -> Result<u16> {
+    match expected {
+        PublishAnswer::Status => connection.exchange(request).await,
+        PublishAnswer::UpdateId => {
+            let answer = connection.exchange_keeping_body(request).await?;
+            if (200..300).contains(&answer.status)
+                && let Err(why) = mercure::update_id(answer.content_type.as_deref(), &answer.body)
+            {
+                bail!("status {} but no update id: {why}", answer.status);
+            }
+            Ok(answer.status)
+        }
+    }
 }
 
 /// Answers that say the server did not take the publish, so nobody may

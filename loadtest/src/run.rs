@@ -379,6 +379,7 @@ mod tests {
             publish_content_type: String::new(),
             publish_headers: Vec::new(),
             publish_retries: 0,
+            publish_answer: crate::target::PublishAnswer::Status,
         };
         let plans = plan_workers(&scenario, &target, "r");
         assert_eq!(

@@ -1,10 +1,12 @@
 //! Where the load goes: subscribe and publish request templates. A scenario
-//! names the load; a target names the server. Presets cover ssehub, Nchan and
-//! the floor (`../shared/floor`, the least work an SSE fan-out server can do);
-//! every part can be overridden for any other SSE server.
+//! names the load; a target names the server. Presets cover ssehub (its own
+//! routes, and its Mercure routes), Nchan and the floor (`../shared/floor`,
+//! the least work an SSE fan-out server can do); every part can be
+//! overridden for any other SSE server.
 
 use crate::http::request::Header;
-use anyhow::Result;
+use crate::mercure;
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +27,23 @@ pub enum Preset {
     /// The floor (a yardstick, not a competitor): Nchan's request shapes,
     /// `GET /sub/{topic}` and `POST /pub/{topic}` with the raw payload.
     Floor,
+    /// A Mercure hub (ssehub's Mercure routes by default):
+    /// `GET /.well-known/mercure?topic=<IRI>`, and a form `POST
+    /// /.well-known/mercure` (`topic`, `data`) with a publisher JWT,
+    /// answered with the update's id.
+    Mercure,
+}
+
+/// What a 2xx answer to a publish must say besides its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishAnswer {
+    /// Nothing: the status is the answer.
+    #[default]
+    Status,
+    /// The update's id, as the whole `text/plain` body (Mercure): a 2xx
+    /// without one is a failed publish.
+    UpdateId,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -32,16 +51,20 @@ pub struct TargetArgs {
     /// Server preset whose request templates are used.
     #[arg(long, value_enum, default_value = "ssehub")]
     pub target: Preset,
-    /// Replaces the preset's `http://host:port` (ssehub: 127.0.0.1:8080, nchan: 127.0.0.1:8081, floor: 127.0.0.1:8082).
+    /// Replaces the preset's `http://host:port` (ssehub and mercure: 127.0.0.1:8080, nchan: 127.0.0.1:8081, floor: 127.0.0.1:8082).
     #[arg(long)]
     pub base_url: Option<String>,
-    /// Subscribe URL template; `{topic}` is replaced by the topic name.
+    /// Subscribe URL template; `{topic}` is replaced by the topic name,
+    /// `{topic_uri}` by `https://example.com/t/<topic name>` form-encoded.
     #[arg(long)]
     pub subscribe_url: Option<String>,
-    /// Publish URL template; `{topic}` is replaced by the topic name.
+    /// Publish URL template; `{topic}` and `{topic_uri}` as in
+    /// `--subscribe-url`, `{event_key}` by `<run>-<topic index>-<seq>`.
     #[arg(long)]
     pub publish_url: Option<String>,
-    /// Publish body template; `{payload}` is replaced by the payload token, `{topic}` by the topic.
+    /// Publish body template; `{payload}` is replaced by the payload token,
+    /// `{topic}`, `{topic_uri}` and `{event_key}` as in `--publish-url`
+    /// (with `id={event_key}`, a Mercure hub's ids are the publisher's).
     #[arg(long)]
     pub publish_body: Option<String>,
     /// Content type of the publish body.
@@ -59,6 +82,12 @@ pub struct TargetArgs {
     /// idempotent publish, whose retries could publish twice.
     #[arg(long)]
     pub publish_retries: Option<u32>,
+    /// The Mercure hub's publisher key (an HMAC secret): the `mercure`
+    /// target publishes with an HS256 token signed with it that may
+    /// publish to every topic (`mercure.publish: ["*"]`). Other targets
+    /// ignore it.
+    #[arg(long, env = "LOADTEST_MERCURE_PUBLISHER_KEY", hide_env_values = true)]
+    pub mercure_publisher_key: Option<String>,
 }
 
 /// A resolved target: templates with the base URL filled in.
@@ -73,6 +102,9 @@ pub struct Target {
     pub publish_headers: Vec<(String, String)>,
     /// See [`TargetArgs::publish_retries`]; above 0, publishes carry keys.
     pub publish_retries: u32,
+    /// What a 2xx publish answer must carry.
+    #[serde(default)]
+    pub publish_answer: PublishAnswer,
 }
 
 /// Retries of an unanswered publish by default, against ssehub: with the
@@ -104,6 +136,14 @@ impl Target {
                 "{payload}",
                 "text/plain",
             ),
+            // The payload token is form-safe as it is (letters, digits, dots).
+            Preset::Mercure => (
+                SSEHUB_BASE_URL,
+                "{base}/.well-known/mercure?topic={topic_uri}",
+                "{base}/.well-known/mercure",
+                "topic={topic_uri}&data={payload}",
+                "application/x-www-form-urlencoded",
+            ),
         };
         let base = args
             .base_url
@@ -127,13 +167,42 @@ impl Target {
                 .content_type
                 .clone()
                 .unwrap_or_else(|| content_type.to_owned()),
-            publish_headers: parse_headers(&args.publish_headers)?,
+            publish_headers: publish_headers(args)?,
             publish_retries: args.publish_retries.unwrap_or(match args.target {
                 Preset::Ssehub => SSEHUB_PUBLISH_RETRIES,
-                Preset::Nchan | Preset::Floor => 0,
+                // The Mercure publish takes no Idempotency-Key.
+                Preset::Nchan | Preset::Floor | Preset::Mercure => 0,
             }),
+            publish_answer: match args.target {
+                Preset::Mercure => PublishAnswer::UpdateId,
+                Preset::Ssehub | Preset::Nchan | Preset::Floor => PublishAnswer::Status,
+            },
         })
     }
+}
+
+/// The `--publish-header`s, plus the Mercure target's publisher token
+/// unless an `Authorization` header was given.
+fn publish_headers(args: &TargetArgs) -> Result<Vec<(String, String)>> {
+    let mut headers = parse_headers(&args.publish_headers)?;
+    let has_authorization = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    match (args.target, &args.mercure_publisher_key) {
+        (Preset::Mercure, Some(key)) if !has_authorization => headers.push((
+            "Authorization".to_owned(),
+            format!("Bearer {}", mercure::publisher_token(key)?),
+        )),
+        (Preset::Mercure, None) if !has_authorization => bail!(
+            "--target mercure publishes with a publisher JWT: give the hub's publisher key \
+             with --mercure-publisher-key (or LOADTEST_MERCURE_PUBLISHER_KEY), or a \
+             --publish-header 'Authorization: Bearer <token>'"
+        ),
+        // Other targets don't speak Mercure: the key (say, exported for a
+        // whole sitting) is not theirs to use.
+        _ => {}
+    }
+    Ok(headers)
 }
 
 fn parse_headers(texts: &[String]) -> Result<Vec<(String, String)>> {
@@ -158,8 +227,22 @@ pub fn topic_name(run_id: &str, index: u32) -> String {
     format!("lt-{run_id}-{index}")
 }
 
-/// Fills `{topic}` (and `{payload}`) into a template.
+/// In publish templates: `<run>-<topic index>-<seq>`, a name of the publish
+/// unique to it (its `Idempotency-Key` too), e.g. a Mercure publisher's own
+/// `id` (`--publish-body 'topic={topic_uri}&id={event_key}&data={payload}'`).
+pub const EVENT_KEY_PLACEHOLDER: &str = "{event_key}";
+
+/// Fills `{topic}`, `{topic_uri}` (see [`mercure::encoded_topic_uri`]) and
+/// `{payload}` into a template.
 pub fn render(template: &str, topic: &str, payload: &str) -> String {
+    let template = if template.contains(mercure::TOPIC_URI_PLACEHOLDER) {
+        std::borrow::Cow::Owned(template.replace(
+            mercure::TOPIC_URI_PLACEHOLDER,
+            &mercure::encoded_topic_uri(topic),
+        ))
+    } else {
+        std::borrow::Cow::Borrowed(template)
+    };
     template
         .replace("{topic}", topic)
         .replace("{payload}", payload)
@@ -231,6 +314,76 @@ mod tests {
             "http://127.0.0.1:8082/pub/lt-x-1"
         );
         assert_eq!(t.publish_content_type, "text/plain");
+    }
+
+    const MERCURE_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
+
+    #[test]
+    fn mercure_preset_subscribes_by_topic_iri_and_publishes_a_form() {
+        let t = target(&[
+            "--target",
+            "mercure",
+            "--mercure-publisher-key",
+            MERCURE_KEY,
+        ]);
+        assert_eq!(t.name, "mercure");
+        assert_eq!(
+            render(&t.subscribe_url, "lt-x-1", ""),
+            "http://127.0.0.1:8080/.well-known/mercure?topic=https%3A%2F%2Fexample.com%2Ft%2Flt-x-1"
+        );
+        assert_eq!(
+            render(&t.publish_url, "lt-x-1", ""),
+            "http://127.0.0.1:8080/.well-known/mercure"
+        );
+        assert_eq!(t.publish_content_type, "application/x-www-form-urlencoded");
+        let body = render(&t.publish_body, "lt-x-1", "r1.0.3.2.17.xx");
+        let fields: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("topic".into(), "https://example.com/t/lt-x-1".into()),
+                ("data".into(), "r1.0.3.2.17.xx".into()),
+            ]
+        );
+        assert_eq!(t.publish_retries, 0, "the Mercure publish takes no key");
+        assert_eq!(t.publish_answer, PublishAnswer::UpdateId);
+        let [(name, value)] = &t.publish_headers[..] else {
+            panic!("one header: {:?}", t.publish_headers);
+        };
+        assert_eq!(name, "Authorization");
+        assert_eq!(
+            value.strip_prefix("Bearer "),
+            Some(&*mercure::publisher_token(MERCURE_KEY).unwrap())
+        );
+    }
+
+    #[test]
+    fn mercure_preset_needs_a_publisher_key_or_token() {
+        let parse = |args: &[&str]| {
+            let wrapper = Wrapper::parse_from(std::iter::once("test").chain(args.iter().copied()));
+            Target::from_args(&wrapper.target)
+        };
+        let error = parse(&["--target", "mercure"]).unwrap_err().to_string();
+        assert!(error.contains("--mercure-publisher-key"), "{error}");
+        let t = parse(&[
+            "--target",
+            "mercure",
+            "--publish-header",
+            "authorization: Bearer given",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.publish_headers,
+            vec![("authorization".into(), "Bearer given".into())]
+        );
+        let own = target(&["--mercure-publisher-key", MERCURE_KEY]);
+        assert!(
+            own.publish_headers.is_empty(),
+            "ssehub's routes take no Mercure token"
+        );
+        assert_eq!(own.publish_answer, PublishAnswer::Status);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! counted, with a non-zero exit code for CI. The server ends streams when
 //! asked to, so that reconnecting subscribers (`--reconnect`) are tested too:
 //! a server that resumes from `Last-Event-ID` passes, one that resumes wrong
-//! is caught.
+//! is caught. It also speaks Mercure's request shapes (`--target mercure`):
+//! the form publish with its publisher token, answered with the update id,
+//! and the subscription by topic IRI.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +32,12 @@ enum Fault {
     EndStreamsAndForgetEvery(u64),
     /// Ends streams like `EndStreamsEvery`, but a reconnect gets the whole history.
     EndStreamsAndReplayAllEvery(u64),
+    /// Answers a Mercure publish 200 with an empty body instead of its id.
+    NoUpdateId,
 }
+
+/// The key the Mercure publisher tokens of these tests are signed with.
+const MERCURE_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
 
 impl Fault {
     fn ends_streams_every(self) -> Option<u64> {
@@ -61,7 +68,9 @@ struct Topic {
 type Topics = Arc<Mutex<HashMap<String, Topic>>>;
 
 /// Serves `GET /sub/<topic>` as chunked SSE and `POST /pub/<topic>` (raw
-/// body) on a keep-alive connection, like Nchan's URL scheme.
+/// body) on a keep-alive connection, like Nchan's URL scheme; and Mercure's
+/// `GET /.well-known/mercure?topic=<IRI>` and form `POST
+/// /.well-known/mercure`, the topic being the IRI.
 async fn start_fake_server(fault: Fault) -> SocketAddr {
     start_fake_server_with_control(fault).await.0
 }
@@ -121,12 +130,17 @@ async fn serve_connection(mut stream: TcpStream, topics: Topics, fault: Fault) {
         }
         let body = buffer[head_end..head_end + content_length].to_vec();
         buffer.drain(..head_end + content_length);
+        if let Some(query) = path.strip_prefix("/.well-known/mercure?") {
+            let topic = form_field(query.as_bytes(), "topic");
+            return stream_events(stream, topics, topic, last_event_id(&head), fault).await;
+        }
+        if path == "/.well-known/mercure" && method == "POST" {
+            let answer = mercure_publish(&topics, &head, &body, fault);
+            stream.write_all(answer.as_bytes()).await.unwrap();
+            continue;
+        }
         if let (Some(topic), "GET") = (path.strip_prefix("/sub/"), method) {
-            let last_event_id = head.lines().find_map(|line| {
-                line.to_ascii_lowercase()
-                    .strip_prefix("last-event-id:")
-                    .map(|v| v.trim().parse::<u64>().unwrap())
-            });
+            let last_event_id = last_event_id(&head);
             return stream_events(stream, topics, topic.to_owned(), last_event_id, fault).await;
         }
         if let (Some(topic), "POST") = (path.strip_prefix("/pub/"), method) {
@@ -142,6 +156,72 @@ async fn serve_connection(mut stream: TcpStream, topics: Topics, fault: Fault) {
             .await
             .unwrap();
     }
+}
+
+fn last_event_id(head: &str) -> Option<u64> {
+    head.lines().find_map(|line| {
+        line.to_ascii_lowercase()
+            .strip_prefix("last-event-id:")
+            .map(|v| v.trim().parse::<u64>().unwrap())
+    })
+}
+
+/// The first value of a form field (the query, or a form body); empty if absent.
+fn form_field(form: &[u8], name: &str) -> String {
+    form_urlencoded::parse(form)
+        .find(|(field, _)| field == name)
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+/// A Mercure publish, checked as a Mercure hub would (the form, and a
+/// publisher token that may publish everywhere), answered with its id:
+/// the number its `id:` line carries.
+fn mercure_publish(topics: &Topics, head: &str, body: &[u8], fault: Fault) -> String {
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (field, value) = line.split_once(':')?;
+            field
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let refuse = |status: &str| format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+    if header("content-type").as_deref() != Some("application/x-www-form-urlencoded") {
+        return refuse("415 Unsupported Media Type");
+    }
+    let Some(token) =
+        header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+    else {
+        return refuse("401 Unauthorized");
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    let key = jsonwebtoken::DecodingKey::from_secret(MERCURE_KEY.as_bytes()).unwrap();
+    match jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation) {
+        Ok(claims) if claims.claims["mercure"]["publish"] == serde_json::json!(["*"]) => {}
+        _ => return refuse("403 Forbidden"),
+    }
+    let topic = form_field(body, "topic");
+    let data = form_field(body, "data");
+    // A publisher's own id, when given, must name this publish as the
+    // harness's `{event_key}` does: `<run>-<topic>-<seq>`, read from the
+    // payload token `<run>.<topic>.<seq>.…`.
+    let given_id = form_field(body, "id");
+    let token: Vec<&str> = data.splitn(4, '.').collect();
+    if !given_id.is_empty() && given_id != token[..3].join("-") {
+        return refuse("400 Bad Request");
+    }
+    let id = publish(topics, &topic, data.as_bytes(), fault);
+    let id = if matches!(fault, Fault::NoUpdateId) {
+        String::new()
+    } else {
+        id.to_string()
+    };
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{id}",
+        id.len()
+    )
 }
 
 async fn read_until_head_end(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
@@ -220,7 +300,8 @@ async fn stream_events(
     let _ = stream.write_all(b"0\r\n\r\n").await;
 }
 
-fn publish(topics: &Topics, topic: &str, body: &[u8], fault: Fault) {
+/// Publishes `body` as an event's data; returns the event's id.
+fn publish(topics: &Topics, topic: &str, body: &[u8], fault: Fault) -> u64 {
     let mut topics = topics.lock().unwrap();
     let state = topics.entry(topic.to_owned()).or_default();
     let number = state.published;
@@ -249,6 +330,7 @@ fn publish(topics: &Topics, topic: &str, body: &[u8], fault: Fault) {
             .subscribers
             .retain(|subscriber| subscriber.send(Push::Frame(frame.clone())).is_ok());
     }
+    number
 }
 
 /// Runs the harness against the fake server; returns the exit code and the run's JSON record.
@@ -257,6 +339,14 @@ async fn run_harness(address: SocketAddr) -> (i32, serde_json::Value) {
 }
 
 async fn run_harness_with(address: SocketAddr, extra: &[String]) -> (i32, serde_json::Value) {
+    run_harness_against(address, "nchan", extra).await
+}
+
+async fn run_harness_against(
+    address: SocketAddr,
+    target: &str,
+    extra: &[String],
+) -> (i32, serde_json::Value) {
     let dir = std::env::temp_dir().join(format!(
         "ssehub-loadtest-e2e-{}-{}",
         std::process::id(),
@@ -289,13 +379,14 @@ timeout = "1s"
     let output = tokio::task::spawn_blocking({
         let (scenario, json) = (scenario.clone(), json.clone());
         let extra = extra.to_vec();
+        let target = target.to_owned();
         move || {
             Command::new(harness)
                 .args([
                     "run",
                     scenario.to_str().unwrap(),
                     "--target",
-                    "nchan",
+                    &target,
                     "--quiet",
                 ])
                 .args([
@@ -464,4 +555,65 @@ async fn a_disruption_is_timed_and_its_reconnects_counted_in_its_drain_window() 
         );
     }
     assert_eq!(code, 0);
+}
+
+/// The flags of a run through Mercure's request shapes.
+fn mercure(extra: &[&str]) -> Vec<String> {
+    ["--mercure-publisher-key", MERCURE_KEY]
+        .iter()
+        .chain(extra)
+        .map(|flag| (*flag).to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_mercure_hub_passes_and_resumes_by_its_ids() {
+    let server = start_fake_server(Fault::EndStreamsEvery(7)).await;
+    let (code, record) = run_harness_against(server, "mercure", &mercure(&["--reconnect"])).await;
+    assert_eq!(audit(&record), (0, 0, 0), "{record:#}");
+    assert_eq!(record["target"], "mercure");
+    assert_eq!(
+        record["publish"]["acked"], 40,
+        "every publish answered with its id"
+    );
+    assert_eq!(record["delivery"]["deliveries"], 20 * 20);
+    assert_eq!(record["reconnect"]["reconnects"], 2 * 20);
+    assert_eq!(record["passed"], true, "{record:#}");
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mercure_publisher_may_give_each_update_its_own_id() {
+    let server = start_fake_server(Fault::None).await;
+    let body = "topic={topic_uri}&id={event_key}&data={payload}";
+    let (code, record) =
+        run_harness_against(server, "mercure", &mercure(&["--publish-body", body])).await;
+    assert_eq!(record["publish"]["acked"], 40, "{record:#}");
+    assert_eq!(audit(&record), (0, 0, 0));
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mercure_publish_answered_without_its_id_fails_the_run() {
+    let server = start_fake_server(Fault::NoUpdateId).await;
+    let (code, record) = run_harness_against(server, "mercure", &mercure(&[])).await;
+    assert_eq!(record["publish"]["acked"], 0, "{record:#}");
+    assert_eq!(record["publish"]["errors"], 40, "{record:#}");
+    let examples = record["publish"]["error_examples"].to_string();
+    assert!(examples.contains("no update id"), "{examples}");
+    assert_eq!(record["passed"], false);
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mercure_publisher_token_signed_with_another_key_is_refused() {
+    let server = start_fake_server(Fault::None).await;
+    let extra = [
+        "--mercure-publisher-key",
+        "another key, not the hub's, 32 bytes",
+    ]
+    .map(String::from);
+    let (code, record) = run_harness_against(server, "mercure", &extra).await;
+    assert_eq!(record["publish"]["statuses"]["403"], 40, "{record:#}");
+    assert_eq!(code, 1);
 }
