@@ -39,6 +39,8 @@ pub enum SubscriptionEnd {
     /// Shed on arrival: its client address is over
     /// `rate_limits.subscribe_per_address`.
     ShedRateLimited,
+    /// Shed on arrival: where it resumes could not be looked up in history.
+    ShedHistoryUnavailable,
 }
 
 impl SubscriptionEnd {

@@ -22,6 +22,11 @@ pub enum ShedReason {
     Draining,
     /// The client's address is over its subscribe rate limit.
     RateLimited,
+    /// Where the client resumes could not be found: history, which holds
+    /// it, could not be read (a Mercure resume by a publisher's id while
+    /// the backplane is down or slow). Coming back later resumes exactly;
+    /// replaying everything instead would deliver what it already has.
+    HistoryUnavailable,
 }
 
 impl ShedReason {
@@ -31,6 +36,7 @@ impl ShedReason {
             Self::Capacity => SubscriptionEnd::ShedCapacity,
             Self::Draining => SubscriptionEnd::ShedDraining,
             Self::RateLimited => SubscriptionEnd::ShedRateLimited,
+            Self::HistoryUnavailable => SubscriptionEnd::ShedHistoryUnavailable,
         }
     }
 }

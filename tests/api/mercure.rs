@@ -492,6 +492,60 @@ async fn resume_by_a_publishers_id_works_on_another_replica_through_redis() {
     assert_eq!(live.next().await.data, "live");
 }
 
+/// A resume by a publisher's id while Redis is stalled can't find where
+/// the id is: the subscribe is shed (a retry hint, then the end), never
+/// answered with everything history holds, which the client already has.
+/// Once Redis answers, the same id resumes exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_by_a_publishers_id_while_history_is_unreadable_is_shed_not_replayed() {
+    let server = redis_server(Persistence::None).await;
+    let app = replica(&server, |config| enable(config, true)).await;
+    for n in 1..=3 {
+        let id = format!("urn:uuid:stalled-{n}");
+        publish(
+            &app,
+            &[("topic", "x"), ("data", &format!("{n}")), ("id", &id)],
+        )
+        .await;
+    }
+    server.signal("STOP");
+    crate::support::helpers::wait_ready(&app, false).await;
+    let response = app
+        .client
+        .get(subscribe_url(&app, &["x"], &[]))
+        .header("last-event-id", "urn:uuid:stalled-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let shed = crate::support::helpers::read_to_end(response).await;
+    assert!(shed.clean, "the shed stream ends cleanly: {:?}", shed.text);
+    assert!(shed.text.contains("retry: "), "{:?}", shed.text);
+    assert!(
+        !shed.text.contains("data: "),
+        "nothing replayed: {:?}",
+        shed.text
+    );
+    server.signal("CONT");
+    crate::support::helpers::wait_ready(&app, true).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .contains("ssehub_subscriptions_closed_total{reason=\"shed_history_unavailable\"} 1\n"),
+        "{metrics}"
+    );
+    let response = app
+        .client
+        .get(subscribe_url(&app, &["x"], &[]))
+        .header("last-event-id", "urn:uuid:stalled-1")
+        .send()
+        .await
+        .unwrap();
+    let mut resumed = Subscriber::from_response(response).await;
+    let ids: Vec<String> = resumed.take(2).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["urn:uuid:stalled-2", "urn:uuid:stalled-3"]);
+}
+
 #[tokio::test]
 async fn publishes_count_against_the_per_address_rate_limit() {
     let app = spawn_app_with(|config| {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::{
     KeySource, MercureKey, PUBLISHER_KEYS, SUBSCRIBER_KEYS, parse_key, require_issuer_and_audience,
 };
+use super::resume::ResumeLookups;
 use crate::auth::Jwks;
 use crate::setting::InvalidSetting;
 
@@ -109,6 +110,9 @@ pub struct MercureSettings {
     pub publisher: MercureKey,
     /// `None` only with `anonymous`: then nobody sees private updates.
     pub subscriber: Option<MercureKey>,
+    /// Resumes by a publisher's id, looked up in history (state, not a
+    /// setting, kept here because every Mercure route shares these).
+    pub resume_lookups: Arc<ResumeLookups>,
 }
 
 impl MercureSettings {
@@ -174,6 +178,7 @@ pub fn validate(config: &MercureConfig) -> Result<Option<MercureSettings>, Inval
         protocol,
         publisher,
         subscriber,
+        resume_lookups: Arc::default(),
     }))
 }
 

@@ -19,6 +19,7 @@ mod mint;
 mod mirror;
 mod namespace;
 mod publish;
+mod resume;
 mod selector;
 mod subscribe;
 mod subscriptions;

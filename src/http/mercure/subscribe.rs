@@ -17,20 +17,13 @@ use super::publish::bad;
 use super::selector::Selector;
 use super::subscriptions::ActiveSubscriptions;
 use super::token;
-use super::update::{MERCURE_TOPIC, Update, is_reserved, position_of};
+use super::update::{MERCURE_TOPIC, is_reserved};
 use crate::auth::Authenticator;
-use crate::backplane::PageLimit;
 use crate::http::ApiError;
 use crate::http::credentials;
 use crate::http::sse::{EventStreamBody, refuse_body};
 use crate::hub::{Admission, Hub, ShedReason, SubscribeRequest};
 use crate::model::{ResumePoint, TopicName};
-
-/// The resume keyword: everything history holds.
-const EARLIEST: &str = "earliest";
-/// How many events one page of the lookup of a publisher's id reads.
-const LOOKUP_PAGE_EVENTS: usize = 256;
-const LOOKUP_PAGE_BYTES: usize = 1024 * 1024;
 
 /// How a selector of the query is to be read.
 #[derive(Clone, Copy)]
@@ -184,7 +177,15 @@ pub async fn subscribe(
         .filter(|id| !id.trim().is_empty());
     let resume = match &last_event_id {
         None => None,
-        Some(id) => Some(resolve(hub, id.trim()).await),
+        Some(id) => match settings.resume_lookups.resolve(hub, id.trim()).await {
+            Ok(resume) => Some(resume),
+            // History, where the id is, can't be read now: the client comes
+            // back after the hint and resumes exactly then.
+            Err(_) => {
+                let shed = Admission::Shed(hub.shed(ShedReason::HistoryUnavailable));
+                return Ok((EventStreamBody::from_frames(shed.into_frames()), None));
+            }
+        },
     };
     let mut topics = ssehub_topics(&selectors, &private_selectors, auth);
     topics.push(TopicName::parse(MERCURE_TOPIC).expect("a valid topic name"));
@@ -254,41 +255,4 @@ fn ssehub_topics(
         }
     }
     topics
-}
-
-/// Where a `Last-Event-ID` resumes, and the cursor to name in the
-/// response: the id itself when history holds it, else `earliest` (and
-/// everything history holds).
-async fn resolve(hub: &Hub, id: &str) -> (ResumePoint, String) {
-    let earliest = (ResumePoint::Earliest, EARLIEST.to_owned());
-    if id == EARLIEST {
-        return earliest;
-    }
-    if let Some(position) = position_of(id) {
-        return (ResumePoint::After(position), id.to_owned());
-    }
-    // A publisher's id: the earliest update in history that bears it (the
-    // spec's rule for a reused id), found by reading the history once.
-    let topic = TopicName::parse(MERCURE_TOPIC).expect("a valid topic name");
-    let limit = PageLimit {
-        events: LOOKUP_PAGE_EVENTS,
-        bytes: LOOKUP_PAGE_BYTES,
-    };
-    let mut after = 0;
-    loop {
-        let Ok(page) = hub.backplane().history(&topic, after, limit).await else {
-            return earliest;
-        };
-        if let Some(event) = page
-            .events
-            .iter()
-            .find(|event| Update::of(event).is_some_and(|update| update.id == id))
-        {
-            return (ResumePoint::After(event.id), id.to_owned());
-        }
-        match page.next_after {
-            Some(next) => after = next,
-            None => return earliest,
-        }
-    }
 }
