@@ -40,11 +40,13 @@ const MAX_REMEMBERED: usize = 4096;
 /// A lookup's answer: the position of the earliest update bearing the id,
 /// or `None` when history holds none.
 type Answer = Option<EventId>;
+/// An id's answer (read, or being read) and when its read began.
+type Remembered = (Instant, Arc<OnceCell<Answer>>);
 
 /// Lookups of publishers' ids, shared by every subscribe of the process.
 #[derive(Debug, Default)]
 pub struct ResumeLookups {
-    answers: Mutex<HashMap<String, (Instant, Arc<OnceCell<Answer>>)>>,
+    answers: Mutex<HashMap<String, Remembered>>,
 }
 
 impl ResumeLookups {
@@ -59,7 +61,7 @@ impl ResumeLookups {
         let cell = {
             let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            let fresh = |(at, cell): &(Instant, Arc<OnceCell<Answer>>)| {
+            let fresh = |(at, cell): &Remembered| {
                 !cell.initialized() || now.duration_since(*at) < ANSWER_TTL
             };
             match answers.get(id).filter(|entry| fresh(entry)) {
