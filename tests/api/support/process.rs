@@ -66,10 +66,13 @@ impl HubProcess {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = listening_addr(&line) {
+                    let addr = listening_addr(&line);
+                    // Kept before the address is sent: whoever waits for
+                    // the address may read the log at once.
+                    log.lock().unwrap().push(line);
+                    if let Some(addr) = addr {
                         let _ = addr_tx.send(addr);
                     }
-                    log.lock().unwrap().push(line);
                 }
             });
         }
