@@ -4,7 +4,8 @@
 //! latency, counted from the due time, shows it. A stalled server can't hide
 //! its stall by slowing the load down (no coordinated omission).
 //!
-//! Retries: with `target.publish_retries` above 0 (the ssehub preset) each
+//! Retries: with `target.publish_retries` above 0 (the ssehub and mercure
+//! presets) each
 //! publish carries an `Idempotency-Key` naming it (`<run>-<topic>-<seq>`),
 //! and one left unanswered (no answer in time, a broken connection, a 5xx)
 //! or answered 409 (its first attempt still in flight) is sent again, the
@@ -14,7 +15,7 @@
 //!
 //! A target whose publish answers the update's id (Mercure) has each 2xx
 //! answer read for it: a 2xx without one is a failed publish, counted as
-//! an error with its reason.
+//! an error with its reason and not retried (the server answered).
 
 use crate::http::connection::KeepAliveConnection;
 use crate::http::request::{self, Header};
@@ -25,7 +26,7 @@ use crate::payload::PayloadToken;
 use crate::seq_set::SeqSet;
 use crate::subscriber::unix_nanos;
 use crate::target::{self, PublishAnswer, Target};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -292,6 +293,10 @@ async fn send_one(
         let unanswered = match result {
             Ok(Ok(status)) if !is_worth_a_retry(status) => break status,
             Ok(Ok(status)) => format!("answered {status}"),
+            // Answered: the server decided; sending it again can't help.
+            Ok(Err(error)) if error.is::<NoUpdateId>() => {
+                return record_error(ledger, format!("{error:#}"));
+            }
             Ok(Err(error)) => format!("{error:#}"),
             Err(_) => {
                 // The connection may still deliver the late answer; start afresh.
@@ -342,12 +347,27 @@ async fn exchange(
             if (200..300).contains(&answer.status)
                 && let Err(why) = mercure::update_id(answer.content_type.as_deref(), &answer.body)
             {
-                bail!("status {} but no update id: {why}", answer.status);
+                return Err(anyhow::Error::new(NoUpdateId(format!(
+                    "status {} but no update id: {why}",
+                    answer.status
+                ))));
             }
             Ok(answer.status)
         }
     }
 }
+
+/// A 2xx answer without the update's id: answered, so never retried.
+#[derive(Debug)]
+struct NoUpdateId(String);
+
+impl std::fmt::Display for NoUpdateId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoUpdateId {}
 
 /// Answers that say the server did not take the publish, so nobody may
 /// receive it: 4xx (bad request, auth, limits) and 503 (draining, backplane

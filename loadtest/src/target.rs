@@ -169,9 +169,10 @@ impl Target {
                 .unwrap_or_else(|| content_type.to_owned()),
             publish_headers: publish_headers(args)?,
             publish_retries: args.publish_retries.unwrap_or(match args.target {
-                Preset::Ssehub => SSEHUB_PUBLISH_RETRIES,
-                // The Mercure publish takes no Idempotency-Key.
-                Preset::Nchan | Preset::Floor | Preset::Mercure => 0,
+                // ssehub's Mercure publish takes `Idempotency-Key` as its
+                // own routes do.
+                Preset::Ssehub | Preset::Mercure => SSEHUB_PUBLISH_RETRIES,
+                Preset::Nchan | Preset::Floor => 0,
             }),
             publish_answer: match args.target {
                 Preset::Mercure => PublishAnswer::UpdateId,
@@ -347,7 +348,10 @@ mod tests {
                 ("data".into(), "r1.0.3.2.17.xx".into()),
             ]
         );
-        assert_eq!(t.publish_retries, 0, "the Mercure publish takes no key");
+        assert_eq!(
+            t.publish_retries, SSEHUB_PUBLISH_RETRIES,
+            "ssehub's Mercure publish takes a key, so it is retried"
+        );
         assert_eq!(t.publish_answer, PublishAnswer::UpdateId);
         let [(name, value)] = &t.publish_headers[..] else {
             panic!("one header: {:?}", t.publish_headers);
