@@ -400,6 +400,8 @@ async fn a_mercure_publish_is_traced_from_the_caller_to_its_subscriber() {
         ("SSEHUB_MERCURE__ENABLED", "true"),
         ("SSEHUB_MERCURE__ANONYMOUS", "true"),
         ("SSEHUB_MERCURE__PUBLISHER_JWT__KEY", PUBLISHER_KEY),
+        ("SSEHUB_MERCURE__SUBSCRIBER_JWT__KEY", SUBSCRIBER_KEY),
+        ("SSEHUB_MERCURE__SUBSCRIPTIONS", "true"),
     ]);
     let client = reqwest::Client::new();
     let response = client
@@ -422,6 +424,13 @@ async fn a_mercure_publish_is_traced_from_the_caller_to_its_subscriber() {
     assert_eq!(response.status(), 200);
     let id = response.text().await.unwrap();
     assert_eq!(subscriber.next().await.id, id);
+    // The subscriptions API's server span names its route, not the path.
+    let listing = client
+        .get(hub.url(&format!("{PATH}/subscriptions/books")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), 401);
     hub.signal("TERM");
     let (status, _, log) = hub.exit_within(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status:?}: {log}");
@@ -457,4 +466,13 @@ async fn a_mercure_publish_is_traced_from_the_caller_to_its_subscriber() {
     assert_eq!(request.name, "GET /.well-known/mercure");
     assert_eq!(subscription.attribute_number("ssehub.events"), 1);
     assert_eq!(subscription.attribute("ssehub.end"), "drained");
+    let listing = one(&spans, "subscriptions API span", |s| {
+        s.attributes.get("url.path").map(String::as_str)
+            == Some("/.well-known/mercure/subscriptions/books")
+    });
+    assert_eq!(
+        listing.name,
+        "GET /.well-known/mercure/subscriptions/{topic}"
+    );
+    assert_eq!(listing.attribute_number("http.response.status_code"), 401);
 }
