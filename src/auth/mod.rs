@@ -328,11 +328,38 @@ impl Authenticator {
 
     /// The per-address publish limit alone, charged for `events` events:
     /// for a publish route that checks its own tokens (Mercure's).
+    /// Counted in `ssehub_rate_limited_total` as on ssehub's own routes.
     pub fn admit_publisher(&self, client: IpAddr, events: usize) -> Result<(), AuthError> {
-        self.inner
+        let verdict = self
+            .inner
             .rate
             .publish_from(client, events)
-            .map_err(publish_limited)
+            .map_err(publish_limited);
+        self.count(Action::Publish, &verdict);
+        verdict
+    }
+
+    /// The per-publisher publish limit alone, for a publish route that
+    /// checks its own tokens: `holder` names the token's holder the same
+    /// on every replica (Mercure's issuer and subject, or its signature),
+    /// and is kept apart from ssehub's own publishers by its prefix.
+    pub fn admit_named_publisher(&self, holder: &str, events: usize) -> Result<(), AuthError> {
+        if !self.inner.rate.limits_publishers() {
+            return Ok(());
+        }
+        let verdict = self
+            .inner
+            .rate
+            .publish_by(&PublisherId::Token(holder.to_owned()), events)
+            .map_err(publish_limited);
+        self.count(Action::Publish, &verdict);
+        verdict
+    }
+
+    /// Counts a refusal a route decided itself (a protocol with its own
+    /// tokens: Mercure) in `ssehub_auth_rejections_total`.
+    pub fn count_rejection(&self, action: Action, reason: RejectionReason) {
+        self.inner.metrics.rejected(action, reason);
     }
 
     async fn check_publish(

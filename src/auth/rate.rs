@@ -163,6 +163,12 @@ impl RateLimiters {
             || self.subscribe_per_address.is_some()
     }
 
+    /// Whether `rate_limits.publish_per_publisher` is on (a route that names
+    /// its publishers itself skips naming them when it is not).
+    pub fn limits_publishers(&self) -> bool {
+        self.publish_per_publisher.is_some()
+    }
+
     /// What a publish request of `events` events costs.
     fn publish_cost(&self, events: usize) -> NonZeroU32 {
         match self.publish_counts {

@@ -31,6 +31,7 @@ mod limits;
 mod logs;
 mod mercure;
 mod mercure_browser;
+mod mercure_coverage;
 mod mercure_nginx;
 mod mercure_publish;
 mod mercure_subscriptions;

@@ -149,3 +149,39 @@ async fn tags_name_what_users_do_and_stream_routes_say_what_to_run() {
         );
     }
 }
+
+/// The Mercure routes' schema says exactly what the hub refuses where
+/// OpenAPI can say it (the API fuzzer checks that schema-violating input
+/// is refused): no empty selector; one topic or several, none empty; a
+/// `retry` of digits. What it can't say (at least one selector among the
+/// four parameters, the characters and reserved values the spec forbids)
+/// the description and the 400 say.
+#[tokio::test]
+async fn the_mercure_schema_says_what_the_hub_refuses() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let route = &spec["paths"]["/.well-known/mercure"];
+    let parameters = route["get"]["parameters"].as_array().unwrap();
+    for name in ["topic", "match", "match_exact", "match_urlpattern"] {
+        let parameter = parameters
+            .iter()
+            .find(|parameter| parameter["name"] == name && parameter["in"] == "query")
+            .unwrap_or_else(|| panic!("no query parameter {name}"));
+        assert_eq!(parameter["required"], false, "{parameter}");
+        assert_eq!(parameter["schema"]["type"], "array", "{parameter}");
+        assert_eq!(parameter["schema"]["items"]["minLength"], 1, "{parameter}");
+    }
+    let form =
+        &route["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
+    assert_eq!(form["required"], serde_json::json!(["topic"]), "{form}");
+    let topic = &form["properties"]["topic"]["anyOf"];
+    assert_eq!(topic[0]["type"], "string", "{topic}");
+    assert_eq!(topic[0]["minLength"], 1, "{topic}");
+    assert_eq!(topic[1]["type"], "array", "{topic}");
+    assert_eq!(topic[1]["minItems"], 1, "{topic}");
+    assert_eq!(topic[1]["items"]["minLength"], 1, "{topic}");
+    assert_eq!(
+        form["properties"]["retry"]["pattern"], "^[0-9]{0,19}$",
+        "{form}"
+    );
+}

@@ -4,6 +4,7 @@
 //! in every configuration (the spec is one document); while
 //! `mercure.enabled` is off both operations answer 404.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use poem::{Request, RequestBody};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Payload, PlainText};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::Type;
+use poem_openapi::types::{ParseFromParameter, ParseResult, Type};
 use poem_openapi::{ApiResponse, OpenApi, impl_apirequest_for_payload};
 
 use super::config::MercureSettings;
@@ -51,6 +52,50 @@ impl MercureRoute {
     }
 }
 
+/// A selector of the subscription's query (`topic`, `match`,
+/// `match_exact`, `match_urlpattern`) as the spec documents it: not empty.
+/// Parsed as any text: the subscription reads its query itself and refuses
+/// a bad selector with its own problem (`bad-mercure-request`, naming it),
+/// so the schema only says what it will refuse.
+pub struct SelectorParameter;
+
+impl Type for SelectorParameter {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "string(mercure-selector)".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(non_empty("a topic selector")))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl ParseFromParameter for SelectorParameter {
+    fn parse_from_parameter(_value: &str) -> ParseResult<Self> {
+        Ok(Self)
+    }
+}
+
+/// A string the hub refuses when empty.
+fn non_empty(description: &'static str) -> MetaSchema {
+    MetaSchema {
+        description: Some(description),
+        min_length: Some(1),
+        ..MetaSchema::new("string")
+    }
+}
+
 /// A Mercure publish form, as read by the body limit; its fields are
 /// checked by the publish itself (repeated `topic`, unknown fields ignored:
 /// more than a typed form extractor allows).
@@ -79,13 +124,24 @@ impl Payload for MercureForm {
             properties: vec![
                 (
                     "topic",
+                    // A form field is sent once or repeated: one topic or
+                    // several, never none, never an empty one.
                     MetaSchemaRef::Inline(Box::new(MetaSchema {
                         description: Some(
                             "The update's topics (repeat the field): the first canonical, \
                              the rest alternates; not `*`",
                         ),
-                        items: Some(Box::new(text("a topic IRI"))),
-                        ..MetaSchema::new("array")
+                        any_of: vec![
+                            MetaSchemaRef::Inline(Box::new(non_empty("a topic IRI"))),
+                            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                                items: Some(Box::new(MetaSchemaRef::Inline(Box::new(non_empty(
+                                    "a topic IRI",
+                                ))))),
+                                min_items: Some(1),
+                                ..MetaSchema::new("array")
+                            })),
+                        ],
+                        ..MetaSchema::ANY
                     })),
                 ),
                 ("data", text("The content, sent as `data:` lines")),
@@ -99,7 +155,13 @@ impl Payload for MercureForm {
                 ("type", text("The SSE `event:` type; not `mercure`")),
                 (
                     "retry",
-                    text("The SSE `retry:` hint, ASCII digits (milliseconds)"),
+                    MetaSchemaRef::Inline(Box::new(MetaSchema {
+                        description: Some(
+                            "The SSE `retry:` hint, ASCII digits (milliseconds); empty: none",
+                        ),
+                        pattern: Some(RETRY_PATTERN.to_owned()),
+                        ..MetaSchema::new("string")
+                    })),
                 ),
                 (
                     "private",
@@ -110,6 +172,10 @@ impl Payload for MercureForm {
         }))
     }
 }
+
+/// `retry`: ASCII digits, at most 19 of them (every such number fits the
+/// hub's 64-bit milliseconds; the hub refuses more than fits).
+const RETRY_PATTERN: &str = "^[0-9]{0,19}$";
 
 impl poem_openapi::payload::ParsePayload for MercureForm {
     const IS_REQUIRED: bool = true;
@@ -265,16 +331,16 @@ impl MercureApi {
         route: Data<&MercureRoute>,
         /// Draft-07 selectors: `*`, a URI template (RFC 6570 levels 1-2) or an exact topic.
         #[oai(name = "topic")]
-        _topic: Query<Vec<String>>,
+        _topic: Query<Option<Vec<SelectorParameter>>>,
         /// Draft-08 exact matchers.
         #[oai(name = "match")]
-        _match: Query<Vec<String>>,
+        _match: Query<Option<Vec<SelectorParameter>>>,
         /// Draft-08 exact matchers, explicit spelling.
         #[oai(name = "match_exact")]
-        _match_exact: Query<Vec<String>>,
+        _match_exact: Query<Option<Vec<SelectorParameter>>>,
         /// Draft-08 URL Pattern matchers (relative ones resolve against the hub's URL).
         #[oai(name = "match_urlpattern")]
-        _match_urlpattern: Query<Vec<String>>,
+        _match_urlpattern: Query<Option<Vec<SelectorParameter>>>,
         /// Resume after this update id, or `earliest` (draft-07's query name).
         #[oai(name = "Last-Event-ID")]
         _last_event_id_07: Query<Option<String>>,

@@ -14,7 +14,7 @@ use super::namespace::is_reserved_topic;
 use super::selector::{check_characters, check_text};
 use super::token;
 use super::update::{Envelope, GENERATED_ID_PREFIX, MERCURE_TOPIC, generated_id};
-use crate::auth::Authenticator;
+use crate::auth::{Action, Authenticator, RejectionReason};
 use crate::http::ApiError;
 use crate::http::credentials;
 use crate::http::idempotency::{self, PublishRoute};
@@ -47,6 +47,7 @@ pub async fn publish(
     let key = idempotency::key_of(request)?;
     let protocol = settings.protocol;
     let Some(presented) = token::presented(request, None, protocol) else {
+        auth.count_rejection(Action::Publish, RejectionReason::MissingToken);
         return Err(token::missing("publishing", request, protocol));
     };
     let hub_url = super::hub_url(request);
@@ -54,6 +55,7 @@ pub async fn publish(
     let envelope = envelope(body, &hub_url)?;
     too_many_topics(envelope.topics.len(), max_events)?;
     let Some(allowed) = grants.publish else {
+        auth.count_rejection(Action::Publish, RejectionReason::ForbiddenTopic);
         return Err(forbidden("the token has no `mercure.publish` claim"));
     };
     if let Some(topic) = envelope
@@ -61,10 +63,14 @@ pub async fn publish(
         .iter()
         .find(|topic| !allowed.iter().any(|selector| selector.matches(topic)))
     {
+        auth.count_rejection(Action::Publish, RejectionReason::ForbiddenTopic);
         return Err(forbidden(format!(
             "the token's `mercure.publish` selectors don't cover topic {topic:?}"
         )));
     }
+    // The per-publisher rate limit once the publisher is known, as on
+    // ssehub's routes; one update is one request's worth.
+    auth.admit_named_publisher(&grants.holder, 1)?;
     let publisher_id = envelope.id.clone();
     let draft = EventDraft {
         topic: TopicName::parse(MERCURE_TOPIC).expect("a valid topic name"),

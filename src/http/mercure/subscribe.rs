@@ -18,7 +18,7 @@ use super::selector::Selector;
 use super::subscriptions::ActiveSubscriptions;
 use super::token;
 use super::update::{MERCURE_TOPIC, is_reserved};
-use crate::auth::Authenticator;
+use crate::auth::{Action, Authenticator, RejectionReason};
 use crate::http::ApiError;
 use crate::http::credentials;
 use crate::http::sse::{EventStreamBody, refuse_body};
@@ -160,7 +160,10 @@ pub async fn subscribe(
                 (grants.subscribe, grants.expires_at, grants.payload)
             }
             None if settings.anonymous => (Vec::new(), None, None),
-            None => return Err(token::missing("subscribing", request, protocol)),
+            None => {
+                auth.count_rejection(Action::Subscribe, RejectionReason::MissingToken);
+                return Err(token::missing("subscribing", request, protocol));
+            }
         };
     // The subscribe rate limit before any history is read for a resume.
     let client = credentials::client_address(request, auth);
