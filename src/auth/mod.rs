@@ -52,7 +52,7 @@ use crate::model::TopicName;
 use crate::setting::InvalidSetting;
 use rate::PublishLimited;
 use static_keys::StaticKeys;
-pub use token::MAX_TOKEN_EXP;
+pub use token::{MAX_TOKEN_EXP, rejection as jwt_rejection};
 use token::{TokenVerifier, expired_at};
 
 /// How often idle rate-limit state is dropped: often enough that a scan of

@@ -295,7 +295,9 @@ fn malformed(token: &str) -> TokenRefusal {
     }
 }
 
-fn rejection(kind: &ErrorKind) -> TokenRejection {
+/// What a verification error of `jsonwebtoken` is counted as; the Mercure
+/// tokens' refusals are counted under the same reasons.
+pub fn rejection(kind: &ErrorKind) -> TokenRejection {
     match kind {
         ErrorKind::InvalidSignature
         | ErrorKind::InvalidEcdsaKey

@@ -476,3 +476,63 @@ async fn a_mercure_publish_is_traced_from_the_caller_to_its_subscriber() {
     );
     assert_eq!(listing.attribute_number("http.response.status_code"), 401);
 }
+
+/// A refused Mercure token counts in `ssehub_auth_rejections_total` under
+/// the reason an ssehub token refused the same way would: on the publish,
+/// the subscription and the subscriptions API.
+#[tokio::test]
+async fn refused_mercure_tokens_are_counted_by_reason() {
+    let app = spawn_app_with(|config| {
+        enable(config, false);
+        config.mercure.subscriptions = true;
+    })
+    .await;
+    let forged = Minter::hs256("another-secret-of-32-bytes-or-more-xx")
+        .token(&json!({"mercure": {"publish": ["*"], "subscribe": ["*"]}}));
+    let expired = Minter::hs256(SUBSCRIBER_KEY)
+        .token(&json!({"exp": 1_000_000_000, "mercure": {"subscribe": ["*"]}}));
+    let far_future = Minter::hs256(PUBLISHER_KEY)
+        .token(&json!({"exp": u64::MAX, "mercure": {"publish": ["*"]}}));
+    let bad_selector = Minter::hs256(SUBSCRIBER_KEY)
+        .token(&json!({"mercure": {"subscribe": ["https://example.com/{/id}"]}}));
+
+    assert_problem(post(&app, Some(&forged), &[("topic", TOPIC)]).await, 401).await;
+    assert_problem(
+        post(&app, Some(&far_future), &[("topic", TOPIC)]).await,
+        401,
+    )
+    .await;
+    let subscribe = |token: &str| {
+        app.client
+            .get(format!("{}?topic={TOPIC}", app.url(PATH)))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_problem(subscribe(&expired).await.unwrap(), 401).await;
+    assert_problem(subscribe(&bad_selector).await.unwrap(), 401).await;
+    let list = app.url("/.well-known/mercure/subscriptions");
+    let response = app
+        .client
+        .get(&list)
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 401).await;
+    assert_problem(app.client.get(&list).send().await.unwrap(), 401).await;
+
+    let metrics = scrape(&app).await;
+    let refused = |action, reason| {
+        metrics.counter(
+            "ssehub_auth_rejections_total",
+            &[("action", action), ("reason", reason)],
+        )
+    };
+    assert_eq!(refused("publish", "bad_signature"), 1.0);
+    assert_eq!(refused("publish", "expiry_out_of_range"), 1.0);
+    assert_eq!(refused("subscribe", "expired"), 1.0);
+    assert_eq!(refused("subscribe", "invalid_claims"), 1.0);
+    // The subscriptions API: the forged token, then none.
+    assert_eq!(refused("subscribe", "bad_signature"), 1.0);
+    assert_eq!(refused("subscribe", "missing_token"), 1.0);
+}

@@ -378,6 +378,7 @@ impl MercureApi {
         &self,
         request: &Request,
         hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
         route: Data<&MercureRoute>,
         /// A subscriber token, for clients that can't set headers.
         #[oai(name = "authorization")]
@@ -388,9 +389,15 @@ impl MercureApi {
             subscriber: None,
         };
         let settings = route.settings()?;
-        let listed =
-            subscriptions::list(request, &hub, settings, authorization.0.as_deref(), wanted)
-                .await?;
+        let listed = subscriptions::list(
+            request,
+            &hub,
+            &auth,
+            settings,
+            authorization.0.as_deref(),
+            wanted,
+        )
+        .await?;
         Ok(collection(listed))
     }
 
@@ -408,6 +415,7 @@ impl MercureApi {
         &self,
         request: &Request,
         hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
         route: Data<&MercureRoute>,
         /// The topic selector the subscriptions were opened with.
         topic: Path<String>,
@@ -420,9 +428,15 @@ impl MercureApi {
             subscriber: None,
         };
         let settings = route.settings()?;
-        let listed =
-            subscriptions::list(request, &hub, settings, authorization.0.as_deref(), wanted)
-                .await?;
+        let listed = subscriptions::list(
+            request,
+            &hub,
+            &auth,
+            settings,
+            authorization.0.as_deref(),
+            wanted,
+        )
+        .await?;
         Ok(collection(listed))
     }
 
@@ -436,10 +450,12 @@ impl MercureApi {
         method = "get",
         tag = "ApiTags::Mercure"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn subscription(
         &self,
         request: &Request,
         hub: Data<&Hub>,
+        auth: Data<&Authenticator>,
         route: Data<&MercureRoute>,
         /// The topic selector the subscription was opened with.
         topic: Path<String>,
@@ -454,8 +470,15 @@ impl MercureApi {
             subscriber: Some(&subscriber.0),
         };
         let settings = route.settings()?;
-        match subscriptions::list(request, &hub, settings, authorization.0.as_deref(), wanted)
-            .await?
+        match subscriptions::list(
+            request,
+            &hub,
+            &auth,
+            settings,
+            authorization.0.as_deref(),
+            wanted,
+        )
+        .await?
         {
             Listed::One(one) => Ok(MercureSubscriptionOne::Found(JsonLd(one))),
             Listed::Collection(_) => unreachable!("one subscription was asked for"),

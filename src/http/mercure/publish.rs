@@ -51,7 +51,9 @@ pub async fn publish(
         return Err(token::missing("publishing", request, protocol));
     };
     let hub_url = super::hub_url(request);
-    let grants = token::verify(&presented, &settings.publisher, &hub_url, protocol).await?;
+    let grants = token::verify(&presented, &settings.publisher, &hub_url, protocol)
+        .await
+        .map_err(|refused| refused.counted(auth, Action::Publish))?;
     let envelope = envelope(body, &hub_url)?;
     too_many_topics(envelope.topics.len(), max_events)?;
     let Some(allowed) = grants.publish else {

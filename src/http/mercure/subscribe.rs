@@ -156,7 +156,9 @@ pub async fn subscribe(
                          not set): subscribe without one",
                     ));
                 };
-                let grants = token::verify(&presented, key, &base, protocol).await?;
+                let grants = token::verify(&presented, key, &base, protocol)
+                    .await
+                    .map_err(|refused| refused.counted(auth, Action::Subscribe))?;
                 (grants.subscribe, grants.expires_at, grants.payload)
             }
             None if settings.anonymous => (Vec::new(), None, None),

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::config::MercureSettings;
 use super::token;
 use super::update::{Envelope, MERCURE_TOPIC, generated_id};
+use crate::auth::{Action, Authenticator, RejectionReason};
 use crate::http::ApiError;
 use crate::http::publish_outcome;
 use crate::hub::{Hub, Phase};
@@ -237,6 +238,7 @@ pub enum Listed {
 pub async fn list(
     request: &Request,
     hub: &Hub,
+    auth: &Authenticator,
     settings: &MercureSettings,
     authorization: Option<&str>,
     wanted: Wanted<'_>,
@@ -248,7 +250,7 @@ pub async fn list(
             "active subscriptions are off on this hub (mercure.subscriptions = false)",
         ));
     }
-    authorize(request, settings, authorization).await?;
+    authorize(request, auth, settings, authorization).await?;
     // The cursor before the list: a change made meanwhile is in both, never
     // in neither.
     let last = hub.backplane().last_id().await.map_err(unavailable)?;
@@ -297,6 +299,7 @@ pub async fn list(
 /// the events' topics have), so one selector covers both.
 async fn authorize(
     request: &Request,
+    auth: &Authenticator,
     settings: &MercureSettings,
     authorization: Option<&str>,
 ) -> Result<(), ApiError> {
@@ -305,6 +308,7 @@ async fn authorize(
         return Err(token::in_query());
     }
     let Some(presented) = token::presented(request, authorization, protocol) else {
+        auth.count_rejection(Action::Subscribe, RejectionReason::MissingToken);
         return Err(token::missing("the subscriptions API", request, protocol));
     };
     let Some(key) = &settings.subscriber else {
@@ -315,7 +319,9 @@ async fn authorize(
              so nobody may read its subscriptions",
         ));
     };
-    let grants = token::verify(&presented, key, &super::hub_url(request), protocol).await?;
+    let grants = token::verify(&presented, key, &super::hub_url(request), protocol)
+        .await
+        .map_err(|refused| refused.counted(auth, Action::Subscribe))?;
     let path = request.uri().path();
     if !grants
         .subscribe

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use super::config::ProtocolVersion;
 use super::keys::{KeySource, MercureKey};
 use super::selector::Selector;
-use crate::auth::MAX_TOKEN_EXP;
+use crate::auth::{Action, Authenticator, MAX_TOKEN_EXP, RejectionReason, TokenRejection};
 use crate::http::ApiError;
 use crate::http::credentials;
 use crate::http::error::INVALID_TOKEN_REQUEST;
@@ -70,8 +70,33 @@ fn is_access_token(token: &str) -> bool {
         })
 }
 
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid-token", detail)
+/// A presented token refused: the 401 to answer, and the reason `auth`'s
+/// metrics count it under (`ssehub_auth_rejections_total`), as for
+/// ssehub's own tokens.
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: TokenRejection,
+    pub answer: ApiError,
+}
+
+impl Refused {
+    /// Counts the refusal of `action` and gives the answer.
+    pub fn counted(self, auth: &Authenticator, action: Action) -> ApiError {
+        auth.count_rejection(action, RejectionReason::Token(self.reason));
+        self.answer
+    }
+}
+
+fn refused_as(reason: TokenRejection, detail: impl Into<String>) -> Refused {
+    Refused {
+        reason,
+        answer: ApiError::new(StatusCode::UNAUTHORIZED, "invalid-token", detail),
+    }
+}
+
+/// A token whose claims are not what Mercure's say they must be.
+fn invalid(detail: impl Into<String>) -> Refused {
+    refused_as(TokenRejection::InvalidClaims, detail)
 }
 
 /// Draft-08's grants: (publish, subscribe) selectors. A malformed Mercure
@@ -80,7 +105,7 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 fn authorization_details(
     details: &[serde_json::Value],
     base: &url::Url,
-) -> Result<(Vec<Selector>, Vec<Selector>), ApiError> {
+) -> Result<(Vec<Selector>, Vec<Selector>), Refused> {
     let mut publish = Vec::new();
     let mut subscribe = Vec::new();
     for detail in details {
@@ -130,7 +155,7 @@ fn authorization_details(
 }
 
 /// One `{"match": …, "match_type"?: …}` of a detail's `topics`.
-fn matcher_selector(matcher: &serde_json::Value, base: &url::Url) -> Result<Selector, ApiError> {
+fn matcher_selector(matcher: &serde_json::Value, base: &url::Url) -> Result<Selector, Refused> {
     let text = matcher
         .get("match")
         .and_then(|m| m.as_str())
@@ -226,7 +251,7 @@ pub fn in_query() -> ApiError {
 }
 
 /// Draft-07 tokens are refused with draft-08 only.
-fn refuse_draft_07(protocol: ProtocolVersion) -> Result<(), ApiError> {
+fn refuse_draft_07(protocol: ProtocolVersion) -> Result<(), Refused> {
     if protocol.accepts_draft_07() {
         return Ok(());
     }
@@ -239,13 +264,12 @@ fn refuse_draft_07(protocol: ProtocolVersion) -> Result<(), ApiError> {
 
 /// Decodes `token` with the key (or the JWKS keys for its `kid` that
 /// verify the configured algorithm).
-async fn decode(
-    token: &str,
-    key: &MercureKey,
-    validation: &Validation,
-) -> Result<Claims, ApiError> {
+async fn decode(token: &str, key: &MercureKey, validation: &Validation) -> Result<Claims, Refused> {
     let refused = |error: jsonwebtoken::errors::Error| {
-        invalid(format!("the Mercure token was refused: {error}"))
+        refused_as(
+            crate::auth::jwt_rejection(error.kind()),
+            format!("the Mercure token was refused: {error}"),
+        )
     };
     let jwks = match &key.source {
         KeySource::Static(decoding) => {
@@ -263,17 +287,20 @@ async fn decode(
         .filter(|candidate| candidate.accepts(key.algorithm))
         .collect();
     if keys.is_empty() {
-        return Err(invalid(match kid {
-            Some(kid) => format!(
-                "the Mercure token was refused: its `kid` {kid:?} is not in the key set \
+        return Err(refused_as(
+            TokenRejection::UnknownKey,
+            match kid {
+                Some(kid) => format!(
+                    "the Mercure token was refused: its `kid` {kid:?} is not in the key set \
                  (JWKS) for {:?}",
-                key.algorithm
-            ),
-            None => format!(
-                "the Mercure token was refused: the key set (JWKS) has no key for {:?}",
-                key.algorithm
-            ),
-        }));
+                    key.algorithm
+                ),
+                None => format!(
+                    "the Mercure token was refused: the key set (JWKS) has no key for {:?}",
+                    key.algorithm
+                ),
+            },
+        ));
     }
     let mut last = None;
     for candidate in &keys {
@@ -296,7 +323,7 @@ pub async fn verify(
     key: &MercureKey,
     base: &url::Url,
     protocol: ProtocolVersion,
-) -> Result<Grants, ApiError> {
+) -> Result<Grants, Refused> {
     let access_token = is_access_token(token);
     if !access_token {
         refuse_draft_07(protocol)?;
@@ -336,20 +363,21 @@ pub async fn verify(
             .map(|text| Selector::parse(text))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid-token",
-                    format!("the Mercure token's `mercure` claim holds a bad selector: {error}"),
-                )
+                invalid(format!(
+                    "the Mercure token's `mercure` claim holds a bad selector: {error}"
+                ))
             })
     };
     // The stream ends at `exp` on the runtime's clock, which a later one
     // (u64::MAX) would overflow: refused as auth refuses it.
     if claims.exp.is_some_and(|exp| exp > MAX_TOKEN_EXP) {
-        return Err(invalid(format!(
-            "the Mercure token's `exp` is after {MAX_TOKEN_EXP} (9999-12-31T23:59:59Z), \
+        return Err(refused_as(
+            TokenRejection::ExpiryOutOfRange,
+            format!(
+                "the Mercure token's `exp` is after {MAX_TOKEN_EXP} (9999-12-31T23:59:59Z), \
              the latest the hub accepts"
-        )));
+            ),
+        ));
     }
     let expires_at = claims
         .exp
