@@ -162,6 +162,7 @@ impl EventsApi {
                 resume,
                 expires_at: None,
                 filter: None,
+                live_routes: None,
             },
         )
         .await

@@ -272,6 +272,7 @@ impl TutorialApi {
                 resume,
                 expires_at: None,
                 filter: None,
+                live_routes: None,
             },
         )
         .await

@@ -139,7 +139,7 @@ impl Delivery {
         Self {
             backplane: hub.backplane().clone(),
             queues: hub.inner.live_queues.clone(),
-            multi_topic: topics.len() > 1,
+            multi_topic: feed.is_merged(),
             observer: SubscriptionObserver::open(hub.metrics().clone(), &topics, resume),
             topics,
             feed,

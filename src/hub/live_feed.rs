@@ -8,6 +8,7 @@ use futures_util::stream::{SelectAll, Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::LiveRoutes;
 use super::live_queues::{Live, LiveQueues};
 use crate::model::TopicName;
 
@@ -27,12 +28,22 @@ pub(super) struct LiveFeed {
 }
 
 impl LiveFeed {
-    /// Attaches to the queue of each topic (creating it if needed).
-    pub(super) fn attach(queues: Arc<LiveQueues>, topics: &[TopicName]) -> Self {
-        let mut streams: Vec<_> = topics
-            .iter()
-            .map(|topic| BroadcastStream::new(queues.attach(topic)))
-            .collect();
+    /// Attaches to the queue of each topic (creating it if needed), or, for
+    /// the topic `routes` names, to its routed queues of those keys.
+    pub(super) fn attach(
+        queues: Arc<LiveQueues>,
+        topics: &[TopicName],
+        routes: Option<&LiveRoutes>,
+    ) -> Self {
+        let mut streams = Vec::with_capacity(topics.len());
+        for topic in topics {
+            match routes.filter(|routes| &routes.topic == topic) {
+                Some(routes) => streams.extend(routes.keys.iter().map(|&key| {
+                    BroadcastStream::new(queues.attach_routed(topic, key, &routes.router))
+                })),
+                None => streams.push(BroadcastStream::new(queues.attach(topic))),
+            }
+        }
         let receivers = if streams.len() == 1 {
             Receivers::One(streams.pop().expect("one topic"))
         } else {
@@ -43,6 +54,14 @@ impl LiveFeed {
             topics: topics.to_vec(),
             queues,
         }
+    }
+}
+
+impl LiveFeed {
+    /// Whether events come from several queues, so must be put in id
+    /// order (and an event named by two routes is met twice).
+    pub(super) fn is_merged(&self) -> bool {
+        matches!(self.receivers, Some(Receivers::Many(_)))
     }
 }
 

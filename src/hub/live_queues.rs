@@ -2,12 +2,17 @@
 //! subscribers on this process, and the position those queues stand at.
 //!
 //! A topic's queue is a ring of `stream.queue` items shared by its
-//! subscribers. Sending writes one slot and wakes the waiting subscribers;
+//! subscribers. A topic may also have routed queues ([`LiveRouter`]): a
+//! subscriber that wants only the events naming some keys (a Mercure
+//! subscription with exact topics, on the one internal topic every Mercure
+//! update rides) listens to those keys' queues instead of the whole
+//! topic's, and isn't woken for the rest. Sending writes one slot and wakes the waiting subscribers;
 //! it never waits for any of them (invariant "a slow subscriber never blocks
 //! publish": a subscriber that falls a whole ring behind is told it lagged
 //! and catches up from history instead).
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -42,10 +47,47 @@ pub(crate) struct SyncPoint {
     pub watermark: u64,
 }
 
+/// Which routed queues of a topic an event goes to: the keys it names.
+/// Called once per event per fan-out (not per subscriber), and only for a
+/// topic that has routed queues.
+pub trait LiveRouter: Send + Sync {
+    /// Calls `route` with the key ([`route_key`]) of each route of `event`.
+    fn routes(&self, event: &Event, route: &mut dyn FnMut(u64));
+}
+
+/// The key of a route named `name`: the same on both sides (the router
+/// and the subscriber), within this process.
+pub fn route_key(name: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The live queues of one topic.
+#[derive(Default)]
+struct TopicQueues {
+    /// Every event of the topic.
+    whole: Option<broadcast::Sender<Live>>,
+    /// Only the events that name a key (see [`LiveRouter`]).
+    routed: HashMap<u64, broadcast::Sender<Live>>,
+    /// Set by the first routed subscriber.
+    router: Option<Arc<dyn LiveRouter>>,
+}
+
+impl TopicQueues {
+    fn is_empty(&self) -> bool {
+        self.whole.is_none() && self.routed.is_empty()
+    }
+
+    fn senders(&self) -> impl Iterator<Item = &broadcast::Sender<Live>> {
+        self.whole.iter().chain(self.routed.values())
+    }
+}
+
 pub struct LiveQueues {
-    /// Live queue per topic, created by the first subscriber and removed
+    /// Live queues per topic, created by the first subscriber and removed
     /// when the last one leaves. Publish only takes the read lock.
-    channels: RwLock<HashMap<TopicName, broadcast::Sender<Live>>>,
+    channels: RwLock<HashMap<TopicName, TopicQueues>>,
     /// Highest sequence number handed to the live queues (or covered by the
     /// latest resync). Stored after the sends, so every event at or below
     /// it is visible in its queue or in history; readers of several topics
@@ -77,25 +119,58 @@ impl LiveQueues {
 
     /// Joins the live queue of `topic`, creating it if needed.
     pub(crate) fn attach(&self, topic: &TopicName) -> broadcast::Receiver<Live> {
-        if let Some(sender) = self.read().get(topic) {
+        if let Some(sender) = self.read().get(topic).and_then(|q| q.whole.as_ref()) {
             return sender.subscribe();
         }
         self.write()
             .entry(topic.clone())
+            .or_default()
+            .whole
+            .get_or_insert_with(|| broadcast::channel(self.queue).0)
+            .subscribe()
+    }
+
+    /// Joins the routed queue `key` of `topic` (the events `router` says
+    /// name it), creating it if needed.
+    pub(crate) fn attach_routed(
+        &self,
+        topic: &TopicName,
+        key: u64,
+        router: &Arc<dyn LiveRouter>,
+    ) -> broadcast::Receiver<Live> {
+        if let Some(sender) = self.read().get(topic).and_then(|q| q.routed.get(&key)) {
+            return sender.subscribe();
+        }
+        let mut channels = self.write();
+        let queues = channels.entry(topic.clone()).or_default();
+        queues.router.get_or_insert_with(|| router.clone());
+        queues
+            .routed
+            .entry(key)
             .or_insert_with(|| broadcast::channel(self.queue).0)
             .subscribe()
     }
 
-    /// Drops the live queue of `topic` if nobody listens any more. Called
-    /// after a subscription has dropped its receiver.
+    /// Drops the live queues of `topic` nobody listens to any more. Called
+    /// after a subscription has dropped its receivers.
     pub fn detach(&self, topic: &TopicName) {
         let mut channels = self.write();
         // `attach` creates receivers under this same lock, so a count of 0
         // here can't race with a new subscriber of this topic.
-        if channels
-            .get(topic)
+        let Some(queues) = channels.get_mut(topic) else {
+            return;
+        };
+        if queues
+            .whole
+            .as_ref()
             .is_some_and(|sender| sender.receiver_count() == 0)
         {
+            queues.whole = None;
+        }
+        queues
+            .routed
+            .retain(|_, sender| sender.receiver_count() > 0);
+        if queues.is_empty() {
             channels.remove(topic);
         }
     }
@@ -126,13 +201,13 @@ impl LiveQueues {
         self.sync.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<TopicName, broadcast::Sender<Live>>> {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<TopicName, TopicQueues>> {
         // Every mutation is a single insert or remove: a poisoned lock still
         // guards a consistent map.
         self.channels.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<TopicName, broadcast::Sender<Live>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<TopicName, TopicQueues>> {
         self.channels.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -145,9 +220,19 @@ impl FanOut for LiveQueues {
         {
             let channels = self.read();
             for event in events {
-                if let Some(sender) = channels.get(&event.topic) {
-                    // Err only means no receiver is left: nobody to deliver to.
+                let Some(queues) = channels.get(&event.topic) else {
+                    continue;
+                };
+                // Err only means no receiver is left: nobody to deliver to.
+                if let Some(sender) = &queues.whole {
                     receivers += sender.send(Live::Event(Arc::clone(event))).unwrap_or(0);
+                }
+                if let (Some(router), false) = (&queues.router, queues.routed.is_empty()) {
+                    router.routes(event, &mut |key| {
+                        if let Some(sender) = queues.routed.get(&key) {
+                            receivers += sender.send(Live::Event(Arc::clone(event))).unwrap_or(0);
+                        }
+                    });
                 }
             }
         }
@@ -167,8 +252,10 @@ impl FanOut for LiveQueues {
         };
         // After the new position is in place, so a subscriber that finds
         // the marker reads that position (or a later one).
-        for sender in self.read().values() {
-            let _ = sender.send(Live::Resync(generation));
+        for queues in self.read().values() {
+            for sender in queues.senders() {
+                let _ = sender.send(Live::Resync(generation));
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 pub use lifecycle::{Lifecycle, Phase};
-pub use live_queues::LiveQueues;
+pub use live_queues::{LiveQueues, LiveRouter, route_key};
 pub use metrics::{
     CounterSnapshot, HubMetrics, Instruments, PublishOutcome, ReplayTrigger, Snapshot,
     SubscriptionEnd,
@@ -182,6 +182,20 @@ pub struct SubscribeRequest {
     pub expires_at: Option<SystemTime>,
     /// `None`: every event's own frame (ssehub's routes).
     pub filter: Option<Box<dyn FrameFilter>>,
+    /// `None`: every event of the topics wakes the stream (ssehub's
+    /// routes); see [`LiveRoutes`].
+    pub live_routes: Option<LiveRoutes>,
+}
+
+/// Of one of a subscription's topics, only the events naming one of
+/// `keys` (by `router`) wake the stream live; its history, resume and
+/// catch-up still read the whole topic, and the subscription's filter still
+/// decides what goes out. A Mercure subscription whose selectors are exact
+/// topics uses it, so it isn't woken by every Mercure update.
+pub struct LiveRoutes {
+    pub topic: TopicName,
+    pub keys: Vec<u64>,
+    pub router: std::sync::Arc<dyn LiveRouter>,
 }
 
 impl std::fmt::Debug for SubscribeRequest {
@@ -191,6 +205,10 @@ impl std::fmt::Debug for SubscribeRequest {
             .field("resume", &self.resume)
             .field("expires_at", &self.expires_at)
             .field("filter", &self.filter.is_some())
+            .field(
+                "live_routes",
+                &self.live_routes.as_ref().map(|r| r.keys.len()),
+            )
             .finish()
     }
 }
@@ -404,6 +422,7 @@ impl Hub {
             request.resume,
             request.expires_at,
             request.filter,
+            request.live_routes,
         )))
     }
 

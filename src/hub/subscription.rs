@@ -25,7 +25,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::delivery::{Delivery, Flush, FollowUp};
 use super::live_feed::LiveFeed;
-use super::{FrameFilter, SubscriptionEnd};
+use super::{FrameFilter, LiveRoutes, SubscriptionEnd};
 use super::{Hub, SubscriberSeat};
 use crate::model::ResumePoint;
 use crate::model::TopicName;
@@ -61,11 +61,12 @@ impl Subscription {
         resume: ResumePoint,
         expires_at: Option<SystemTime>,
         filter: Option<Box<dyn FrameFilter>>,
+        live_routes: Option<LiveRoutes>,
     ) -> Self {
         // Kept for the life of the stream: no spare capacity.
         topics.shrink_to_fit();
         let hub = &seat.hub;
-        let feed = LiveFeed::attach(hub.inner.live_queues.clone(), &topics);
+        let feed = LiveFeed::attach(hub.inner.live_queues.clone(), &topics, live_routes.as_ref());
         let stream_token = hub.inner.lifecycle.stream_token();
         Self {
             seat,

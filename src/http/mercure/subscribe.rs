@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use poem::Request;
 
 use super::config::{MercureSettings, ProtocolVersion};
-use super::filter::MercureFilter;
+use super::filter::{MercureFilter, live_routes};
 use super::hub_url;
 use super::publish::bad;
 use super::selector::Selector;
@@ -202,12 +202,14 @@ pub async fn subscribe(
             topics.len() - 1
         )));
     }
+    let live_routes = live_routes(&selectors);
     let admission = hub.subscribe(SubscribeRequest {
         topics,
         resume: resume
             .as_ref()
             .map_or(ResumePoint::Live, |(point, _)| *point),
         expires_at,
+        live_routes,
         filter: Some(Box::new(MercureFilter {
             selectors,
             private_selectors,
