@@ -151,7 +151,8 @@ EOF
   # The project's config, with the replicas as the upstream and two changes
   # that several replicas need (nginx/README.md, "Several replicas"):
   # - a publish that a draining replica answers 503 (it took nothing) goes to
-  #   the next replica, POST or not;
+  #   the next replica, POST or not (ssehub's publish locations, and the
+  #   streams' location, which also takes the Mercure form publish);
   # - a replica that failed 3 times is skipped for 1 s only, so the fresh
   #   process on its port gets its share soon (3, not 1: one stray reset must
   #   not take a healthy replica out too, or all three can be out at once).
@@ -173,7 +174,7 @@ EOF
   sed -e "s/server @SSEHUB_UPSTREAM@;/${upstream% }/" \
     -e "s/@LISTEN_PORT@/127.0.0.1:$NGINX_PORT/" \
     -e "/location \/v1\/topics\/ {/a\        proxy_next_upstream error timeout ${resend}non_idempotent;" \
-    -e "/location ~ \^\/(?:_ssehub_token\/)?(?:v1\/events|event-stream)\\$ {/a\        proxy_next_upstream error timeout ${resend}non_idempotent;" \
+    -e "/location ~ \^\/(?:_ssehub_token\/)?(?:v1\/events|event-stream/a\        proxy_next_upstream error timeout ${resend}non_idempotent;" \
     "$ROOT/nginx/ssehub.conf" >"$STATE/nginx/ssehub.conf"
   if [[ "$(grep -c 'proxy_next_upstream' "$STATE/nginx/ssehub.conf")" -ne 2 ]]; then
     echo "$NAME: nginx/ssehub.conf changed shape: the publish locations were not found" >&2

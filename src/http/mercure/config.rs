@@ -183,13 +183,14 @@ pub fn validate(config: &MercureConfig) -> Result<Option<MercureSettings>, Inval
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use jsonwebtoken::Algorithm;
 
-    const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
+    pub(in crate::http::mercure) const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
 
-    fn enabled() -> MercureConfig {
+    /// Enabled, with both keys the shared secret (the keys' tests too).
+    pub(in crate::http::mercure) fn enabled() -> MercureConfig {
         let mut config = MercureConfig {
             enabled: true,
             ..MercureConfig::default()
@@ -199,7 +200,7 @@ mod tests {
         config
     }
 
-    fn refused(config: &MercureConfig) -> InvalidSetting {
+    pub(in crate::http::mercure) fn refused(config: &MercureConfig) -> InvalidSetting {
         validate(config).expect_err("refused")
     }
 

@@ -216,24 +216,9 @@ fn jwks(text: &str, keys: &Keys) -> Result<Arc<Jwks>, InvalidSetting> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::tests::{SECRET, enabled, refused};
     use super::super::config::{MercureConfig, validate};
     use super::*;
-
-    const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
-
-    fn enabled() -> MercureConfig {
-        let mut config = MercureConfig {
-            enabled: true,
-            ..MercureConfig::default()
-        };
-        config.publisher_jwt.key = Some(SECRET.to_owned());
-        config.subscriber_jwt.key = Some(SECRET.to_owned());
-        config
-    }
-
-    fn refused(config: &MercureConfig) -> InvalidSetting {
-        validate(config).expect_err("refused")
-    }
 
     #[test]
     fn a_short_secret_is_refused_even_when_off() {
