@@ -216,7 +216,7 @@ fn jwks(text: &str, keys: &Keys) -> Result<Arc<Jwks>, InvalidSetting> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::tests::{SECRET, enabled, refused};
+    use super::super::config::tests::{enabled, refused};
     use super::super::config::{MercureConfig, validate};
     use super::*;
 
