@@ -113,13 +113,14 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The server's role (`master`, `slave`), or "" while it can't answer
+/// (a restarted server starting, or loading the new master's data as it
+/// becomes a replica): a condition waited for is then not met yet.
 fn role(server: &RedisServer) -> String {
     server
-        .cli(&["ROLE"])
-        .lines()
-        .next()
+        .try_cli(&["ROLE"])
+        .and_then(|reply| reply.lines().next().map(str::to_owned))
         .unwrap_or_default()
-        .to_owned()
 }
 
 async fn reconnects(app: &TestApp) -> u64 {

@@ -128,7 +128,9 @@ impl RedisServer {
         assert!(status.success(), "kill -{name} {pid}");
     }
 
-    fn try_cli(&self, args: &[&str]) -> Option<String> {
+    /// Runs a command with `redis-cli`; `None` when it failed (e.g. the
+    /// server is still starting or loading its data).
+    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
         let output = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
