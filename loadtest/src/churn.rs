@@ -11,9 +11,10 @@
 //! Before: a warm-up (the allocator's arenas and the server's tables reach
 //! their working size), then the baseline: resident memory and open file
 //! descriptors from /proc. After: the server is given up to `--settle` to
-//! notice every departed client (`ssehub_subscribers_connected` back to
-//! 0), then measured again. The run passes when no subscription is left,
-//! no descriptor leaked and memory is back within `--max-rss-growth-mib`.
+//! notice every departed client (`ssehub_subscribers_connected` back to 0)
+//! and to close the sockets still closing, then measured again. The run
+//! passes when no subscription is left, no descriptor leaked and memory is
+//! back within `--max-rss-growth-mib`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -153,6 +154,21 @@ pub fn process_figures(pid: u32) -> Result<ProcessFigures> {
         open_fds,
         cpu_seconds: sample.cpu_seconds,
     })
+}
+
+/// The process's figures once its descriptors are back to `fds_before`, or
+/// after `limit`. The gauge reaches 0 when a stream ends, which can be a
+/// moment before its socket (or the `/metrics` request's own, answered with
+/// `connection: close`) is closed; a leaked descriptor stays past the limit.
+async fn settled_figures(pid: u32, fds_before: usize, limit: Duration) -> Result<ProcessFigures> {
+    let started = Instant::now();
+    loop {
+        let figures = process_figures(pid)?;
+        if figures.open_fds <= fds_before || started.elapsed() >= limit {
+            return Ok(figures);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Everything a run of cycles needs to know about the server.
@@ -388,7 +404,7 @@ pub async fn churn(args: &ChurnArgs) -> Result<ChurnReport> {
         .await;
     let seconds = started.elapsed().as_secs_f64();
     let (subscribers_connected, settled) = churner.settle(args.settle).await?;
-    let after = process_figures(args.server_pid)?;
+    let after = settled_figures(args.server_pid, baseline.open_fds, args.settle).await?;
 
     let rss_growth_mib = (after.rss_kib as f64 - baseline.rss_kib as f64) / 1024.0;
     let mut problems = Vec::new();
