@@ -4,8 +4,9 @@
 //! and hands the byte stream to the server. poem's own `SSE` type is not
 //! used: it re-encodes every event per subscriber into a new `String`.
 
+use std::pin::Pin;
+
 use bytes::Bytes;
-use futures_util::StreamExt;
 use poem::http::header;
 use poem::web::Data;
 use poem::{Body, IntoResponse, Request, Response};
@@ -23,18 +24,29 @@ use super::publish::{self, BatchRequest, BatchResponse, MaxEventsPerRequest};
 use crate::auth::Authenticator;
 use crate::hub::{Admission, Hub, ShedReason, SubscribeRequest};
 use crate::model::{EventId, ResumePoint, TopicName};
-use crate::server::EventStreamMarker;
+use crate::server::{EventSource, EventStreamMarker, FramesSource};
 
 /// An SSE response body; documented in the spec as `text/event-stream`.
-pub struct EventStreamBody(Body);
+/// The server's stream writer takes its source from the marker; anything
+/// else reading the response reads the same source through the body.
+pub struct EventStreamBody {
+    body: Body,
+    marker: EventStreamMarker,
+}
 
 impl EventStreamBody {
+    pub(super) fn from_source(source: Pin<Box<dyn EventSource>>) -> Self {
+        let (marker, frames) = EventStreamMarker::new(source);
+        Self {
+            body: Body::from_bytes_stream(frames),
+            marker,
+        }
+    }
+
     pub(super) fn from_frames(
         frames: impl futures_util::Stream<Item = Bytes> + Send + 'static,
     ) -> Self {
-        Self(Body::from_bytes_stream(
-            frames.map(Ok::<Bytes, std::io::Error>),
-        ))
+        Self::from_source(Box::pin(FramesSource(Box::pin(frames))))
     }
 }
 
@@ -61,8 +73,8 @@ impl IntoResponse for EventStreamBody {
             // `proxy_buffering on` default); this header wins per response.
             .header("x-accel-buffering", "no")
             // The server's stream writer takes streams it recognises by this marker.
-            .extension(EventStreamMarker)
-            .body(self.0)
+            .extension(self.marker)
+            .body(self.body)
     }
 }
 
@@ -192,8 +204,8 @@ pub async fn open_authorized_stream(
             ..subscribe
         })?
     };
-    Ok(StreamResponse::Stream(EventStreamBody::from_frames(
-        admission.into_frames(),
+    Ok(StreamResponse::Stream(EventStreamBody::from_source(
+        admission.into_source(),
     )))
 }
 

@@ -160,6 +160,14 @@ impl Admission {
             Self::Shed(shed) => futures_util::future::Either::Right(shed.into_frames()),
         }
     }
+
+    /// The SSE bytes as the server's stream writer takes them.
+    pub fn into_source(self) -> std::pin::Pin<Box<dyn crate::server::EventSource>> {
+        match self {
+            Self::Open(subscription) => Box::pin(subscription.into_frames()),
+            Self::Shed(shed) => Box::pin(crate::server::FramesSource(Box::pin(shed.into_frames()))),
+        }
+    }
 }
 
 /// Decides, per subscription, what an event becomes on the stream: its

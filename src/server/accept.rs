@@ -29,6 +29,7 @@ pub(super) async fn run(
             remote,
             stop.clone(),
             cut.clone(),
+            connections.token(),
         ));
     }
     drop(acceptor);

@@ -7,6 +7,7 @@
 //! fresh connection.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,18 +18,36 @@ use poem::web::RemoteAddr;
 use poem::{Body, Endpoint, Request, RequestParts, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::head::{self, BodyFraming, Head, RequestHead};
-use super::stream_writer::{self, StreamBody, StreamEnd};
+use super::stream_writer::{self, StreamEnd};
 use super::via_hyper::{self, Answer, OneMessage};
-use super::{EventStreamMarker, Shared};
+use super::{EventSource, EventStreamMarker, ParkedConnection, Shared};
 
 /// After refusing a head, the connection is read (and discarded) this long
 /// before it closes, so that the client, still sending, reads the answer
 /// instead of a reset (nginx's lingering close, shorter).
 const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(1);
+
+/// What a connection needs beside its socket, from its accept to its end:
+/// kept in its task, or by its [`ParkedConnection`] while it has none.
+pub(super) struct ConnectionContext {
+    shared: Arc<Shared>,
+    remote: RemoteAddr,
+    stopping: CancellationToken,
+    cut: CancellationToken,
+    /// Keeps the accept loop's stop waiting for the connection while it is
+    /// parked (no task of its own is tracked then).
+    _tracked: TaskTrackerToken,
+    /// Where a parked connection's task is spawned again.
+    pub(super) runtime: Handle,
+    /// The current stream's request allowed keep-alive.
+    keep_alive: bool,
+}
 
 /// Serves the connection until it ends, or until `cut` (the grace after
 /// stopping has run out).
@@ -37,41 +56,106 @@ const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 /// is dropped when its phase ends: reading heads and answering requests
 /// ([`serve_requests`]), and writing an event stream ([`stream_response`]).
 /// A stream, which may last for hours, so costs the writer's state and
-/// not the request machinery's beside it.
+/// not the request machinery's beside it; a stream whose source parks it
+/// costs no task at all until it is resumed.
 pub fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
     stopping: CancellationToken,
     cut: CancellationToken,
+    tracked: TaskTrackerToken,
 ) -> impl Future<Output = ()> + Send {
     // Converted before the future is made: what it captures it keeps for
     // the life of the connection (inside the connection's task), so it
     // captures the converted values only, not the arguments beside them.
-    let remote = RemoteAddr(remote.into());
-    let mut next = Next::Fresh(stream);
-    async move {
-        loop {
-            let requests = Box::pin(serve_requests(&shared, next, &remote, &stopping));
-            let start = tokio::select! {
-                start = requests => start,
-                _ = cut.cancelled() => return,
-            };
-            let Some(start) = start else { return };
-            let keep_alive = start.keep_alive;
-            let streaming = Box::pin(stream_response(&shared, start));
-            let finished = tokio::select! {
-                finished = streaming => finished,
-                _ = cut.cancelled() => return,
-            };
-            let Some(io) = finished else { return };
-            let (mut stream, buffered) = io.into_parts();
-            if !keep_alive || stopping.is_cancelled() {
-                let _ = stream.shutdown().await;
+    let context = Box::new(ConnectionContext {
+        shared,
+        remote: RemoteAddr(remote.into()),
+        stopping,
+        cut,
+        _tracked: tracked,
+        runtime: Handle::current(),
+        keep_alive: true,
+    });
+    run(context, Phase::Requests(Next::Fresh(stream)))
+}
+
+/// Serves a parked connection again (see [`ParkedConnection::resume`]):
+/// `unsent` first, then the source's frames.
+pub(super) async fn resume(
+    context: Box<ConnectionContext>,
+    socket: std::net::TcpStream,
+    unsent: Bytes,
+    received: Vec<u8>,
+    source: Pin<Box<dyn EventSource>>,
+) {
+    let Ok(stream) = TcpStream::from_std(socket) else {
+        return;
+    };
+    let keep_alive = context.keep_alive;
+    let start = StreamStart {
+        stream,
+        buffered: received,
+        head: unsent,
+        source,
+        keep_alive,
+    };
+    run(context, Phase::Stream(start)).await;
+}
+
+/// Where [`run`] begins.
+enum Phase {
+    Requests(Next),
+    Stream(StreamStart),
+}
+
+/// The connection's phases, from `phase` on, until it ends.
+async fn run(mut context: Box<ConnectionContext>, mut phase: Phase) {
+    loop {
+        let start = match phase {
+            Phase::Requests(next) => {
+                let requests = Box::pin(serve_requests(
+                    &context.shared,
+                    next,
+                    &context.remote,
+                    &context.stopping,
+                ));
+                let start = tokio::select! {
+                    start = requests => start,
+                    _ = context.cut.cancelled() => return,
+                };
+                let Some(start) = start else { return };
+                start
+            }
+            Phase::Stream(start) => start,
+        };
+        let keep_alive = start.keep_alive;
+        let streaming = Box::pin(stream_response(&context.shared, start));
+        let outcome = tokio::select! {
+            outcome = streaming => outcome,
+            _ = context.cut.cancelled() => return,
+        };
+        let io = match outcome {
+            StreamOutcome::Ended => return,
+            StreamOutcome::Finished(io) => io,
+            StreamOutcome::Parked(stream, source) => {
+                // Out of the runtime's reactor: the new holder watches
+                // the socket itself.
+                let Ok(socket) = stream.into_std() else {
+                    return;
+                };
+                context.keep_alive = keep_alive;
+                source.park(ParkedConnection::new(socket, context));
                 return;
             }
-            next = Next::KeepAlive(stream, buffered);
+        };
+        let (mut stream, buffered) = io.into_parts();
+        if !keep_alive || context.stopping.is_cancelled() {
+            let _ = stream.shutdown().await;
+            return;
         }
+        phase = Phase::Requests(Next::KeepAlive(stream, buffered));
     }
 }
 
@@ -192,7 +276,7 @@ struct StreamStart {
     stream: TcpStream,
     buffered: Vec<u8>,
     head: Bytes,
-    body: StreamBody,
+    source: Pin<Box<dyn EventSource>>,
     keep_alive: bool,
 }
 
@@ -228,7 +312,25 @@ async fn answer(
         BodyFraming::Empty => {
             let is_head = parts.method == Method::HEAD;
             let response = Box::pin(call_endpoint(shared, parts, remote.clone())).await;
-            if is_head || response.extensions().get::<EventStreamMarker>().is_none() {
+            let source = if is_head {
+                None
+            } else {
+                response
+                    .extensions()
+                    .get::<EventStreamMarker>()
+                    .and_then(EventStreamMarker::take)
+            };
+            if let Some(source) = source {
+                buffered.drain(..len);
+                let head = stream_head(&response, keep_alive);
+                Answered::Stream(StreamStart {
+                    stream,
+                    buffered,
+                    head,
+                    source,
+                    keep_alive,
+                })
+            } else {
                 let io = OneMessage::new(stream, buffered, len as u64);
                 let answer = Answer::Ready(response);
                 let next = Box::pin(via_hyper::serve_one_request(
@@ -236,16 +338,6 @@ async fn answer(
                 ))
                 .await;
                 Answered::Next(next, keep_alive)
-            } else {
-                buffered.drain(..len);
-                let (head, body) = stream_parts(response, keep_alive);
-                Answered::Stream(StreamStart {
-                    stream,
-                    buffered,
-                    head,
-                    body,
-                    keep_alive,
-                })
             }
         }
     }
@@ -264,25 +356,34 @@ async fn call_endpoint(
         .await
 }
 
-/// The bytes of a streaming response's head, and its body.
-fn stream_parts(response: Response, keep_alive: bool) -> (Bytes, StreamBody) {
-    let (parts, body) = response.into_parts();
-    let head = stream_writer::response_head(parts.status, &parts.headers, keep_alive);
-    (head, body.into())
+/// The bytes of a streaming response's head (its body is the source).
+fn stream_head(response: &Response, keep_alive: bool) -> Bytes {
+    stream_writer::response_head(response.status(), response.headers(), keep_alive)
+}
+
+/// How a stream's phase of the connection ended.
+enum StreamOutcome {
+    /// The stream finished cleanly: the connection may carry a request.
+    Finished(OneMessage),
+    /// The connection is done.
+    Ended,
+    /// The source takes the connection over.
+    Parked(TcpStream, Pin<Box<dyn EventSource>>),
 }
 
 /// Writes an event stream with the stream writer; gives the connection back
-/// when the stream has finished cleanly. Not an `async fn`, which would
-/// keep `start` beside the parts taken from it.
+/// when the stream has finished cleanly, or to the source that parks it.
+/// Not an `async fn`, which would keep `start` beside the parts taken from
+/// it.
 fn stream_response(
     shared: &Shared,
     start: StreamStart,
-) -> impl Future<Output = Option<OneMessage>> + use<> {
+) -> impl Future<Output = StreamOutcome> + use<> {
     let StreamStart {
         stream,
         mut buffered,
         head,
-        body,
+        source,
         ..
     } = start;
     let timing = stream_writer::WriteTiming {
@@ -294,14 +395,24 @@ fn stream_response(
             // The head's buffer is not kept for the life of the stream.
             buffered = Vec::new();
         }
-        let end = stream_writer::write_stream(&stream, head, body, &mut buffered, timing).await;
-        if end == StreamEnd::WriteTimedOut {
-            tracing::debug!(
-                target: "ssehub::http",
-                "a subscriber's socket accepted nothing for stream.write_timeout; stream ended"
-            );
+        let mut source = Some(source);
+        let end =
+            stream_writer::write_stream(&stream, head, &mut source, &mut buffered, timing).await;
+        match end {
+            StreamEnd::Finished => StreamOutcome::Finished(OneMessage::new(stream, buffered, 0)),
+            StreamEnd::Park => match source {
+                Some(source) => StreamOutcome::Parked(stream, source),
+                None => StreamOutcome::Ended,
+            },
+            StreamEnd::WriteTimedOut => {
+                tracing::debug!(
+                    target: "ssehub::http",
+                    "a subscriber's socket accepted nothing for stream.write_timeout; stream ended"
+                );
+                StreamOutcome::Ended
+            }
+            StreamEnd::PeerGone | StreamEnd::BodyFailed => StreamOutcome::Ended,
         }
-        (end == StreamEnd::Finished).then(|| OneMessage::new(stream, buffered, 0))
     }
 }
 

@@ -22,6 +22,12 @@
 //!    task, each a boxed future dropped when its phase ends, so a stream
 //!    holds the writer's state only. With `stream.coalesce` the writer
 //!    gathers a busy stream's frames for that long after each write.
+//!    When the writer has written everything and the stream's source
+//!    ([`EventSource`]) has nothing ready, the source may take the
+//!    connection over ([`EventSource::park`], a [`ParkedConnection`]): the
+//!    connection's task ends, and the source's holder (the hub's writer
+//!    shards) writes chunks and watches the socket until it gives the
+//!    connection back to a task ([`ParkedConnection::resume`]).
 //! 4. What only hyper should handle (HTTP/2 with prior knowledge, HTTP/1.0,
 //!    chunked request bodies, upgrades) is handed to hyper for the rest of
 //!    the connection. An HTTP/2 connection is closed once no stream has been
@@ -31,7 +37,9 @@
 //! # The stream marker
 //! [`EventStreamMarker`] is the one contract between the routes and this
 //! module: a response whose extensions hold it is a `200` whose body is a
-//! stream of SSE frames that lasts until the body ends (drain, a shed hint,
+//! stream of SSE frames (the marker's [`EventSource`]; the body reads the
+//! same source for anything else that reads the response) that lasts until
+//! it ends (drain, a shed hint,
 //! an expired credential — whatever ends it, the route decides) or the
 //! client leaves. The stream writer sends it chunked, as hyper would; a route
 //! that sets the marker must not set `Content-Length`. Responses without the
@@ -39,9 +47,11 @@
 
 mod accept;
 mod connection;
+mod event_source;
 pub mod head;
 pub mod listen_address;
 pub mod listener;
+mod parked;
 mod stream_writer;
 mod via_hyper;
 
@@ -58,10 +68,10 @@ pub use head::HeadError;
 pub use listen_address::{InvalidListenAddress, LISTEN_EXAMPLES, ListenAddress};
 pub use listener::DrainingAcceptor;
 
-/// Set in a response's extensions by the routes that return an event stream
-/// (see the module documentation).
-#[derive(Debug, Clone, Copy)]
-pub struct EventStreamMarker;
+pub use event_source::{
+    EventSource, EventStreamMarker, FramesSource, ParkedConnection, Received, Sent,
+};
+pub use parked::MAX_SEND_FRAMES;
 
 /// The server's own limits.
 #[derive(Debug, Clone, Copy)]

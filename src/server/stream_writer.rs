@@ -31,15 +31,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body::Body as _;
 use poem::http::{HeaderMap, StatusCode, header};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use super::EventSource;
 use super::head::MAX_REQUEST_HEAD_BYTES;
-
-/// The response body as poem hands it over.
-pub type StreamBody = http_body_util::combinators::BoxBody<Bytes, io::Error>;
 
 /// Most bytes of frames gathered into one write; the hub's own batches are
 /// as large, so one of them is never split.
@@ -67,6 +64,9 @@ pub enum StreamEnd {
     /// The body failed; the client sees the connection close without the
     /// last chunk, as hyper does.
     BodyFailed,
+    /// Everything is written, nothing is ready, and the source wants the
+    /// connection (see [`EventSource::park`]).
+    Park,
 }
 
 /// The head of a streaming response, byte for byte what hyper writes for
@@ -101,22 +101,23 @@ pub fn response_head(status: StatusCode, headers: &HeaderMap, keep_alive: bool) 
     head.freeze()
 }
 
-/// Writes `head`, then `body` as chunks, until the body ends, the peer
-/// goes away or the socket stalls for `write_timeout`. `after` collects
-/// bytes the client sends meanwhile.
+/// Writes `head`, then the source's frames as chunks, until the source
+/// ends (then `source` is `None`), the peer goes away, the socket stalls
+/// for `write_timeout`, or the source, idle, wants the connection. `after`
+/// collects bytes the client sends meanwhile.
 ///
 /// Not an `async fn`: that would keep its arguments beside the writer that
 /// took them, for the life of the stream.
 pub fn write_stream<'a>(
     stream: &'a TcpStream,
     head: Bytes,
-    body: StreamBody,
+    source: &'a mut Option<Pin<Box<dyn EventSource>>>,
     after: &'a mut Vec<u8>,
     timing: WriteTiming,
 ) -> impl Future<Output = StreamEnd> + 'a {
     let mut writer = Writer {
         stream,
-        body,
+        source,
         body_done: false,
         outgoing: Outgoing {
             head: Some(head),
@@ -134,7 +135,8 @@ pub fn write_stream<'a>(
 
 struct Writer<'a> {
     stream: &'a TcpStream,
-    body: StreamBody,
+    /// `None` once it has ended.
+    source: &'a mut Option<Pin<Box<dyn EventSource>>>,
     body_done: bool,
     outgoing: Outgoing,
     after: &'a mut Vec<u8>,
@@ -195,6 +197,8 @@ impl Writer<'_> {
             if self.outgoing.is_empty() {
                 return if self.body_done {
                     Poll::Ready(StreamEnd::Finished)
+                } else if self.may_park() {
+                    Poll::Ready(StreamEnd::Park)
                 } else {
                     Poll::Pending
                 };
@@ -237,26 +241,43 @@ impl Writer<'_> {
         None
     }
 
-    /// Takes every frame the body has ready, up to one write's worth.
+    /// Whether the idle stream goes to its source: nothing held for
+    /// later (a coalescing window, bytes the client sent) and the source
+    /// wants it.
+    fn may_park(&self) -> bool {
+        self.armed == Armed::No
+            && self.after.is_empty()
+            && self.quiet_until.is_none()
+            && self
+                .source
+                .as_ref()
+                .is_some_and(|source| source.wants_connection())
+    }
+
+    /// Takes every frame the source has ready, up to one write's worth.
     fn gather(&mut self, cx: &mut Context<'_>) -> Result<(), StreamEnd> {
         let outgoing = &mut self.outgoing;
+        let Some(source) = self.source.as_mut() else {
+            return Err(StreamEnd::BodyFailed);
+        };
         while outgoing.frame_count() < MAX_WRITE_FRAMES && outgoing.frames_len < MAX_WRITE_BYTES {
-            match Pin::new(&mut self.body).poll_frame(cx) {
+            match source.as_mut().poll_frame(cx) {
                 Poll::Pending => break,
                 Poll::Ready(None) => {
                     self.body_done = true;
                     outgoing.last_chunk = true;
                     break;
                 }
-                Poll::Ready(Some(Err(_))) => return Err(StreamEnd::BodyFailed),
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        outgoing.push(data);
+                Poll::Ready(Some(frame)) => {
+                    if !frame.is_empty() {
+                        outgoing.push(frame);
                     }
                 }
             }
+        }
+        if self.body_done {
+            // Ended: the source (a subscription's seat and queues) goes now.
+            *self.source = None;
         }
         outgoing.seal();
         Ok(())
