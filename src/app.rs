@@ -50,6 +50,12 @@ impl App {
             max_topics_per_subscription: config.limits.max_topics_per_subscription,
             max_event_bytes: config.limits.max_event_bytes,
             queue: config.stream.queue,
+            // Parked streams write without the coalescing window.
+            shards: if config.stream.coalesce().is_some() {
+                0
+            } else {
+                config.stream.shards
+            },
         };
         // In order: every metric family (registered in /metrics order),
         // the live queues, the backplane that fans out into them, the hub.
@@ -79,6 +85,9 @@ impl App {
             live_queues,
             backplane,
         });
+        // Their threads and descriptors from the start, not at the first
+        // stream parked.
+        hub.start_writer_shards();
         let authenticator = Authenticator::new(config.auth_settings()?, Arc::new(auth_metrics))?;
         // Checked by `Config::validate` already; a bad key fails here too.
         let mercure = config.mercure_settings()?;

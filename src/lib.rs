@@ -18,7 +18,7 @@
 //! | [`config`] | the root configuration: composes each part's settings, its layers (defaults < TOML < `SSEHUB_*`), `ConfigError` (wrapping a part's [`setting::InvalidSetting`]), masking |
 //! | [`http`] | thin poem/poem-openapi handlers: publish, subscribe (SSE), tutorial routes, probes, `/v1/stats`, the console at `/` (assets embedded), the Mercure protocol at `/.well-known/mercure` (`http::mercure`, when `mercure.enabled`: its updates ride the internal topic `~mercure`, filtered per subscriber, and meet the ssehub topics their topics name; with `mercure.subscriptions`, its subscriptions' events and API), problem+json errors (and the refusal [`server`] sends for a bad head), its settings (CORS, console, tutorial topic) |
 //! | [`shutdown`] | the drain sequence and the stop order after it, the signals (the first drains, a second exits at once), the drain settings |
-//! | [`hub`] | the domain core: the topics' live queues (whole, or routed by keys an event names, for Mercure's exact topics), subscriptions and their delivery logic (with an optional per-subscription frame filter, for Mercure), drain state, shedding (the one answer to a subscribe not served now), its metric families and the order every family is registered in; the hub tests and benchmarks build (`hub::testing`, behind the `testing` feature). No HTTP, no Redis |
+//! | [`hub`] | the domain core: the topics' live queues (whole, or routed by keys an event names, for Mercure's exact topics), subscriptions and their delivery logic (with an optional per-subscription frame filter, for Mercure), the writer shards that hold idle live streams without a task each (`stream.shards`), drain state, shedding (the one answer to a subscribe not served now), its metric families and the order every family is registered in; the hub tests and benchmarks build (`hub::testing`, behind the `testing` feature). No HTTP, no Redis |
 //! | [`auth`] | who may publish, subscribe and read metrics: static keys, JWT verification (secret, PEM key, JWKS kept fresh) and minting, topic patterns, grants, rate limits, the client address behind trusted proxies; its settings (checked and parsed once into the `AuthSettings` the `Authenticator` is built from) and metric families. No HTTP types |
 //! | [`backplane`] | where ids, history, idempotency records and presence (what each replica holds open: Mercure's active subscriptions, listed cluster-wide) come from — `memory` (one process) or `redis` (replicas sharing one Redis: scripts, pub/sub reader, resync, the wire form of an event, the master found directly or through Sentinel, `WAIT` for `replicas_ack`) — the trait, the fan-out contract, `connect` from its settings, the background `run`, its metric families |
 //! | [`server`] | the HTTP/1 front: the `listen` address and the listening socket (bound, or inherited via `LISTEN_FDS`) and an acceptor the drain can stop, accept loop, request heads, the stream writer for event streams (and the connections their sources park: `EventSource`, `ParkedConnection`), hyper for every other answer (`via_hyper`) |
@@ -35,7 +35,9 @@
 //! (`hub::delivery`) yields the event's frame — encoded once, at
 //! acceptance — to the [`server`]'s stream writer, which writes it to the
 //! subscriber's socket (no HTTP server in between once the stream is open;
-//! see `server`'s module documentation).
+//! see `server`'s module documentation); or, for an idle live stream
+//! parked on a writer shard (`hub::shards`), the shard reads the topic's
+//! queue once and writes the frame to each of its streams.
 //!
 //! Observability follows the same path: `http::request_span` opens the request's
 //! server span (a child of the caller's `traceparent`), `hub::spans` the

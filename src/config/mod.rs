@@ -77,6 +77,15 @@ pub const STREAM_WRITE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// busy streams (a write per window, not per event) at that much latency;
 /// a stream quiet for longer than the window writes at once.
 pub const STREAM_COALESCE_DEFAULT: Duration = Duration::ZERO;
+/// Most writer shards (`stream.shards`) accepted.
+pub const STREAM_SHARDS_MAX: usize = 256;
+
+/// Writer shards: one per core the process may use (its cgroup's CPU quota
+/// counts), as each is a thread that writes its streams' events.
+pub fn stream_shards_default() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
 /// Longest `stream.coalesce` accepted.
 pub const STREAM_COALESCE_MAX: Duration = Duration::from_secs(1);
 /// Time a client has to send a complete request head (from the accept, or
@@ -182,6 +191,9 @@ pub struct StreamConfig {
     /// See [`STREAM_COALESCE_DEFAULT`]; `0s` writes every event at once.
     #[serde(with = "humantime_serde")]
     pub coalesce: Duration,
+    /// Threads that hold idle live streams without a task each; see
+    /// [`stream_shards_default`]. `0`: every stream keeps its own task.
+    pub shards: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -259,6 +271,7 @@ impl Default for StreamConfig {
             queue: STREAM_QUEUE_DEFAULT,
             write_timeout: STREAM_WRITE_TIMEOUT_DEFAULT,
             coalesce: STREAM_COALESCE_DEFAULT,
+            shards: stream_shards_default(),
         }
     }
 }
@@ -413,6 +426,12 @@ impl Config {
             return Err(invalid(
                 "stream.coalesce",
                 "must be at most 1s (it delays every event of a busy stream by up to that much)",
+            ));
+        }
+        if self.stream.shards > STREAM_SHARDS_MAX {
+            return Err(invalid(
+                "stream.shards",
+                "must be at most 256 (about one per core; 0 turns the shards off)",
             ));
         }
         if self.limits.max_subscribers == 0 {

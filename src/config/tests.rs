@@ -49,6 +49,24 @@ fn the_console_is_on_by_default_and_can_be_turned_off() {
 }
 
 #[test]
+fn stream_shards_default_to_the_cores_and_are_bounded() {
+    assert_eq!(
+        Config::default().stream.shards,
+        std::thread::available_parallelism().unwrap().get()
+    );
+    let off = Config::load_from(None, env_from(&[("STREAM__SHARDS", "0")])).unwrap();
+    assert_eq!(off.stream.shards, 0);
+    let error = Config::load_from(None, env_from(&[("STREAM__SHARDS", "1000")])).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("stream.shards") && message.contains("at most 256"),
+        "{message}"
+    );
+    let error = Config::load_from(None, env_from(&[("STREAM__SHARDS", "many")])).unwrap_err();
+    assert!(error.to_string().contains("shards"), "{error}");
+}
+
+#[test]
 fn stream_coalesce_is_off_by_default_and_bounded() {
     assert_eq!(Config::default().stream.coalesce, Duration::ZERO);
     let config = Config::load_from(None, env_from(&[("STREAM__COALESCE", "5ms")])).unwrap();

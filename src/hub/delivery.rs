@@ -476,6 +476,64 @@ impl Delivery {
         }
     }
 
+    /// Whether a writer shard may take the stream over: one topic's whole
+    /// queue, its own frames, positioned, and nothing under way or held.
+    pub(super) fn is_parkable(&self) -> bool {
+        !self.multi_topic
+            && self.filter.is_none()
+            && self.replay.is_none()
+            && self.deferred_resume.is_none()
+            && self.outbox.is_none()
+            && self.ready.is_empty()
+            && self.held.is_empty()
+            && self.cursor.epoch != UNPOSITIONED
+            && self.feed.is_one_whole_queue()
+    }
+
+    /// The one topic of a parkable stream.
+    pub(super) fn topic(&self) -> &TopicName {
+        &self.topics[0]
+    }
+
+    /// The next item its own feed has now (a shard taking the stream over
+    /// empties it before dropping it).
+    pub(super) fn own_item_now(&mut self) -> Option<Result<Live, Catchup>> {
+        match self.feed.next().now_or_never().flatten()? {
+            Ok(live) => Some(Ok(live)),
+            Err(BroadcastStreamRecvError::Lagged(_)) => Some(Err(Catchup::Lagged)),
+        }
+    }
+
+    /// Drops its own feed: a shard reads the topic's queue for it.
+    pub(super) fn detach_feed(&mut self) {
+        self.feed = LiveFeed::detached(self.queues.clone());
+    }
+
+    /// Attaches its own feed again, as it leaves the shard: whatever the
+    /// queue gets from now on is in it.
+    pub(super) fn attach_feed(&mut self) {
+        self.feed = LiveFeed::attach(self.queues.clone(), &self.topics, None);
+    }
+
+    /// What an item the shard read from the topic's queue is to this
+    /// stream (the one-topic rules of [`Self::take_ready`]): `Ok(true)`
+    /// writes the event's frame, and the cursor is past it.
+    pub(super) fn take_pushed(&mut self, item: &Live) -> Result<bool, Catchup> {
+        match item {
+            Live::Event(event) if event.id.epoch != self.cursor.epoch => {
+                self.other_epoch().map_or(Ok(false), Err)
+            }
+            Live::Event(event) if event.id.seq <= self.cursor.seq => Ok(false),
+            Live::Event(event) => {
+                self.cursor.seq = event.id.seq;
+                self.observer.event();
+                Ok(true)
+            }
+            Live::Resync(generation) if *generation > self.generation => Err(Catchup::Resync),
+            Live::Resync(_) => Ok(false),
+        }
+    }
+
     fn finish_batch(&mut self) {
         debug_assert!(self.outbox.is_none(), "one write at a time");
         if let Some(chunk) = self.batch.finish() {

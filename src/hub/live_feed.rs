@@ -25,6 +25,8 @@ pub(super) struct LiveFeed {
     receivers: Option<Receivers>,
     topics: Vec<TopicName>,
     queues: Arc<LiveQueues>,
+    /// Some receiver is on a routed queue, not a topic's whole queue.
+    routed: bool,
 }
 
 impl LiveFeed {
@@ -36,9 +38,11 @@ impl LiveFeed {
         routes: Option<&LiveRoutes>,
     ) -> Self {
         let mut streams = Vec::with_capacity(topics.len());
+        let mut routed = false;
         for topic in topics {
             match routes.filter(|routes| &routes.topic == topic) {
                 Some(routes) => streams.extend(routes.keys.iter().map(|&key| {
+                    routed = true;
                     BroadcastStream::new(queues.attach_routed(topic, key, &routes.router))
                 })),
                 None => streams.push(BroadcastStream::new(queues.attach(topic))),
@@ -53,6 +57,18 @@ impl LiveFeed {
             receivers: Some(receivers),
             topics: topics.to_vec(),
             queues,
+            routed,
+        }
+    }
+
+    /// No receivers: the feed of a stream a writer shard holds (the shard
+    /// reads the topic's queue once for all its streams).
+    pub(super) fn detached(queues: Arc<LiveQueues>) -> Self {
+        Self {
+            receivers: None,
+            topics: Vec::new(),
+            queues,
+            routed: false,
         }
     }
 }
@@ -62,6 +78,11 @@ impl LiveFeed {
     /// order (and an event named by two routes is met twice).
     pub(super) fn is_merged(&self) -> bool {
         matches!(self.receivers, Some(Receivers::Many(_)))
+    }
+
+    /// Whether this is one topic's whole queue (what a writer shard reads).
+    pub(super) fn is_one_whole_queue(&self) -> bool {
+        matches!(self.receivers, Some(Receivers::One(_))) && !self.routed
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use tokio::sync::broadcast;
 
 use super::HubMetrics;
+use super::shards::ShardWake;
 use super::spans::FanOutObserver;
 use crate::backplane::FanOut;
 use crate::model::Event;
@@ -72,11 +73,27 @@ struct TopicQueues {
     routed: HashMap<u64, broadcast::Sender<Live>>,
     /// Set by the first routed subscriber.
     router: Option<Arc<dyn LiveRouter>>,
+    /// Writer shards reading `whole` for streams they hold: told when it
+    /// has something new (they don't wait on the queue like a task).
+    shards: Vec<ShardInterest>,
+}
+
+/// A writer shard's receiver on a topic's whole queue.
+struct ShardInterest {
+    wake: Arc<ShardWake>,
+    /// The topic's slot in the shard.
+    slot: u32,
 }
 
 impl TopicQueues {
     fn is_empty(&self) -> bool {
-        self.whole.is_none() && self.routed.is_empty()
+        self.whole.is_none() && self.routed.is_empty() && self.shards.is_empty()
+    }
+
+    fn wake_shards(&self) {
+        for interest in &self.shards {
+            interest.wake.topic_ready(interest.slot);
+        }
     }
 
     fn senders(&self) -> impl Iterator<Item = &broadcast::Sender<Live>> {
@@ -151,6 +168,36 @@ impl LiveQueues {
             .subscribe()
     }
 
+    /// A writer shard's receiver on `topic`'s whole queue; the shard is
+    /// told `slot` whenever the queue gets an item.
+    pub(super) fn attach_shard(
+        &self,
+        topic: &TopicName,
+        wake: &Arc<ShardWake>,
+        slot: u32,
+    ) -> broadcast::Receiver<Live> {
+        let mut channels = self.write();
+        let queues = channels.entry(topic.clone()).or_default();
+        queues.shards.push(ShardInterest {
+            wake: wake.clone(),
+            slot,
+        });
+        queues
+            .whole
+            .get_or_insert_with(|| broadcast::channel(self.queue).0)
+            .subscribe()
+    }
+
+    /// Ends a shard's interest in `topic`; its receiver is dropped already.
+    pub(super) fn detach_shard(&self, topic: &TopicName, wake: &Arc<ShardWake>) {
+        if let Some(queues) = self.write().get_mut(topic) {
+            queues
+                .shards
+                .retain(|interest| !Arc::ptr_eq(&interest.wake, wake));
+        }
+        self.detach(topic);
+    }
+
     /// Drops the live queues of `topic` nobody listens to any more. Called
     /// after a subscription has dropped its receivers.
     pub fn detach(&self, topic: &TopicName) {
@@ -164,6 +211,7 @@ impl LiveQueues {
             .whole
             .as_ref()
             .is_some_and(|sender| sender.receiver_count() == 0)
+            && queues.shards.is_empty()
         {
             queues.whole = None;
         }
@@ -226,6 +274,7 @@ impl FanOut for LiveQueues {
                 // Err only means no receiver is left: nobody to deliver to.
                 if let Some(sender) = &queues.whole {
                     receivers += sender.send(Live::Event(Arc::clone(event))).unwrap_or(0);
+                    queues.wake_shards();
                 }
                 if let (Some(router), false) = (&queues.router, queues.routed.is_empty()) {
                     router.routes(event, &mut |key| {
@@ -256,6 +305,7 @@ impl FanOut for LiveQueues {
             for sender in queues.senders() {
                 let _ = sender.send(Live::Resync(generation));
             }
+            queues.wake_shards();
         }
     }
 }

@@ -156,6 +156,7 @@ impl std::fmt::Debug for HubMetrics {
 struct Streams {
     subscribers: Gauge,
     live_topics: Gauge,
+    streams_parked: Gauge,
     phase: [Gauge; Phase::VARIANTS.len()],
     subscriptions_opened: Counter,
     subscriptions_closed: [Counter; SubscriptionEnd::VARIANTS.len()],
@@ -192,6 +193,12 @@ impl Streams {
             "live_topics",
             "Topics with at least one subscriber on this process",
             live_topics.clone(),
+        );
+        let streams_parked = Gauge::default();
+        registry.register(
+            "streams_parked",
+            "Streams a writer shard holds now (stream.shards): idle live streams without a task of their own",
+            streams_parked.clone(),
         );
         let phase_family = Family::<Label, Gauge>::default();
         let phase = std::array::from_fn(|i| {
@@ -240,6 +247,7 @@ impl Streams {
         Self {
             subscribers,
             live_topics,
+            streams_parked,
             phase,
             subscriptions_opened,
             subscriptions_closed,
@@ -318,6 +326,11 @@ impl Latencies {
 }
 
 impl HubMetrics {
+    /// A writer shard took a stream (`1`) or gave one back (`-1`).
+    pub fn streams_parked_by(&self, change: i64) {
+        self.streams.streams_parked.inc_by(change);
+    }
+
     pub fn subscription_opened(&self) {
         self.streams.subscriptions_opened.inc();
     }

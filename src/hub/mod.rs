@@ -33,6 +33,7 @@ mod live_queues;
 pub mod metrics;
 mod readiness;
 mod receipt;
+mod shards;
 mod shed;
 mod spans;
 mod subscription;
@@ -73,6 +74,9 @@ pub struct HubSettings {
     pub max_event_bytes: usize,
     /// Ring length of each topic's live queue, in events (`stream.queue`).
     pub queue: usize,
+    /// Writer shards that hold idle live streams (`stream.shards`); 0:
+    /// every stream keeps a task of its own.
+    pub shards: usize,
 }
 
 /// Cheap to clone: every request handler holds one.
@@ -97,6 +101,8 @@ struct HubInner {
     registry: crate::metrics::Registry,
     /// Keyed publishes under way here (a retry meanwhile is refused).
     in_flight: in_flight::InFlightKeys,
+    /// Where idle live streams are parked.
+    shards: shards::Shards,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +167,8 @@ impl Admission {
         }
     }
 
-    /// The SSE bytes as the server's stream writer takes them.
+    /// The SSE bytes as the server's stream writer takes them: an open
+    /// stream may be parked on a writer shard while it idles.
     pub fn into_source(self) -> std::pin::Pin<Box<dyn crate::server::EventSource>> {
         match self {
             Self::Open(subscription) => Box::pin(subscription.into_frames()),
@@ -244,17 +251,25 @@ impl Hub {
             hub: metrics,
             backplane: backplane_metrics,
         } = instruments;
+        let lifecycle = Lifecycle::default();
+        let shards = shards::Shards::new(
+            settings.shards,
+            live_queues.clone(),
+            lifecycle.closing().clone(),
+            metrics.clone(),
+        );
         Self {
             inner: Arc::new(HubInner {
                 settings,
                 live_queues,
                 backplane,
-                lifecycle: Lifecycle::default(),
+                lifecycle,
                 subscribers: AtomicUsize::new(0),
                 metrics,
                 backplane_metrics,
                 registry,
                 in_flight: in_flight::InFlightKeys::default(),
+                shards,
             }),
         }
     }
@@ -294,6 +309,12 @@ impl Hub {
         let up = self.inner.backplane.is_available();
         self.inner.backplane_metrics.set_up(up);
         crate::metrics::render(&self.inner.registry, openmetrics)
+    }
+
+    /// Starts the writer shards (`stream.shards`) now; otherwise the first
+    /// stream parked starts them. Inside the runtime.
+    pub fn start_writer_shards(&self) {
+        self.inner.shards.start_now();
     }
 
     pub fn settings(&self) -> &HubSettings {

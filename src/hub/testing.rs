@@ -28,6 +28,7 @@ pub fn settings() -> HubSettings {
         max_topics_per_subscription: 4,
         max_event_bytes: 1024,
         queue: 16,
+        shards: 0,
     }
 }
 

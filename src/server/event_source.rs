@@ -5,8 +5,7 @@
 //! ([`EventSource::park`]): the connection's task ends, and whoever holds
 //! the [`ParkedConnection`] writes frames to the socket directly until it
 //! gives the connection back to a task ([`ParkedConnection::resume`]).
-//! No source parks yet: this is the seam a source that holds many idle
-//! streams at once builds on.
+//! The hub's writer shards park idle streams this way (`hub::shards`).
 
 use std::io;
 use std::pin::Pin;

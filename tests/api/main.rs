@@ -40,6 +40,7 @@ mod metrics;
 mod nginx;
 mod redis;
 mod seed;
+mod shards;
 mod slow_subscriber;
 mod spec;
 mod stats;

@@ -4,7 +4,8 @@
 //! timer; the ordering logic lives in `hub::delivery`.
 //!
 //! The stream is polled by the connection's own task; there is no extra task
-//! per subscriber. [`SubscriptionStream`] is written by hand rather than as an `async`
+//! per subscriber. While it idles live, a writer shard may hold it instead
+//! (no task at all; see `parking` and `hub::shards`). [`SubscriptionStream`] is written by hand rather than as an `async`
 //! block because an idle stream is mostly this state: one timer (the
 //! nearest of heartbeat, token expiry and close slot), one drain signal at a
 //! time (closing, then cut), the delivery state and nothing else. The steps
@@ -23,7 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::delivery::{Delivery, Flush, FollowUp};
+use super::delivery::{Catchup, Delivery, Flush, FollowUp};
 use super::live_feed::LiveFeed;
 use super::{FrameFilter, LiveRoutes, SubscriptionEnd};
 use super::{Hub, SubscriberSeat};
@@ -114,6 +115,8 @@ impl Subscription {
             timer: tokio::time::sleep_until(now + FAR_FUTURE),
             signal: closing,
             closing: false,
+            owed: None,
+            park_after: None,
             hub,
             seat_and_drain_token: Some((seat, stream_token)),
         }
@@ -185,6 +188,11 @@ pin_project_lite::pin_project! {
         #[pin]
         signal: WaitForCancellationFutureOwned,
         closing: bool,
+        // Back from a writer shard: history from the cursor is read first.
+        owed: Option<Catchup>,
+        // Back from a writer shard whose socket was full: not parked again
+        // before this.
+        park_after: Option<Instant>,
         hub: Hub,
         seat_and_drain_token: Option<(SubscriberSeat, TaskTrackerToken)>,
     }
@@ -267,6 +275,15 @@ impl Stream for SubscriptionStream {
                             .unwrap_or(Duration::ZERO)
                     });
                     rearm(&mut this);
+                    if let Some(catchup) = this.owed.take() {
+                        let _ = follow(
+                            this.delivery,
+                            this.backplane_read,
+                            this.watermark_wait,
+                            FollowUp::Catchup(catchup),
+                            cx,
+                        );
+                    }
                     continue;
                 }
                 Stage::Live => {}
@@ -434,16 +451,6 @@ fn rearm(this: &mut SubscriptionStreamProj<'_>) {
     this.timer.as_mut().reset(at);
 }
 
-impl crate::server::EventSource for SubscriptionStream {
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        self.poll_next(cx)
-    }
-
-    /// Never asked for yet: the stream keeps its connection's task.
-    fn park(self: Pin<Box<Self>>, connection: crate::server::ParkedConnection) {
-        connection.resume(self);
-    }
-}
-
+mod parking;
 #[cfg(test)]
 mod tests;

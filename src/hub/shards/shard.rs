@@ -1,0 +1,500 @@
+//! One writer shard's thread: its epoll, its streams in a slab, its topics'
+//! receivers and a heap of timers (see the parent module).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Park, ShardWake, WAKE};
+use crate::hub::HubMetrics;
+use crate::hub::delivery::Catchup;
+use crate::hub::live_queues::{Live, LiveQueues};
+use crate::hub::subscription::SubscriptionStream;
+use crate::model::TopicName;
+use crate::server::{MAX_SEND_FRAMES, ParkedConnection, Received, Sent};
+
+/// Starts shard `index`'s thread; returns how to reach it.
+pub(super) fn spawn(
+    index: usize,
+    queues: Arc<LiveQueues>,
+    closing: CancellationToken,
+    metrics: Arc<HubMetrics>,
+) -> io::Result<Arc<ShardWake>> {
+    let poll = Poll::new()?;
+    let wake = Arc::new(ShardWake::new(mio::Waker::new(poll.registry(), WAKE)?));
+    let shard = Shard {
+        poll,
+        wake: wake.clone(),
+        queues,
+        closing,
+        metrics,
+        streams: Slab::new(),
+        topics: Slab::new(),
+        topic_slots: HashMap::new(),
+        timers: BinaryHeap::new(),
+        next_id: 0,
+        leaving: Vec::new(),
+    };
+    std::thread::Builder::new()
+        .name(format!("ssehub-shard-{index}"))
+        .spawn(move || shard.run())?;
+    Ok(wake)
+}
+
+struct Shard {
+    poll: Poll,
+    wake: Arc<ShardWake>,
+    queues: Arc<LiveQueues>,
+    closing: CancellationToken,
+    /// `ssehub_streams_parked`.
+    metrics: Arc<HubMetrics>,
+    /// The parked streams; a stream's key is its socket's token.
+    streams: Slab<Parked>,
+    topics: Slab<ShardTopic>,
+    topic_slots: HashMap<TopicName, usize>,
+    /// (when, stream key, stream id): a stream's next heartbeat or expiry.
+    /// Entries of streams gone (or re-keyed) are skipped by their id.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    next_id: u64,
+    /// Streams on their way back to their tasks (see [`Shard::leave`]).
+    leaving: Vec<Leaving>,
+}
+
+struct Parked {
+    stream: Pin<Box<SubscriptionStream>>,
+    connection: ParkedConnection,
+    topic: usize,
+    /// Its place in its topic's `streams`.
+    position: usize,
+    id: u64,
+    /// Leaving: its own feed is attached, it gets no more history from here.
+    leaving: bool,
+}
+
+struct ShardTopic {
+    name: TopicName,
+    receiver: broadcast::Receiver<Live>,
+    streams: Vec<usize>,
+}
+
+struct Leaving {
+    key: usize,
+    owed: Option<Catchup>,
+}
+
+impl Shard {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut parks = Vec::new();
+        let mut ready = Vec::new();
+        let mut closed = false;
+        loop {
+            let timeout = self
+                .timers
+                .peek()
+                .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            if let Err(error) = self.poll.poll(&mut events, timeout)
+                && error.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(%error, "a writer shard's epoll failed; its streams end");
+                return;
+            }
+            self.wake.take(&mut parks, &mut ready);
+            if self.wake.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            for event in events.iter() {
+                if event.token() != WAKE {
+                    self.on_socket(event.token().0);
+                }
+            }
+            for park in parks.drain(..) {
+                self.take_over(park);
+            }
+            ready.sort_unstable();
+            ready.dedup();
+            for slot in ready.drain(..) {
+                self.fan_out(slot as usize);
+            }
+            if !closed && self.closing.is_cancelled() {
+                closed = true;
+                self.hand_back_all();
+            }
+            self.fire_timers(Instant::now());
+        }
+    }
+
+    /// Takes a stream over: what its own feed still holds is written, then
+    /// the shard reads the topic's queue for it.
+    fn take_over(&mut self, park: Park) {
+        let Park {
+            mut stream,
+            mut connection,
+        } = park;
+        if self.closing.is_cancelled() {
+            stream.as_mut().leave_shard(None, false);
+            connection.resume(stream);
+            return;
+        }
+        // The shard's receiver first: from here on, whatever the topic gets
+        // is in it, so nothing falls between it and the stream's own feed.
+        let slot = self.topic_slot(stream.topic());
+        let mut items = Vec::new();
+        let mut owed = None;
+        while let Some(item) = stream.as_mut().own_item_now() {
+            match item {
+                Ok(item) => items.push(item),
+                Err(catchup) => {
+                    owed = Some(catchup);
+                    break;
+                }
+            }
+        }
+        let mut sent = Sent::All;
+        for chunk in items.chunks(MAX_SEND_FRAMES) {
+            sent = write_items(&mut stream, &mut connection, chunk, &mut owed);
+            if sent != Sent::All || owed.is_some() {
+                break;
+            }
+        }
+        if sent == Sent::Failed {
+            self.forget_topic_if_empty(slot);
+            return;
+        }
+        if owed.is_some() || sent == Sent::Blocked {
+            self.forget_topic_if_empty(slot);
+            stream.as_mut().leave_shard(owed, sent == Sent::Blocked);
+            connection.resume(stream);
+            return;
+        }
+        stream.as_mut().drop_own_feed();
+        let id = self.next_id;
+        self.next_id += 1;
+        let deadline = stream.next_deadline();
+        let position = self.topics[slot].streams.len();
+        let fd = connection.socket().as_raw_fd();
+        let key = self.streams.insert(Parked {
+            stream,
+            connection,
+            topic: slot,
+            position,
+            id,
+            leaving: false,
+        });
+        self.metrics.streams_parked_by(1);
+        if self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(key), Interest::READABLE)
+            .is_err()
+        {
+            // Can't watch it: back to a task.
+            self.topics[slot].streams.push(key);
+            self.leave(key, None);
+            self.fan_out(slot);
+            return;
+        }
+        self.topics[slot].streams.push(key);
+        if let Some(at) = deadline {
+            self.timers.push(Reverse((at, key, id)));
+        }
+    }
+
+    /// The topic's slot, attaching the shard's receiver if it is new.
+    fn topic_slot(&mut self, topic: &TopicName) -> usize {
+        if let Some(&slot) = self.topic_slots.get(topic) {
+            return slot;
+        }
+        let entry = self.topics.vacant_entry();
+        let slot = entry.key();
+        let receiver = self.queues.attach_shard(
+            topic,
+            &self.wake,
+            u32::try_from(slot).expect("fewer topics"),
+        );
+        entry.insert(ShardTopic {
+            name: topic.clone(),
+            receiver,
+            streams: Vec::new(),
+        });
+        self.topic_slots.insert(topic.clone(), slot);
+        slot
+    }
+
+    fn forget_topic_if_empty(&mut self, slot: usize) {
+        if !self.topics[slot].streams.is_empty() {
+            return;
+        }
+        let topic = self.topics.remove(slot);
+        self.topic_slots.remove(&topic.name);
+        let ShardTopic { name, receiver, .. } = topic;
+        drop(receiver);
+        self.queues.detach_shard(&name, &self.wake);
+    }
+
+    /// Writes what the topic's queue holds to every stream of the topic,
+    /// then sends the streams that must leave back to their tasks.
+    fn fan_out(&mut self, slot: usize) {
+        let mut items = Vec::with_capacity(MAX_SEND_FRAMES);
+        // Read until the queue is empty; streams that must leave are marked
+        // (their own feeds attached) as they are found, so the reads after
+        // a mark leave nothing between the shard and the stream's feed.
+        loop {
+            let Some(topic) = self.topics.get_mut(slot) else {
+                return;
+            };
+            items.clear();
+            let mut lagged = false;
+            while items.len() < MAX_SEND_FRAMES {
+                match topic.receiver.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(TryRecvError::Lagged(_)) => {
+                        lagged = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            if items.is_empty() && !lagged {
+                break;
+            }
+            self.write_to_topic(slot, &items);
+            if lagged {
+                // This shard lost its place in the queue for all of them:
+                // each catches up from history, as a lagging stream does.
+                let keys = self.topics[slot].streams.clone();
+                for key in keys {
+                    self.leave(key, Some(Catchup::Lagged));
+                }
+            }
+        }
+        self.finish_leaving(slot);
+    }
+
+    /// Writes `items` to each stream of the topic, one chunk each.
+    fn write_to_topic(&mut self, slot: usize, items: &[Live]) {
+        let keys = std::mem::take(&mut self.topics[slot].streams);
+        let mut failed = Vec::new();
+        let mut leaving = Vec::new();
+        for &key in &keys {
+            let parked = &mut self.streams[key];
+            let mut owed = None;
+            match write_items(&mut parked.stream, &mut parked.connection, items, &mut owed) {
+                Sent::Failed => failed.push(key),
+                Sent::Blocked if !parked.leaving => leaving.push((key, None)),
+                _ => {}
+            }
+            if owed.is_some() && !parked.leaving {
+                leaving.push((key, owed));
+            }
+        }
+        self.topics[slot].streams = keys;
+        for key in failed {
+            self.forget(key);
+        }
+        for (key, owed) in leaving {
+            self.leave(key, owed);
+        }
+    }
+
+    /// Marks a stream as leaving: its own feed is attached now; it leaves
+    /// once its topic's queue has been read to the end after this (or at
+    /// once, without the last reads, when it owes a catch-up from history).
+    fn leave(&mut self, key: usize, owed: Option<Catchup>) {
+        let Some(parked) = self.streams.get_mut(key) else {
+            return;
+        };
+        if parked.leaving {
+            return;
+        }
+        parked.leaving = true;
+        parked.stream.as_mut().attach_own_feed();
+        self.leaving.push(Leaving { key, owed });
+        if owed.is_some() {
+            // Nothing more from this queue: history covers it all.
+            self.unlist(key);
+        }
+    }
+
+    /// Resumes the leaving streams of `slot`.
+    fn finish_leaving(&mut self, slot: usize) {
+        let mut any = false;
+        let mut index = 0;
+        while index < self.leaving.len() {
+            let key = self.leaving[index].key;
+            let of_slot = self.streams.get(key).is_none_or(|p| p.topic == slot);
+            if !of_slot {
+                index += 1;
+                continue;
+            }
+            let Leaving { key, owed } = self.leaving.swap_remove(index);
+            if !self.streams.contains(key) {
+                continue;
+            }
+            any = true;
+            let mut parked = self.remove(key);
+            let full = parked.connection.is_blocked();
+            parked.stream.as_mut().leave_shard(owed, full);
+            parked.connection.resume(parked.stream);
+        }
+        if any && self.topics.contains(slot) {
+            self.forget_topic_if_empty(slot);
+        }
+    }
+
+    /// Every stream back to its task (closing has begun).
+    fn hand_back_all(&mut self) {
+        let keys: Vec<usize> = self.streams.iter().map(|(key, _)| key).collect();
+        let mut slots: Vec<usize> = Vec::new();
+        for key in keys {
+            slots.push(self.streams[key].topic);
+            self.leave(key, None);
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        for slot in slots {
+            self.fan_out(slot);
+        }
+    }
+
+    fn on_socket(&mut self, key: usize) {
+        let Some(parked) = self.streams.get_mut(key) else {
+            return;
+        };
+        match parked.connection.read() {
+            Received::Nothing => {}
+            Received::Closed => self.forget(key),
+            Received::Bytes => {
+                let slot = parked.topic;
+                self.leave(key, None);
+                self.fan_out(slot);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key, id))) = self.timers.peek() {
+            if at > now {
+                return;
+            }
+            self.timers.pop();
+            let Some(parked) = self.streams.get_mut(key) else {
+                continue;
+            };
+            if parked.id != id || parked.leaving {
+                continue;
+            }
+            if parked.stream.is_expired(now) {
+                let slot = parked.topic;
+                self.leave(key, None);
+                self.fan_out(slot);
+                continue;
+            }
+            if let Some(heartbeat) = parked.stream.as_mut().heartbeat_due(now) {
+                match parked.connection.send(&[&heartbeat]) {
+                    Sent::All => {}
+                    Sent::Blocked => {
+                        let slot = parked.topic;
+                        self.leave(key, None);
+                        self.fan_out(slot);
+                        continue;
+                    }
+                    Sent::Failed => {
+                        self.forget(key);
+                        continue;
+                    }
+                }
+            }
+            if let Some(next) = self.streams[key].stream.next_deadline() {
+                self.timers.push(Reverse((next.max(now), key, id)));
+            }
+        }
+    }
+
+    /// The client is gone: the stream ends here (its seat, its count).
+    fn forget(&mut self, key: usize) {
+        let slot = self.streams[key].topic;
+        drop(self.remove(key));
+        if self.topics.contains(slot) {
+            self.forget_topic_if_empty(slot);
+        }
+    }
+
+    /// Out of the slab, its topic's list and the epoll.
+    fn remove(&mut self, key: usize) -> Parked {
+        self.unlist(key);
+        let parked = self.streams.remove(key);
+        self.metrics.streams_parked_by(-1);
+        let fd = parked.connection.socket().as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        parked
+    }
+
+    /// Out of its topic's list of streams.
+    fn unlist(&mut self, key: usize) {
+        let (slot, position) = {
+            let parked = &self.streams[key];
+            (parked.topic, parked.position)
+        };
+        let Some(topic) = self.topics.get_mut(slot) else {
+            return;
+        };
+        if topic.streams.get(position) != Some(&key) {
+            return;
+        }
+        topic.streams.swap_remove(position);
+        if let Some(&moved) = topic.streams.get(position) {
+            self.streams[moved].position = position;
+        }
+        // Not on the list any more: a second unlist finds nothing.
+        self.streams[key].position = usize::MAX;
+    }
+}
+
+/// Writes the events among `items` that `stream` takes, as one chunk per
+/// [`MAX_SEND_FRAMES`]; `owed` is set (and writing stops) where an item
+/// sends the stream back to history.
+fn write_items(
+    stream: &mut Pin<Box<SubscriptionStream>>,
+    connection: &mut ParkedConnection,
+    items: &[Live],
+    owed: &mut Option<Catchup>,
+) -> Sent {
+    let mut frames: [&[u8]; MAX_SEND_FRAMES] = [&[]; MAX_SEND_FRAMES];
+    let mut count = 0;
+    let mut bytes = 0;
+    for item in items.iter().take(MAX_SEND_FRAMES) {
+        match stream.as_mut().take_pushed(item) {
+            Ok(true) => {
+                if let Live::Event(event) = item {
+                    frames[count] = &event.frame;
+                    bytes += event.frame.len();
+                    count += 1;
+                }
+            }
+            Ok(false) => {}
+            Err(catchup) => {
+                *owed = Some(catchup);
+                break;
+            }
+        }
+    }
+    if count == 0 {
+        return Sent::All;
+    }
+    let sent = connection.send(&frames[..count]);
+    if sent != Sent::Failed {
+        stream.as_mut().wrote_events(bytes, Instant::now());
+    }
+    sent
+}

@@ -1,0 +1,180 @@
+//! Writer shards (`stream.shards`): an idle live stream is parked on a
+//! shard (no task of its own) and is served exactly as before: every event
+//! in order, heartbeats, a departed client freed at once, a slow reader
+//! handed back to a task that catches it up without loss.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+
+use crate::support::helpers::{PATIENCE, TestApp, spawn_app_with, within};
+
+/// `ssehub_streams_parked` now.
+fn parked(app: &TestApp) -> f64 {
+    metric(app, "ssehub_streams_parked ")
+}
+
+fn connected(app: &TestApp) -> f64 {
+    metric(app, "ssehub_subscribers_connected ")
+}
+
+fn metric(app: &TestApp, prefix: &str) -> f64 {
+    app.hub
+        .render_metrics(false)
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix}in /metrics"))
+}
+
+async fn parked_becomes(app: &TestApp, count: f64) {
+    let waited = within(PATIENCE, || async { parked(app) == count }).await;
+    assert!(
+        waited.is_some(),
+        "ssehub_streams_parked is {}, not {count}",
+        parked(app)
+    );
+}
+
+#[tokio::test]
+async fn an_idle_stream_is_parked_and_gets_every_event_in_order_and_its_heartbeats() {
+    let app = spawn_app_with(|config| {
+        config.stream.shards = 2;
+        config.heartbeat.interval = Duration::from_millis(500);
+    })
+    .await;
+    let mut subscriber = app.subscribe(&["parked"]).await;
+    parked_becomes(&app, 1.0).await;
+
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        ids.push(app.publish("parked", json!(format!("event {n}"))).await);
+    }
+    let events = subscriber.take(200).await;
+    let got: Vec<_> = events.iter().map(|event| event.id.clone()).collect();
+    assert_eq!(got, ids, "every event, in order, once");
+    assert_eq!(events[199].data, "event 199");
+    // Written by the shard, not a task: the stream is still parked.
+    parked_becomes(&app, 1.0).await;
+    assert_eq!(connected(&app), 1.0);
+}
+
+#[tokio::test]
+async fn a_parked_stream_beats_in_silence() {
+    let app = spawn_app_with(|config| {
+        config.stream.shards = 1;
+        config.heartbeat.interval = Duration::from_millis(400);
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    let mut stream = socket.connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/events?topic=quiet HTTP/1.1\r\nHost: hub\r\n\r\n")
+        .await
+        .unwrap();
+    parked_becomes(&app, 1.0).await;
+    let mut text = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while text.windows(12).filter(|w| w == b": heartbeat\n").count() < 3 {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))
+            .await
+            .expect("heartbeats keep coming")
+            .unwrap();
+        assert!(read > 0, "the stream ended");
+        text.extend_from_slice(&buffer[..read]);
+    }
+    // Chunked as the stream writer frames it: `d` is the heartbeat's size.
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("\r\nd\r\n: heartbeat\n\n\r\n"), "{text:?}");
+    assert_eq!(parked(&app), 1.0);
+}
+
+#[tokio::test]
+async fn a_parked_streams_departed_client_is_freed_at_once() {
+    let app = spawn_app_with(|config| {
+        config.stream.shards = 2;
+        // No heartbeat: only watching the socket can notice the client left.
+        config.heartbeat.interval = Duration::ZERO;
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    let mut stream = socket.connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/events?topic=gone HTTP/1.1\r\nHost: hub\r\n\r\n")
+        .await
+        .unwrap();
+    parked_becomes(&app, 1.0).await;
+    assert_eq!(connected(&app), 1.0);
+    drop(stream);
+    let freed = within(Duration::from_secs(2), || async { connected(&app) == 0.0 }).await;
+    assert!(freed.is_some(), "the slot is still held");
+    assert_eq!(parked(&app), 0.0);
+}
+
+#[tokio::test]
+async fn a_slow_reader_leaves_its_shard_and_catches_up_without_loss() {
+    const EVENTS: usize = 1_500;
+    let app = spawn_app_with(|config| {
+        config.stream.shards = 2;
+        config.history.size = 2_000;
+    })
+    .await;
+    // A tiny receive buffer: the shard's writes back up at once.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/events?topic=slow HTTP/1.1\r\nHost: hub\r\n\r\n")
+        .await
+        .unwrap();
+    parked_becomes(&app, 1.0).await;
+    // 1,500 × 4 KiB = 6 MiB: beyond the socket buffers on both sides.
+    let data = "x".repeat(4096);
+    let mut last = String::new();
+    for _ in 0..EVENTS {
+        last = app.publish("slow", json!(data)).await;
+    }
+    // The socket filled: the stream went back to a task of its own.
+    parked_becomes(&app, 0.0).await;
+    let mut text = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let marker = format!("id: {last}\n");
+    while !String::from_utf8_lossy(&text).contains(&marker) {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))
+            .await
+            .expect("the stream catches up")
+            .unwrap();
+        assert!(read > 0, "the stream ended");
+        text.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids.len(), EVENTS, "every event once");
+    assert!(!text.contains("event: gap"), "no gap: history had it all");
+    let mut sorted = ids.clone();
+    sorted.sort_by_key(|id| {
+        id.rsplit('-')
+            .next()
+            .and_then(|seq| u64::from_str_radix(seq, 16).ok())
+            .unwrap_or_else(|| panic!("not an id of ours: {id:?}"))
+    });
+    assert_eq!(ids, sorted, "in order");
+    // Caught up and idle again: back on a shard after its pause.
+    parked_becomes(&app, 1.0).await;
+}
+
+#[tokio::test]
+async fn with_no_shards_every_stream_keeps_its_task() {
+    let app = spawn_app_with(|config| config.stream.shards = 0).await;
+    let mut subscriber = app.subscribe(&["own-task"]).await;
+    let id = app.publish("own-task", json!("hi")).await;
+    assert_eq!(subscriber.next().await.id, id);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(parked(&app), 0.0);
+    assert_eq!(connected(&app), 1.0);
+}
