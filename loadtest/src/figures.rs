@@ -49,14 +49,9 @@ pub fn assemble(results: RunResults<'_>) -> RunReport {
     for report in &results.reports {
         audit.add(report.audit);
     }
-    let mut lost: Vec<_> = results
-        .reports
-        .iter()
-        .flat_map(|r| r.lost_detail.clone())
-        .collect();
-    if let Some(outcome) = &results.outcome {
-        crate::loss::name_missing(&mut lost, &outcome.answers);
-    }
+    let answers = results.outcome.as_ref().map(|o| &o.answers[..]);
+    let lost_detail =
+        crate::loss::gather(results.reports.iter().map(|r| &r.lost_detail[..]), answers);
     let mut latency = new_histogram(3);
     for report in &results.reports {
         report.latency.total.add_to(&mut latency);
@@ -125,10 +120,7 @@ pub fn assemble(results: RunResults<'_>) -> RunReport {
         connect,
         publish,
         delivery,
-        verification: Verification {
-            audit,
-            lost_detail: lost,
-        },
+        verification: Verification { audit, lost_detail },
         latency_ms: Percentiles::from_micros(&latency),
         server,
         harness_cpu_seconds: results.harness[1].cpu_seconds - results.harness[0].cpu_seconds,

@@ -159,8 +159,21 @@ pub struct Answered {
     pub unix_ms: u64,
 }
 
+/// The workers' lost subscribers, each missing publish named by what the
+/// publisher was answered (per topic).
+pub fn gather<'a>(
+    workers: impl Iterator<Item = &'a [LostBySubscriber]>,
+    answers: Option<&[BTreeMap<u64, Answered>]>,
+) -> Vec<LostBySubscriber> {
+    let mut lost: Vec<_> = workers.flat_map(<[_]>::to_vec).collect();
+    if let Some(answers) = answers {
+        name_missing(&mut lost, answers);
+    }
+    lost
+}
+
 /// Fills in the server's id and the answer time of each missing publish.
-pub fn name_missing(lost: &mut [LostBySubscriber], answers: &[BTreeMap<u64, Answered>]) {
+fn name_missing(lost: &mut [LostBySubscriber], answers: &[BTreeMap<u64, Answered>]) {
     for subscriber in lost {
         let Some(topic) = answers.get(subscriber.topic as usize) else {
             continue;
