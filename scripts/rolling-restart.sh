@@ -188,6 +188,11 @@ if ((MERCURE)); then
   REPLICA_ENV+=" SSEHUB_MERCURE__PUBLISHER_JWT__KEY=$MERCURE_KEY"
   export LOADTEST_MERCURE_PUBLISHER_KEY="$MERCURE_KEY"
 fi
+# The access log names the time, the client's port and the upstream of each
+# request: with the harness's report of a loss (each connection's port), it
+# tells which replica served which stream.
+NGINX_LOG_MSEC=1
+NGINX_LOG_UPSTREAM=1
 cluster_start
 echo "rolling-restart: $REPLICAS replica(s) on the $BACKPLANE backplane behind nginx :$NGINX_PORT;" \
   "$SUBSCRIBERS subscribers over $TOPICS topics, $RATE publishes/s; drain delay $DRAIN_DELAY," \

@@ -49,6 +49,9 @@ pub fn assemble(results: RunResults<'_>) -> RunReport {
     for report in &results.reports {
         audit.add(report.audit);
     }
+    let answers = results.outcome.as_ref().map(|o| &o.answers[..]);
+    let lost_detail =
+        crate::loss::gather(results.reports.iter().map(|r| &r.lost_detail[..]), answers);
     let mut latency = new_histogram(3);
     for report in &results.reports {
         report.latency.total.add_to(&mut latency);
@@ -117,7 +120,7 @@ pub fn assemble(results: RunResults<'_>) -> RunReport {
         connect,
         publish,
         delivery,
-        verification: Verification { audit },
+        verification: Verification { audit, lost_detail },
         latency_ms: Percentiles::from_micros(&latency),
         server,
         harness_cpu_seconds: results.harness[1].cpu_seconds - results.harness[0].cpu_seconds,

@@ -12,6 +12,7 @@
 //! - `publisher`: the open-loop publish schedule
 //! - `disrupt`: a command run in the middle of publishing (a rolling restart)
 //! - `payload`, `seq_set`, `verify`: what is sent, and checking what arrives
+//! - `loss`: which subscriber missed which publish, and its connections
 //! - `latency`, `server_stats`, `figures`, `report`: measuring and reporting
 //! - `plot`, `progress`, `compare`: SVG charts, the progress bar, side-by-side tables
 //! - `limits`: the open-file limit that sets subscribers per process
@@ -28,6 +29,7 @@ mod figures;
 mod http;
 mod latency;
 mod limits;
+mod loss;
 mod mercure;
 mod payload;
 mod plot;

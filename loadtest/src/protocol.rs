@@ -3,6 +3,7 @@
 //! go to stderr so they can't corrupt the stream.)
 
 use crate::latency::{HistogramDump, LatencyDump};
+use crate::loss::LostBySubscriber;
 use crate::seq_set::SeqSet;
 use crate::verify::Audit;
 use serde::{Deserialize, Serialize};
@@ -95,6 +96,9 @@ pub struct ConnectSummary {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkerReport {
     pub audit: Audit,
+    /// The first few subscribers that lost something, in detail.
+    #[serde(default)]
+    pub lost_detail: Vec<LostBySubscriber>,
     /// First deliveries of this run's publishes (duplicates not counted).
     pub deliveries: u64,
     /// Events that were not this run's payload for the subscriber's topic.

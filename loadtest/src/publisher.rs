@@ -21,6 +21,7 @@ use crate::http::connection::KeepAliveConnection;
 use crate::http::request::{self, Header};
 use crate::http::url::HttpUrl;
 use crate::latency::new_histogram;
+use crate::loss::Answered;
 use crate::mercure;
 use crate::payload::PayloadToken;
 use crate::seq_set::SeqSet;
@@ -72,6 +73,9 @@ pub struct PublishOutcome {
     pub acked: Vec<SeqSet>,
     /// Per topic: publishes the server said it did not take (see `is_refusal`).
     pub refused: Vec<SeqSet>,
+    /// Per topic: the id each acked publish was answered with, and when
+    /// (to name a lost one).
+    pub answers: Vec<BTreeMap<u64, Answered>>,
     pub scheduled: u64,
     pub acked_count: u64,
     /// Answered, but not 2xx.
@@ -109,6 +113,7 @@ struct Ledger {
     topics: Vec<TopicProgress>,
     acked: Vec<SeqSet>,
     refused: Vec<SeqSet>,
+    answers: Vec<BTreeMap<u64, Answered>>,
     outcome_counts: BTreeMap<u16, u64>,
     errors: u64,
     retries: u64,
@@ -133,6 +138,7 @@ pub async fn publish(
         topics: (0..topics).map(|_| TopicProgress::default()).collect(),
         acked: vec![SeqSet::default(); topics],
         refused: vec![SeqSet::default(); topics],
+        answers: vec![BTreeMap::new(); topics],
         outcome_counts: BTreeMap::new(),
         errors: 0,
         retries: 0,
@@ -213,6 +219,7 @@ pub async fn publish(
     Ok(PublishOutcome {
         acked: ledger.acked,
         refused: ledger.refused,
+        answers: ledger.answers,
         scheduled,
         acked_count,
         rejected: answered - acked_count,
@@ -284,15 +291,15 @@ async fn send_one(
         Err(error) => return record_error(ledger, format!("{error:#}")),
     };
     let mut attempt = 0;
-    let status = loop {
+    let (status, id) = loop {
         let result = tokio::time::timeout(
             plan.timeout,
             exchange(connection, &request, plan.target.publish_answer),
         )
         .await;
         let unanswered = match result {
-            Ok(Ok(status)) if !is_worth_a_retry(status) => break status,
-            Ok(Ok(status)) => format!("answered {status}"),
+            Ok(Ok((status, id))) if !is_worth_a_retry(status) => break (status, id),
+            Ok(Ok((status, _))) => format!("answered {status}"),
             // Answered: the server decided; sending it again can't help.
             Ok(Err(error)) if error.is::<NoUpdateId>() => {
                 return record_error(ledger, format!("{error:#}"));
@@ -306,7 +313,7 @@ async fn send_one(
         };
         if attempt >= retries {
             match unanswered.strip_prefix("answered ") {
-                Some(status) => break status.parse().expect("a status we wrote"),
+                Some(status) => break (status.parse().expect("a status we wrote"), None),
                 None => return record_error(ledger, unanswered),
             }
         }
@@ -324,6 +331,13 @@ async fn send_one(
     ledger.topics[topic as usize].mark_answered(seq);
     if (200..300).contains(&status) {
         ledger.acked[topic as usize].insert(seq);
+        ledger.answers[topic as usize].insert(
+            seq,
+            Answered {
+                id,
+                unix_ms: answered_at / 1_000_000,
+            },
+        );
     } else if is_refusal(status) {
         ledger.refused[topic as usize].insert(seq);
     }
@@ -332,28 +346,46 @@ async fn send_one(
     ledger.last_answer_unix_nanos = ledger.last_answer_unix_nanos.max(answered_at);
 }
 
-/// Sends one publish and returns the answer's status; for a target that
-/// answers with the update's id, a 2xx without one is an error (whose
-/// message must not start with "answered ", which `send_one` reads back).
+/// Sends one publish and returns the answer's status and the id it names,
+/// if any (ssehub's JSON `{"id": ...}`, a Mercure hub's text/plain body);
+/// for a target that answers with the update's id, a 2xx without one is an
+/// error (whose message must not start with "answered ", which `send_one`
+/// reads back).
 async fn exchange(
     connection: &mut KeepAliveConnection,
     request: &[u8],
     expected: PublishAnswer,
-) -> Result<u16> {
-    match expected {
-        PublishAnswer::Status => connection.exchange(request).await,
-        PublishAnswer::UpdateId => {
-            let answer = connection.exchange_keeping_body(request).await?;
-            if (200..300).contains(&answer.status)
-                && let Err(why) = mercure::update_id(answer.content_type.as_deref(), &answer.body)
-            {
-                return Err(anyhow::Error::new(NoUpdateId(format!(
-                    "status {} but no update id: {why}",
-                    answer.status
-                ))));
+) -> Result<(u16, Option<String>)> {
+    let answer = connection.exchange_keeping_body(request).await?;
+    let id = match expected {
+        PublishAnswer::Status => json_id(&answer.body),
+        PublishAnswer::UpdateId if (200..300).contains(&answer.status) => {
+            match mercure::update_id(answer.content_type.as_deref(), &answer.body) {
+                Ok(id) => Some(id.to_owned()),
+                Err(why) => {
+                    return Err(anyhow::Error::new(NoUpdateId(format!(
+                        "status {} but no update id: {why}",
+                        answer.status
+                    ))));
+                }
             }
-            Ok(answer.status)
         }
+        PublishAnswer::UpdateId => None,
+    };
+    Ok((answer.status, id))
+}
+
+/// The `id` of a JSON answer such as ssehub's `{"id": "...", "topic": ...}`;
+/// `None` for any other answer (only reports use it).
+fn json_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithId {
+        id: serde_json::Value,
+    }
+    match serde_json::from_slice::<WithId>(body).ok()?.id {
+        serde_json::Value::String(id) => Some(id),
+        serde_json::Value::Number(id) => Some(id.to_string()),
+        _ => None,
     }
 }
 
@@ -396,6 +428,17 @@ fn record_error(ledger: &Mutex<Ledger>, message: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_answers_id_is_read_and_anything_else_is_none() {
+        assert_eq!(
+            json_id(br#"{"id":"5f3a-12","topic":"t"}"#).as_deref(),
+            Some("5f3a-12")
+        );
+        assert_eq!(json_id(br#"{"id":7}"#).as_deref(), Some("7"));
+        assert_eq!(json_id(b"accepted"), None);
+        assert_eq!(json_id(br#"{"status":"success"}"#), None);
+    }
 
     #[test]
     fn only_the_servers_own_refusals_count_as_not_taken() {

@@ -1,5 +1,6 @@
 //! A run's figures: what is printed as a table and appended as one JSON line.
 
+use crate::loss::{self, LostBySubscriber};
 use crate::verify::Audit;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
@@ -98,6 +99,10 @@ pub struct DeliveryFigures {
 pub struct Verification {
     #[serde(flatten)]
     pub audit: Audit,
+    /// The first few subscribers that lost something: what they missed and
+    /// their connections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_detail: Vec<LostBySubscriber>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -408,6 +413,7 @@ impl RunReport {
                 format!("FAIL: {}", self.problems.join("; "))
             },
         );
+        out.push_str(&loss::describe(&self.verification.lost_detail));
         out
     }
 }

@@ -40,6 +40,20 @@ impl SeqSet {
             .sum()
     }
 
+    /// The members of `self` missing from `other`, in order.
+    pub fn missing_from<'a>(&'a self, other: &'a SeqSet) -> impl Iterator<Item = u64> + 'a {
+        self.words.iter().enumerate().flat_map(move |(i, &w)| {
+            let mut missing = w & !other.words.get(i).copied().unwrap_or(0);
+            std::iter::from_fn(move || {
+                (missing != 0).then(|| {
+                    let bit = missing.trailing_zeros();
+                    missing &= missing - 1;
+                    i as u64 * 64 + u64::from(bit)
+                })
+            })
+        })
+    }
+
     fn position(seq: u64) -> (usize, u64) {
         let word = usize::try_from(seq / 64).expect("sequence numbers fit in memory");
         (word, 1u64 << (seq % 64))
@@ -77,5 +91,7 @@ mod tests {
         let received: SeqSet = [1, 3, 70, 71].into_iter().collect();
         assert_eq!(acked.count_missing_from(&received), 2);
         assert_eq!(received.count_missing_from(&acked), 1);
+        assert_eq!(acked.missing_from(&received).collect::<Vec<_>>(), [2, 200]);
+        assert_eq!(received.missing_from(&acked).collect::<Vec<_>>(), [71]);
     }
 }

@@ -11,6 +11,7 @@ use crate::http::connection::read_head;
 use crate::http::request;
 use crate::http::url::HttpUrl;
 use crate::latency::{HistogramDump, LatencyRecorder, new_histogram};
+use crate::loss::ConnectionLog;
 use crate::payload;
 use crate::protocol::{RECONNECT_BUCKET_NANOS, ReconnectDump};
 use crate::sse::{SseEvent, SseParser};
@@ -39,6 +40,10 @@ const EXAMPLES_KEPT: usize = 5;
 /// at the usual 1–3 s `retry:` that is minutes without a server, far longer
 /// than any restart, and it keeps a run against a dead server bounded.
 const RECONNECT_ATTEMPTS_MAX: u32 = 60;
+
+fn unix_millis() -> u64 {
+    unix_nanos() / 1_000_000
+}
 
 pub fn unix_nanos() -> u64 {
     SystemTime::now()
@@ -182,6 +187,8 @@ pub struct SubscriberState {
     pub gap_frames: u64,
     pub other_events: u64,
     pub comments: u64,
+    /// Its latest connections, to explain a loss.
+    pub connections: ConnectionLog,
 }
 
 impl SubscriberSlot {
@@ -196,6 +203,7 @@ impl SubscriberSlot {
                 gap_frames: 0,
                 other_events: 0,
                 comments: 0,
+                connections: ConnectionLog::default(),
             }),
         }
     }
@@ -244,12 +252,19 @@ pub async fn run(
     context
         .last_connected_unix_nanos
         .fetch_max(unix_nanos(), Ordering::Relaxed);
-    slot.lock().stage = Stage::Open;
+    {
+        let mut state = slot.lock();
+        state.stage = Stage::Open;
+        state
+            .connections
+            .opened(unix_millis(), opened.local_port, b"");
+    }
     drop(connect_permit);
 
     loop {
         let ended = read_until_end(context, slot, &mut sse, opened).await;
         let ended_at = Instant::now();
+        slot.lock().connections.ended(unix_millis(), &ended);
         let Some(default_retry) = context.reconnect_default_retry else {
             slot.lock().stage = Stage::Closed;
             SubscriberContext::keep_example(&context.close_examples, ended);
@@ -271,7 +286,12 @@ pub async fn run(
         context
             .reconnects
             .reopened(ended_at.elapsed(), unix_nanos());
-        slot.lock().stage = Stage::Open;
+        let mut state = slot.lock();
+        state.stage = Stage::Open;
+        // The id it was opened with: resetting keeps the last dispatched one.
+        state
+            .connections
+            .opened(unix_millis(), opened.local_port, sse.last_event_id());
     }
 }
 
@@ -286,6 +306,7 @@ async fn read_until_end(
         mut stream,
         mut buffer,
         head,
+        local_port: _,
     } = opened;
     let mut reader = StreamReader {
         body: BodyDecoder::new(head.framing),
@@ -379,6 +400,7 @@ struct OpenedStream {
     stream: TcpStream,
     buffer: Vec<u8>,
     head: OpenedHead,
+    local_port: u16,
 }
 
 async fn open_stream(
@@ -392,6 +414,7 @@ async fn open_stream(
         "",
     ))?;
     let mut stream = dial(context.address).await?;
+    let local_port = stream.local_addr().map_or(0, |address| address.port());
     stream
         .write_all(&request::sse_get(&url, &context.headers, last_event_id))
         .await?;
@@ -413,6 +436,7 @@ async fn open_stream(
             head_len: head.head_len,
             body_end: filled,
         },
+        local_port,
     })
 }
 
@@ -471,6 +495,7 @@ impl StreamReader {
             }
             match payload::parse(event.data) {
                 Some(token) if token.run_id == run_id && token.topic == slot.topic => {
+                    state.connections.event(token.seq, event.last_event_id);
                     if state.ledger.record(token.seq, token.completed_before) != Delivery::Duplicate
                     {
                         fresh += 1;

@@ -51,6 +51,11 @@ impl DeliveryLedger {
         delivery
     }
 
+    /// The publishes answered 2xx on the topic that never arrived, in order.
+    pub fn missing<'a>(&'a self, acked: &'a SeqSet) -> impl Iterator<Item = u64> + 'a {
+        acked.missing_from(&self.received)
+    }
+
     /// Compares the deliveries with the publishes answered 2xx on the topic,
     /// and with those the server said it did not take.
     pub fn audit(&self, acked: &SeqSet, refused: &SeqSet) -> Audit {
@@ -113,6 +118,7 @@ mod tests {
         let acked: SeqSet = (0..100).collect();
         let audit = ledger.audit(&acked, &SeqSet::default());
         assert_eq!(audit, Audit::default());
+        assert_eq!(ledger.missing(&acked).count(), 0);
     }
 
     #[test]
@@ -124,6 +130,7 @@ mod tests {
         // 2 and 4 were acked but never came; 5 came but was not acked; 5
         // and 6 were refused, and 5 came all the same.
         let acked: SeqSet = (0..5).collect();
+        assert_eq!(ledger.missing(&acked).collect::<Vec<_>>(), [2, 4]);
         let audit = ledger.audit(&acked, &[5, 6].into_iter().collect());
         assert_eq!(
             audit,

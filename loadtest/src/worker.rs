@@ -7,6 +7,7 @@
 use crate::http::url::HttpUrl;
 use crate::latency::HistogramDump;
 use crate::limits;
+use crate::loss::{self, LostBySubscriber};
 use crate::protocol::{
     ConnectSummary, Expectation, FromWorker, ToWorker, WorkerPlan, WorkerProgress, WorkerReport,
 };
@@ -182,11 +183,18 @@ async fn drain_and_audit(
             Stage::Closed | Stage::Reconnecting => report.closed_early += 1,
             Stage::Open => {}
         }
-        audit.add(
-            state
-                .ledger
-                .audit(acked_for(slot.topic), refused_for(slot.topic)),
-        );
+        let audited = state
+            .ledger
+            .audit(acked_for(slot.topic), refused_for(slot.topic));
+        if audited.lost > 0 && report.lost_detail.len() < loss::SUBSCRIBERS_DESCRIBED {
+            report.lost_detail.push(LostBySubscriber::new(
+                slot.index,
+                slot.topic,
+                state.ledger.missing(acked_for(slot.topic)),
+                &state.connections,
+            ));
+        }
+        audit.add(audited);
         report.foreign_events += state.foreign_events;
         report.gap_frames += state.gap_frames;
         report.other_events += state.other_events;

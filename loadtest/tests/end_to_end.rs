@@ -144,9 +144,15 @@ async fn serve_connection(mut stream: TcpStream, topics: Topics, fault: Fault) {
             return stream_events(stream, topics, topic.to_owned(), last_event_id, fault).await;
         }
         if let (Some(topic), "POST") = (path.strip_prefix("/pub/"), method) {
-            publish(&topics, topic, &body, fault);
+            // Answered as ssehub does: the event's id, in JSON.
+            let id = publish(&topics, topic, &body, fault);
+            let answer = format!("{{\"id\":\"{id}\"}}");
+            let head = format!(
+                "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                answer.len()
+            );
             stream
-                .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
+                .write_all([head.as_bytes(), answer.as_bytes()].concat().as_slice())
                 .await
                 .unwrap();
             continue;
@@ -495,6 +501,25 @@ async fn a_resume_that_forgets_is_caught_as_lost() {
     assert!(lost > 0, "{record:#}");
     assert_eq!(duplicated, 0);
     assert_eq!(code, 1);
+    // The report names who missed what, and where: the publishes lost at a
+    // resume fall between two connections, the second opened with the
+    // first one's last id.
+    let detail = record["verification"]["lost_detail"].as_array().unwrap();
+    assert!(!detail.is_empty(), "{record:#}");
+    let first = &detail[0];
+    let missing = first["missing"].as_array().unwrap();
+    assert!(!missing.is_empty() && first["missing_total"].as_u64().unwrap() > 0);
+    // The fake server answers a publish with `{"id": "<n>"}`.
+    assert!(missing[0]["id"].is_string(), "{first:#}");
+    let connections = first["connections"].as_array().unwrap();
+    assert!(connections.len() >= 2, "{first:#}");
+    assert_eq!(connections[0]["resumed_from"], "");
+    assert_eq!(
+        connections[1]["resumed_from"], connections[0]["last"]["id"],
+        "{first:#}"
+    );
+    assert!(connections[0]["local_port"].as_u64().unwrap() > 0);
+    assert_eq!(connections[0]["events"], 7, "{first:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

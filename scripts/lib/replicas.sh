@@ -10,9 +10,10 @@
 # DRAIN_SPREAD; the rolling restart's burst calibration sets 0s). Also
 # optional: OWN_REDIS=1 (the caller runs Redis itself and sets REDIS_URL),
 # REPLICA_ENV (more VAR=value words for every ssehub), NGINX_RESEND_503=0
-# (nginx does not pass a publish answered 503 to the next replica) and
+# (nginx does not pass a publish answered 503 to the next replica),
 # NGINX_LOG_MSEC=1 (access log lines start with the time, in seconds with
-# ms). It sets BACKPLANE (redis, or memory with REPLICAS=1 for a build
+# ms) and NGINX_LOG_UPSTREAM=1 (they end with the client's port and the
+# upstream that served it: port=... up=...). It sets BACKPLANE (redis, or memory with REPLICAS=1 for a build
 # without Redis), REDIS_URL, REDIS_PID, NGINX_PORT and NGINX_PID.
 # `cluster_stop` ends it all.
 # shellcheck shell=bash
@@ -164,12 +165,15 @@ EOF
   done
   # Two connections per stream (client and upstream): room for the subscribers
   # in each of the two workers, within the 20,000 open files a process may hold.
-  local msec='' resend='http_503 '
-  # shellcheck disable=SC2016 # nginx's variable, literally
+  local msec='' upstream_log='' resend='http_503 '
+  # shellcheck disable=SC2016 # nginx's variables, literally
   [[ "${NGINX_LOG_MSEC:-0}" == 1 ]] && msec='$msec '
+  # shellcheck disable=SC2016
+  [[ "${NGINX_LOG_UPSTREAM:-0}" == 1 ]] && upstream_log=' port=$remote_port up=$upstream_addr'
   [[ "${NGINX_RESEND_503:-1}" == 0 ]] && resend=''
   sed -e 's/worker_connections 8192;/worker_connections 16384;/' \
     -e "s/log_format ssehub '/log_format ssehub '$msec/" \
+    -e "s/'ua=\"\$http_user_agent\"';/'ua=\"\$http_user_agent\"$upstream_log';/" \
     "$ROOT/nginx/nginx.conf" >"$STATE/nginx/nginx.conf"
   sed -e "s/server @SSEHUB_UPSTREAM@;/${upstream% }/" \
     -e "s/@LISTEN_PORT@/127.0.0.1:$NGINX_PORT/" \

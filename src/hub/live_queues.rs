@@ -44,7 +44,10 @@ pub(crate) struct SyncPoint {
     /// How many resyncs there have been; a replay that began at one
     /// generation and ends at another read a mix of two positions.
     pub generation: u64,
-    /// The watermark when this was read (see [`LiveQueues::watermark`]).
+    /// Where a replay that starts now reads history through: the highest
+    /// sequence number any live queue may have been sent (see
+    /// [`LiveQueues::sync_point`]); a subscriber attached before this was
+    /// read gets every later event on its queues.
     pub watermark: u64,
 }
 
@@ -110,6 +113,12 @@ pub struct LiveQueues {
     /// it is visible in its queue or in history; readers of several topics
     /// cut their batches here to deliver in id order.
     watermark: AtomicU64,
+    /// Highest sequence number a live queue may have been sent: stored
+    /// before the sends (the watermark, after). A subscriber that attaches
+    /// while a fan-out is under way may miss its event on the queue, yet
+    /// read a watermark from before it; this mark covers such an event, so
+    /// a replay through it finds the event in history.
+    announced: AtomicU64,
     /// The epoch and generation, changed together by `resync` (rare) and
     /// read together by replays (once per replay, not per event).
     sync: Mutex<(u64, u64)>,
@@ -127,6 +136,7 @@ impl LiveQueues {
         Self {
             channels: RwLock::new(HashMap::new()),
             watermark: AtomicU64::new(0),
+            announced: AtomicU64::new(0),
             sync: Mutex::new((0, 0)),
             generation: AtomicU64::new(0),
             queue,
@@ -231,12 +241,20 @@ impl LiveQueues {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Where the queues stand, for a replay of a subscriber whose feed is
+    /// attached already. Its watermark is the announced mark, not
+    /// [`Self::watermark`]: an event sent to a queue before the feed
+    /// attached (so never on the feed) is at or below it, hence replayed
+    /// from history, even while its fan-out hasn't stored the watermark yet
+    /// (a fan-out thread preempted between the two, or waking a long queue's
+    /// receivers); every event above it is sent after this read, so reaches
+    /// the feed.
     pub(crate) fn sync_point(&self) -> SyncPoint {
         let sync = self.sync();
         SyncPoint {
             epoch: sync.0,
             generation: sync.1,
-            watermark: self.watermark(),
+            watermark: self.announced.load(Ordering::Acquire),
         }
     }
 
@@ -263,6 +281,9 @@ impl LiveQueues {
 impl FanOut for LiveQueues {
     fn fan_out(&self, events: &[Arc<Event>]) {
         let Some(last) = events.last() else { return };
+        // Before any send: a subscriber that attaches after a send (and so
+        // misses it) reads at least this (the queue's lock orders the two).
+        self.announced.fetch_max(last.id.seq, Ordering::Release);
         let observer = FanOutObserver::start(events);
         let mut receivers = 0;
         {
@@ -295,6 +316,7 @@ impl FanOut for LiveQueues {
             sync.0 = through.epoch;
             sync.1 += 1;
             // A store, not a max: in a new epoch the position starts over.
+            self.announced.store(through.seq, Ordering::Release);
             self.watermark.store(through.seq, Ordering::Release);
             self.generation.store(sync.1, Ordering::Release);
             sync.1

@@ -68,14 +68,9 @@ impl KeepAliveConnection {
         self.stream = None;
     }
 
-    /// Sends `request` and returns the response status once the body is read.
-    /// On any error the connection is dropped and the next call reconnects.
-    pub async fn exchange(&mut self, request: &[u8]) -> Result<u16> {
-        self.exchange_into(request, None).await
-    }
-
-    /// Like [`Self::exchange`], but keeps the response's content type and
-    /// the start of its body.
+    /// Sends `request` and returns the response once its body is read, with
+    /// the content type and the start of the body kept. On any error the
+    /// connection is dropped and the next call reconnects.
     pub async fn exchange_keeping_body(&mut self, request: &[u8]) -> Result<Answer> {
         let mut answer = Answer::default();
         answer.status = self.exchange_into(request, Some(&mut answer)).await?;

@@ -835,3 +835,67 @@ async fn a_routed_subscription_resumes_from_the_whole_topics_history() {
         .collect();
     assert_eq!(seen(&ready_text(&mut frames)), ids(&threes));
 }
+
+/// The waker of a live subscriber that waits on topic `t`. A fan-out wakes
+/// it right after its send, before it stores where the queues stand; then,
+/// on another thread, a client resumes on `t` after `after` and reads what
+/// its stream has ready: what a resume served by another worker thread
+/// does while the fan-out's thread is preempted there (or still waking a
+/// long queue's tasks).
+struct ResumeOnWake {
+    hub: Hub,
+    after: EventId,
+    runtime: tokio::runtime::Handle,
+    /// The resumed stream, and what it had ready during the fan-out.
+    resumed: Mutex<Option<(Frames, String)>>,
+}
+
+impl std::task::Wake for ResumeOnWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.resumed.lock().unwrap().is_some() {
+            return;
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _runtime = self.runtime.enter();
+                let mut frames = subscribe(&self.hub, &["t"], ResumePoint::After(self.after));
+                let text = ready_text(&mut frames);
+                *self.resumed.lock().unwrap() = Some((frames, text));
+            });
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_resume_that_attaches_while_an_event_is_fanned_out_gets_it() {
+    let (hub, backplane) = hub(16, 100);
+    let seen_before = backplane.publish("t");
+    let mut waiting = subscribe(&hub, &["t"], ResumePoint::Live);
+    ready_text(&mut waiting);
+    let resume = Arc::new(ResumeOnWake {
+        hub: hub.clone(),
+        after: seen_before.id,
+        runtime: tokio::runtime::Handle::current(),
+        resumed: Mutex::new(None),
+    });
+    let waker = std::task::Waker::from(resume.clone());
+    let mut context = std::task::Context::from_waker(&waker);
+    assert!(waiting.as_mut().poll_next(&mut context).is_pending());
+
+    let during = backplane.append("t");
+    backplane.hand_over(std::slice::from_ref(&during));
+    let (mut resumed, mut text) = resume
+        .resumed
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the fan-out woke the waiting subscriber");
+    let after = backplane.publish("t");
+    text.push_str(&ready_text(&mut resumed));
+    // Missed on its queue (attached after the send), so owed by its replay.
+    assert_eq!(seen(&text), ids(&[during, after]));
+}
