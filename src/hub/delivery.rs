@@ -477,7 +477,11 @@ impl Delivery {
     }
 
     /// Whether a writer shard may take the stream over: one topic's whole
-    /// queue, its own frames, positioned, and nothing under way or held.
+    /// queue, its own frames, positioned, and nothing under way or held;
+    /// and a queue other streams read too. A shard is woken across threads
+    /// for each event of its topics, which pays for itself when it writes
+    /// the event to several streams, not to one: the only subscriber of a
+    /// topic (a per-user topic, say) is served cheaper by its own task.
     pub(super) fn is_parkable(&self) -> bool {
         !self.multi_topic
             && self.filter.is_none()
@@ -488,6 +492,7 @@ impl Delivery {
             && self.held.is_empty()
             && self.cursor.epoch != UNPOSITIONED
             && self.feed.is_one_whole_queue()
+            && self.queues.is_shared(&self.topics[0])
     }
 
     /// The one topic of a parkable stream.

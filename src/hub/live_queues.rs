@@ -258,6 +258,15 @@ impl LiveQueues {
         }
     }
 
+    /// Whether `topic`'s whole queue is shared: read by another stream
+    /// or a writer shard besides the caller's own receiver.
+    pub(super) fn is_shared(&self, topic: &TopicName) -> bool {
+        self.read()
+            .get(topic)
+            .and_then(|queues| queues.whole.as_ref())
+            .is_some_and(|sender| sender.receiver_count() >= 2)
+    }
+
     /// Topics with at least one local subscriber.
     pub fn live_topics(&self) -> usize {
         self.read().len()

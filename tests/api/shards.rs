@@ -1,7 +1,8 @@
-//! Writer shards (`stream.shards`): an idle live stream is parked on a
-//! shard (no task of its own) and is served exactly as before: every event
-//! in order, heartbeats, a departed client freed at once, a slow reader
-//! handed back to a task that catches it up without loss.
+//! Writer shards (`stream.shards`): an idle live stream of a topic others
+//! follow too is parked on a shard (no task of its own) and is served
+//! exactly as before: every event in order, heartbeats, a departed client
+//! freed at once, a slow reader handed back to a task that catches it up
+//! without loss. A topic's only subscriber keeps its task.
 
 use std::time::Duration;
 
@@ -46,7 +47,8 @@ async fn an_idle_stream_is_parked_and_gets_every_event_in_order_and_its_heartbea
     })
     .await;
     let mut subscriber = app.subscribe(&["parked"]).await;
-    parked_becomes(&app, 1.0).await;
+    let _companion = app.subscribe(&["parked"]).await;
+    parked_becomes(&app, 2.0).await;
 
     let mut ids = Vec::new();
     for n in 0..200 {
@@ -56,9 +58,9 @@ async fn an_idle_stream_is_parked_and_gets_every_event_in_order_and_its_heartbea
     let got: Vec<_> = events.iter().map(|event| event.id.clone()).collect();
     assert_eq!(got, ids, "every event, in order, once");
     assert_eq!(events[199].data, "event 199");
-    // Written by the shard, not a task: the stream is still parked.
-    parked_becomes(&app, 1.0).await;
-    assert_eq!(connected(&app), 1.0);
+    // Written by the shard, not a task: the streams are still parked.
+    parked_becomes(&app, 2.0).await;
+    assert_eq!(connected(&app), 2.0);
 }
 
 #[tokio::test]
@@ -74,7 +76,8 @@ async fn a_parked_stream_beats_in_silence() {
         .write_all(b"GET /v1/events?topic=quiet HTTP/1.1\r\nHost: hub\r\n\r\n")
         .await
         .unwrap();
-    parked_becomes(&app, 1.0).await;
+    let _companion = app.subscribe(&["quiet"]).await;
+    parked_becomes(&app, 2.0).await;
     let mut text = Vec::new();
     let mut buffer = [0u8; 1024];
     while text.windows(12).filter(|w| w == b": heartbeat\n").count() < 3 {
@@ -88,7 +91,7 @@ async fn a_parked_stream_beats_in_silence() {
     // Chunked as the stream writer frames it: `d` is the heartbeat's size.
     let text = String::from_utf8_lossy(&text);
     assert!(text.contains("\r\nd\r\n: heartbeat\n\n\r\n"), "{text:?}");
-    assert_eq!(parked(&app), 1.0);
+    assert_eq!(parked(&app), 2.0);
 }
 
 #[tokio::test]
@@ -99,18 +102,23 @@ async fn a_parked_streams_departed_client_is_freed_at_once() {
         config.heartbeat.interval = Duration::ZERO;
     })
     .await;
+    let mut companion = app.subscribe(&["gone"]).await;
     let socket = TcpSocket::new_v4().unwrap();
     let mut stream = socket.connect(app.addr).await.unwrap();
     stream
         .write_all(b"GET /v1/events?topic=gone HTTP/1.1\r\nHost: hub\r\n\r\n")
         .await
         .unwrap();
+    // The companion, alone when it went idle, parks after its next write.
     parked_becomes(&app, 1.0).await;
-    assert_eq!(connected(&app), 1.0);
+    app.publish("gone", json!("both follow it now")).await;
+    companion.next().await;
+    parked_becomes(&app, 2.0).await;
+    assert_eq!(connected(&app), 2.0);
     drop(stream);
-    let freed = within(Duration::from_secs(2), || async { connected(&app) == 0.0 }).await;
+    let freed = within(Duration::from_secs(2), || async { connected(&app) == 1.0 }).await;
     assert!(freed.is_some(), "the slot is still held");
-    assert_eq!(parked(&app), 0.0);
+    assert_eq!(parked(&app), 1.0);
 }
 
 #[tokio::test]
@@ -119,8 +127,17 @@ async fn a_slow_reader_leaves_its_shard_and_catches_up_without_loss() {
     let app = spawn_app_with(|config| {
         config.stream.shards = 2;
         config.history.size = 2_000;
+        // Idle moments, at which a stream back in its task may park again.
+        config.heartbeat.interval = Duration::from_millis(300);
     })
     .await;
+    // A reader that keeps up, on the same topic.
+    let mut companion = app.subscribe(&["slow"]).await;
+    let companion = tokio::spawn(async move {
+        let got = companion.take(EVENTS).await;
+        // Kept open: it stays parked.
+        (companion, got)
+    });
     // A tiny receive buffer: the shard's writes back up at once.
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -136,8 +153,12 @@ async fn a_slow_reader_leaves_its_shard_and_catches_up_without_loss() {
     for _ in 0..EVENTS {
         last = app.publish("slow", json!(data)).await;
     }
-    // The socket filled: the stream went back to a task of its own.
-    parked_becomes(&app, 0.0).await;
+    // The reader that keeps up got everything (parked after its first
+    // write); the slow one's socket filled and it went back to a task of
+    // its own.
+    let (_companion, got) = companion.await.unwrap();
+    assert_eq!(got.last().unwrap().id, last);
+    parked_becomes(&app, 1.0).await;
     let mut text = Vec::new();
     let mut buffer = vec![0u8; 64 * 1024];
     let marker = format!("id: {last}\n");
@@ -165,7 +186,23 @@ async fn a_slow_reader_leaves_its_shard_and_catches_up_without_loss() {
     });
     assert_eq!(ids, sorted, "in order");
     // Caught up and idle again: back on a shard after its pause.
-    parked_becomes(&app, 1.0).await;
+    parked_becomes(&app, 2.0).await;
+}
+
+#[tokio::test]
+async fn a_topics_only_subscriber_keeps_its_task_until_another_joins() {
+    let app = spawn_app_with(|config| config.stream.shards = 2).await;
+    let mut first = app.subscribe(&["mine"]).await;
+    let id = app.publish("mine", json!("one")).await;
+    assert_eq!(first.next().await.id, id);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(parked(&app), 0.0, "the only subscriber of its topic");
+    let mut second = app.subscribe(&["mine"]).await;
+    // The second parks at once; the first at its next idle moment.
+    let id = app.publish("mine", json!("two")).await;
+    assert_eq!(first.next().await.id, id);
+    assert_eq!(second.next().await.id, id);
+    parked_becomes(&app, 2.0).await;
 }
 
 #[tokio::test]

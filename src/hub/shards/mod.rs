@@ -14,8 +14,10 @@
 //! stream loop does what it always did: a socket that is full (its write
 //! timeout, catching up), a lag or resync (history from the cursor), a
 //! pipelined request, an expired token, the drain. Which streams park: one
-//! topic's whole queue, its own frames (not Mercure's filtered ones), no
-//! `stream.coalesce`, live (a replay runs in the stream's task first).
+//! topic's whole queue that other streams read too (a shard woken for one
+//! stream costs more than that stream's task), its own frames (not
+//! Mercure's filtered ones), no `stream.coalesce`, live (a replay runs in
+//! the stream's task first).
 
 mod shard;
 
