@@ -49,11 +49,9 @@ fn the_console_is_on_by_default_and_can_be_turned_off() {
 }
 
 #[test]
-fn stream_shards_default_to_the_cores_and_are_bounded() {
-    assert_eq!(
-        Config::default().stream.shards,
-        std::thread::available_parallelism().unwrap().get()
-    );
+fn stream_shards_default_to_one_per_two_cores_and_are_bounded() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(Config::default().stream.shards, (cores / 2).max(1));
     let off = Config::load_from(None, env_from(&[("STREAM__SHARDS", "0")])).unwrap();
     assert_eq!(off.stream.shards, 0);
     let error = Config::load_from(None, env_from(&[("STREAM__SHARDS", "1000")])).unwrap_err();

@@ -1,4 +1,4 @@
-//! Writer shards: a few threads (`stream.shards`, one per core by default),
+//! Writer shards: a few threads (`stream.shards`, one per two cores by default),
 //! each holding many idle live streams without a task or a future apiece.
 //!
 //! A stream that has caught up and has nothing to write is parked on a
