@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Heap profile of idle streams: where the memory of one idle subscriber goes.
 #
-#   scripts/dhat-idle.sh            # 3,000 idle streams (default; with 1,000 the
+#   scripts/dhat-idle.sh            # 10,000 idle streams (default; with fewer the
 #                                   # heap's peak is at start-up, before the streams)
 #   STREAMS=5000 scripts/dhat-idle.sh
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-STREAMS="${STREAMS:-3000}"
+STREAMS="${STREAMS:-10000}"
 OUT_DIR="$TARGET_DIR/dhat"
 BIN="${BIN_SSEHUB:-$TARGET_DIR/release/ssehub}"
 mkdir -p "$OUT_DIR"
@@ -31,7 +31,10 @@ fi
 profile="$OUT_DIR/dhat.json"
 log="$OUT_DIR/ssehub.log"
 rm -f "$profile"
-SSEHUB_LISTEN=127.0.0.1:0 SSEHUB_LIMITS__MAX_SUBSCRIBERS=$((STREAMS + 100)) SSEHUB_DRAIN__DELAY=0s \
+# A long drain delay and two signals: the second exits at once, before
+# closing would hand every parked stream back to a task (a peak of its own,
+# not the idle streams' cost).
+SSEHUB_LISTEN=127.0.0.1:0 SSEHUB_LIMITS__MAX_SUBSCRIBERS=$((STREAMS + 100)) SSEHUB_DRAIN__DELAY=60s SSEHUB_DRAIN__TIMEOUT=90s \
     timeout 300 valgrind --tool=dhat --dhat-out-file="$profile" "$BIN" >"$log" 2>&1 &
 # Valgrind reads the binary's debug info first: slow on a busy machine.
 for _ in $(seq 1 400); do
@@ -44,27 +47,44 @@ import resource, socket, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
 port, count = int(sys.argv[1]), int(sys.argv[2])
 streams = []
-for _ in range(count):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /v1/events?topic=idle HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n")
-    streams.append(s)
-for s in streams:
-    received = b""
-    while b"stream open" not in received:
-        chunk = s.recv(4096)
-        assert chunk, "a stream closed early"
-        received += chunk
+# In batches, each open before the next: an idle stream's cost is what it
+# holds once open (parked on a writer shard), not a burst of connection
+# tasks all waiting for their first write at once.
+for start in range(0, count, 100):
+    batch = []
+    for _ in range(min(100, count - start)):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /v1/events?topic=idle HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n")
+        batch.append(s)
+    for s in batch:
+        received = b""
+        while b"stream open" not in received:
+            chunk = s.recv(4096)
+            assert chunk, "a stream closed early"
+            received += chunk
+    streams.extend(batch)
+    time.sleep(0.2)
 time.sleep(2)
 PY
 pkill -TERM -f "valgrind.bin --tool=dhat --dhat-out-file=$profile" || true
-for _ in $(seq 1 100); do
+sleep 1
+pkill -TERM -f "valgrind.bin --tool=dhat --dhat-out-file=$profile" || true
+for _ in $(seq 1 300); do
     pgrep -f "valgrind.bin --tool=dhat --dhat-out-file=$profile" >/dev/null || break
     sleep 0.3
 done
 
 python3 - "$profile" "$STREAMS" <<'PY'
-import json, re, sys
-profile = json.load(open(sys.argv[1]))
+import json, re, sys, time
+# Valgrind may still be writing the profile after the process has gone.
+for _ in range(60):
+    try:
+        profile = json.load(open(sys.argv[1]))
+        break
+    except ValueError:
+        time.sleep(1)
+else:
+    sys.exit("the DHAT profile is incomplete")
 streams = int(sys.argv[2])
 frames = profile["ftbl"]
 # The first frame that says who asked: past the allocator, std and the
@@ -83,10 +103,21 @@ for pp in profile["pps"]:
     key = site(pp)
     sites[key] = sites.get(key, 0) + pp.get("gb", 0)
     blocks[key] = blocks.get(key, 0) + pp.get("gbk", 0)
-# Only allocations made about once per stream, not the hub's own.
-sites = {key: live for key, live in sites.items() if blocks[key] >= streams * 0.9}
-total = sum(sites.values())
+# Allocations made about once per stream; and the tables that grow with the
+# streams in a few large blocks (a writer shard's slab, its timer heap, a
+# topic's list of streams), at 16 bytes a stream or more.
+per_stream = {key: live for key, live in sites.items() if blocks[key] >= streams * 0.9}
+tables = {
+    key: live
+    for key, live in sites.items()
+    if blocks[key] < streams * 0.9
+    and live >= streams * 16
+    and re.search(r"slab|shard", key)
+}
+total = sum(per_stream.values()) + sum(tables.values())
 print(f"live at the heap's peak, per idle stream ({streams} streams): {total / streams:.0f} bytes")
-for name, live in sorted(sites.items(), key=lambda item: -item[1])[:12]:
+for name, live in sorted(per_stream.items(), key=lambda item: -item[1])[:12]:
     print(f"{live / streams:8.0f}  {name}")
+for name, live in sorted(tables.items(), key=lambda item: -item[1])[:6]:
+    print(f"{live / streams:8.0f}  {name} (in {blocks[name]} blocks)")
 PY

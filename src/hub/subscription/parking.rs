@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::{Stage, SubscriptionStream};
+use super::{FAR_FUTURE, Stage, SubscriptionStream};
 use crate::hub::delivery::Catchup;
 use crate::hub::live_queues::Live;
 use crate::model::TopicName;
@@ -49,13 +49,27 @@ impl EventSource for SubscriptionStream {
             && !self.hub.lifecycle().closing().is_cancelled()
     }
 
-    fn park(self: Pin<Box<Self>>, connection: ParkedConnection) {
+    fn park(mut self: Pin<Box<Self>>, connection: ParkedConnection) {
+        self.as_mut().release_task();
         let hub = self.hub.clone();
         hub.inner.shards.park(self, connection);
     }
 }
 
 impl SubscriptionStream {
+    /// Lets go of the task that is ending: the timer and the drain signal,
+    /// once polled, hold its waker (the timer until it fires, the signal
+    /// until the drain), and with it the task's memory. Fresh, unpolled
+    /// ones hold nothing; the stream's next task sets them again (made
+    /// here, inside the runtime, which a timer needs).
+    fn release_task(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        this.timer
+            .set(tokio::time::sleep_until(Instant::now() + FAR_FUTURE));
+        this.signal
+            .set(this.hub.lifecycle().closing().clone().cancelled_owned());
+    }
+
     /// The one topic of a parked stream.
     pub(in crate::hub) fn topic(&self) -> &TopicName {
         self.delivery.as_ref().expect("a parked stream").topic()
