@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::helpers::{PATIENCE, TestApp, spawn_app_with, within};
 
@@ -28,6 +28,19 @@ fn metric(app: &TestApp, prefix: &str) -> f64 {
         .find_map(|line| line.strip_prefix(prefix))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {prefix}in /metrics"))
+}
+
+/// A subscribe over a raw socket (optionally with a small receive
+/// buffer), its response read by the test itself.
+async fn raw_subscriber(app: &TestApp, topic: &str, recv_buffer: Option<u32>) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut stream = socket.connect(app.addr).await.unwrap();
+    let request = format!("GET /v1/events?topic={topic} HTTP/1.1\r\nHost: hub\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
 }
 
 async fn parked_becomes(app: &TestApp, count: f64) {
@@ -70,12 +83,7 @@ async fn a_parked_stream_beats_in_silence() {
         config.heartbeat.interval = Duration::from_millis(400);
     })
     .await;
-    let socket = TcpSocket::new_v4().unwrap();
-    let mut stream = socket.connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /v1/events?topic=quiet HTTP/1.1\r\nHost: hub\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = raw_subscriber(&app, "quiet", None).await;
     let _companion = app.subscribe(&["quiet"]).await;
     parked_becomes(&app, 2.0).await;
     let mut text = Vec::new();
@@ -103,12 +111,7 @@ async fn a_parked_streams_departed_client_is_freed_at_once() {
     })
     .await;
     let mut companion = app.subscribe(&["gone"]).await;
-    let socket = TcpSocket::new_v4().unwrap();
-    let mut stream = socket.connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /v1/events?topic=gone HTTP/1.1\r\nHost: hub\r\n\r\n")
-        .await
-        .unwrap();
+    let stream = raw_subscriber(&app, "gone", None).await;
     // The companion, alone when it went idle, parks after its next write.
     parked_becomes(&app, 1.0).await;
     app.publish("gone", json!("both follow it now")).await;
@@ -139,13 +142,7 @@ async fn a_slow_reader_leaves_its_shard_and_catches_up_without_loss() {
         (companion, got)
     });
     // A tiny receive buffer: the shard's writes back up at once.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /v1/events?topic=slow HTTP/1.1\r\nHost: hub\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = raw_subscriber(&app, "slow", Some(4096)).await;
     parked_becomes(&app, 1.0).await;
     // 1,500 × 4 KiB = 6 MiB: beyond the socket buffers on both sides.
     let data = "x".repeat(4096);

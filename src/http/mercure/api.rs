@@ -253,6 +253,28 @@ pub enum MercureSubscriptionOne {
 }
 
 /// The subscriptions API's answer for a collection.
+/// What the three routes of the subscriptions API share: the route's
+/// settings, then the listing they ask for (`wanted`).
+async fn list(
+    request: &Request,
+    hub: &Hub,
+    auth: &Authenticator,
+    route: &MercureRoute,
+    authorization: &Query<Option<String>>,
+    wanted: Wanted<'_>,
+) -> Result<Listed, MercureRouteError> {
+    let settings = route.settings()?;
+    Ok(subscriptions::list(
+        request,
+        hub,
+        auth,
+        settings,
+        authorization.0.as_deref(),
+        wanted,
+    )
+    .await?)
+}
+
 fn collection(listed: Listed) -> MercureSubscriptionList {
     match listed {
         Listed::Collection(all) => MercureSubscriptionList::Listed(JsonLd(all)),
@@ -388,16 +410,7 @@ impl MercureApi {
             topic: None,
             subscriber: None,
         };
-        let settings = route.settings()?;
-        let listed = subscriptions::list(
-            request,
-            &hub,
-            &auth,
-            settings,
-            authorization.0.as_deref(),
-            wanted,
-        )
-        .await?;
+        let listed = list(request, &hub, &auth, &route, &authorization, wanted).await?;
         Ok(collection(listed))
     }
 
@@ -427,16 +440,7 @@ impl MercureApi {
             topic: Some(&topic.0),
             subscriber: None,
         };
-        let settings = route.settings()?;
-        let listed = subscriptions::list(
-            request,
-            &hub,
-            &auth,
-            settings,
-            authorization.0.as_deref(),
-            wanted,
-        )
-        .await?;
+        let listed = list(request, &hub, &auth, &route, &authorization, wanted).await?;
         Ok(collection(listed))
     }
 
@@ -469,17 +473,7 @@ impl MercureApi {
             topic: Some(&topic.0),
             subscriber: Some(&subscriber.0),
         };
-        let settings = route.settings()?;
-        match subscriptions::list(
-            request,
-            &hub,
-            &auth,
-            settings,
-            authorization.0.as_deref(),
-            wanted,
-        )
-        .await?
-        {
+        match list(request, &hub, &auth, &route, &authorization, wanted).await? {
             Listed::One(one) => Ok(MercureSubscriptionOne::Found(JsonLd(one))),
             Listed::Collection(_) => unreachable!("one subscription was asked for"),
         }

@@ -232,14 +232,7 @@ impl Stream for SubscriptionStream {
             }
             if std::mem::take(this.watermark_wait) {
                 if let Some(follow_up) = delivery.after_watermark_wait()
-                    && follow(
-                        this.delivery,
-                        this.backplane_read,
-                        this.watermark_wait,
-                        follow_up,
-                        cx,
-                    )
-                    .is_pending()
+                    && follow(&mut this, follow_up, cx).is_pending()
                 {
                     return Poll::Pending;
                 }
@@ -276,13 +269,7 @@ impl Stream for SubscriptionStream {
                     });
                     rearm(&mut this);
                     if let Some(catchup) = this.owed.take() {
-                        let _ = follow(
-                            this.delivery,
-                            this.backplane_read,
-                            this.watermark_wait,
-                            FollowUp::Catchup(catchup),
-                            cx,
-                        );
+                        let _ = follow(&mut this, FollowUp::Catchup(catchup), cx);
                     }
                     continue;
                 }
@@ -300,15 +287,7 @@ impl Stream for SubscriptionStream {
                         }
                         Flush::Follow(follow_up) => {
                             *this.stage = Stage::Ending;
-                            if follow(
-                                this.delivery,
-                                this.backplane_read,
-                                this.watermark_wait,
-                                follow_up,
-                                cx,
-                            )
-                            .is_pending()
-                            {
+                            if follow(&mut this, follow_up, cx).is_pending() {
                                 return Poll::Pending;
                             }
                             continue;
@@ -352,21 +331,19 @@ impl Stream for SubscriptionStream {
 /// watermark (`Pending`, woken at once), or a catch-up from history (boxed,
 /// then `Ready`: poll it).
 fn follow(
-    delivery: &mut Option<Delivery>,
-    backplane_read: &mut Option<BackplaneRead>,
-    watermark_wait: &mut bool,
+    this: &mut SubscriptionStreamProj<'_>,
     follow_up: FollowUp,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
     match follow_up {
         FollowUp::Watermark => {
-            *watermark_wait = true;
+            *this.watermark_wait = true;
             cx.waker().wake_by_ref();
             Poll::Pending
         }
         FollowUp::Catchup(catchup) => {
-            let mut delivery = delivery.take().expect("delivery is here");
-            *backplane_read = Some(Box::pin(async move {
+            let mut delivery = this.delivery.take().expect("delivery is here");
+            *this.backplane_read = Some(Box::pin(async move {
                 delivery.catch_up(catchup).await;
                 delivery
             }));
@@ -387,14 +364,7 @@ fn live_step(this: &mut SubscriptionStreamProj<'_>, cx: &mut Context<'_>) -> Liv
         Poll::Ready(Some(item)) => {
             *this.last_write = Instant::now();
             if let Some(follow_up) = delivery.on_live_now(item)
-                && follow(
-                    this.delivery,
-                    this.backplane_read,
-                    this.watermark_wait,
-                    follow_up,
-                    cx,
-                )
-                .is_pending()
+                && follow(this, follow_up, cx).is_pending()
             {
                 return LiveStep::Pending;
             }
