@@ -40,6 +40,7 @@ use crate::model::GapReason;
 use crate::model::TopicName;
 use crate::model::{EventId, ResumePoint};
 
+pub(in crate::hub) use parked::ParkedDelivery;
 #[cfg(test)]
 use replay::REPLAY_PAGE_BYTES;
 use replay::Replay;
@@ -50,7 +51,7 @@ const UNPOSITIONED: u64 = 0;
 
 /// Why delivery must go back to history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Catchup {
+pub(in crate::hub) enum Catchup {
     /// The subscriber fell a whole live queue behind.
     Lagged,
     /// The backplane resynced the live queues (see `FanOut::resync`).
@@ -312,13 +313,6 @@ impl Delivery {
         }
     }
 
-    /// An event of another epoch than the cursor's came from the queues: a
-    /// straggler from before a resync this stream already followed (skip
-    /// it), or the queues moved to a new epoch (replay).
-    fn other_epoch(&self) -> Option<Catchup> {
-        (self.queues.sync_point().epoch != self.cursor.epoch).then_some(Catchup::Resync)
-    }
-
     /// One topic: its queue is already in id order. Stops at a full write;
     /// the rest stays in the queue.
     fn take_ready(&mut self, first: LiveItem) -> Option<Catchup> {
@@ -331,7 +325,7 @@ impl Delivery {
             };
             match next {
                 Ok(Live::Event(event)) if event.id.epoch != self.cursor.epoch => {
-                    if let Some(catchup) = self.other_epoch() {
+                    if let Some(catchup) = other_epoch(&self.queues, self.cursor) {
                         return Some(catchup);
                     }
                 }
@@ -356,7 +350,9 @@ impl Delivery {
             .or_else(|| self.feed.next().now_or_never().flatten())
         {
             let catchup = match next {
-                Ok(Live::Event(event)) if event.id.epoch != self.cursor.epoch => self.other_epoch(),
+                Ok(Live::Event(event)) if event.id.epoch != self.cursor.epoch => {
+                    other_epoch(&self.queues, self.cursor)
+                }
                 Ok(Live::Event(event)) if event.id.seq <= self.cursor.seq => None,
                 Ok(Live::Event(event)) if event.id.seq > watermark => {
                     self.held.push(event);
@@ -495,50 +491,6 @@ impl Delivery {
             && self.queues.is_shared(&self.topics[0])
     }
 
-    /// The one topic of a parkable stream.
-    pub(super) fn topic(&self) -> &TopicName {
-        &self.topics[0]
-    }
-
-    /// The next item its own feed has now (a shard taking the stream over
-    /// empties it before dropping it).
-    pub(super) fn own_item_now(&mut self) -> Option<Result<Live, Catchup>> {
-        match self.feed.next().now_or_never().flatten()? {
-            Ok(live) => Some(Ok(live)),
-            Err(BroadcastStreamRecvError::Lagged(_)) => Some(Err(Catchup::Lagged)),
-        }
-    }
-
-    /// Drops its own feed: a shard reads the topic's queue for it.
-    pub(super) fn detach_feed(&mut self) {
-        self.feed = LiveFeed::detached(self.queues.clone());
-    }
-
-    /// Attaches its own feed again, as it leaves the shard: whatever the
-    /// queue gets from now on is in it.
-    pub(super) fn attach_feed(&mut self) {
-        self.feed = LiveFeed::attach(self.queues.clone(), &self.topics, None);
-    }
-
-    /// What an item the shard read from the topic's queue is to this
-    /// stream (the one-topic rules of [`Self::take_ready`]): `Ok(true)`
-    /// writes the event's frame, and the cursor is past it.
-    pub(super) fn take_pushed(&mut self, item: &Live) -> Result<bool, Catchup> {
-        match item {
-            Live::Event(event) if event.id.epoch != self.cursor.epoch => {
-                self.other_epoch().map_or(Ok(false), Err)
-            }
-            Live::Event(event) if event.id.seq <= self.cursor.seq => Ok(false),
-            Live::Event(event) => {
-                self.cursor.seq = event.id.seq;
-                self.observer.event();
-                Ok(true)
-            }
-            Live::Resync(generation) if *generation > self.generation => Err(Catchup::Resync),
-            Live::Resync(_) => Ok(false),
-        }
-    }
-
     fn finish_batch(&mut self) {
         debug_assert!(self.outbox.is_none(), "one write at a time");
         if let Some(chunk) = self.batch.finish() {
@@ -548,6 +500,14 @@ impl Delivery {
     }
 }
 
+/// An event of another epoch than the cursor's came from the queues: a
+/// straggler from before a resync this stream already followed (skip it),
+/// or the queues moved to a new epoch (replay).
+fn other_epoch(queues: &LiveQueues, cursor: EventId) -> Option<Catchup> {
+    (queues.sync_point().epoch != cursor.epoch).then_some(Catchup::Resync)
+}
+
+mod parked;
 mod replay;
 #[cfg(test)]
 mod tests;

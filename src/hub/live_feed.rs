@@ -60,17 +60,6 @@ impl LiveFeed {
             routed,
         }
     }
-
-    /// No receivers: the feed of a stream a writer shard holds (the shard
-    /// reads the topic's queue once for all its streams).
-    pub(super) fn detached(queues: Arc<LiveQueues>) -> Self {
-        Self {
-            receivers: None,
-            topics: Vec::new(),
-            queues,
-            routed: false,
-        }
-    }
 }
 
 impl LiveFeed {

@@ -146,7 +146,7 @@ async fn run(mut context: Box<ConnectionContext>, mut phase: Phase) {
                     return;
                 };
                 context.keep_alive = keep_alive;
-                source.park(ParkedConnection::new(socket, context));
+                source.park(ParkedConnection::new(socket, *context));
                 return;
             }
         };

@@ -48,11 +48,13 @@ pub struct ParkedConnection {
     unsent: BytesMut,
     /// What the client sent while parked.
     received: Vec<u8>,
-    context: Box<ConnectionContext>,
+    /// Held inline, not in the task's box: a parked stream leaves nothing
+    /// of its connection's opening on the heap (see `hub::shards`).
+    context: ConnectionContext,
 }
 
 impl ParkedConnection {
-    pub(super) fn new(socket: std::net::TcpStream, context: Box<ConnectionContext>) -> Self {
+    pub(super) fn new(socket: std::net::TcpStream, context: ConnectionContext) -> Self {
         Self {
             socket,
             unsent: BytesMut::new(),
@@ -160,7 +162,7 @@ impl ParkedConnection {
         } = self;
         let runtime = context.runtime.clone();
         runtime.spawn(connection::resume(
-            context,
+            Box::new(context),
             socket,
             unsent.freeze(),
             received,

@@ -98,6 +98,7 @@ impl Shards {
                 self.queues.clone(),
                 self.closing.clone(),
                 self.metrics.clone(),
+                tokio::runtime::Handle::current(),
             );
             match shard {
                 Ok(wake) => wakes.push(wake),

@@ -5,21 +5,24 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::{FutureExt, StreamExt};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use tokio::runtime::Handle;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio::time::Instant;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{Park, ShardWake, WAKE};
 use crate::hub::HubMetrics;
 use crate::hub::delivery::Catchup;
+use crate::hub::live_feed::LiveFeed;
 use crate::hub::live_queues::{Live, LiveQueues};
-use crate::hub::subscription::SubscriptionStream;
+use crate::hub::subscription::ParkedStream;
 use crate::model::TopicName;
 use crate::server::{MAX_SEND_FRAMES, ParkedConnection, Received, Sent};
 
@@ -29,6 +32,7 @@ pub(super) fn spawn(
     queues: Arc<LiveQueues>,
     closing: CancellationToken,
     metrics: Arc<HubMetrics>,
+    runtime: Handle,
 ) -> io::Result<Arc<ShardWake>> {
     let poll = Poll::new()?;
     let wake = Arc::new(ShardWake::new(mio::Waker::new(poll.registry(), WAKE)?));
@@ -47,7 +51,11 @@ pub(super) fn spawn(
     };
     std::thread::Builder::new()
         .name(format!("ssehub-shard-{index}"))
-        .spawn(move || shard.run())?;
+        .spawn(move || {
+            // Streams going back to their tasks get their timers here.
+            let _runtime = runtime.enter();
+            shard.run()
+        })?;
     Ok(wake)
 }
 
@@ -71,7 +79,7 @@ struct Shard {
 }
 
 struct Parked {
-    stream: Pin<Box<SubscriptionStream>>,
+    stream: ParkedStream,
     connection: ParkedConnection,
     topic: usize,
     /// Its place in its topic's `streams`.
@@ -90,6 +98,8 @@ struct ShardTopic {
 struct Leaving {
     key: usize,
     owed: Option<Catchup>,
+    /// Its own feed, attached when it was marked.
+    feed: LiveFeed,
 }
 
 impl Shard {
@@ -139,45 +149,49 @@ impl Shard {
     fn take_over(&mut self, park: Park) {
         let Park {
             mut stream,
-            mut connection,
+            connection,
         } = park;
         if self.closing.is_cancelled() {
             stream.as_mut().leave_shard(None, false);
             connection.resume(stream);
             return;
         }
+        let (mut stream, topic, mut feed) = stream.into_parked();
         // The shard's receiver first: from here on, whatever the topic gets
         // is in it, so nothing falls between it and the stream's own feed.
-        let slot = self.topic_slot(stream.topic());
+        let slot = self.topic_slot(&topic);
         let mut items = Vec::new();
         let mut owed = None;
-        while let Some(item) = stream.as_mut().own_item_now() {
+        while let Some(item) = feed.next().now_or_never().flatten() {
             match item {
                 Ok(item) => items.push(item),
-                Err(catchup) => {
-                    owed = Some(catchup);
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    owed = Some(Catchup::Lagged);
                     break;
                 }
             }
         }
+        let mut connection = connection;
         let mut sent = Sent::All;
         for chunk in items.chunks(MAX_SEND_FRAMES) {
-            sent = write_items(&mut stream, &mut connection, chunk, &mut owed);
+            sent = write_items(&mut stream, &mut connection, chunk, &mut owed, &self.queues);
             if sent != Sent::All || owed.is_some() {
                 break;
             }
         }
         if sent == Sent::Failed {
+            drop((stream, feed));
             self.forget_topic_if_empty(slot);
             return;
         }
         if owed.is_some() || sent == Sent::Blocked {
             self.forget_topic_if_empty(slot);
-            stream.as_mut().leave_shard(owed, sent == Sent::Blocked);
-            connection.resume(stream);
+            connection.resume(stream.unpark(topic, feed, owed, sent == Sent::Blocked));
             return;
         }
-        stream.as_mut().drop_own_feed();
+        // The shard reads the topic's queue for it from here, and keeps
+        // the topic's name once for all its streams.
+        drop((feed, topic));
         let id = self.next_id;
         self.next_id += 1;
         let deadline = stream.next_deadline();
@@ -232,7 +246,10 @@ impl Shard {
     }
 
     fn forget_topic_if_empty(&mut self, slot: usize) {
-        if !self.topics[slot].streams.is_empty() {
+        // A stream on its way back still needs the topic (its name, its
+        // last reads of the queue).
+        let leaving = |l: &Leaving| self.streams.get(l.key).is_some_and(|p| p.topic == slot);
+        if !self.topics[slot].streams.is_empty() || self.leaving.iter().any(leaving) {
             return;
         }
         let topic = self.topics.remove(slot);
@@ -289,7 +306,14 @@ impl Shard {
         for &key in &keys {
             let parked = &mut self.streams[key];
             let mut owed = None;
-            match write_items(&mut parked.stream, &mut parked.connection, items, &mut owed) {
+            let queues = &self.queues;
+            match write_items(
+                &mut parked.stream,
+                &mut parked.connection,
+                items,
+                &mut owed,
+                queues,
+            ) {
                 Sent::Failed => failed.push(key),
                 Sent::Blocked if !parked.leaving => leaving.push((key, None)),
                 _ => {}
@@ -318,8 +342,9 @@ impl Shard {
             return;
         }
         parked.leaving = true;
-        parked.stream.as_mut().attach_own_feed();
-        self.leaving.push(Leaving { key, owed });
+        let topic = &self.topics[parked.topic].name;
+        let feed = LiveFeed::attach(self.queues.clone(), std::slice::from_ref(topic), None);
+        self.leaving.push(Leaving { key, owed, feed });
         if owed.is_some() {
             // Nothing more from this queue: history covers it all.
             self.unlist(key);
@@ -337,15 +362,16 @@ impl Shard {
                 index += 1;
                 continue;
             }
-            let Leaving { key, owed } = self.leaving.swap_remove(index);
+            let Leaving { key, owed, feed } = self.leaving.swap_remove(index);
             if !self.streams.contains(key) {
                 continue;
             }
             any = true;
-            let mut parked = self.remove(key);
+            let parked = self.remove(key);
             let full = parked.connection.is_blocked();
-            parked.stream.as_mut().leave_shard(owed, full);
-            parked.connection.resume(parked.stream);
+            let topic = self.topics[parked.topic].name.clone();
+            let stream = parked.stream.unpark(topic, feed, owed, full);
+            parked.connection.resume(stream);
         }
         if any && self.topics.contains(slot) {
             self.forget_topic_if_empty(slot);
@@ -400,7 +426,7 @@ impl Shard {
                 self.fan_out(slot);
                 continue;
             }
-            if let Some(heartbeat) = parked.stream.as_mut().heartbeat_due(now) {
+            if let Some(heartbeat) = parked.stream.heartbeat_due(now) {
                 match parked.connection.send(&[&heartbeat]) {
                     Sent::All => {}
                     Sent::Blocked => {
@@ -465,16 +491,17 @@ impl Shard {
 /// [`MAX_SEND_FRAMES`]; `owed` is set (and writing stops) where an item
 /// sends the stream back to history.
 fn write_items(
-    stream: &mut Pin<Box<SubscriptionStream>>,
+    stream: &mut ParkedStream,
     connection: &mut ParkedConnection,
     items: &[Live],
     owed: &mut Option<Catchup>,
+    queues: &LiveQueues,
 ) -> Sent {
     let mut frames: [&[u8]; MAX_SEND_FRAMES] = [&[]; MAX_SEND_FRAMES];
     let mut count = 0;
     let mut bytes = 0;
     for item in items.iter().take(MAX_SEND_FRAMES) {
-        match stream.as_mut().take_pushed(item) {
+        match stream.take_pushed(item, queues) {
             Ok(true) => {
                 if let Live::Event(event) = item {
                     frames[count] = &event.frame;
@@ -494,7 +521,7 @@ fn write_items(
     }
     let sent = connection.send(&frames[..count]);
     if sent != Sent::Failed {
-        stream.as_mut().wrote_events(bytes, Instant::now());
+        stream.wrote_events(bytes, Instant::now());
     }
     sent
 }

@@ -422,5 +422,6 @@ fn rearm(this: &mut SubscriptionStreamProj<'_>) {
 }
 
 mod parking;
+pub(in crate::hub) use parking::ParkedStream;
 #[cfg(test)]
 mod tests;

@@ -6,14 +6,17 @@
 //! beat in silence, and hand the stream back for anything else.
 
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::time::Instant;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::{FAR_FUTURE, Stage, SubscriptionStream};
-use crate::hub::delivery::Catchup;
-use crate::hub::live_queues::Live;
+use crate::hub::delivery::{Catchup, ParkedDelivery};
+use crate::hub::live_feed::LiveFeed;
+use crate::hub::live_queues::{Live, LiveQueues};
+use crate::hub::{Hub, SubscriberSeat};
 use crate::model::TopicName;
 use crate::model::sse::HEARTBEAT;
 use crate::server::{EventSource, ParkedConnection};
@@ -43,86 +46,103 @@ impl EventSource for SubscriptionStream {
             && !self.closing
             && self.owed.is_none()
             && self.park_after.is_none_or(|after| Instant::now() >= after)
-            && !self.is_expired(Instant::now() + EXPIRY_MARGIN)
+            && self.expiry.is_none_or(|at| at > Instant::now() + EXPIRY_MARGIN)
             && self.delivery.as_ref().is_some_and(|d| d.is_parkable())
             // Last: it takes a lock.
             && !self.hub.lifecycle().closing().is_cancelled()
     }
 
-    fn park(mut self: Pin<Box<Self>>, connection: ParkedConnection) {
-        self.as_mut().release_task();
+    fn park(self: Pin<Box<Self>>, connection: ParkedConnection) {
         let hub = self.hub.clone();
         hub.inner.shards.park(self, connection);
     }
 }
 
 impl SubscriptionStream {
-    /// Lets go of the task that is ending: the timer and the drain signal,
-    /// once polled, hold its waker (the timer until it fires, the signal
-    /// until the drain), and with it the task's memory. Fresh, unpolled
-    /// ones hold nothing; the stream's next task sets them again (made
-    /// here, inside the runtime, which a timer needs).
-    fn release_task(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        this.timer
-            .set(tokio::time::sleep_until(Instant::now() + FAR_FUTURE));
-        this.signal
-            .set(this.hub.lifecycle().closing().clone().cancelled_owned());
+    /// The parked form of a stream [`EventSource::wants_connection`]
+    /// accepted, and its own feed: the shard drains the feed, and drops
+    /// it once it reads the topic's queue for the stream (or gives it
+    /// back with [`ParkedStream::unpark`]). Everything else of the task's
+    /// stream (its timer, its drain signal, its delivery buffers) goes.
+    pub(in crate::hub) fn into_parked(
+        mut self: Pin<Box<Self>>,
+    ) -> (ParkedStream, TopicName, LiveFeed) {
+        let this = self.as_mut().project();
+        let delivery = this.delivery.take().expect("a parkable stream");
+        let (delivery, topic, feed) = delivery.park();
+        let parked = ParkedStream {
+            delivery,
+            heartbeat: *this.heartbeat,
+            last_write: *this.last_write,
+            heartbeat_at: *this.heartbeat_at,
+            expires_at: *this.expires_at,
+            expiry: *this.expiry,
+            hub: this.hub.clone(),
+            seat_and_drain_token: this.seat_and_drain_token.take(),
+        };
+        (parked, topic, feed)
     }
 
-    /// The one topic of a parked stream.
-    pub(in crate::hub) fn topic(&self) -> &TopicName {
-        self.delivery.as_ref().expect("a parked stream").topic()
-    }
-
-    /// The next item its own feed has now (see [`Self::drop_own_feed`]).
-    pub(in crate::hub) fn own_item_now(self: Pin<&mut Self>) -> Option<Result<Live, Catchup>> {
+    /// Back to its own task: its timers are set again there, and `owed`
+    /// (history from the cursor) is read before anything live; a stream
+    /// whose socket was `full` isn't parked again for a while.
+    pub(in crate::hub) fn leave_shard(self: Pin<&mut Self>, owed: Option<Catchup>, full: bool) {
         let this = self.project();
-        this.delivery.as_mut()?.own_item_now()
-    }
-
-    /// From now on the shard reads the topic's queue for this stream.
-    pub(in crate::hub) fn drop_own_feed(self: Pin<&mut Self>) {
-        if let Some(delivery) = self.project().delivery.as_mut() {
-            delivery.detach_feed();
+        *this.owed = owed;
+        *this.stage = Stage::Starting;
+        if full {
+            *this.park_after = Some(Instant::now() + PARK_BACKOFF);
         }
     }
+}
 
+/// A stream on a writer shard: its cursor and totals, its heartbeat and
+/// expiry, its seat. Kept inline in the shard's slab (see the module
+/// documentation of `delivery::parked` for what is left out).
+pub(in crate::hub) struct ParkedStream {
+    // Dropped first, as in the task's stream: the subscription's span and
+    // counts end before its seat and drain token are given back.
+    delivery: ParkedDelivery,
+    heartbeat: Option<Duration>,
+    last_write: Instant,
+    heartbeat_at: Instant,
+    expires_at: Option<SystemTime>,
+    expiry: Option<Instant>,
+    hub: Hub,
+    seat_and_drain_token: Option<(SubscriberSeat, TaskTrackerToken)>,
+}
+
+impl ParkedStream {
     /// Whether `item`, read by the shard, is written to this stream
     /// (`Ok(true)`: its frame, as is), skipped, or sends it back to
     /// history.
-    pub(in crate::hub) fn take_pushed(self: Pin<&mut Self>, item: &Live) -> Result<bool, Catchup> {
-        match self.project().delivery.as_mut() {
-            Some(delivery) => delivery.take_pushed(item),
-            None => Ok(false),
-        }
+    pub(in crate::hub) fn take_pushed(
+        &mut self,
+        item: &Live,
+        queues: &LiveQueues,
+    ) -> Result<bool, Catchup> {
+        self.delivery.take_pushed(item, queues)
     }
 
     /// The events taken since the last call went to the socket in `bytes`.
-    pub(in crate::hub) fn wrote_events(self: Pin<&mut Self>, bytes: usize, now: Instant) {
-        let this = self.project();
-        *this.last_write = now;
-        if let Some(delivery) = this.delivery.as_mut() {
-            delivery.observer.batch_written(bytes);
-        }
+    pub(in crate::hub) fn wrote_events(&mut self, bytes: usize, now: Instant) {
+        self.last_write = now;
+        self.delivery.observer.batch_written(bytes);
     }
 
     /// The heartbeat to write at `now`, if the stream has been silent
     /// long enough (as the stream loop decides it).
-    pub(in crate::hub) fn heartbeat_due(self: Pin<&mut Self>, now: Instant) -> Option<Bytes> {
-        let this = self.project();
-        let every = (*this.heartbeat)?;
-        if *this.heartbeat_at > now {
+    pub(in crate::hub) fn heartbeat_due(&mut self, now: Instant) -> Option<Bytes> {
+        let every = self.heartbeat?;
+        if self.heartbeat_at > now {
             return None;
         }
-        let due = now >= *this.last_write + every;
+        let due = now >= self.last_write + every;
         if due {
-            if let Some(delivery) = this.delivery.as_mut() {
-                delivery.observer.wrote(HEARTBEAT.len());
-            }
-            *this.last_write = now;
+            self.delivery.observer.wrote(HEARTBEAT.len());
+            self.last_write = now;
         }
-        *this.heartbeat_at = *this.last_write + every;
+        self.heartbeat_at = self.last_write + every;
         due.then_some(HEARTBEAT)
     }
 
@@ -141,24 +161,48 @@ impl SubscriptionStream {
         self.expiry.is_some_and(|at| at <= now)
     }
 
-    /// Ready to leave the shard: its own feed is attached again (called
-    /// before the shard reads the topic's queue for the last time, so
-    /// nothing falls between the two).
-    pub(in crate::hub) fn attach_own_feed(self: Pin<&mut Self>) {
-        if let Some(delivery) = self.project().delivery.as_mut() {
-            delivery.attach_feed();
-        }
-    }
-
-    /// Back to its own task: its timers are set again there, and `owed`
-    /// (history from the cursor) is read before anything live; a stream
-    /// whose socket was `full` isn't parked again for a while.
-    pub(in crate::hub) fn leave_shard(self: Pin<&mut Self>, owed: Option<Catchup>, full: bool) {
-        let this = self.project();
-        *this.owed = owed;
-        *this.stage = Stage::Starting;
-        if full {
-            *this.park_after = Some(Instant::now() + PARK_BACKOFF);
-        }
+    /// The task's stream again, of `topic`, reading `feed` (attached as it
+    /// began to leave; see [`SubscriptionStream::leave_shard`] for `owed`
+    /// and `full`). Called within the runtime: the stream's timer needs it.
+    pub(in crate::hub) fn unpark(
+        self,
+        topic: TopicName,
+        feed: LiveFeed,
+        owed: Option<Catchup>,
+        full: bool,
+    ) -> Pin<Box<SubscriptionStream>> {
+        let Self {
+            delivery,
+            heartbeat,
+            last_write,
+            heartbeat_at,
+            expires_at,
+            expiry,
+            hub,
+            seat_and_drain_token,
+        } = self;
+        let delivery = delivery.unpark(&hub, topic, feed);
+        let closing = hub.lifecycle().closing().clone().cancelled_owned();
+        let mut stream = Box::pin(SubscriptionStream {
+            delivery: Some(delivery),
+            backplane_read: None,
+            stage: Stage::Starting,
+            watermark_wait: false,
+            heartbeat,
+            last_write,
+            heartbeat_at,
+            expires_at,
+            expiry,
+            close_at: None,
+            timer: tokio::time::sleep_until(Instant::now() + FAR_FUTURE),
+            signal: closing,
+            closing: false,
+            owed: None,
+            park_after: None,
+            hub,
+            seat_and_drain_token,
+        });
+        stream.as_mut().leave_shard(owed, full);
+        stream
     }
 }
