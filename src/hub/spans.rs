@@ -168,13 +168,18 @@ impl FanOutObserver {
 /// One subscription's span and totals, from connect to close. Owned by the
 /// subscription's delivery state, so it is dropped exactly when the stream
 /// ends or its client goes away.
+///
+/// In C order: what each write touches comes first, so that a writer
+/// shard, walking many parked streams per event, reads it in the cache
+/// line it reads the stream's cursor in (see `hub::shards`).
+#[repr(C)]
 pub(super) struct SubscriptionObserver {
-    metrics: Arc<HubMetrics>,
-    span: Span,
     /// Events pushed into the batch being built, counted when it is written.
     batch_events: u64,
     events: u64,
     bytes: u64,
+    metrics: Arc<HubMetrics>,
+    span: Span,
     lags: u64,
     replays: u64,
     gaps: u64,
@@ -250,10 +255,20 @@ impl SubscriptionObserver {
     /// A batch of events (and gap frames) was handed to the connection.
     #[inline]
     pub(super) fn batch_written(&mut self, bytes: usize) {
+        let events = self.batch_written_uncounted(bytes);
+        self.metrics.delivered(events, bytes);
+    }
+
+    /// [`Self::batch_written`] for this subscription's totals only; its
+    /// events are returned for the caller to add to the metrics, summed
+    /// over many streams (a writer shard's one update per topic write,
+    /// not two shared atomics per stream).
+    #[inline]
+    pub(super) fn batch_written_uncounted(&mut self, bytes: usize) -> u64 {
         let events = std::mem::take(&mut self.batch_events);
         self.events += events;
         self.bytes += bytes as u64;
-        self.metrics.delivered(events, bytes);
+        events
     }
 
     /// Bytes that carry no event (stream open, heartbeat, closing hint).

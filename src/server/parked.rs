@@ -41,7 +41,9 @@ pub enum Received {
     Bytes,
 }
 
-/// See the module documentation.
+/// See the module documentation. In C order: what each send reads (the
+/// socket, whether bytes wait) comes first.
+#[repr(C)]
 pub struct ParkedConnection {
     socket: std::net::TcpStream,
     /// Chunks the socket hasn't taken yet: written first on resume.

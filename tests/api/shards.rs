@@ -63,6 +63,7 @@ async fn an_idle_stream_is_parked_and_gets_every_event_in_order_and_its_heartbea
     let _companion = app.subscribe(&["parked"]).await;
     parked_becomes(&app, 2.0).await;
 
+    let delivered_before = metric(&app, "ssehub_deliveries_total ");
     let mut ids = Vec::new();
     for n in 0..200 {
         ids.push(app.publish("parked", json!(format!("event {n}"))).await);
@@ -74,6 +75,16 @@ async fn an_idle_stream_is_parked_and_gets_every_event_in_order_and_its_heartbea
     // Written by the shard, not a task: the streams are still parked.
     parked_becomes(&app, 2.0).await;
     assert_eq!(connected(&app), 2.0);
+    // The shard counts its deliveries once per write round: every one.
+    let delivered = within(PATIENCE, || async {
+        metric(&app, "ssehub_deliveries_total ") - delivered_before == 400.0
+    })
+    .await;
+    assert!(
+        delivered.is_some(),
+        "two streams got 200 events each; ssehub_deliveries_total rose by {}",
+        metric(&app, "ssehub_deliveries_total ") - delivered_before
+    );
 }
 
 #[tokio::test]

@@ -13,14 +13,16 @@ use crate::hub::live_queues::{Live, LiveQueues};
 use crate::hub::spans::SubscriptionObserver;
 use crate::model::{EventId, TopicName};
 
-/// See the module documentation.
+/// See the module documentation. In C order, what each write touches
+/// first: the cursor, then the totals (see `ParkedStream`).
+#[repr(C)]
 pub(in crate::hub) struct ParkedDelivery {
     // No topic name: the shard keeps it, once for all its streams of the
     // topic. Nothing of the stream is left on the heap beside the shard's
     // tables, so the memory its opening used is free again as a whole.
     cursor: EventId,
-    generation: u64,
     pub(in crate::hub) observer: SubscriptionObserver,
+    generation: u64,
 }
 
 impl Delivery {

@@ -99,12 +99,18 @@ impl SubscriptionStream {
 /// A stream on a writer shard: its cursor and totals, its heartbeat and
 /// expiry, its seat. Kept inline in the shard's slab (see the module
 /// documentation of `delivery::parked` for what is left out).
+///
+/// In C order: what a shard's write touches (the time of the last write,
+/// the cursor, the totals) is the first 56 bytes, one cache line with the
+/// slab entry's tag; walking a topic's streams for each event is then a
+/// line or two per stream, not four or five.
+#[repr(C)]
 pub(in crate::hub) struct ParkedStream {
+    last_write: Instant,
     // Dropped first, as in the task's stream: the subscription's span and
     // counts end before its seat and drain token are given back.
     delivery: ParkedDelivery,
     heartbeat: Option<Duration>,
-    last_write: Instant,
     heartbeat_at: Instant,
     expires_at: Option<SystemTime>,
     expiry: Option<Instant>,
@@ -124,10 +130,11 @@ impl ParkedStream {
         self.delivery.take_pushed(item, queues)
     }
 
-    /// The events taken since the last call went to the socket in `bytes`.
-    pub(in crate::hub) fn wrote_events(&mut self, bytes: usize, now: Instant) {
+    /// The events taken since the last call went to the socket in `bytes`
+    /// at `now`; returns how many, for the caller to count in the metrics.
+    pub(in crate::hub) fn wrote_events(&mut self, bytes: usize, now: Instant) -> u64 {
         self.last_write = now;
-        self.delivery.observer.batch_written(bytes);
+        self.delivery.observer.batch_written_uncounted(bytes)
     }
 
     /// The heartbeat to write at `now`, if the stream has been silent
