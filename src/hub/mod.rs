@@ -256,6 +256,7 @@ impl Hub {
             settings.shards,
             live_queues.clone(),
             lifecycle.closing().clone(),
+            lifecycle.cut().clone(),
             metrics.clone(),
         );
         Self {

@@ -6,9 +6,12 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::json;
+use ssehub::hub::Hub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
 
 use crate::support::helpers::{PATIENCE, TestApp, spawn_app_with, within};
 
@@ -17,13 +20,20 @@ fn parked(app: &TestApp) -> f64 {
     metric(app, "ssehub_streams_parked ")
 }
 
+fn parked_in(hub: &Hub) -> f64 {
+    metric_of(hub, "ssehub_streams_parked ")
+}
+
 fn connected(app: &TestApp) -> f64 {
     metric(app, "ssehub_subscribers_connected ")
 }
 
 fn metric(app: &TestApp, prefix: &str) -> f64 {
-    app.hub
-        .render_metrics(false)
+    metric_of(&app.hub, prefix)
+}
+
+fn metric_of(hub: &Hub, prefix: &str) -> f64 {
+    hub.render_metrics(false)
         .lines()
         .find_map(|line| line.strip_prefix(prefix))
         .and_then(|value| value.trim().parse().ok())
@@ -222,4 +232,68 @@ async fn with_no_shards_every_stream_keeps_its_task() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(parked(&app), 0.0);
     assert_eq!(connected(&app), 1.0);
+}
+
+#[tokio::test]
+async fn at_the_drain_parked_streams_stay_until_their_close_slots() {
+    const STREAMS: usize = 8;
+    let spread = Duration::from_secs(4);
+    let app = spawn_app_with(|config| {
+        config.stream.shards = 1;
+        config.drain.delay = Duration::ZERO;
+        config.drain.spread = spread;
+        config.drain.timeout = Duration::from_secs(20);
+    })
+    .await;
+    let mut subscribers = Vec::new();
+    for _ in 0..STREAMS {
+        subscribers.push(app.subscribe(&["closing"]).await);
+    }
+    // The first one parks at its first write, once the others have come.
+    let id = app.publish("closing", json!("before the drain")).await;
+    parked_becomes(&app, STREAMS as f64).await;
+
+    let hub = app.hub.clone();
+    let began = Instant::now();
+    let drain = tokio::spawn(app.shut_down());
+    let readers: Vec<_> = subscribers
+        .into_iter()
+        .map(|mut subscriber| {
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    match tokio::time::timeout(PATIENCE, subscriber.events.next()).await {
+                        Ok(Some(event)) => ids.push(event.id),
+                        Ok(None) => return (ids, Instant::now()),
+                        Err(_) => panic!("the stream neither ended nor sent anything"),
+                    }
+                }
+            })
+        })
+        .collect();
+    // Slots k/8 of 4 s: 0, 0.5, ... 3.5 s after closing began. Between
+    // the second and the last slot, some streams are still on the shard
+    // (not all handed back to tasks at once) and some have gone.
+    tokio::time::sleep_until(began + Duration::from_millis(1500)).await;
+    let still_parked = parked_in(&hub);
+    assert!(
+        still_parked > 0.0 && still_parked < STREAMS as f64,
+        "{still_parked} of {STREAMS} streams parked {:?} into a 4 s spread",
+        began.elapsed()
+    );
+
+    let mut ends = Vec::new();
+    for reader in readers {
+        let (ids, ended) = reader.await.unwrap();
+        assert_eq!(ids, vec![id.clone()], "the event before the drain, once");
+        ends.push(ended);
+    }
+    let first = *ends.iter().min().unwrap();
+    let last = *ends.iter().max().unwrap();
+    assert!(
+        last - first >= spread / 2,
+        "the ends bunched within {:?}",
+        last - first
+    );
+    drain.await.unwrap();
 }

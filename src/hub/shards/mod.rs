@@ -42,6 +42,7 @@ pub(super) struct Shards {
     next: AtomicUsize,
     queues: Arc<LiveQueues>,
     closing: CancellationToken,
+    cut: CancellationToken,
     metrics: Arc<HubMetrics>,
 }
 
@@ -51,6 +52,7 @@ impl Shards {
         count: usize,
         queues: Arc<LiveQueues>,
         closing: CancellationToken,
+        cut: CancellationToken,
         metrics: Arc<HubMetrics>,
     ) -> Self {
         Self {
@@ -59,6 +61,7 @@ impl Shards {
             next: AtomicUsize::new(0),
             queues,
             closing,
+            cut,
             metrics,
         }
     }
@@ -97,6 +100,7 @@ impl Shards {
                 index,
                 self.queues.clone(),
                 self.closing.clone(),
+                self.cut.clone(),
                 self.metrics.clone(),
                 tokio::runtime::Handle::current(),
             );
@@ -109,13 +113,16 @@ impl Shards {
             }
         }
         if !wakes.is_empty() {
-            // The shards hand their streams back when closing begins.
-            let closing = self.closing.clone();
+            // The shards plan their streams' ends when closing begins, and
+            // hand every stream back at the cut.
+            let (closing, cut) = (self.closing.clone(), self.cut.clone());
             let woken = wakes.clone();
             tokio::spawn(async move {
-                closing.cancelled().await;
-                for wake in &woken {
-                    wake.wake();
+                for token in [closing, cut] {
+                    token.cancelled().await;
+                    for wake in &woken {
+                        wake.wake();
+                    }
                 }
             });
         }

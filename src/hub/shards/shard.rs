@@ -31,6 +31,7 @@ pub(super) fn spawn(
     index: usize,
     queues: Arc<LiveQueues>,
     closing: CancellationToken,
+    cut: CancellationToken,
     metrics: Arc<HubMetrics>,
     runtime: Handle,
 ) -> io::Result<Arc<ShardWake>> {
@@ -41,6 +42,7 @@ pub(super) fn spawn(
         wake: wake.clone(),
         queues,
         closing,
+        cut,
         metrics,
         streams: Slab::new(),
         topics: Slab::new(),
@@ -64,7 +66,10 @@ struct Shard {
     poll: Poll,
     wake: Arc<ShardWake>,
     queues: Arc<LiveQueues>,
+    /// The drain: at closing each stream gets its close slot, at which it
+    /// goes back to its task to end; at the cut every stream goes back.
     closing: CancellationToken,
+    cut: CancellationToken,
     /// `ssehub_streams_parked`.
     metrics: Arc<HubMetrics>,
     /// The parked streams; a stream's key is its socket's token.
@@ -125,7 +130,7 @@ impl Shard {
         let mut events = Events::with_capacity(1024);
         let mut parks = Vec::new();
         let mut ready = Vec::new();
-        let mut closed = false;
+        let (mut closing, mut cut) = (false, false);
         loop {
             let timeout = self
                 .timers
@@ -154,8 +159,12 @@ impl Shard {
             for slot in ready.drain(..) {
                 self.fan_out(slot as usize);
             }
-            if !closed && self.closing.is_cancelled() {
-                closed = true;
+            if !closing && self.closing.is_cancelled() {
+                closing = true;
+                self.plan_ends();
+            }
+            if !cut && self.cut.is_cancelled() {
+                cut = true;
                 self.hand_back_all();
             }
             self.fire_timers(Instant::now());
@@ -398,7 +407,20 @@ impl Shard {
         }
     }
 
-    /// Every stream back to its task (closing has begun).
+    /// Closing has begun: each stream takes its close slot now, as a task's
+    /// stream does, and stays until then (heartbeats, the last events), so
+    /// that the drain's spread applies to parked streams too and they don't
+    /// all get a task back at once.
+    fn plan_ends(&mut self) {
+        for (key, parked) in self.streams.iter_mut() {
+            if parked.way == Way::Staying {
+                let at = parked.stream.begin_closing();
+                self.timers.push(Reverse((at, key, parked.id)));
+            }
+        }
+    }
+
+    /// Every stream back to its task (the drain's cut).
     fn hand_back_all(&mut self) {
         let keys: Vec<usize> = self.streams.iter().map(|(key, _)| key).collect();
         let mut slots: Vec<usize> = Vec::new();
@@ -440,7 +462,7 @@ impl Shard {
             if parked.id != id || parked.way == Way::Leaving {
                 continue;
             }
-            if parked.stream.is_expired(now) {
+            if parked.stream.is_expired(now) || parked.stream.is_closing_due(now) {
                 let slot = parked.topic;
                 self.leave(key, None);
                 self.fan_out(slot);

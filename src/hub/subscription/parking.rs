@@ -77,6 +77,7 @@ impl SubscriptionStream {
             heartbeat_at: *this.heartbeat_at,
             expires_at: *this.expires_at,
             expiry: *this.expiry,
+            close_at: None,
             hub: this.hub.clone(),
             seat_and_drain_token: this.seat_and_drain_token.take(),
         };
@@ -114,6 +115,8 @@ pub(in crate::hub) struct ParkedStream {
     heartbeat_at: Instant,
     expires_at: Option<SystemTime>,
     expiry: Option<Instant>,
+    /// Its close slot, once the drain's closing has begun.
+    close_at: Option<Instant>,
     hub: Hub,
     seat_and_drain_token: Option<(SubscriberSeat, TaskTrackerToken)>,
 }
@@ -153,14 +156,28 @@ impl ParkedStream {
         due.then_some(HEARTBEAT)
     }
 
-    /// When the shard must look at the stream next: its heartbeat or its
-    /// token's expiry.
+    /// When the shard must look at the stream next: its heartbeat, its
+    /// token's expiry or its close slot.
     pub(in crate::hub) fn next_deadline(&self) -> Option<Instant> {
         let heartbeat = self.heartbeat.map(|_| self.heartbeat_at);
-        match (heartbeat, self.expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [heartbeat, self.expiry, self.close_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The drain's closing has begun: the stream takes its close slot (as
+    /// the stream loop does) and returns it; it goes back to its task
+    /// then, to end.
+    pub(in crate::hub) fn begin_closing(&mut self) -> Instant {
+        let at = self.hub.lifecycle().close_slot();
+        self.close_at = Some(at);
+        at
+    }
+
+    /// Whether its close slot has come.
+    pub(in crate::hub) fn is_closing_due(&self, now: Instant) -> bool {
+        self.close_at.is_some_and(|at| at <= now)
     }
 
     /// Whether its token has expired: the stream loop ends it.
@@ -185,11 +202,16 @@ impl ParkedStream {
             heartbeat_at,
             expires_at,
             expiry,
+            close_at,
             hub,
             seat_and_drain_token,
         } = self;
         let delivery = delivery.unpark(&hub, topic, feed);
-        let closing = hub.lifecycle().closing().clone().cancelled_owned();
+        // Closing, with its slot taken: the next signal is the cut.
+        let signal = match close_at {
+            Some(_) => hub.lifecycle().cut().clone().cancelled_owned(),
+            None => hub.lifecycle().closing().clone().cancelled_owned(),
+        };
         let mut stream = Box::pin(SubscriptionStream {
             delivery: Some(delivery),
             backplane_read: None,
@@ -200,10 +222,10 @@ impl ParkedStream {
             heartbeat_at,
             expires_at,
             expiry,
-            close_at: None,
+            close_at,
             timer: tokio::time::sleep_until(Instant::now() + FAR_FUTURE),
-            signal: closing,
-            closing: false,
+            signal,
+            closing: close_at.is_some(),
             owed: None,
             park_after: None,
             hub,
