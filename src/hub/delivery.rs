@@ -487,8 +487,7 @@ impl Delivery {
             && self.ready.is_empty()
             && self.held.is_empty()
             && self.cursor.epoch != UNPOSITIONED
-            && self.feed.is_one_whole_queue()
-            && self.queues.is_shared(&self.topics[0])
+            && self.feed.is_one_shared_queue()
     }
 
     fn finish_batch(&mut self) {

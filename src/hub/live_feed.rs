@@ -9,7 +9,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::LiveRoutes;
-use super::live_queues::{Live, LiveQueues};
+use super::live_queues::{Live, LiveQueues, ReaderCount};
 use crate::model::TopicName;
 
 pub(super) type LiveItem = Result<Live, BroadcastStreamRecvError>;
@@ -23,10 +23,11 @@ enum Receivers {
 /// topic nobody follows any more costs nothing.
 pub(super) struct LiveFeed {
     receivers: Option<Receivers>,
+    /// One topic's whole queue: this feed's place among its readers
+    /// (dropped after the receiver). `None` for several topics or routes.
+    readers: Option<ReaderCount>,
     topics: Vec<TopicName>,
     queues: Arc<LiveQueues>,
-    /// Some receiver is on a routed queue, not a topic's whole queue.
-    routed: bool,
 }
 
 impl LiveFeed {
@@ -37,12 +38,22 @@ impl LiveFeed {
         topics: &[TopicName],
         routes: Option<&LiveRoutes>,
     ) -> Self {
+        let routes_of = |topic: &TopicName| routes.filter(|routes| &routes.topic == topic);
+        if let [topic] = topics
+            && routes_of(topic).is_none()
+        {
+            let (receiver, readers) = queues.attach_reader(topic);
+            return Self {
+                receivers: Some(Receivers::One(BroadcastStream::new(receiver))),
+                readers: Some(readers),
+                topics: topics.to_vec(),
+                queues,
+            };
+        }
         let mut streams = Vec::with_capacity(topics.len());
-        let mut routed = false;
         for topic in topics {
-            match routes.filter(|routes| &routes.topic == topic) {
+            match routes_of(topic) {
                 Some(routes) => streams.extend(routes.keys.iter().map(|&key| {
-                    routed = true;
                     BroadcastStream::new(queues.attach_routed(topic, key, &routes.router))
                 })),
                 None => streams.push(BroadcastStream::new(queues.attach(topic))),
@@ -55,9 +66,9 @@ impl LiveFeed {
         };
         Self {
             receivers: Some(receivers),
+            readers: None,
             topics: topics.to_vec(),
             queues,
-            routed,
         }
     }
 }
@@ -69,9 +80,10 @@ impl LiveFeed {
         matches!(self.receivers, Some(Receivers::Many(_)))
     }
 
-    /// Whether this is one topic's whole queue (what a writer shard reads).
-    pub(super) fn is_one_whole_queue(&self) -> bool {
-        matches!(self.receivers, Some(Receivers::One(_))) && !self.routed
+    /// Whether this is one topic's whole queue (what a writer shard reads)
+    /// that another stream or a shard reads too.
+    pub(super) fn is_one_shared_queue(&self) -> bool {
+        self.readers.as_ref().is_some_and(ReaderCount::is_shared)
     }
 }
 
@@ -91,6 +103,7 @@ impl Drop for LiveFeed {
     fn drop(&mut self) {
         // Receivers first, so the queues see the topic without them.
         drop(self.receivers.take());
+        drop(self.readers.take());
         for topic in &self.topics {
             self.queues.detach(topic);
         }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
@@ -71,7 +71,7 @@ pub fn route_key(name: &str) -> u64 {
 #[derive(Default)]
 struct TopicQueues {
     /// Every event of the topic.
-    whole: Option<broadcast::Sender<Live>>,
+    whole: Option<WholeQueue>,
     /// Only the events that name a key (see [`LiveRouter`]).
     routed: HashMap<u64, broadcast::Sender<Live>>,
     /// Set by the first routed subscriber.
@@ -79,6 +79,46 @@ struct TopicQueues {
     /// Writer shards reading `whole` for streams they hold: told when it
     /// has something new (they don't wait on the queue like a task).
     shards: Vec<ShardInterest>,
+}
+
+/// A topic's queue of every event, and how many one-topic streams and
+/// writer shards read it: a stream asks this count, without the map's
+/// lock, whether its topic is shared (see [`LiveQueues::attach_reader`]).
+struct WholeQueue {
+    sender: broadcast::Sender<Live>,
+    readers: Arc<AtomicUsize>,
+}
+
+impl WholeQueue {
+    fn new(length: usize) -> Self {
+        Self {
+            sender: broadcast::channel(length).0,
+            readers: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// One reader's place in a topic's count of readers (see [`WholeQueue`]).
+pub(crate) struct ReaderCount(Arc<AtomicUsize>);
+
+impl ReaderCount {
+    fn join(whole: &WholeQueue) -> Self {
+        whole.readers.fetch_add(1, Ordering::Relaxed);
+        Self(whole.readers.clone())
+    }
+
+    /// Whether another stream or a writer shard reads the queue too. A
+    /// hint (a reader may come or go the next moment), read at each idle
+    /// moment of a stream: one atomic load, no lock.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.0.load(Ordering::Relaxed) >= 2
+    }
+}
+
+impl Drop for ReaderCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A writer shard's receiver on a topic's whole queue.
@@ -100,7 +140,10 @@ impl TopicQueues {
     }
 
     fn senders(&self) -> impl Iterator<Item = &broadcast::Sender<Live>> {
-        self.whole.iter().chain(self.routed.values())
+        self.whole
+            .iter()
+            .map(|whole| &whole.sender)
+            .chain(self.routed.values())
     }
 }
 
@@ -146,15 +189,26 @@ impl LiveQueues {
 
     /// Joins the live queue of `topic`, creating it if needed.
     pub(crate) fn attach(&self, topic: &TopicName) -> broadcast::Receiver<Live> {
-        if let Some(sender) = self.read().get(topic).and_then(|q| q.whole.as_ref()) {
-            return sender.subscribe();
+        self.attach_reader(topic).0
+    }
+
+    /// [`Self::attach`], counted among the queue's readers until the
+    /// returned place is dropped (after the receiver); ask it
+    /// [`ReaderCount::is_shared`].
+    pub(crate) fn attach_reader(
+        &self,
+        topic: &TopicName,
+    ) -> (broadcast::Receiver<Live>, ReaderCount) {
+        if let Some(whole) = self.read().get(topic).and_then(|q| q.whole.as_ref()) {
+            return (whole.sender.subscribe(), ReaderCount::join(whole));
         }
-        self.write()
+        let mut channels = self.write();
+        let whole = channels
             .entry(topic.clone())
             .or_default()
             .whole
-            .get_or_insert_with(|| broadcast::channel(self.queue).0)
-            .subscribe()
+            .get_or_insert_with(|| WholeQueue::new(self.queue));
+        (whole.sender.subscribe(), ReaderCount::join(whole))
     }
 
     /// Joins the routed queue `key` of `topic` (the events `router` says
@@ -192,10 +246,11 @@ impl LiveQueues {
             wake: wake.clone(),
             slot,
         });
-        queues
+        let whole = queues
             .whole
-            .get_or_insert_with(|| broadcast::channel(self.queue).0)
-            .subscribe()
+            .get_or_insert_with(|| WholeQueue::new(self.queue));
+        whole.readers.fetch_add(1, Ordering::Relaxed);
+        whole.sender.subscribe()
     }
 
     /// Ends a shard's interest in `topic`; its receiver is dropped already.
@@ -204,6 +259,11 @@ impl LiveQueues {
             queues
                 .shards
                 .retain(|interest| !Arc::ptr_eq(&interest.wake, wake));
+            // The queue stays while a shard reads it: this is the one the
+            // shard joined.
+            if let Some(whole) = &queues.whole {
+                whole.readers.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         self.detach(topic);
     }
@@ -220,7 +280,7 @@ impl LiveQueues {
         if queues
             .whole
             .as_ref()
-            .is_some_and(|sender| sender.receiver_count() == 0)
+            .is_some_and(|whole| whole.sender.receiver_count() == 0)
             && queues.shards.is_empty()
         {
             queues.whole = None;
@@ -258,15 +318,6 @@ impl LiveQueues {
         }
     }
 
-    /// Whether `topic`'s whole queue is shared: read by another stream
-    /// or a writer shard besides the caller's own receiver.
-    pub(super) fn is_shared(&self, topic: &TopicName) -> bool {
-        self.read()
-            .get(topic)
-            .and_then(|queues| queues.whole.as_ref())
-            .is_some_and(|sender| sender.receiver_count() >= 2)
-    }
-
     /// Topics with at least one local subscriber.
     pub fn live_topics(&self) -> usize {
         self.read().len()
@@ -302,8 +353,11 @@ impl FanOut for LiveQueues {
                     continue;
                 };
                 // Err only means no receiver is left: nobody to deliver to.
-                if let Some(sender) = &queues.whole {
-                    receivers += sender.send(Live::Event(Arc::clone(event))).unwrap_or(0);
+                if let Some(whole) = &queues.whole {
+                    receivers += whole
+                        .sender
+                        .send(Live::Event(Arc::clone(event)))
+                        .unwrap_or(0);
                     queues.wake_shards();
                 }
                 if let (Some(router), false) = (&queues.router, queues.routed.is_empty()) {
@@ -338,5 +392,34 @@ impl FanOut for LiveQueues {
             }
             queues.wake_shards();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues() -> LiveQueues {
+        let (instruments, ()) = crate::hub::metrics::register(|_| ());
+        LiveQueues::new(16, instruments.hub)
+    }
+
+    #[test]
+    fn a_topic_is_shared_while_two_one_topic_readers_hold_their_places() {
+        let queues = queues();
+        let topic = TopicName::parse("shared").unwrap();
+        let (first, first_place) = queues.attach_reader(&topic);
+        assert!(!first_place.is_shared(), "one reader");
+        let (second, second_place) = queues.attach_reader(&topic);
+        assert!(first_place.is_shared() && second_place.is_shared());
+        // A stream of several topics doesn't count: it never parks.
+        let merged = queues.attach(&topic);
+        drop((second, second_place));
+        queues.detach(&topic);
+        assert!(!first_place.is_shared(), "the other reader left");
+        drop(merged);
+        drop((first, first_place));
+        queues.detach(&topic);
+        assert_eq!(queues.live_topics(), 0, "nobody reads the topic");
     }
 }
