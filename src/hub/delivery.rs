@@ -137,11 +137,22 @@ impl Delivery {
         resume: &ResumePoint,
         filter: Option<Box<dyn FrameFilter>>,
     ) -> Self {
+        let observer = SubscriptionObserver::open(hub.metrics().clone(), &topics, resume);
+        Self::assemble(hub, topics, feed, observer, filter)
+    }
+
+    /// A delivery with nothing under way or held, its cursor unplaced.
+    fn assemble(
+        hub: &Hub,
+        topics: Vec<TopicName>,
+        feed: LiveFeed,
+        observer: SubscriptionObserver,
+        filter: Option<Box<dyn FrameFilter>>,
+    ) -> Self {
         Self {
             backplane: hub.backplane().clone(),
             queues: hub.inner.live_queues.clone(),
             multi_topic: feed.is_merged(),
-            observer: SubscriptionObserver::open(hub.metrics().clone(), &topics, resume),
             topics,
             feed,
             cursor: EventId::new(0, 0),
@@ -152,6 +163,7 @@ impl Delivery {
             outbox: None,
             replay: None,
             deferred_resume: None,
+            observer,
             filter,
         }
     }

@@ -7,7 +7,6 @@
 
 use super::{Catchup, Delivery, other_epoch};
 use crate::hub::Hub;
-use crate::hub::frame_batch::FrameBatch;
 use crate::hub::live_feed::LiveFeed;
 use crate::hub::live_queues::{Live, LiveQueues};
 use crate::hub::spans::SubscriptionObserver;
@@ -71,27 +70,9 @@ impl ParkedDelivery {
     /// The task's delivery again, of `topic`, reading `feed` (attached
     /// with [`LiveFeed::attach`] as the stream began to leave its shard).
     pub(in crate::hub) fn unpark(self, hub: &Hub, topic: TopicName, feed: LiveFeed) -> Delivery {
-        let Self {
-            cursor,
-            generation,
-            observer,
-        } = self;
-        Delivery {
-            backplane: hub.backplane().clone(),
-            queues: hub.inner.live_queues.clone(),
-            topics: vec![topic],
-            multi_topic: false,
-            feed,
-            cursor,
-            generation,
-            held: Vec::new(),
-            ready: Vec::new(),
-            batch: FrameBatch::default(),
-            outbox: None,
-            replay: None,
-            deferred_resume: None,
-            observer,
-            filter: None,
-        }
+        let mut delivery = Delivery::assemble(hub, vec![topic], feed, self.observer, None);
+        delivery.cursor = self.cursor;
+        delivery.generation = self.generation;
+        delivery
     }
 }

@@ -195,41 +195,30 @@ impl ParkedStream {
         owed: Option<Catchup>,
         full: bool,
     ) -> Pin<Box<SubscriptionStream>> {
-        let Self {
-            delivery,
-            heartbeat,
-            last_write,
-            heartbeat_at,
-            expires_at,
-            expiry,
-            close_at,
-            hub,
-            seat_and_drain_token,
-        } = self;
-        let delivery = delivery.unpark(&hub, topic, feed);
+        let lifecycle = self.hub.lifecycle();
         // Closing, with its slot taken: the next signal is the cut.
-        let signal = match close_at {
-            Some(_) => hub.lifecycle().cut().clone().cancelled_owned(),
-            None => hub.lifecycle().closing().clone().cancelled_owned(),
+        let signal = match self.close_at {
+            Some(_) => lifecycle.cut().clone().cancelled_owned(),
+            None => lifecycle.closing().clone().cancelled_owned(),
         };
         let mut stream = Box::pin(SubscriptionStream {
-            delivery: Some(delivery),
+            delivery: Some(self.delivery.unpark(&self.hub, topic, feed)),
             backplane_read: None,
             stage: Stage::Starting,
             watermark_wait: false,
-            heartbeat,
-            last_write,
-            heartbeat_at,
-            expires_at,
-            expiry,
-            close_at,
+            heartbeat: self.heartbeat,
+            last_write: self.last_write,
+            heartbeat_at: self.heartbeat_at,
+            expires_at: self.expires_at,
+            expiry: self.expiry,
+            close_at: self.close_at,
             timer: tokio::time::sleep_until(Instant::now() + FAR_FUTURE),
             signal,
-            closing: close_at.is_some(),
+            closing: self.close_at.is_some(),
             owed: None,
             park_after: None,
-            hub,
-            seat_and_drain_token,
+            hub: self.hub,
+            seat_and_drain_token: self.seat_and_drain_token,
         });
         stream.as_mut().leave_shard(owed, full);
         stream
