@@ -102,9 +102,9 @@ impl SubscriptionStream {
 /// documentation of `delivery::parked` for what is left out).
 ///
 /// In C order: what a shard's write touches (the time of the last write,
-/// the cursor, the totals) is the first 56 bytes, one cache line with the
-/// slab entry's tag; walking a topic's streams for each event is then a
-/// line or two per stream, not four or five.
+/// the cursor, the totals) is the first 56 bytes, right after the slab
+/// entry's tag; walking a topic's streams for each event then reads two
+/// or three cache lines a stream, not four or five.
 #[repr(C)]
 pub(in crate::hub) struct ParkedStream {
     last_write: Instant,
