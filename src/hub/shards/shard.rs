@@ -51,6 +51,7 @@ pub(super) fn spawn(
         next_id: 0,
         leaving: Vec::new(),
         items: Vec::with_capacity(MAX_SEND_FRAMES),
+        again: Vec::new(),
     };
     std::thread::Builder::new()
         .name(format!("ssehub-shard-{index}"))
@@ -84,6 +85,8 @@ struct Shard {
     leaving: Vec<Leaving>,
     /// The items of one read of a topic's queue (see [`Shard::fan_out`]).
     items: Vec<Live>,
+    /// Topics whose queues held more than one turn of the loop took.
+    again: Vec<u32>,
 }
 
 /// In C order: the stream's hot fields (see [`ParkedStream`]) follow the
@@ -118,6 +121,8 @@ struct ShardTopic {
     name: TopicName,
     receiver: broadcast::Receiver<Live>,
     streams: Vec<usize>,
+    /// Items read from `receiver` so far (see [`Leaving::upto`]).
+    read: u64,
 }
 
 struct Leaving {
@@ -125,6 +130,10 @@ struct Leaving {
     owed: Option<Catchup>,
     /// Its own feed, attached when it was marked.
     feed: LiveFeed,
+    /// It leaves once its topic's `read` has reached this: everything the
+    /// queue held before its feed was attached is then written to it (a
+    /// stream that owes a catch-up leaves at once: history covers it).
+    upto: u64,
 }
 
 impl Shard {
@@ -134,10 +143,14 @@ impl Shard {
         let mut ready = Vec::new();
         let (mut closing, mut cut) = (false, false);
         loop {
-            let timeout = self
-                .timers
-                .peek()
-                .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            let timeout = if self.again.is_empty() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()))
+            } else {
+                // A queue still holds items: look around, then go on.
+                Some(std::time::Duration::ZERO)
+            };
             if let Err(error) = self.poll.poll(&mut events, timeout)
                 && error.kind() != io::ErrorKind::Interrupted
             {
@@ -156,6 +169,7 @@ impl Shard {
             for park in parks.drain(..) {
                 self.take_over(park);
             }
+            ready.append(&mut self.again);
             ready.sort_unstable();
             ready.dedup();
             for slot in ready.drain(..) {
@@ -271,6 +285,7 @@ impl Shard {
             name: topic.clone(),
             receiver,
             streams: Vec::new(),
+            read: 0,
         });
         self.topic_slots.insert(topic.clone(), slot);
         slot
@@ -290,23 +305,24 @@ impl Shard {
         self.queues.detach_shard(&name, &self.wake);
     }
 
-    /// Writes what the topic's queue holds to every stream of the topic,
-    /// then sends the streams that must leave back to their tasks.
+    /// Writes what the topic's queue held when the call began to every
+    /// stream of the topic, then sends the streams that must leave and
+    /// have had their last reads back to their tasks. What came during the
+    /// call waits for the next turn of the loop (`again`): under a steady
+    /// stream of events the queue is never empty, and reading it to its
+    /// end kept the shard from everything else it does (streams to take
+    /// over, timers, departed clients) for as long as that lasted.
     fn fan_out(&mut self, slot: usize) {
         // Kept from wake-up to wake-up: no allocation per event.
         let mut items = std::mem::take(&mut self.items);
-        // Read until the queue is empty; streams that must leave are marked
-        // (their own feeds attached) as they are found, so the reads after
-        // a mark leave nothing between the shard and the stream's feed.
-        loop {
+        let mut budget = self.topics.get(slot).map_or(0, |t| t.receiver.len());
+        while budget > 0 {
             let Some(topic) = self.topics.get_mut(slot) else {
-                items.clear();
-                self.items = items;
-                return;
+                break;
             };
             items.clear();
             let mut lagged = false;
-            while items.len() < MAX_SEND_FRAMES {
+            while items.len() < MAX_SEND_FRAMES.min(budget) {
                 match topic.receiver.try_recv() {
                     Ok(item) => items.push(item),
                     Err(TryRecvError::Lagged(_)) => {
@@ -316,6 +332,8 @@ impl Shard {
                     Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                 }
             }
+            topic.read += items.len() as u64;
+            budget = budget.saturating_sub(items.len());
             if items.is_empty() && !lagged {
                 break;
             }
@@ -327,10 +345,19 @@ impl Shard {
                 for key in keys {
                     self.leave(key, Some(Catchup::Lagged));
                 }
+                // Where the receiver stands now is the rest's start.
+                budget = self.topics[slot].receiver.len();
             }
         }
         items.clear();
         self.items = items;
+        if self
+            .topics
+            .get(slot)
+            .is_some_and(|t| !t.receiver.is_empty())
+        {
+            self.again.push(slot as u32);
+        }
         self.finish_leaving(slot);
     }
 
@@ -373,9 +400,17 @@ impl Shard {
             return;
         }
         parked.way = Way::Leaving;
-        let topic = &self.topics[parked.topic].name;
-        let feed = LiveFeed::attach(self.queues.clone(), std::slice::from_ref(topic), None);
-        self.leaving.push(Leaving { key, owed, feed });
+        let topic = &self.topics[parked.topic];
+        let feed = LiveFeed::attach(self.queues.clone(), std::slice::from_ref(&topic.name), None);
+        // After the attach: what the queue holds now is all it must still
+        // get from the shard.
+        let upto = topic.read + topic.receiver.len() as u64;
+        self.leaving.push(Leaving {
+            key,
+            owed,
+            feed,
+            upto,
+        });
         if owed.is_some() {
             // Nothing more from this queue: history covers it all.
             self.unlist(key);
@@ -387,13 +422,18 @@ impl Shard {
         let mut any = false;
         let mut index = 0;
         while index < self.leaving.len() {
-            let key = self.leaving[index].key;
+            let Leaving {
+                key, owed, upto, ..
+            } = self.leaving[index];
             let of_slot = self.streams.get(key).is_none_or(|p| p.topic == slot);
-            if !of_slot {
+            let read = self.topics.get(slot).map_or(u64::MAX, |t| t.read);
+            if !of_slot || (owed.is_none() && read < upto) {
                 index += 1;
                 continue;
             }
-            let Leaving { key, owed, feed } = self.leaving.swap_remove(index);
+            let Leaving {
+                key, owed, feed, ..
+            } = self.leaving.swap_remove(index);
             if !self.streams.contains(key) {
                 continue;
             }
