@@ -297,3 +297,62 @@ async fn at_the_drain_parked_streams_stay_until_their_close_slots() {
     );
     drain.await.unwrap();
 }
+
+/// Reads a stream until it ends, keeping nothing.
+async fn read_all(mut stream: TcpStream) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(read) = stream.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_with_a_backlog_still_takes_streams_over() {
+    const READERS: usize = 40;
+    const FLOOD: usize = 20_000;
+    let app = spawn_app_with(|config| {
+        config.stream.shards = 1;
+        // The backlog stays in the queue (no lag, no catch-up from history).
+        config.stream.queue = 32_768;
+    })
+    .await;
+    for _ in 0..READERS {
+        let reader = raw_subscriber(&app, "flood", None).await;
+        tokio::spawn(read_all(reader));
+    }
+    let _quiet = [
+        app.subscribe(&["quiet"]).await,
+        app.subscribe(&["quiet"]).await,
+    ];
+    // Each topic's first subscriber parks at its first write.
+    app.publish("flood", json!("start")).await;
+    app.publish("quiet", json!("start")).await;
+    parked_becomes(&app, (READERS + 2) as f64).await;
+    let delivered_before = metric(&app, "ssehub_deliveries_total ");
+
+    // Published in-process, many times faster than one shard writes each
+    // event to 40 sockets: the shard is left with a backlog of seconds.
+    for n in 0..FLOOD {
+        let draft = ssehub::model::EventDraft {
+            topic: ssehub::model::TopicName::parse("flood").unwrap(),
+            event_type: None,
+            retry: None,
+            data: n.to_string(),
+            trace: None,
+            mirror: false,
+        };
+        app.hub.publish(vec![draft]).await.unwrap();
+    }
+    // A stream that arrives meanwhile is taken over between the backlog's
+    // writes, not once the backlog is written.
+    let _late = app.subscribe(&["quiet"]).await;
+    let taken = within(PATIENCE, || async { parked(&app) == (READERS + 3) as f64 }).await;
+    let delivered = metric(&app, "ssehub_deliveries_total ") - delivered_before;
+    assert!(taken.is_some(), "the late stream was never parked");
+    assert!(
+        delivered < (READERS * FLOOD) as f64,
+        "taken over only after the backlog was written ({delivered} deliveries)"
+    );
+}
