@@ -36,8 +36,9 @@
 //! acceptance — to the [`server`]'s stream writer, which writes it to the
 //! subscriber's socket (no HTTP server in between once the stream is open;
 //! see `server`'s module documentation); or, for an idle live stream
-//! parked on a writer shard (`hub::shards`), the shard reads the topic's
-//! queue once and writes the frame to each of its streams.
+//! parked on a writer shard (`hub::shards`: the stream then a compact slab
+//! entry, its task gone), the shard reads the topic's queue once and
+//! writes the frame to each of its streams.
 //!
 //! Observability follows the same path: `http::request_span` opens the request's
 //! server span (a child of the caller's `traceparent`), `hub::spans` the
