@@ -345,6 +345,18 @@ impl Shard {
                 for key in keys {
                     self.leave(key, Some(Catchup::Lagged));
                 }
+                // Those already on their way back lost their last reads
+                // too (reads they were owed: items from before their own
+                // feeds were attached).
+                for leaving in &mut self.leaving {
+                    if self
+                        .streams
+                        .get(leaving.key)
+                        .is_some_and(|p| p.topic == slot)
+                    {
+                        leaving.owed.get_or_insert(Catchup::Lagged);
+                    }
+                }
                 // Where the receiver stands now is the rest's start.
                 budget = self.topics[slot].receiver.len();
             }
