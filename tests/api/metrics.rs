@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use prometheus_parse::{Scrape, Value};
 use serde_json::json;
-use ssehub::model::{EventDraft, TopicName};
 
 use crate::support::helpers::{PATIENCE, TestApp, body_text, spawn_app, spawn_app_with};
 
@@ -278,15 +277,7 @@ async fn resumes_gaps_and_lag_are_counted() {
     // queue behind and catches up from history.
     let mut slow = app.subscribe(&["flood"]).await;
     for n in 0..20 {
-        let draft = EventDraft {
-            topic: TopicName::parse("flood").unwrap(),
-            event_type: None,
-            retry: None,
-            data: n.to_string(),
-            trace: None,
-            mirror: false,
-        };
-        app.hub.publish(vec![draft]).await.unwrap();
+        app.publish_in_process("flood", n.to_string()).await;
     }
     let events = slow.take(20).await;
     assert!(

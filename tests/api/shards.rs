@@ -339,15 +339,7 @@ async fn a_shard_with_a_backlog_still_takes_streams_over() {
     // Published in-process, many times faster than one shard writes each
     // event to 200 sockets: the shard is left with a backlog.
     for n in 0..FLOOD {
-        let draft = ssehub::model::EventDraft {
-            topic: ssehub::model::TopicName::parse("flood").unwrap(),
-            event_type: None,
-            retry: None,
-            data: n.to_string(),
-            trace: None,
-            mirror: false,
-        };
-        app.hub.publish(vec![draft]).await.unwrap();
+        app.publish_in_process("flood", n.to_string()).await;
     }
     // A stream that arrives meanwhile is taken over between the backlog's
     // writes, not once the backlog is written.

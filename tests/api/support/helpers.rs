@@ -90,6 +90,20 @@ impl TestApp {
             .expect("publish request")
     }
 
+    /// Publishes `data` on `topic` straight through the hub, without HTTP:
+    /// a loop of these outruns any subscriber (a flood, a lag).
+    pub async fn publish_in_process(&self, topic: &str, data: String) {
+        let draft = ssehub::model::EventDraft {
+            topic: ssehub::model::TopicName::parse(topic).unwrap(),
+            event_type: None,
+            retry: None,
+            data,
+            trace: None,
+            mirror: false,
+        };
+        self.hub.publish(vec![draft]).await.unwrap();
+    }
+
     /// Publishes and returns the new event's id; panics unless 202.
     pub async fn publish(&self, topic: &str, data: Value) -> String {
         let response = self.publish_raw(topic, json!({ "data": data })).await;
