@@ -19,6 +19,7 @@
 //! Mercure's filtered ones), no `stream.coalesce`, live (a replay runs in
 //! the stream's task first).
 
+mod round;
 mod shard;
 
 use std::pin::Pin;

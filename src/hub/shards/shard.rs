@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
+use super::round::Round;
 use super::{Park, ShardWake, WAKE};
 use crate::hub::HubMetrics;
 use crate::hub::delivery::Catchup;
@@ -580,69 +581,5 @@ impl Shard {
         }
         // Not on the list any more: a second unlist finds nothing.
         self.streams[key].position = usize::MAX;
-    }
-}
-
-/// One round of writes of a topic's items to its streams: the clock read
-/// once for all of them, and their deliveries counted in the metrics once.
-struct Round<'a> {
-    queues: &'a LiveQueues,
-    now: Instant,
-    events: u64,
-    bytes: usize,
-}
-
-impl<'a> Round<'a> {
-    fn new(queues: &'a LiveQueues) -> Self {
-        Self {
-            queues,
-            now: Instant::now(),
-            events: 0,
-            bytes: 0,
-        }
-    }
-
-    /// Writes the events among `items` that `stream` takes, as one chunk
-    /// per [`MAX_SEND_FRAMES`]; `owed` is set (and writing stops) where an
-    /// item sends the stream back to history.
-    fn write(
-        &mut self,
-        stream: &mut ParkedStream,
-        connection: &mut ParkedConnection,
-        items: &[Live],
-        owed: &mut Option<Catchup>,
-    ) -> Sent {
-        let mut frames: [&[u8]; MAX_SEND_FRAMES] = [&[]; MAX_SEND_FRAMES];
-        let mut count = 0;
-        let mut bytes = 0;
-        for item in items.iter().take(MAX_SEND_FRAMES) {
-            match stream.take_pushed(item, self.queues) {
-                Ok(true) => {
-                    if let Live::Event(event) = item {
-                        frames[count] = &event.frame;
-                        bytes += event.frame.len();
-                        count += 1;
-                    }
-                }
-                Ok(false) => {}
-                Err(catchup) => {
-                    *owed = Some(catchup);
-                    break;
-                }
-            }
-        }
-        if count == 0 {
-            return Sent::All;
-        }
-        let sent = connection.send(&frames[..count]);
-        if sent != Sent::Failed {
-            self.events += stream.wrote_events(bytes, self.now);
-            self.bytes += bytes;
-        }
-        sent
-    }
-
-    fn count(self, metrics: &HubMetrics) {
-        metrics.delivered(self.events, self.bytes);
     }
 }
