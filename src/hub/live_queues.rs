@@ -126,6 +126,9 @@ struct ShardInterest {
     wake: Arc<ShardWake>,
     /// The topic's slot in the shard.
     slot: u32,
+    /// The shard's place among the queue's readers, given up with this
+    /// interest.
+    _reader: ReaderCount,
 }
 
 impl TopicQueues {
@@ -242,15 +245,17 @@ impl LiveQueues {
     ) -> broadcast::Receiver<Live> {
         let mut channels = self.write();
         let queues = channels.entry(topic.clone()).or_default();
-        queues.shards.push(ShardInterest {
-            wake: wake.clone(),
-            slot,
-        });
         let whole = queues
             .whole
             .get_or_insert_with(|| WholeQueue::new(self.queue));
-        whole.readers.fetch_add(1, Ordering::Relaxed);
-        whole.sender.subscribe()
+        let receiver = whole.sender.subscribe();
+        let reader = ReaderCount::join(whole);
+        queues.shards.push(ShardInterest {
+            wake: wake.clone(),
+            slot,
+            _reader: reader,
+        });
+        receiver
     }
 
     /// Ends a shard's interest in `topic`; its receiver is dropped already.
@@ -259,11 +264,6 @@ impl LiveQueues {
             queues
                 .shards
                 .retain(|interest| !Arc::ptr_eq(&interest.wake, wake));
-            // The queue stays while a shard reads it: this is the one the
-            // shard joined.
-            if let Some(whole) = &queues.whole {
-                whole.readers.fetch_sub(1, Ordering::Relaxed);
-            }
         }
         self.detach(topic);
     }
@@ -419,6 +419,25 @@ mod tests {
         assert!(!first_place.is_shared(), "the other reader left");
         drop(merged);
         drop((first, first_place));
+        queues.detach(&topic);
+        assert_eq!(queues.live_topics(), 0, "nobody reads the topic");
+    }
+
+    #[test]
+    fn a_writer_shard_counts_as_a_reader_until_it_detaches() {
+        let queues = queues();
+        let topic = TopicName::parse("sharded").unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let wake = Arc::new(ShardWake::new(
+            mio::Waker::new(poll.registry(), mio::Token(0)).unwrap(),
+        ));
+        let (stream, place) = queues.attach_reader(&topic);
+        let shard = queues.attach_shard(&topic, &wake, 0);
+        assert!(place.is_shared(), "the stream and the shard");
+        drop(shard);
+        queues.detach_shard(&topic, &wake);
+        assert!(!place.is_shared(), "the shard left");
+        drop((stream, place));
         queues.detach(&topic);
         assert_eq!(queues.live_topics(), 0, "nobody reads the topic");
     }

@@ -165,7 +165,7 @@ struct Inbox {
 }
 
 impl ShardWake {
-    fn new(waker: mio::Waker) -> Self {
+    pub(in crate::hub) fn new(waker: mio::Waker) -> Self {
         Self {
             inbox: Mutex::new(Inbox::default()),
             waker,
