@@ -38,6 +38,8 @@ const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 pub(super) struct ConnectionContext {
     shared: Arc<Shared>,
     remote: RemoteAddr,
+    /// Cancelled once the listener closes: the connection takes no new
+    /// request (an idle one closes, a busy one after its answer or stream).
     stopping: CancellationToken,
     cut: CancellationToken,
     /// Keeps the accept loop's stop waiting for the connection while it is
@@ -189,6 +191,8 @@ async fn serve_requests(
             buffered = Vec::new();
             let keep_alive = shared.settings.keep_alive_timeout;
             let next_request = tokio::select! {
+                // A request that has begun to arrive is still served.
+                biased;
                 arrived = Box::pin(first_byte_within(&stream, keep_alive)) => arrived,
                 _ = stopping.cancelled() => return None,
             };
@@ -201,12 +205,12 @@ async fn serve_requests(
         let deadline = Instant::now() + shared.settings.header_read_timeout;
         // Every await of this loop but the cheap ones is on a boxed future:
         // this future is as large as its largest state.
-        let head = tokio::select! {
-            // A head already in the buffer (pipelined) is still served.
-            biased;
-            head = Box::pin(head::read(&stream, &mut buffered, deadline)) => head,
-            _ = stopping.cancelled() => return None,
-        };
+        // A request under way is read and answered even when stopping has
+        // begun (the answer then closes the connection): the client sent it
+        // to an open listener. A fresh connection's counts as under way, as
+        // its client sends at once. The head's deadline bounds this, and the
+        // stop's cut ends a head still unread after the grace.
+        let head = Box::pin(head::read(&stream, &mut buffered, deadline)).await;
         let request = match head {
             Ok(Head::Request(request)) => request,
             Ok(Head::Closed) => return None,

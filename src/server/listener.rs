@@ -96,6 +96,11 @@ impl DrainingAcceptor {
         self.local_addr
     }
 
+    /// Cancelled when the listener closes (the drain's second step).
+    pub fn closing(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
     /// The next connection; never returns once `stop` is cancelled.
     ///
     /// When accepting fails (out of file descriptors: the connection stays

@@ -5,8 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::helpers::{read_to_end, spawn_app};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::helpers::{PATIENCE, read_to_end, spawn_app};
 use crate::support::process::HubProcess;
+use crate::support::raw::{self, RawClient};
 
 /// Polls readiness until it fails (the signal is handled asynchronously,
 /// within milliseconds); returns the 503 answer.
@@ -85,11 +88,11 @@ async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_sprea
     wait_for_subscribers(&client, &hub, SUBSCRIBERS as u64).await;
 
     // A publisher keeps publishing through the signal until it is refused;
-    // it records what was answered 2xx.
+    // it records what was answered 2xx, and how its publishing ended.
     let accepted = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let refused_status = Arc::new(Mutex::new(None));
+    let refused = Arc::new(Mutex::new(None));
     let publisher = {
-        let (accepted, refused_status) = (accepted.clone(), refused_status.clone());
+        let (accepted, refused) = (accepted.clone(), refused.clone());
         let url = hub.url("/v1/topics/drain/events");
         let client = client.clone();
         tokio::spawn(async move {
@@ -101,10 +104,13 @@ async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_sprea
                 match client.post(&url).json(&json!({ "data": n })).send().await {
                     Ok(response) if response.status() == 202 => accepted.lock().unwrap().push(n),
                     Ok(response) => {
-                        *refused_status.lock().unwrap() = Some(response.status().as_u16());
+                        *refused.lock().unwrap() = Some(Ok(response.status().as_u16()));
                         break;
                     }
-                    Err(_) => break,
+                    Err(error) => {
+                        *refused.lock().unwrap() = Some(Err(error.to_string()));
+                        break;
+                    }
                 }
             }
         })
@@ -143,11 +149,15 @@ async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_sprea
         accepted.len() > accepted_at_signal,
         "publishing went on during drain.delay"
     );
-    assert_eq!(
-        *refused_status.lock().unwrap(),
-        Some(503),
-        "then publishes were refused"
+    // Then publishes were refused: the kept-alive connection closed when
+    // the listener did and a new one was refused, or a publish under way
+    // at that moment got 503.
+    let refused = refused.lock().unwrap().clone();
+    assert!(
+        matches!(refused, Some(Ok(503) | Err(_))),
+        "publishing ended with {refused:?}"
     );
+    println!("drain: the publisher's last answer: {refused:?}");
 
     let mut ends = Vec::new();
     for reader in readers {
@@ -176,63 +186,79 @@ async fn sigterm_mid_stream_delivers_everything_accepted_then_ends_streams_sprea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
+async fn when_the_listener_closes_open_connections_take_no_new_request() {
     let hub = HubProcess::start(&[
         ("SSEHUB_DRAIN__DELAY", "1s"),
         ("SSEHUB_DRAIN__SPREAD", "4s"),
         ("SSEHUB_DRAIN__TIMEOUT", "10s"),
     ]);
     let client = reqwest::Client::new();
-    // One keep-alive connection, opened before the signal: the listener
-    // closes during drain, connections already open go on. One connection
-    // by construction, not a pool's choice: a pool may open a new one
-    // (refused) while the old one is still on its way back to it.
-    let mut kept = OneConnection::open(hub.addr).await;
+    // Connections opened before the signal, each with a raw client so that
+    // what the hub does with the connection itself shows: one idle between
+    // requests (as in a proxy's pool), one carrying a stream, and one in the
+    // middle of sending a publish's body.
+    let mut idle = RawClient::connect(hub.addr).await;
+    idle.send(raw::publish_request("t", "before")).await;
+    assert_eq!(read_response(&mut idle).await.0, 202);
+    let mut streaming = RawClient::connect(hub.addr).await;
+    streaming.send(raw::subscribe_head("topic=t")).await;
+    streaming.read_until("\r\n\r\n", PATIENCE).await;
+    let late = raw::publish_request("t", "too late");
+    let (late_head, late_rest) = late.split_at(late.len() - 6);
+    let mut slow = RawClient::connect(hub.addr).await;
+    slow.send(late_head).await;
     let mut streams = Vec::new();
     for _ in 0..4 {
-        let other = reqwest::Client::new();
-        let response = other
+        let response = reqwest::Client::new()
             .get(hub.url("/v1/events?topic=t"))
             .send()
             .await
             .unwrap();
         streams.push(tokio::spawn(read_to_end(response)));
     }
-    assert_eq!(kept.request("GET", "/healthz", None).await.0, 200);
+    wait_for_subscribers(&client, &hub, 5).await;
 
     hub.signal("TERM");
-    // drain.delay: not ready, but still serving.
+    // drain.delay: not ready, but still serving, kept connections too.
     wait_not_ready(&client, &hub).await;
-    let publish = kept
-        .request(
-            "POST",
-            "/v1/topics/t/events",
-            Some(json!({"data": "during delay"})),
-        )
-        .await;
-    assert_eq!(publish.0, 202);
+    idle.send(raw::publish_request("t", "during delay")).await;
+    assert_eq!(read_response(&mut idle).await.0, 202);
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    // Closing: the same connection now gets refusals a client can act on.
-    let (status, headers, _) = kept
-        .request(
-            "POST",
-            "/v1/topics/t/events",
-            Some(json!({"data": "too late"})),
-        )
-        .await;
-    assert_eq!(status, 503);
-    assert!(headers.contains_key("retry-after"));
-    let (status, _, text) = kept.request("GET", "/v1/events?topic=t", None).await;
-    assert_eq!(status, 200);
+    // The listener closes, and with it the idle connection, at once and
+    // without a word: a proxy's pooled connection goes, instead of carrying
+    // requests here to be refused for the rest of the drain.
+    wait_until_refused(&hub).await;
+    let received = idle.received.len();
     assert!(
-        text.starts_with("retry: ") && text.ends_with("\n\n") && !text.contains("data:"),
-        "{text:?}"
+        idle.read_to_close(Duration::from_secs(2)).await,
+        "the idle connection was still open 2 s after the listener closed"
     );
-    assert_eq!(kept.request("GET", "/healthz", None).await.0, 200);
-    // New connections are refused.
-    let fresh = reqwest::Client::new().get(hub.url("/healthz")).send().await;
-    assert!(fresh.is_err(), "a new connection was accepted during drain");
+    assert_eq!(idle.received.len(), received, "{}", idle.text());
+
+    // A request under way gets an answer a client can act on, and the
+    // connection closes after it.
+    slow.send(late_rest).await;
+    assert!(slow.read_to_close(Duration::from_secs(2)).await);
+    let answer = slow.text().to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 503 "), "{answer}");
+    assert!(answer.contains("\r\nretry-after: "), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+
+    // A stream ends at its slot, with what was accepted before, and its
+    // connection closes after it: nothing more is served there.
+    streaming
+        .read_until("\r\n0\r\n\r\n", Duration::from_secs(10))
+        .await;
+    let ended = streaming.received.len();
+    let _ = streaming
+        .stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+        .await;
+    assert!(streaming.read_to_close(Duration::from_secs(2)).await);
+    assert_eq!(streaming.received.len(), ended, "{}", streaming.text());
+    let text = streaming.text();
+    assert!(text.contains("data: during delay\n"), "{text}");
+    assert!(!text.contains("too late"), "{text}");
 
     for stream in streams {
         let end = stream.await.unwrap();
@@ -243,58 +269,39 @@ async fn during_drain_publishes_get_503_and_subscribes_a_retry_hint() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// An HTTP/1.1 client on exactly one connection.
-struct OneConnection {
-    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+/// Polls until the hub refuses new connections (the drain's second step).
+async fn wait_until_refused(hub: &HubProcess) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(hub.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener is still open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
-impl OneConnection {
-    async fn open(addr: std::net::SocketAddr) -> Self {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        Self { sender }
-    }
-
-    /// Status, headers and the whole body (read within 5 s).
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        json: Option<serde_json::Value>,
-    ) -> (u16, reqwest::header::HeaderMap, String) {
-        use http_body_util::BodyExt;
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
-        let body = match json {
-            Some(json) => {
-                request = request.header("content-type", "application/json");
-                bytes::Bytes::from(json.to_string())
+/// Reads one response with a `Content-Length` body from `client`: its
+/// status and its body; what follows it stays unread.
+async fn read_response(client: &mut RawClient) -> (u16, String) {
+    let start = client.received.len();
+    loop {
+        let text = String::from_utf8_lossy(&client.received[start..]).into_owned();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let head = text[..head_end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            if text.len() >= head_end + 4 + length {
+                let status = head[9..12].parse().unwrap();
+                return (status, text[head_end + 4..head_end + 4 + length].to_owned());
             }
-            None => bytes::Bytes::new(),
-        };
-        self.sender.ready().await.unwrap();
-        let response = self
-            .sender
-            .send_request(request.body(http_body_util::Full::new(body)).unwrap())
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(PATIENCE, client.stream.read(&mut chunk))
             .await
+            .expect("a whole response within the patience")
             .unwrap();
-        let (parts, body) = response.into_parts();
-        let body = tokio::time::timeout(Duration::from_secs(5), body.collect())
-            .await
-            .expect("the body ended within 5 s")
-            .unwrap()
-            .to_bytes();
-        (
-            parts.status.as_u16(),
-            parts.headers,
-            String::from_utf8(body.to_vec()).unwrap(),
-        )
+        assert!(read > 0, "closed mid-response: {}", client.text());
+        client.received.extend_from_slice(&chunk[..read]);
     }
 }
 

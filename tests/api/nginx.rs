@@ -34,6 +34,9 @@ pub struct Variant {
     pub page: Option<&'static str>,
     /// Also serves ssehub under `/ssehub/`, with `nginx/snippet-prefix.conf`.
     pub path_prefix: bool,
+    /// More servers in `upstream ssehub`, after the one `start` names (as
+    /// with several replicas; nothing else of the config changes).
+    pub more_upstreams: Vec<SocketAddr>,
 }
 
 fn nginx_binary() -> PathBuf {
@@ -76,7 +79,14 @@ impl Nginx {
         let port = free_port();
         let mut site = std::fs::read_to_string(root.join("ssehub.conf"))
             .unwrap()
-            .replace("@SSEHUB_UPSTREAM@", &upstream.to_string())
+            .replace(
+                "server @SSEHUB_UPSTREAM@;",
+                &std::iter::once(&upstream)
+                    .chain(&variant.more_upstreams)
+                    .map(|server| format!("server {server};"))
+                    .collect::<Vec<_>>()
+                    .join("\n    "),
+            )
             .replace("@LISTEN_PORT@", &format!("127.0.0.1:{port}"));
         if variant.buffering_on {
             site = replace_once(&site, "proxy_buffering off;", "proxy_buffering on;");
@@ -356,6 +366,68 @@ async fn a_drain_ends_streams_cleanly_through_nginx() {
         end.text
     );
     let (status, _, _) = hub.exit_within(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_replica_closes_nginx_pooled_connections_so_publishes_go_to_the_other() {
+    let mut draining = HubProcess::start(&[
+        ("SSEHUB_DRAIN__DELAY", "0s"),
+        ("SSEHUB_DRAIN__SPREAD", "4s"),
+    ]);
+    let other = HubProcess::start(&[]);
+    // The project's config as it ships (a 503 is passed on to the client,
+    // not retried), with both replicas in the upstream.
+    let nginx = Nginx::start(
+        draining.addr,
+        Variant {
+            more_upstreams: vec![other.addr],
+            ..Variant::default()
+        },
+    );
+    let client = reqwest::Client::new();
+    let url = nginx.url("/v1/topics/pool/events");
+    // nginx's pool now holds idle connections to both replicas.
+    for i in 0..10 {
+        publish_via(&client, &url, json!(i)).await;
+    }
+    // Streams on the draining replica keep its drain going for the spread.
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let response = client
+            .get(draining.url("/v1/events?topic=pool"))
+            .send()
+            .await
+            .unwrap();
+        streams.push(tokio::spawn(read_to_end(response)));
+    }
+    draining.signal("TERM");
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(draining.addr).is_ok() {
+        assert!(Instant::now() < deadline, "the listener is still open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // nginx sees the pooled connections close as they close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let response = client.post(&url).json(&json!({ "data": i })).send().await;
+        statuses.push(response.unwrap().status().as_u16());
+    }
+    assert!(
+        draining.wait_exit(Duration::from_millis(1)).is_none(),
+        "the replica finished its drain before the publishes: the test showed nothing"
+    );
+    // Before, each publish nginx sent to the draining replica went over a
+    // pooled connection to it and came back 503.
+    assert!(
+        statuses.iter().all(|&status| status == 202),
+        "publishes during the other replica's drain: {statuses:?}"
+    );
+    for stream in streams {
+        assert!(stream.await.unwrap().clean);
+    }
+    let (status, _, _) = draining.exit_within(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
 }
 
