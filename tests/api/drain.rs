@@ -227,7 +227,7 @@ async fn when_the_listener_closes_open_connections_take_no_new_request() {
     // The listener closes, and with it the idle connection, at once and
     // without a word: a proxy's pooled connection goes, instead of carrying
     // requests here to be refused for the rest of the drain.
-    wait_until_refused(&hub).await;
+    hub.wait_until_refused().await;
     let received = idle.received.len();
     assert!(
         idle.read_to_close(Duration::from_secs(2)).await,
@@ -267,15 +267,6 @@ async fn when_the_listener_closes_open_connections_take_no_new_request() {
     }
     let (status, _, _) = hub.exit_within(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
-}
-
-/// Polls until the hub refuses new connections (the drain's second step).
-async fn wait_until_refused(hub: &HubProcess) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while tokio::net::TcpStream::connect(hub.addr).await.is_ok() {
-        assert!(Instant::now() < deadline, "the listener is still open");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Reads one response with a `Content-Length` body from `client`: its

@@ -132,6 +132,16 @@ impl HubProcess {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Polls until the hub refuses new connections (a drain's second step:
+    /// its listener has closed).
+    pub async fn wait_until_refused(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            assert!(Instant::now() < deadline, "the listener is still open");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits up to `limit` for the process to exit; returns its status and
     /// how long it took.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
